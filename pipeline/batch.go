@@ -1,0 +1,269 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// runBatch runs one upstream call for jobs and stores each reply. When ctx
+// (the Engine's Run) ends first, it stops without finishing or deleting
+// anything: the jobs stay in their stream for another replica to take over.
+func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
+	inflight.Inc()
+	defer inflight.Dec()
+	bctx, cancel := context.WithTimeout(ctx, e.cfg.TurnTimeout)
+	defer cancel()
+
+	live := make([]*job, 0, len(jobs))
+	convs := make([][]Message, 0, len(jobs))
+	for _, j := range jobs {
+		conv, ok := e.startJob(bctx, j)
+		if !ok {
+			continue
+		}
+		live = append(live, j)
+		convs = append(convs, conv)
+	}
+	if len(live) == 0 {
+		return
+	}
+	batchSize.Observe(float64(len(live)))
+	now := time.Now()
+	e.mu.Lock()
+	for _, j := range live {
+		queueWait.Observe(now.Sub(j.accepted).Seconds())
+		j.stop = func() { e.stopIfAllStopped(live, cancel) }
+		m := e.active[j.session]
+		if m == nil {
+			m = make(map[*job]struct{})
+			e.active[j.session] = m
+		}
+		m[j] = struct{}{}
+	}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		for _, j := range live {
+			delete(e.active[j.session], j)
+			if len(e.active[j.session]) == 0 {
+				delete(e.active, j.session)
+			}
+		}
+		e.mu.Unlock()
+	}()
+
+	// Stores text that waited longer than Coalesce when the model pauses.
+	tickDone := make(chan struct{})
+	go func() { // ends when Stream has returned
+		t := time.NewTicker(e.cfg.Coalesce)
+		defer t.Stop()
+		for {
+			select {
+			case <-tickDone:
+				return
+			case <-t.C:
+				for _, j := range live {
+					j.mu.Lock()
+					if j.buf.Len() > 0 && time.Since(j.lastFlush) >= e.cfg.Coalesce {
+						e.flushLocked(bctx, j)
+					}
+					j.mu.Unlock()
+				}
+			}
+		}
+	}()
+	err := e.llm.Stream(bctx, convs, func(i int, text string) {
+		if i < 0 || i >= len(live) || text == "" {
+			return
+		}
+		j := live[i]
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if j.status != session.Appended {
+			return
+		}
+		j.buf.WriteString(text)
+		j.text.WriteString(text)
+		// The first piece goes at once (time to first token); then at a
+		// clause end or when Coalesce has passed, not per token.
+		if !j.flushed || clauseEnd(text) || time.Since(j.lastFlush) >= e.cfg.Coalesce {
+			e.flushLocked(bctx, j)
+		}
+	})
+	close(tickDone)
+
+	if ctx.Err() != nil {
+		return // the replica is stopping: leave the jobs for takeover
+	}
+	// A finished turn must be stored even if the batch's deadline passed.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer fcancel()
+	for _, j := range live {
+		e.finishJob(fctx, j, err, bctx.Err())
+	}
+}
+
+// startJob makes this run the owner of the job's turn and builds the
+// conversation the model sees. It reports false when the turn needs no
+// call (already replied, or cut before it started).
+func (e *Engine) startJob(ctx context.Context, j *job) ([]Message, bool) {
+	j.run = e.newRun()
+	st, takeover, err := e.store.StartTurn(ctx, j.session, j.turn, j.run)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("start turn", "session", j.session, "turn", j.turn, "err", err)
+			e.publishError(ctx, j.session, &TurnError{Code: CodeInternal, Turn: j.turn, Message: "the turn could not be started; try again"})
+			e.deleteJob(ctx, j)
+		}
+		return nil, false
+	}
+	switch st {
+	case session.StartDone:
+		turnsTotal.WithLabelValues("duplicate").Inc()
+		e.deleteJob(ctx, j)
+		return nil, false
+	case session.StartCut:
+		if _, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, "", true); err != nil {
+			e.log.Warn("finish cut turn", "session", j.session, "turn", j.turn, "err", err)
+		}
+		turnsTotal.WithLabelValues("interrupted").Inc()
+		e.deleteJob(ctx, j)
+		return nil, false
+	}
+	j.reset = takeover
+	j.status = session.Appended
+	hist, err := e.store.History(ctx, j.session, e.cfg.HistoryTurns)
+	if err != nil {
+		e.log.Warn("read history", "session", j.session, "err", err)
+	}
+	return e.conversation(hist, j.turn), true
+}
+
+// conversation is what the model sees for turn: the system prompt, then
+// the history up to that turn in turn order (user before assistant), so
+// that the turn's own message comes last even when later turns, or
+// replies to earlier ones, were stored after it.
+func (e *Engine) conversation(hist []session.Turn, turn int64) []Message {
+	kept := hist[:0:0]
+	for _, t := range hist {
+		if t.N < turn || (t.N == turn && t.Role == RoleUser) {
+			kept = append(kept, t)
+		}
+	}
+	sort.SliceStable(kept, func(a, b int) bool {
+		if kept[a].N != kept[b].N {
+			return kept[a].N < kept[b].N
+		}
+		return kept[a].Role == RoleUser && kept[b].Role != RoleUser
+	})
+	conv := make([]Message, 0, len(kept)+1)
+	conv = append(conv, Message{Role: RoleSystem, Content: e.cfg.SystemPrompt})
+	for _, t := range kept {
+		conv = append(conv, Message{Role: t.Role, Content: t.Content})
+	}
+	return conv
+}
+
+// flushLocked stores the job's buffered text as one reply.delta. j.mu held.
+func (e *Engine) flushLocked(ctx context.Context, j *job) {
+	if j.buf.Len() == 0 || j.status != session.Appended {
+		return
+	}
+	st, err := e.store.AppendDelta(ctx, j.session, j.turn, j.run, j.buf.String(), j.reset)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("append delta", "session", j.session, "turn", j.turn, "err", err)
+		}
+		return // kept in buf and retried at the next flush
+	}
+	if !j.flushed {
+		firstToken.Observe(time.Since(j.accepted).Seconds())
+	}
+	j.buf.Reset()
+	j.reset = false
+	j.flushed = true
+	j.lastFlush = time.Now()
+	if st != session.Appended {
+		j.status = st
+		if j.stop != nil {
+			go j.stop() // takes e.mu and other jobs' locks: not under j.mu
+		}
+	}
+}
+
+// stopIfAllStopped cancels the upstream call once no job in it is live.
+func (e *Engine) stopIfAllStopped(jobs []*job, cancel context.CancelFunc) {
+	for _, j := range jobs {
+		j.mu.Lock()
+		live := j.status == session.Appended
+		j.mu.Unlock()
+		if live {
+			return
+		}
+	}
+	cancel()
+}
+
+// finishJob stores the outcome of one turn of a finished call.
+func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	defer e.deleteJob(ctx, j)
+	if j.status == session.Appended && callErr == nil {
+		e.flushLocked(ctx, j) // may find the turn cut or taken over
+		if j.status == session.Appended {
+			ok, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, j.text.String(), false)
+			switch {
+			case err != nil:
+				e.log.Error("finish turn", "session", j.session, "turn", j.turn, "err", err)
+				turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
+				e.publishError(ctx, j.session, &TurnError{Code: CodeInternal, Turn: j.turn, Message: "the reply could not be stored"})
+			case ok:
+				turnsTotal.WithLabelValues("replied").Inc()
+			default:
+				turnsTotal.WithLabelValues("duplicate").Inc()
+			}
+			return
+		}
+	}
+	switch j.status {
+	case session.Stale:
+		return // another run took the turn over and owns its reply
+	case session.Cut:
+		// Store the text the client was sent, not what was still buffered.
+		streamed := strings.TrimSuffix(j.text.String(), j.buf.String())
+		if _, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, streamed, true); err != nil {
+			e.log.Warn("finish interrupted turn", "session", j.session, "turn", j.turn, "err", err)
+		}
+		turnsTotal.WithLabelValues("interrupted").Inc()
+		return
+	}
+	msg := "the language model failed: " + callErr.Error()
+	if errors.Is(batchErr, context.DeadlineExceeded) {
+		msg = fmt.Sprintf("the language model did not finish within %s", e.cfg.TurnTimeout)
+	}
+	e.log.Warn("llm call failed", "session", j.session, "turn", j.turn, "err", callErr)
+	turnsTotal.WithLabelValues(string(CodeUpstream)).Inc()
+	if ok, _ := e.store.FailTurn(ctx, j.session, j.turn, j.run); ok {
+		e.publishError(ctx, j.session, &TurnError{Code: CodeUpstream, Turn: j.turn, Message: msg})
+	}
+}
+
+// clauseEnd reports whether text ends a clause, a natural point to store.
+func clauseEnd(text string) bool {
+	t := strings.TrimRight(text, " \t")
+	if t == "" {
+		return strings.ContainsRune(text, '\n')
+	}
+	switch t[len(t)-1] {
+	case '.', ',', '!', '?', ';', ':', '\n':
+		return true
+	}
+	return false
+}

@@ -1,0 +1,123 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Rule is a bucket's shape: Rate tokens per second refill it, up to Burst.
+// A zero Rate means no limit.
+type Rule struct {
+	Rate  float64
+	Burst int
+}
+
+// Config of a Limiter. A zero field means the default in its comment.
+type Config struct {
+	Prefix string // key prefix; default "parley:rl:"
+}
+
+// Result of a take.
+type Result struct {
+	Allowed    bool
+	RetryAfter time.Duration // when refused: until one token is there
+	Remaining  float64       // tokens left after this call
+}
+
+// Limiter takes tokens from buckets in Redis.
+type Limiter struct {
+	rdb    redis.Scripter
+	prefix string
+}
+
+// New returns a Limiter on rdb.
+func New(rdb redis.Scripter, cfg Config) *Limiter {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "parley:rl:"
+	}
+	return &Limiter{rdb: rdb, prefix: cfg.Prefix}
+}
+
+// The bucket is a hash {t: tokens, ts: last refill in µs}. Time and rate
+// are in one unit (µs and tokens per µs) so the refill cannot be off by
+// 1000×. The TTL is the time to refill from empty, after which a missing
+// key and a full bucket are the same; never 0.
+//
+// ARGV: rate (tokens/s), burst, cost (negative refunds). Returns {allowed,
+// retry_after_ms, remaining as a string}.
+var bucket = redis.NewScript(`
+local rate = tonumber(ARGV[1]) / 1000000
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(s[1])
+local ts = tonumber(s[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+end
+local allowed = 0
+local retry = 0
+if cost <= tokens then
+  tokens = math.min(burst, tokens - cost)
+  allowed = 1
+else
+  retry = math.ceil((cost - tokens) / rate / 1000)
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate / 1000) + 1000)
+return {allowed, retry, tostring(tokens)}
+`)
+
+// Load loads the script, so a broken Redis is found at start-up.
+func (l *Limiter) Load(ctx context.Context) error {
+	if err := bucket.Load(ctx, l.rdb).Err(); err != nil {
+		return fmt.Errorf("ratelimit: load script: %w", err)
+	}
+	return nil
+}
+
+// Allow takes one token from key's bucket if there is one.
+func (l *Limiter) Allow(ctx context.Context, key string, r Rule) (Result, error) {
+	return l.take(ctx, key, r, 1)
+}
+
+// Refund gives one token back (up to Burst): for a turn that one bucket
+// allowed and a later one refused.
+func (l *Limiter) Refund(ctx context.Context, key string, r Rule) error {
+	_, err := l.take(ctx, key, r, -1)
+	return err
+}
+
+func (l *Limiter) take(ctx context.Context, key string, r Rule, cost int) (Result, error) {
+	if r.Rate <= 0 {
+		return Result{Allowed: true, Remaining: math.Inf(1)}, nil
+	}
+	burst := r.Burst
+	if burst < 1 {
+		burst = 1
+	}
+	res, err := bucket.Run(ctx, l.rdb, []string{l.prefix + key},
+		strconv.FormatFloat(r.Rate, 'g', -1, 64), burst, cost).Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("ratelimit: %w", err)
+	}
+	if len(res) != 3 {
+		return Result{}, fmt.Errorf("ratelimit: unexpected reply %v", res)
+	}
+	allowed, _ := res[0].(int64)
+	retry, _ := res[1].(int64)
+	rem, _ := res[2].(string)
+	remaining, _ := strconv.ParseFloat(rem, 64)
+	return Result{Allowed: allowed == 1, RetryAfter: time.Duration(retry) * time.Millisecond, Remaining: remaining}, nil
+}

@@ -1,0 +1,19 @@
+// Package session owns a session's state in Redis: its event log (a Redis
+// Stream whose entry IDs are the protocol's event ids), its conversation
+// history (a second, short Stream), its metadata (the hash of the resume
+// token, the turn counter, which run owns a turn), and live delivery of new
+// events to every replica that holds one of the session's sockets.
+//
+// Keys, for a session id S and prefix P (default "parley"):
+//
+//	P:{S}:log   Stream   protocol events; field "e" holds the event's JSON without its id
+//	P:{S}:hist  Stream   conversation turns for the LLM; fields r (role), c (content), n (turn)
+//	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>
+//	P:{S}       channel  each appended event is PUBLISHed here, as the client will see it
+//
+// The braces are a Redis Cluster hash tag: one session's keys share a slot,
+// so each append is one atomic Lua script (append, publish, refresh TTL).
+//
+// Store and Hub are safe for concurrent use. Hub.Run owns the replica's one
+// Pub/Sub connection and returns when its context is cancelled.
+package session

@@ -1,0 +1,488 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config of a Store. A zero field means the default in its comment.
+type Config struct {
+	Prefix     string        // key prefix; default "parley"
+	TTL        time.Duration // an idle session expires after this; default 30m
+	MaxEvents  int64         // events kept per session log (approximate trim); default 10000
+	MaxHistory int64         // turns kept in the history stream; default 200
+}
+
+func (c *Config) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "parley"
+	}
+	if c.TTL <= 0 {
+		c.TTL = 30 * time.Minute
+	}
+	if c.MaxEvents <= 0 {
+		c.MaxEvents = 10000
+	}
+	if c.MaxHistory <= 0 {
+		c.MaxHistory = 200
+	}
+}
+
+// Errors returned by Authenticate and the append calls.
+var (
+	ErrNotFound = errors.New("session not found or expired")
+	ErrBadToken = errors.New("wrong session token")
+	ErrBadID    = errors.New("malformed session id")
+)
+
+// Event is one stored event as the client sees it: Wire is its JSON with
+// the "id" field first.
+type Event struct {
+	ID   string
+	Wire []byte
+}
+
+// Turn is one entry of the conversation history.
+type Turn struct {
+	Role    string
+	Content string
+	N       int64 // the turn it belongs to
+}
+
+// Store reads and writes sessions. Safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	cfg Config
+	ttl string // cfg.TTL in ms, as scripts take it
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
+	cfg.setDefaults()
+	return &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10)}
+}
+
+// TTL is the idle expiry in force.
+func (s *Store) TTL() time.Duration { return s.cfg.TTL }
+
+func (s *Store) logKey(id string) string  { return s.cfg.Prefix + ":{" + id + "}:log" }
+func (s *Store) histKey(id string) string { return s.cfg.Prefix + ":{" + id + "}:hist" }
+func (s *Store) metaKey(id string) string { return s.cfg.Prefix + ":{" + id + "}:meta" }
+
+// Channel is the Pub/Sub channel that carries the session's live events.
+func (s *Store) Channel(id string) string { return s.cfg.Prefix + ":{" + id + "}" }
+
+// Load loads the Lua scripts, so that the first turn does not pay for it
+// and a broken Redis is found at start-up.
+func (s *Store) Load(ctx context.Context) error {
+	for _, sc := range []*redis.Script{userTurnScript, startScript, deltaScript, finishScript, failScript, cutScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("session: load script: %w", err)
+		}
+	}
+	return nil
+}
+
+// ValidID reports whether id has the shape of a session id (32 hex
+// digits). Ids from clients are checked before they go into a key.
+func ValidID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func tokenHash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Create makes a new session with a random 128-bit id and a 256-bit resume
+// token. Only the token's hash is stored.
+func (s *Store) Create(ctx context.Context) (id, token string, err error) {
+	var idb [16]byte
+	var tb [32]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", "", err
+	}
+	if _, err := rand.Read(tb[:]); err != nil {
+		return "", "", err
+	}
+	id = hex.EncodeToString(idb[:])
+	token = base64.RawURLEncoding.EncodeToString(tb[:])
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, s.metaKey(id), "th", tokenHash(token), "created", time.Now().UnixMilli(), "turn", 0)
+	pipe.PExpire(ctx, s.metaKey(id), s.cfg.TTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", "", fmt.Errorf("session: create: %w", err)
+	}
+	return id, token, nil
+}
+
+// Authenticate checks a resume token against the stored hash, in constant
+// time, and refreshes the session's expiry.
+func (s *Store) Authenticate(ctx context.Context, id, token string) error {
+	if !ValidID(id) {
+		return ErrBadID
+	}
+	th, err := s.rdb.HGet(ctx, s.metaKey(id), "th").Result()
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("session: authenticate: %w", err)
+	}
+	want := tokenHash(token)
+	if subtle.ConstantTimeCompare([]byte(th), []byte(want)) != 1 {
+		return ErrBadToken
+	}
+	return s.Touch(ctx, id)
+}
+
+// Touch refreshes the idle expiry of all the session's keys. A connected
+// client calls it now and then, so a session does not expire under an open
+// socket.
+func (s *Store) Touch(ctx context.Context, id string) error {
+	pipe := s.rdb.Pipeline()
+	for _, k := range []string{s.metaKey(id), s.logKey(id), s.histKey(id)} {
+		pipe.PExpire(ctx, k, s.cfg.TTL)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// wire builds the client's JSON for a stored body: the id goes first.
+func wire(id string, body string) []byte {
+	b := make([]byte, 0, len(body)+len(id)+8)
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `",`...)
+	return append(b, body[1:]...)
+}
+
+// The scripts build the same wire form as wire(), so that the bytes a
+// replica publishes are the bytes every socket sends.
+
+var userTurnScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 0 then return redis.error_reply('NOSESSION') end
+local turn = redis.call('HINCRBY', KEYS[3], 'turn', 1)
+local body = ARGV[4] .. turn .. ARGV[5]
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', body)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'user', 'c', ARGV[6], 'n', turn)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+redis.call('PUBLISH', ARGV[7], '{"id":"' .. id .. '",' .. string.sub(body, 2))
+return {turn, id}
+`)
+
+// AppendUserTurn stores a user turn: it takes the next turn number, appends
+// a final transcript event to the log and the text to the history, and
+// publishes the event. source is "text" or "voice".
+func (s *Store) AppendUserTurn(ctx context.Context, id, text, source string) (turn int64, eventID string, err error) {
+	tj, _ := json.Marshal(text)
+	pre := `{"type":"transcript","turn":`
+	post := `,"text":` + string(tj) + `,"final":true,"source":` + strconv.Quote(source) + `}`
+	res, err := userTurnScript.Run(ctx, s.rdb,
+		[]string{s.logKey(id), s.histKey(id), s.metaKey(id)},
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id)).Slice()
+	if err != nil {
+		if strings.Contains(err.Error(), "NOSESSION") {
+			return 0, "", ErrNotFound
+		}
+		return 0, "", fmt.Errorf("session: append turn: %w", err)
+	}
+	return res[0].(int64), res[1].(string), nil
+}
+
+// Start results.
+const (
+	StartOK       = 1  // the run owns the turn
+	StartDone     = 0  // the turn already has its reply: do nothing
+	StartCut      = -1 // the turn was interrupted before it started
+	appendOK      = 1
+	appendStale   = 0
+	appendCut     = -1
+	finishApplied = 1
+)
+
+
+// doneLua decides whether a turn has its reply. Turns of one session may
+// finish out of order, so "replied" is a watermark (every turn up to it is
+// done) plus a d:<turn> field for each done turn above it.
+const doneLua = `
+local function isdone(meta, turn)
+  local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
+  return turn <= w or redis.call('HEXISTS', meta, 'd:' .. turn) == 1
+end
+local function markdone(meta, turn)
+  redis.call('HSET', meta, 'd:' .. turn, 1)
+  local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
+  while redis.call('HEXISTS', meta, 'd:' .. (w + 1)) == 1 do
+    w = w + 1
+    redis.call('HDEL', meta, 'd:' .. w)
+  end
+  redis.call('HSET', meta, 'replied', w)
+end
+`
+
+var startScript = redis.NewScript(doneLua + `
+local turn = tonumber(ARGV[1])
+if isdone(KEYS[1], turn) then return {0, ''} end
+local prev = redis.call('HGET', KEYS[1], 'run:' .. turn) or ''
+redis.call('HSET', KEYS[1], 'run:' .. turn, ARGV[2])
+local cut = tonumber(redis.call('HGET', KEYS[1], 'cut') or '0')
+if cut >= turn then return {-1, prev} end
+return {1, prev}
+`)
+
+// StartTurn makes run the owner of turn. It reports StartDone when the turn
+// already has its reply (a redelivered job), StartCut when the caller
+// interrupted it before it started, and whether another run had owned the
+// turn before (a takeover).
+func (s *Store) StartTurn(ctx context.Context, id string, turn int64, run string) (status int, takeover bool, err error) {
+	res, err := startScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run).Slice()
+	if err != nil {
+		return 0, false, fmt.Errorf("session: start turn: %w", err)
+	}
+	return int(res[0].(int64)), res[1].(string) != "", nil
+}
+
+var deltaScript = redis.NewScript(`
+local turn = tonumber(ARGV[4])
+if redis.call('HGET', KEYS[2], 'run:' .. turn) ~= ARGV[5] then return {0, ''} end
+local cut = tonumber(redis.call('HGET', KEYS[2], 'cut') or '0')
+if cut >= turn then return {-1, ''} end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[6], 2))
+return {1, id}
+`)
+
+// AppendStatus says what happened to an append.
+type AppendStatus int
+
+// Append statuses.
+const (
+	Appended AppendStatus = appendOK
+	Stale    AppendStatus = appendStale // another run owns the turn now: stop
+	Cut      AppendStatus = appendCut   // the caller interrupted the turn: stop
+)
+
+type deltaBody struct {
+	Type  string `json:"type"`
+	Turn  int64  `json:"turn"`
+	Text  string `json:"text"`
+	Reset bool   `json:"reset,omitempty"`
+}
+
+// AppendDelta appends a reply.delta event if run still owns the turn and
+// the turn has not been interrupted. reset marks the first delta of a run
+// that took the turn over: the client drops the deltas it had for the turn.
+func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, text string, reset bool) (AppendStatus, error) {
+	body, _ := json.Marshal(deltaBody{Type: "reply.delta", Turn: turn, Text: text, Reset: reset})
+	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id)},
+		s.ttl, s.cfg.MaxEvents, s.Channel(id), turn, run, body).Slice()
+	if err != nil {
+		return 0, fmt.Errorf("session: append delta: %w", err)
+	}
+	return AppendStatus(res[0].(int64)), nil
+}
+
+var finishScript = redis.NewScript(doneLua + `
+local turn = tonumber(ARGV[5])
+if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
+if isdone(KEYS[3], turn) then return 0 end
+for i = 8, 9 do
+  if ARGV[i] ~= '' then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i])
+    redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(ARGV[i], 2))
+  end
+end
+if ARGV[7] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', ARGV[7], 'n', turn)
+end
+markdone(KEYS[3], turn)
+redis.call('HDEL', KEYS[3], 'run:' .. turn)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return 1
+`)
+
+type turnBody struct {
+	Type string `json:"type"`
+	Turn int64  `json:"turn"`
+}
+
+type doneBody struct {
+	Type        string `json:"type"`
+	Turn        int64  `json:"turn"`
+	Text        string `json:"text"`
+	Interrupted bool   `json:"interrupted,omitempty"`
+}
+
+// FinishTurn stores the turn's reply: an "interrupted" event first when the
+// turn was cut, then "reply.done" with text, and text as the assistant's
+// turn in the history. It does nothing and returns false when run no longer
+// owns the turn or the turn already has its reply, so a redelivered turn
+// never produces a second reply.
+func (s *Store) FinishTurn(ctx context.Context, id string, turn int64, run, text string, interrupted bool) (bool, error) {
+	var ib []byte
+	if interrupted {
+		ib, _ = json.Marshal(turnBody{Type: "interrupted", Turn: turn})
+	}
+	db, _ := json.Marshal(doneBody{Type: "reply.done", Turn: turn, Text: text, Interrupted: interrupted})
+	n, err := finishScript.Run(ctx, s.rdb, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), turn, run, text, string(ib), string(db)).Int()
+	if err != nil {
+		return false, fmt.Errorf("session: finish turn: %w", err)
+	}
+	return n == finishApplied, nil
+}
+
+var failScript = redis.NewScript(doneLua + `
+local turn = tonumber(ARGV[1])
+if redis.call('HGET', KEYS[1], 'run:' .. turn) ~= ARGV[2] then return 0 end
+if not isdone(KEYS[1], turn) then markdone(KEYS[1], turn) end
+redis.call('HDEL', KEYS[1], 'run:' .. turn)
+return 1
+`)
+
+// FailTurn marks a turn as finished without a reply (the upstream failed),
+// so that no other replica retries it. It returns false when run no longer
+// owns the turn.
+func (s *Store) FailTurn(ctx context.Context, id string, turn int64, run string) (bool, error) {
+	n, err := failScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run).Int()
+	if err != nil {
+		return false, fmt.Errorf("session: fail turn: %w", err)
+	}
+	return n == 1, nil
+}
+
+var cutScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('HGET', KEYS[1], 'turn') or '0'
+redis.call('HSET', KEYS[1], 'cut', t)
+return tonumber(t)
+`)
+
+// Cut interrupts every turn of the session up to the latest one: runs
+// that own them stop at their next append. It returns the latest turn.
+func (s *Store) Cut(ctx context.Context, id string) (int64, error) {
+	n, err := cutScript.Run(ctx, s.rdb, []string{s.metaKey(id)}).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("session: cut: %w", err)
+	}
+	return n, nil
+}
+
+// History returns up to max of the latest turns of the conversation, oldest
+// first.
+func (s *Store) History(ctx context.Context, id string, max int) ([]Turn, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	msgs, err := s.rdb.XRevRangeN(ctx, s.histKey(id), "+", "-", int64(max)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("session: history: %w", err)
+	}
+	out := make([]Turn, 0, len(msgs))
+	for i := len(msgs) - 1; i >= 0; i-- {
+		r, _ := msgs[i].Values["r"].(string)
+		c, _ := msgs[i].Values["c"].(string)
+		n, _ := strconv.ParseInt(fmt.Sprint(msgs[i].Values["n"]), 10, 64)
+		out = append(out, Turn{Role: r, Content: c, N: n})
+	}
+	return out, nil
+}
+
+// Range returns up to count events stored after the event id after ("" or
+// "0" for the start), oldest first.
+func (s *Store) Range(ctx context.Context, id, after string, count int64) ([]Event, error) {
+	start := "-"
+	if after != "" && after != "0" && after != "0-0" {
+		start = "(" + after
+	}
+	msgs, err := s.rdb.XRangeN(ctx, s.logKey(id), start, "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("session: range: %w", err)
+	}
+	out := make([]Event, 0, len(msgs))
+	for _, m := range msgs {
+		body, _ := m.Values["e"].(string)
+		if len(body) < 2 || body[0] != '{' {
+			continue
+		}
+		out = append(out, Event{ID: m.ID, Wire: wire(m.ID, body)})
+	}
+	return out, nil
+}
+
+// Oldest returns the id of the oldest event still in the log, or "" when
+// the log is empty. A resume from before it has lost events to trimming.
+func (s *Store) Oldest(ctx context.Context, id string) (string, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.logKey(id), "-", "+", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return "", err
+	}
+	return msgs[0].ID, nil
+}
+
+// Publish sends an event that is not stored (an error, a state change) to
+// every socket of the session, on any replica.
+func (s *Store) Publish(ctx context.Context, id string, wire []byte) error {
+	return s.rdb.Publish(ctx, s.Channel(id), wire).Err()
+}
+
+// ValidEventID reports whether id has the shape of a stream entry id
+// ("ms-seq"); resume ids from clients are checked before use.
+func ValidEventID(id string) bool {
+	ms, seq, ok := strings.Cut(id, "-")
+	if !ok {
+		_, err := strconv.ParseUint(id, 10, 64)
+		return err == nil
+	}
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return err1 == nil && err2 == nil
+}
+
+// CompareIDs orders two stream entry ids: -1, 0 or 1.
+func CompareIDs(a, b string) int {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	switch {
+	case am < bm:
+		return -1
+	case am > bm:
+		return 1
+	case as < bs:
+		return -1
+	case as > bs:
+		return 1
+	}
+	return 0
+}
+
+func splitID(id string) (uint64, uint64) {
+	ms, seq, _ := strings.Cut(id, "-")
+	m, _ := strconv.ParseUint(ms, 10, 64)
+	s, _ := strconv.ParseUint(seq, 10, 64)
+	return m, s
+}

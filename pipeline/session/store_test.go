@@ -1,0 +1,198 @@
+package session_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+func TestCreateAndAuthenticate(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{})
+	id, token, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !session.ValidID(id) || len(token) < 40 {
+		t.Fatalf("id %q token %q: want 32 hex digits and a long token", id, token)
+	}
+	id2, token2, _ := s.Create(ctx)
+	if id == id2 || token == token2 {
+		t.Fatal("two sessions share an id or token")
+	}
+	// Only the hash of the token is stored.
+	vals, _ := rdb.HGetAll(ctx, "parley:{"+id+"}:meta").Result()
+	for k, v := range vals {
+		if v == token {
+			t.Fatalf("field %s stores the token in clear", k)
+		}
+	}
+	tests := []struct {
+		name      string
+		id, token string
+		want      error
+	}{
+		{"right token", id, token, nil},
+		{"wrong token", id, token2, session.ErrBadToken},
+		{"empty token", id, "", session.ErrBadToken},
+		{"unknown session", "0123456789abcdef0123456789abcdef", token, session.ErrNotFound},
+		{"malformed id", "{evil}", token, session.ErrBadID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.Authenticate(ctx, tc.id, tc.token); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAppendRangeAndRedeliveredTurn(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{TTL: time.Minute})
+	id, _, _ := s.Create(ctx)
+
+	turn, evID, err := s.AppendUserTurn(ctx, id, `say "hi"`, "text")
+	if err != nil || turn != 1 {
+		t.Fatalf("turn %d err %v", turn, err)
+	}
+	if st, takeover, err := s.StartTurn(ctx, id, turn, "run-a"); err != nil || st != session.StartOK || takeover {
+		t.Fatalf("start: %d %v %v", st, takeover, err)
+	}
+	if st, _ := s.AppendDelta(ctx, id, turn, "run-a", "Hi", false); st != session.Appended {
+		t.Fatalf("delta: %v", st)
+	}
+	// A second run takes the turn over; the first is now stale.
+	if _, takeover, _ := s.StartTurn(ctx, id, turn, "run-b"); !takeover {
+		t.Fatal("second start must report a takeover")
+	}
+	if st, _ := s.AppendDelta(ctx, id, turn, "run-a", " there", false); st != session.Stale {
+		t.Fatalf("stale run's delta: %v, want Stale", st)
+	}
+	if ok, _ := s.FinishTurn(ctx, id, turn, "run-a", "Hi there", false); ok {
+		t.Fatal("a stale run finished the turn")
+	}
+	if ok, err := s.FinishTurn(ctx, id, turn, "run-b", "Hello!", false); !ok || err != nil {
+		t.Fatalf("owner's finish: %v %v", ok, err)
+	}
+	// Redelivered: the turn is done, no second reply.
+	if st, _, _ := s.StartTurn(ctx, id, turn, "run-c"); st != session.StartDone {
+		t.Fatalf("start after done: %d, want StartDone", st)
+	}
+	if ok, _ := s.FinishTurn(ctx, id, turn, "run-b", "Hello again", false); ok {
+		t.Fatal("a second reply.done was stored")
+	}
+
+	evs, err := s.Range(ctx, id, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, ev := range evs {
+		var m map[string]any
+		if err := json.Unmarshal(ev.Wire, &m); err != nil {
+			t.Fatalf("event %s is not JSON: %v", ev.Wire, err)
+		}
+		if m["id"] != ev.ID {
+			t.Fatalf("wire id %v, entry id %s", m["id"], ev.ID)
+		}
+		types = append(types, m["type"].(string))
+	}
+	if want := []string{"transcript", "reply.delta", "reply.done"}; len(types) != 3 || types[0] != want[0] || types[1] != want[1] || types[2] != want[2] {
+		t.Fatalf("log: %v, want %v", types, want)
+	}
+	after, _ := s.Range(ctx, id, evID, 100)
+	if len(after) != 2 {
+		t.Fatalf("range after the first event: %d events, want 2", len(after))
+	}
+	hist, _ := s.History(ctx, id, 10)
+	if len(hist) != 2 || hist[0] != (session.Turn{Role: "user", Content: `say "hi"`, N: 1}) || hist[1] != (session.Turn{Role: "assistant", Content: "Hello!", N: 1}) {
+		t.Fatalf("history: %+v", hist)
+	}
+}
+
+func TestIdleSessionsExpire(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{TTL: 300 * time.Millisecond})
+	id, token, _ := s.Create(ctx)
+	if _, _, err := s.AppendUserTurn(ctx, id, "hello", "text"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"log", "hist", "meta"} {
+		ttl, _ := rdb.PTTL(ctx, "parley:{"+id+"}:"+k).Result()
+		if ttl <= 0 || ttl > 300*time.Millisecond {
+			t.Fatalf("%s TTL %v, want in (0, 300ms]", k, ttl)
+		}
+	}
+	// Poll without touching: Authenticate would refresh the expiry.
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.Exists(ctx, "parley:{"+id+"}:meta").Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("session still there after its TTL")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Authenticate(ctx, id, token); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("authenticate an expired session: %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.AppendUserTurn(ctx, id, "anyone?", "text"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("append to an expired session: %v, want ErrNotFound", err)
+	}
+}
+
+func TestCompareIDs(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"1-0", "1-0", 0}, {"1-1", "1-0", 1}, {"9-0", "10-0", -1}, {"10-5", "9-9", 1}, {"0", "1-0", -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.a+"_"+tc.b, func(t *testing.T) {
+			if got := session.CompareIDs(tc.a, tc.b); got != tc.want {
+				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// Turns of one session finish out of order; each still gets its reply,
+// once.
+func TestTurnsFinishOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{})
+	id, _, _ := s.Create(ctx)
+	for i := 0; i < 3; i++ {
+		if _, _, err := s.AppendUserTurn(ctx, id, "q", "text"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, turn := range []int64{3, 1, 2} {
+		run := "run-" + string(rune('0'+turn))
+		if st, _, _ := s.StartTurn(ctx, id, turn, run); st != session.StartOK {
+			t.Fatalf("turn %d: start %d", turn, st)
+		}
+		if ok, err := s.FinishTurn(ctx, id, turn, run, "a", false); !ok || err != nil {
+			t.Fatalf("turn %d finished after a later one: %v %v", turn, ok, err)
+		}
+	}
+	for _, turn := range []int64{1, 2, 3} {
+		if st, _, _ := s.StartTurn(ctx, id, turn, "again"); st != session.StartDone {
+			t.Fatalf("turn %d: a redelivery must see it done, got %d", turn, st)
+		}
+	}
+	// The done markers were compacted into the watermark.
+	meta, _ := rdb.HGetAll(ctx, "parley:{"+id+"}:meta").Result()
+	if meta["replied"] != "3" || meta["d:1"] != "" || meta["d:3"] != "" {
+		t.Fatalf("meta: %v", meta)
+	}
+}

@@ -1,0 +1,474 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// frame is one entry of the writer's queue: a text frame, or the order to
+// send the session's missed events from the log.
+type frame struct {
+	data   []byte
+	replay bool
+	pong   bool // data is a pong's payload
+}
+
+const (
+	replayPage = 256
+	// Live events held while a replay runs; past this the replay simply
+	// runs once more from the last id sent.
+	maxPending = 1024
+	// Error replies a connection gets per second before bad input is only
+	// counted: a flood must not turn into a flood back.
+	errorBudget = 20
+)
+
+type conn struct {
+	srv *Server
+	ws  *websocket.Conn
+	log *slog.Logger
+
+	send      chan frame
+	done      chan struct{}
+	closeOnce sync.Once
+	reason    Reason
+	ctx       context.Context // ends when the connection closes
+	cancel    context.CancelFunc
+
+	// Owned by the reader goroutine.
+	sessionID  string
+	stopFollow func()
+	lastTouch  time.Time
+	errWindow  time.Time
+	errCount   int
+
+	// The feed: which stored events the client has been sent.
+	fmu       sync.Mutex
+	lastID    string // the newest stored event queued for the client
+	replaying bool   // a replay is queued or running: live events wait in pending
+	pending   [][]byte
+	overflow  bool
+}
+
+func newConn(s *Server, ws *websocket.Conn, log *slog.Logger) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{
+		srv: s, ws: ws, log: log,
+		send: make(chan frame, s.cfg.SendQueue),
+		done: make(chan struct{}),
+		ctx:  ctx, cancel: cancel,
+		replaying: true, // until the first replay has run
+	}
+}
+
+// serve runs the reader on the calling goroutine and the writer on its own,
+// and returns when both have ended.
+func (c *conn) serve() {
+	writerDone := make(chan struct{})
+	go func() { // the writer: ends when the connection closes
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	c.readLoop()
+	<-writerDone
+	if c.stopFollow != nil {
+		c.stopFollow()
+	}
+	c.cancel()
+	disconnects.WithLabelValues(c.reason.String()).Inc()
+	c.log.Info("disconnected", "reason", c.reason.String())
+}
+
+// close ends the connection once, for the first reason given.
+func (c *conn) close(r Reason) {
+	c.closeOnce.Do(func() {
+		c.reason = r
+		close(c.done)
+		c.cancel()
+	})
+}
+
+// enqueue queues a frame for the writer without blocking. A full queue
+// means the client does not keep up: it is disconnected, not waited for.
+func (c *conn) enqueue(f frame) {
+	select {
+	case c.send <- f:
+	case <-c.done:
+	default:
+		c.log.Warn("send queue full; disconnecting slow client", "queue", cap(c.send))
+		c.close(ReasonSlowClient)
+	}
+}
+
+func (c *conn) sendJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.log.Error("encode message", "err", err)
+		return
+	}
+	c.enqueue(frame{data: b})
+}
+
+// sendError tells the client what was wrong, within the error budget.
+func (c *conn) sendError(code, message string) {
+	now := time.Now()
+	if now.Sub(c.errWindow) > time.Second {
+		c.errWindow, c.errCount = now, 0
+	}
+	c.errCount++
+	if c.errCount > errorBudget {
+		if c.errCount > 10*errorBudget {
+			c.close(ReasonTooManyErrors)
+		}
+		return
+	}
+	c.enqueue(frame{data: errorWire(code, message)})
+}
+
+// Deliver implements session.Sink; it runs on the Hub's goroutine.
+func (c *conn) Deliver(wire []byte) {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if c.replaying {
+		if len(c.pending) >= maxPending {
+			c.overflow = true
+			return
+		}
+		c.pending = append(c.pending, wire)
+		return
+	}
+	c.deliverLocked(wire)
+}
+
+func (c *conn) deliverLocked(wire []byte) {
+	if id := eventID(wire); id != "" {
+		if c.lastID != "" && session.CompareIDs(id, c.lastID) <= 0 {
+			return // already sent (replay and live overlap)
+		}
+		c.lastID = id
+	}
+	c.enqueue(frame{data: wire})
+}
+
+// Resync implements session.Sink: the Hub may have missed events, so read
+// the log again from the last id sent.
+func (c *conn) Resync() {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if !c.replaying {
+		c.replaying = true
+		c.enqueue(frame{replay: true})
+	}
+}
+
+func (c *conn) writeLoop() {
+	ping := time.NewTicker(c.srv.cfg.PingInterval)
+	defer ping.Stop()
+	defer c.ws.Close() // unblocks the reader
+	for {
+		select {
+		case f := <-c.send:
+			var err error
+			switch {
+			case f.replay:
+				err = c.replay()
+			case f.pong:
+				err = c.ws.WriteControl(websocket.PongMessage, f.data, time.Now().Add(c.srv.cfg.WriteTimeout))
+			default:
+				err = c.write(websocket.TextMessage, f.data)
+			}
+			if err != nil {
+				c.close(ReasonWriteFailed)
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
+				c.close(ReasonWriteFailed)
+			}
+		case <-c.done:
+			msg := websocket.FormatCloseMessage(c.reason.CloseCode(), c.reason.String())
+			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			return
+		}
+	}
+}
+
+func (c *conn) write(kind int, data []byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	return c.ws.WriteMessage(kind, data)
+}
+
+// replay sends the stored events after the last id sent, page by page, then
+// the live events that arrived meanwhile, and switches the feed to live.
+// It runs on the writer, so a long replay needs no queue space.
+func (c *conn) replay() error {
+	for {
+		c.fmu.Lock()
+		after := c.lastID
+		c.fmu.Unlock()
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		evs, err := c.srv.store.Range(ctx, c.sessionID, after, replayPage)
+		cancel()
+		if err != nil {
+			c.log.Warn("replay failed", "err", err)
+			if c.ctx.Err() != nil {
+				return err
+			}
+			// Tell the client, and carry on live; the next Resync retries.
+			if werr := c.write(websocket.TextMessage, errorWire(codeInternal, "missed events could not be read; reconnect to receive them")); werr != nil {
+				return werr
+			}
+			break
+		}
+		for _, ev := range evs {
+			c.fmu.Lock()
+			c.lastID = ev.ID
+			c.fmu.Unlock()
+			if err := c.write(websocket.TextMessage, ev.Wire); err != nil {
+				return err
+			}
+			replayed.Inc()
+		}
+		if len(evs) < replayPage {
+			break
+		}
+	}
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	pend := c.pending
+	c.pending = nil
+	c.replaying = false
+	for _, w := range pend {
+		c.deliverLocked(w)
+	}
+	if c.overflow {
+		c.overflow = false
+		c.replaying = true
+		c.enqueue(frame{replay: true})
+	}
+	return nil
+}
+
+func (c *conn) readLoop() {
+	cfg := &c.srv.cfg
+	c.ws.SetReadLimit(cfg.MaxMessage)
+	_ = c.ws.SetReadDeadline(time.Now().Add(cfg.HelloTimeout))
+	// Pongs go through the writer: only the writer writes.
+	c.ws.SetPingHandler(func(data string) error {
+		c.enqueue(frame{data: []byte(data), pong: true})
+		return nil
+	})
+	c.ws.SetPongHandler(func(string) error {
+		if c.sessionID != "" {
+			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+			c.touch()
+		}
+		return nil
+	})
+	for {
+		kind, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.close(readReason(err, c.sessionID == ""))
+			return
+		}
+		if c.sessionID != "" {
+			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		}
+		if kind == websocket.BinaryMessage {
+			messagesIn.WithLabelValues("binary").Inc()
+			c.sendError(codeBadRequest, "binary frames carry call audio, and this session has no WebSocket audio channel")
+			continue
+		}
+		c.handle(data)
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+	}
+}
+
+func readReason(err error, beforeHello bool) Reason {
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return ReasonTooBig
+	case errors.As(err, &ne) && ne.Timeout():
+		if beforeHello {
+			return ReasonHelloTimeout
+		}
+		return ReasonReadTimeout
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+		return ReasonClientClosed
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ReasonClientClosed
+	}
+	return ReasonClientGone
+}
+
+// touch refreshes the session's expiry now and then while the socket is
+// open, so a connected session does not expire.
+func (c *conn) touch() {
+	if c.sessionID == "" || time.Since(c.lastTouch) < c.srv.store.TTL()/4 {
+		return
+	}
+	c.lastTouch = time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
+	if err := c.srv.store.Touch(ctx, c.sessionID); err != nil {
+		c.log.Warn("refresh session expiry", "err", err)
+	}
+}
+
+func (c *conn) handle(data []byte) {
+	var m inMsg
+	if err := json.Unmarshal(data, &m); err != nil {
+		messagesIn.WithLabelValues("invalid").Inc()
+		c.sendError(codeBadRequest, "malformed JSON: "+err.Error())
+		return
+	}
+	if !knownTypes[m.Type] {
+		messagesIn.WithLabelValues("invalid").Inc()
+		if m.Type == "" {
+			c.sendError(codeBadRequest, `a message needs a "type"`)
+		} else {
+			c.sendError(codeBadRequest, fmt.Sprintf("unknown message type %q", truncate(m.Type, 40)))
+		}
+		return
+	}
+	messagesIn.WithLabelValues(m.Type).Inc()
+	if m.Type != "hello" && c.sessionID == "" {
+		c.sendError(codeBadRequest, fmt.Sprintf("%q before hello: the first message must be hello", m.Type))
+		return
+	}
+	switch m.Type {
+	case "hello":
+		c.hello(&m)
+	case "text":
+		c.text(&m)
+	case "interrupt":
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		defer cancel()
+		if err := c.srv.turns.Interrupt(ctx, c.sessionID); err != nil {
+			c.log.Warn("interrupt failed", "err", err)
+			c.sendError(codeInternal, "the reply could not be interrupted")
+		}
+	case "bye":
+		c.close(ReasonBye)
+	case "offer", "candidate":
+		c.sendError(codeUnsupported, "audio calls (WebRTC) are not available in this build yet; text chat works")
+	}
+}
+
+func (c *conn) hello(m *inMsg) {
+	if c.sessionID != "" {
+		c.sendError(codeBadRequest, "hello was already said on this connection")
+		return
+	}
+	if m.Audio != nil {
+		c.sendError(codeUnsupported, "audio calls are not available in this build yet; the session is text only")
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	store := c.srv.store
+	id, token, resumed := m.Session, m.Token, m.Session != ""
+	if resumed {
+		if m.LastEvent != "" && !session.ValidEventID(m.LastEvent) {
+			c.sendError(codeBadRequest, fmt.Sprintf("last_event %q is not an event id", truncate(m.LastEvent, 40)))
+			return
+		}
+		switch err := store.Authenticate(ctx, id, token); {
+		case errors.Is(err, session.ErrNotFound):
+			c.sendError(codeExpired, "that session has expired or never existed; say hello without a session to start a new one")
+			return
+		case errors.Is(err, session.ErrBadToken), errors.Is(err, session.ErrBadID):
+			c.log.Warn("resume refused", "err", err)
+			c.enqueue(frame{data: errorWire(codeUnauthorized, "the session id or token is wrong")})
+			c.close(ReasonUnauthorized)
+			return
+		case err != nil:
+			c.log.Error("resume failed", "err", err)
+			c.sendError(codeInternal, "the session could not be loaded; try again")
+			return
+		}
+	} else {
+		var err error
+		if id, token, err = store.Create(ctx); err != nil {
+			c.log.Error("create session failed", "err", err)
+			c.sendError(codeInternal, "a session could not be created; try again")
+			return
+		}
+	}
+	// Follow before reading the log: an event appended from now on arrives
+	// live, one appended before is in the replay, and the ids dedupe the
+	// overlap. The feed is in replay mode, so live events wait.
+	c.log = c.log.With("session", id) // before Follow: the Hub's goroutine logs with it
+	c.fmu.Lock()
+	c.lastID = m.LastEvent
+	c.fmu.Unlock()
+	stop, err := c.srv.hub.Follow(ctx, id, c)
+	if err != nil {
+		c.log.Error("follow session failed", "err", err)
+		c.sendError(codeInternal, "live delivery is unavailable; try again")
+		return
+	}
+	c.stopFollow = stop
+	c.sessionID = id
+	c.lastTouch = time.Now()
+	c.log.Info("hello", "resumed", resumed, "last_event", m.LastEvent)
+	c.sendJSON(sessionMsg{Type: "session", Session: id, Token: token, Resumed: resumed})
+	c.enqueue(frame{replay: true})
+}
+
+func (c *conn) text(m *inMsg) {
+	if m.Text == nil {
+		c.sendError(codeBadRequest, `a text message needs a "text" string`)
+		return
+	}
+	text := strings.TrimSpace(*m.Text)
+	switch n := utf8.RuneCountInString(text); {
+	case n == 0:
+		c.sendError(codeBadRequest, "the text is empty")
+		return
+	case n > c.srv.cfg.MaxText:
+		c.sendError(codeBadRequest, fmt.Sprintf("the text has %d characters; the limit is %d", n, c.srv.cfg.MaxText))
+		return
+	}
+	if !utf8.ValidString(text) {
+		c.sendError(codeBadRequest, "the text is not valid UTF-8")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.srv.turns.Submit(ctx, c.sessionID, text, "text"); err != nil {
+		var te *pipeline.TurnError
+		if errors.As(err, &te) {
+			// Not counted against the error budget: the client did nothing wrong.
+			c.enqueue(frame{data: pipeline.ErrorWire(te)})
+			return
+		}
+		c.log.Error("submit failed", "err", err)
+		c.sendError(codeInternal, "the turn could not be accepted; try again")
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,16 @@
+// Package signaling owns the client's socket: the WebSocket endpoint at
+// /ws, the wire protocol (docs/protocol.md), and each connection's reader
+// and writer goroutines. It turns client messages into calls on the
+// pipeline and session events into frames.
+//
+// Per connection there is exactly one reader goroutine (it reads frames,
+// with a size cap and a read deadline refreshed by pongs) and one writer
+// goroutine (the only one that writes; every write has a deadline). Events
+// reach the writer through a bounded queue; a client too slow to drain it
+// is disconnected with ReasonSlowClient. A resuming client is sent the
+// events it missed, read from the session log by the writer, before live
+// ones; events are de-duplicated by id, so each is sent once, in order.
+//
+// Server's methods are safe for concurrent use. A connection's goroutines
+// end when the socket closes or Shutdown is called.
+package signaling

@@ -1,0 +1,373 @@
+package signaling_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+func TestTextRoundTrip(t *testing.T) {
+	rdb := newRedis(t)
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
+	c := dial(t, r.URL)
+	c.hello()
+	c.send(map[string]any{"type": "text", "text": "good morning to you"})
+
+	evs := c.until("reply.done", 1)
+	if evs[0].Type != "transcript" || !evs[0].Final || evs[0].Text != "good morning to you" || evs[0].Turn != 1 {
+		t.Fatalf("first event: want the user's turn as a final transcript, got %s", evs[0].raw)
+	}
+	var deltas strings.Builder
+	n := 0
+	prev := ""
+	for _, ev := range evs {
+		if ev.ID == "" || (prev != "" && session.CompareIDs(ev.ID, prev) <= 0) {
+			t.Fatalf("event ids must be present and increase: %s after %q", ev.raw, prev)
+		}
+		prev = ev.ID
+		if ev.Type == "reply.delta" {
+			n++
+			deltas.WriteString(ev.Text)
+		}
+	}
+	done := evs[len(evs)-1]
+	if want := "echo: good morning to you"; done.Text != want || deltas.String() != want {
+		t.Fatalf("reply.done %q, deltas %q; want both %q", done.Text, deltas.String(), want)
+	}
+	if n < 1 {
+		t.Fatalf("no reply.delta before reply.done")
+	}
+}
+
+func TestConcurrentSessionsGetOnlyTheirOwnReplies(t *testing.T) {
+	rdb := newRedis(t)
+	llm := &echoLLM{max: 4, delay: time.Millisecond}
+	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 2000}})
+	const clients, turns = 200, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- func() error {
+				c := dial(t, r.URL)
+				c.send(map[string]any{"type": "hello"})
+				if ev, err := c.read(10 * time.Second); err != nil || ev.Type != "session" {
+					return fmt.Errorf("client %d hello: %v %s", i, err, ev.raw)
+				}
+				want := map[int64]string{}
+				for k := 1; k <= turns; k++ {
+					text := fmt.Sprintf("client %d turn %d", i, k)
+					want[int64(k)] = "echo: " + text
+					c.send(map[string]any{"type": "text", "text": text})
+				}
+				got := map[int64]string{}
+				for len(got) < turns {
+					ev, err := c.read(20 * time.Second)
+					if err != nil {
+						return fmt.Errorf("client %d: %v after %d replies", i, err, len(got))
+					}
+					switch ev.Type {
+					case "error":
+						return fmt.Errorf("client %d: %s", i, ev.raw)
+					case "reply.done":
+						if _, dup := got[ev.Turn]; dup {
+							return fmt.Errorf("client %d: second reply.done for turn %d", i, ev.Turn)
+						}
+						got[ev.Turn] = ev.Text
+					}
+				}
+				for k, w := range want {
+					if got[k] != w {
+						return fmt.Errorf("client %d turn %d: got %q, want %q (a crossed reply?)", i, k, got[k], w)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// A client drops mid-reply and resumes on another replica: it gets every
+// missed event once, in order, and the next turn sees the whole history.
+func TestResumeOnAnotherReplica(t *testing.T) {
+	rdb := newRedis(t)
+	llm := newGateLLM()
+	r1 := startReplica(t, rdb, llm, replicaOpts{})
+	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
+
+	c := dial(t, r1.URL)
+	c.hello()
+	c.send(map[string]any{"type": "text", "text": "tell me a story"})
+	<-llm.started
+	llm.gate <- "Once upon a time, "
+	seen := c.until("reply.delta", 1)
+	c.ws.Close() // drops mid-reply
+
+	for _, p := range []string{"there was ", "a replica. ", "The end."} {
+		llm.gate <- p
+	}
+	close(llm.gate)
+
+	c2 := dial(t, r2.URL)
+	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" || !ev.Resumed || ev.Session != c.session {
+		t.Fatalf("resume: got %s", ev.raw)
+	}
+	missed := c2.until("reply.done", 1)
+	all := append(seen, missed...)
+	var text strings.Builder
+	ids := map[string]bool{}
+	prev := ""
+	for _, ev := range all {
+		if ids[ev.ID] {
+			t.Fatalf("event %s delivered twice", ev.ID)
+		}
+		ids[ev.ID] = true
+		if prev != "" && session.CompareIDs(ev.ID, prev) <= 0 {
+			t.Fatalf("event %s after %s: out of order", ev.ID, prev)
+		}
+		prev = ev.ID
+		if ev.Type == "reply.delta" {
+			text.WriteString(ev.Text)
+		}
+	}
+	const story = "Once upon a time, there was a replica. The end."
+	if done := all[len(all)-1]; done.Text != story || text.String() != story {
+		t.Fatalf("reply.done %q, deltas %q; want %q", done.Text, text.String(), story)
+	}
+
+	// The next turn, answered by replica 2, sees the whole conversation.
+	c2.send(map[string]any{"type": "text", "text": "and then?"})
+	c2.until("reply.done", 2)
+	conv := lastConv(t, r2)
+	want := []pipeline.Message{
+		{Role: pipeline.RoleUser, Content: "tell me a story"},
+		{Role: pipeline.RoleAssistant, Content: story},
+		{Role: pipeline.RoleUser, Content: "and then?"},
+	}
+	if len(conv) != len(want)+1 || conv[0].Role != pipeline.RoleSystem {
+		t.Fatalf("conversation sent to the model: %+v", conv)
+	}
+	for i, m := range want {
+		if conv[i+1] != m {
+			t.Fatalf("message %d: got %+v, want %+v", i+1, conv[i+1], m)
+		}
+	}
+}
+
+// lastConv returns the last conversation replica r's echoLLM was given.
+func lastConv(t *testing.T, r *replica) []pipeline.Message {
+	t.Helper()
+	llm := r.llm.(*echoLLM)
+	llm.mu.Lock()
+	defer llm.mu.Unlock()
+	if len(llm.convs) == 0 {
+		t.Fatal("the model was never called")
+	}
+	return llm.convs[len(llm.convs)-1]
+}
+
+// A replica dies with a turn in flight; another replica takes the turn
+// over and the client gets exactly one reply.
+func TestDeadReplicasTurnIsTakenOver(t *testing.T) {
+	rdb := newRedis(t)
+	stuck := newGateLLM()
+	cfg := pipeline.Config{ClaimAfter: 600 * time.Millisecond}
+	r1 := startReplica(t, rdb, stuck, replicaOpts{engine: cfg})
+	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{engine: cfg})
+
+	c := dial(t, r1.URL)
+	c.hello()
+	c.send(map[string]any{"type": "text", "text": "are you there"})
+	<-stuck.started
+	stuck.gate <- "Partial answer from the replica that dies "
+	seen := c.until("reply.delta", 1)
+	r1.kill() // no ack, no drain: its job stays in Redis
+
+	c2 := dial(t, r2.URL)
+	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" {
+		t.Fatalf("resume: %s", ev.raw)
+	}
+	evs := c2.until("reply.done", 1)
+	done := evs[len(evs)-1]
+	if done.Text != "echo: are you there" {
+		t.Fatalf("reply.done %q, want the surviving replica's reply", done.Text)
+	}
+	sawReset := false
+	for _, ev := range evs {
+		if ev.Type == "reply.delta" && ev.Reset {
+			sawReset = true
+		}
+	}
+	if !sawReset {
+		t.Fatalf("the takeover's first delta must carry reset (the client drops %d earlier deltas); got %v", len(seen)-1, evs)
+	}
+	// Exactly one reply.done in the whole log for the turn.
+	c3 := dial(t, r2.URL)
+	c3.resume(c.session, c.token, "")
+	c3.send(map[string]any{"type": "text", "text": "again"})
+	all := c3.until("reply.done", 2)
+	dones := 0
+	for _, ev := range all {
+		if ev.Type == "reply.done" && ev.Turn == 1 {
+			dones++
+		}
+	}
+	if dones != 1 {
+		t.Fatalf("turn 1 has %d reply.done events in the log, want 1", dones)
+	}
+}
+
+func TestRateLimitedReachesTheClient(t *testing.T) {
+	rdb := newRedis(t)
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{engine: pipeline.Config{
+		SessionRate: ratelimit.Rule{Rate: 0.2, Burst: 2},
+	}})
+	c := dial(t, r.URL)
+	c.hello()
+	for i := 0; i < 3; i++ {
+		c.send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
+	}
+	var limited *event
+	replies := 0
+	for limited == nil || replies < 2 {
+		ev := c.next()
+		switch ev.Type {
+		case "error":
+			limited = &ev
+		case "reply.done":
+			replies++
+		}
+	}
+	if limited.Code != "rate_limited" || limited.RetryAfterMs <= 0 || limited.RetryAfterMs > 5000 {
+		t.Fatalf("want rate_limited with retry_after_ms in (0, 5000], got %s", limited.raw)
+	}
+}
+
+// With the upstream stuck, turns beyond slots + queue are refused with
+// busy at once, and the server still answers pings and new clients.
+func TestBackpressureBusy(t *testing.T) {
+	rdb := newRedis(t)
+	llm := newGateLLM()
+	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 1, QueueWait: time.Minute}})
+	c := dial(t, r.URL)
+	c.hello()
+	for i := 0; i < 5; i++ {
+		c.send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
+	}
+	busy := 0
+	for busy < 3 {
+		ev := c.next()
+		switch ev.Type {
+		case "error":
+			if ev.Code != "busy" || ev.RetryAfterMs <= 0 {
+				t.Fatalf("want busy, got %s", ev.raw)
+			}
+			busy++
+		case "reply.delta", "reply.done":
+			t.Fatalf("the stuck upstream cannot have replied: %s", ev.raw)
+		}
+	}
+
+	pong := make(chan struct{}, 1)
+	c.ws.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	if err := c.ws.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // pongs are handled inside reads: keep reading until the socket closes
+		for {
+			if _, err := c.read(10 * time.Second); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-pong:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong while the upstream is stuck")
+	}
+	other := dial(t, r.URL)
+	other.hello() // the server still serves new sessions
+	close(llm.gate)
+}
+
+func TestBatchesFormUnderLoadAndNotWhenIdle(t *testing.T) {
+	rdb := newRedis(t)
+	llm := &echoLLM{max: 4, delay: 20 * time.Millisecond}
+	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 100}})
+
+	// Idle: one turn goes alone, at once, as a batch of one.
+	c := dial(t, r.URL)
+	c.hello()
+	c.send(map[string]any{"type": "text", "text": "alone"})
+	c.until("reply.done", 1)
+	if got := llm.batchSizes(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("a lone turn: batches %v, want [1]", got)
+	}
+
+	// Load: 12 sessions at once against one slot: turns wait and go together.
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(t, r.URL)
+			c.hello()
+			c.send(map[string]any{"type": "text", "text": fmt.Sprintf("load %d", i)})
+			evs := c.until("reply.done", 1)
+			if got := evs[len(evs)-1].Text; got != fmt.Sprintf("echo: load %d", i) {
+				t.Errorf("session %d got %q", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+	max := 0
+	for _, n := range llm.batchSizes() {
+		if n > 4 {
+			t.Fatalf("batch of %d exceeds the batch size 4", n)
+		}
+		if n > max {
+			max = n
+		}
+	}
+	if max < 2 {
+		t.Fatalf("no batch larger than 1 formed under load: %v", llm.batchSizes())
+	}
+}
+
+func TestInterruptStoresWhatWasSent(t *testing.T) {
+	rdb := newRedis(t)
+	llm := newGateLLM()
+	r := startReplica(t, rdb, llm, replicaOpts{})
+	c := dial(t, r.URL)
+	c.hello()
+	c.send(map[string]any{"type": "text", "text": "talk for a while"})
+	<-llm.started
+	llm.gate <- "First part. "
+	c.until("reply.delta", 1)
+	c.send(map[string]any{"type": "interrupt"})
+	evs := c.until("reply.done", 1)
+	done := evs[len(evs)-1]
+	if !done.Interrupted || done.Text != "First part. " {
+		t.Fatalf("want an interrupted reply.done with the text sent so far, got %s", done.raw)
+	}
+	if evs[len(evs)-2].Type != "interrupted" {
+		t.Fatalf("want interrupted before reply.done, got %v", evs)
+	}
+}

@@ -1,0 +1,296 @@
+package signaling_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
+	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/signaling"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("PARLEY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// replica is one Parley server on a real Redis: the same wiring as
+// cmd/parley, on an httptest server on 127.0.0.1.
+type replica struct {
+	URL    string
+	llm    pipeline.LLM
+	engine *pipeline.Engine
+	ws     *signaling.Server
+	http   *httptest.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+type replicaOpts struct {
+	engine pipeline.Config
+	ws     signaling.Config
+}
+
+func startReplica(t *testing.T, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
+	t.Helper()
+	log := testLogger(t)
+	store := session.NewStore(rdb, session.Config{})
+	hub := session.NewHub(rdb, store, log)
+	limiter := ratelimit.New(rdb, ratelimit.Config{})
+	eng, err := pipeline.NewEngine(rdb, store, limiter, llm, o.engine, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := signaling.NewServer(o.ws, store, hub, eng, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{llm: llm, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = hub.Run(ctx) }()
+	go func() { defer wg.Done(); _ = eng.Run(ctx) }()
+	go func() { wg.Wait(); close(r.done) }()
+	mux := http.NewServeMux()
+	mux.Handle("/ws", srv)
+	r.http = httptest.NewServer(mux)
+	r.URL = "ws" + strings.TrimPrefix(r.http.URL, "http") + "/ws"
+	t.Cleanup(r.kill)
+	return r
+}
+
+// kill stops the replica abruptly, as a crash would look to Redis: no
+// drain, no handover, in-flight turns left in its job stream.
+func (r *replica) kill() {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+		// Hijacked sockets are not closed by httptest: close them here.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.ws.Shutdown(ctx)
+		r.http.Close()
+	})
+}
+
+// event is any server message, decoded loosely.
+type event struct {
+	Type         string `json:"type"`
+	ID           string `json:"id"`
+	Turn         int64  `json:"turn"`
+	Text         string `json:"text"`
+	Final        bool   `json:"final"`
+	Reset        bool   `json:"reset"`
+	Interrupted  bool   `json:"interrupted"`
+	Session      string `json:"session"`
+	Token        string `json:"token"`
+	Resumed      bool   `json:"resumed"`
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	RetryAfterMs int64  `json:"retry_after_ms"`
+	raw          string
+}
+
+type client struct {
+	t       testing.TB
+	ws      *websocket.Conn
+	session string
+	token   string
+	lastID  string
+}
+
+func dial(t testing.TB, url string) *client {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return &client{t: t, ws: ws}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+func (c *client) sendRaw(kind int, b []byte) {
+	c.t.Helper()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := c.ws.WriteMessage(kind, b); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// next reads the next message, failing the test after a generous timeout
+// (a hang, not a timing assertion).
+func (c *client) next() event {
+	c.t.Helper()
+	ev, err := c.read(10 * time.Second)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return ev
+}
+
+func (c *client) read(timeout time.Duration) (event, error) {
+	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
+	_, b, err := c.ws.ReadMessage()
+	if err != nil {
+		return event{}, err
+	}
+	var ev event
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return event{}, fmt.Errorf("bad JSON from server %q: %v", b, err)
+	}
+	ev.raw = string(b)
+	if ev.ID != "" {
+		c.lastID = ev.ID
+	}
+	return ev, nil
+}
+
+// until reads until an event of type typ (for turn, if turn > 0) and
+// returns everything read, that event last.
+func (c *client) until(typ string, turn int64) []event {
+	c.t.Helper()
+	var evs []event
+	for {
+		ev := c.next()
+		evs = append(evs, ev)
+		if ev.Type == typ && (turn == 0 || ev.Turn == turn) {
+			return evs
+		}
+	}
+}
+
+func (c *client) hello() {
+	c.t.Helper()
+	c.send(map[string]any{"type": "hello"})
+	ev := c.next()
+	if ev.Type != "session" || ev.Session == "" || ev.Token == "" || ev.Resumed {
+		c.t.Fatalf("hello: got %s", ev.raw)
+	}
+	c.session, c.token = ev.Session, ev.Token
+}
+
+func (c *client) resume(session, token, last string) event {
+	c.t.Helper()
+	c.send(map[string]any{"type": "hello", "session": session, "token": token, "last_event": last})
+	c.session, c.token = session, token
+	return c.next()
+}
+
+// echoLLM replies "echo: <last user message>" in pieces. It batches up to
+// max conversations per call and records what it was given.
+type echoLLM struct {
+	max   int
+	delay time.Duration // between pieces
+
+	mu      sync.Mutex
+	batches []int
+	convs   [][]pipeline.Message
+}
+
+func (l *echoLLM) MaxBatch() int { return l.max }
+
+func (l *echoLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+	l.mu.Lock()
+	l.batches = append(l.batches, len(convs))
+	l.convs = append(l.convs, convs...)
+	l.mu.Unlock()
+	replies := make([][]string, len(convs))
+	for i, c := range convs {
+		replies[i] = strings.SplitAfter("echo: "+lastUser(c), " ")
+	}
+	for k := 0; ; k++ {
+		more := false
+		for i, r := range replies {
+			if k < len(r) {
+				emit(i, r[k])
+				more = true
+			}
+		}
+		if !more {
+			return nil
+		}
+		if l.delay > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(l.delay):
+			}
+		}
+	}
+}
+
+func (l *echoLLM) batchSizes() []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]int(nil), l.batches...)
+}
+
+func lastUser(conv []pipeline.Message) string {
+	for i := len(conv) - 1; i >= 0; i-- {
+		if conv[i].Role == pipeline.RoleUser {
+			return conv[i].Content
+		}
+	}
+	return ""
+}
+
+// gateLLM sends one piece per value received on its gate, then finishes
+// when the gate is closed; it returns with ctx.
+type gateLLM struct {
+	gate    chan string
+	started chan struct{} // one value per call
+	mu      sync.Mutex
+	convs   [][]pipeline.Message
+}
+
+func newGateLLM() *gateLLM {
+	return &gateLLM{gate: make(chan string), started: make(chan struct{}, 100)}
+}
+
+func (l *gateLLM) MaxBatch() int { return 1 }
+
+func (l *gateLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+	l.mu.Lock()
+	l.convs = append(l.convs, convs...)
+	l.mu.Unlock()
+	l.started <- struct{}{}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s, ok := <-l.gate:
+			if !ok {
+				return nil
+			}
+			emit(0, s)
+		}
+	}
+}
+
+func newRedis(t *testing.T) *redis.Client {
+	return redistest.Start(t).Client()
+}

@@ -1,0 +1,67 @@
+package signaling
+
+import "github.com/gorilla/websocket"
+
+// Reason is why a connection ended. One enum serves the close frame sent to
+// the client, the logs and the metric label.
+type Reason uint8
+
+// Reasons a connection ends.
+const (
+	ReasonClientGone    Reason = iota // the socket failed or the client went away without a close frame
+	ReasonBye                         // the client said bye
+	ReasonClientClosed                // the client sent a close frame
+	ReasonReadTimeout                 // nothing heard (not even a pong) within the read deadline
+	ReasonHelloTimeout                // no hello in time after connecting
+	ReasonSlowClient                  // the send queue filled up: the client does not read fast enough
+	ReasonTooBig                      // a frame larger than the read cap
+	ReasonUnauthorized                // a wrong resume token
+	ReasonTooManyErrors               // a flood of bad messages
+	ReasonWriteFailed                 // a write failed or missed its deadline
+	ReasonShutdown                    // the server is shutting down: reconnect, to any replica
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonClientGone:    "client_gone",
+	ReasonBye:           "bye",
+	ReasonClientClosed:  "client_closed",
+	ReasonReadTimeout:   "read_timeout",
+	ReasonHelloTimeout:  "hello_timeout",
+	ReasonSlowClient:    "slow_client",
+	ReasonTooBig:        "message_too_big",
+	ReasonUnauthorized:  "unauthorized",
+	ReasonTooManyErrors: "too_many_errors",
+	ReasonWriteFailed:   "write_failed",
+	ReasonShutdown:      "shutdown",
+}
+
+// String is the reason's name in logs, metrics and close frames.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// CloseCode is the WebSocket close code sent for the reason: standard
+// codes where one fits, else 4000 plus an HTTP-like number.
+func (r Reason) CloseCode() int {
+	switch r {
+	case ReasonBye:
+		return websocket.CloseNormalClosure
+	case ReasonTooBig:
+		return websocket.CloseMessageTooBig
+	case ReasonShutdown:
+		return websocket.CloseServiceRestart // 1012: reconnect
+	case ReasonUnauthorized:
+		return 4401
+	case ReasonSlowClient:
+		return 4408
+	case ReasonReadTimeout, ReasonHelloTimeout:
+		return 4000
+	case ReasonTooManyErrors:
+		return 4429
+	}
+	return websocket.CloseGoingAway
+}

@@ -1,0 +1,182 @@
+package signaling
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// Config of a Server. A zero field means the default in its comment.
+type Config struct {
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
+	// may open /ws. Empty: only the server's own host. "*" allows any.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	MaxMessage     int64         // largest frame read, in bytes; larger closes the socket; default 64 KiB
+	MaxText        int           // longest text turn, in characters; default 4000
+	SendQueue      int           // frames queued per socket before it counts as slow; default 256
+	WriteTimeout   time.Duration // deadline of every write; default 10s
+	PingInterval   time.Duration // WebSocket ping period; default 30s
+	ReadTimeout    time.Duration // silence (no frame, no pong) that closes the socket; default 75s
+	HelloTimeout   time.Duration // time to say hello after connecting; default 10s
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = 64 << 10
+	}
+	if c.MaxText <= 0 {
+		c.MaxText = 4000
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 75 * time.Second
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+}
+
+// Turns is what a socket asks of the pipeline.
+type Turns interface {
+	Submit(ctx context.Context, sessionID, text, source string) (int64, error)
+	Interrupt(ctx context.Context, sessionID string) error
+}
+
+var (
+	connections = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "ws", Name: "connections",
+		Help: "Open WebSocket connections.",
+	})
+	disconnects = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "ws", Name: "disconnects_total",
+		Help: "Closed WebSocket connections by reason.",
+	}, []string{"reason"})
+	messagesIn = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "ws", Name: "messages_total",
+		Help: "Client messages by type; invalid ones as \"invalid\".",
+	}, []string{"type"})
+	replayed = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "ws", Name: "replayed_events_total",
+		Help: "Events sent from the session log to resuming clients.",
+	})
+)
+
+// Server serves the /ws endpoint.
+type Server struct {
+	cfg      Config
+	store    *session.Store
+	hub      *session.Hub
+	turns    Turns
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	shutdown bool
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a Server.
+func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, log: log, conns: make(map[*conn]struct{})}
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin:     s.checkOrigin,
+	}
+	return s
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	if len(s.cfg.AllowedOrigins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	return false
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves it until it
+// closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return // the upgrader has answered
+	}
+	c := newConn(s, ws, s.log.With("remote", r.RemoteAddr))
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	connections.Inc()
+	c.serve()
+	connections.Dec()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown refuses new sockets, closes the open ones with ReasonShutdown
+// (clients reconnect, to any replica) and waits for their goroutines, or
+// for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(ReasonShutdown)
+	}
+	done := make(chan struct{})
+	go func() { // ends when every connection has ended
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
