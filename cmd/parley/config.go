@@ -1,0 +1,213 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting is one configuration value: a flag, and the environment variable
+// that sets its default. The README's table is checked against this list.
+type setting struct {
+	flag, env, help string
+	dflt            string // as the flag package prints it
+}
+
+// config is every setting of the parley binary.
+type config struct {
+	Addr      string
+	LogLevel  string
+	LogFormat string
+	Drain     time.Duration
+
+	RedisURL    string
+	RedisPrefix string
+	ReplicaID   string
+	SessionTTL  time.Duration
+	MaxEvents   int64
+
+	LLMBaseURL  string
+	LLMModel    string
+	LLMAPIKey   string
+	LLMAPI      string
+	LLMTemplate string
+	LLMTimeout  time.Duration
+	LLMMaxTok   int
+
+	Slots        int
+	Queue        int
+	QueueWait    time.Duration
+	Batch        int
+	SystemPrompt string
+	HistoryTurns int
+	Coalesce     time.Duration
+	ClaimAfter   time.Duration
+
+	RateSession  float64
+	BurstSession int
+	RateGlobal   float64
+	BurstGlobal  int
+
+	Origins      string
+	MaxMessage   int64
+	MaxText      int
+	SendQueue    int
+	WriteTimeout time.Duration
+	PingInterval time.Duration
+	ReadTimeout  time.Duration
+}
+
+// settings lists every flag with its environment variable, in README order.
+var settings []setting
+
+type flagSet struct {
+	fs  *flag.FlagSet
+	env func(string) string
+	err error
+}
+
+func (f *flagSet) def(name, env, help string) string {
+	settings = append(settings, setting{flag: name, env: env, help: help})
+	return f.env(env)
+}
+
+func (f *flagSet) str(p *string, name, env, dflt, help string) {
+	v := dflt
+	if e := f.def(name, env, help); e != "" {
+		v = e
+	}
+	f.fs.StringVar(p, name, v, help)
+}
+
+func (f *flagSet) dur(p *time.Duration, name, env string, dflt time.Duration, help string) {
+	v := dflt
+	if e := f.def(name, env, help); e != "" {
+		d, err := time.ParseDuration(e)
+		if err != nil {
+			f.fail(env, e, err)
+		}
+		v = d
+	}
+	f.fs.DurationVar(p, name, v, help)
+}
+
+func (f *flagSet) int(p *int, name, env string, dflt int, help string) {
+	v := dflt
+	if e := f.def(name, env, help); e != "" {
+		n, err := strconv.Atoi(e)
+		if err != nil {
+			f.fail(env, e, err)
+		}
+		v = n
+	}
+	f.fs.IntVar(p, name, v, help)
+}
+
+func (f *flagSet) int64(p *int64, name, env string, dflt int64, help string) {
+	v := dflt
+	if e := f.def(name, env, help); e != "" {
+		n, err := strconv.ParseInt(e, 10, 64)
+		if err != nil {
+			f.fail(env, e, err)
+		}
+		v = n
+	}
+	f.fs.Int64Var(p, name, v, help)
+}
+
+func (f *flagSet) float(p *float64, name, env string, dflt float64, help string) {
+	v := dflt
+	if e := f.def(name, env, help); e != "" {
+		n, err := strconv.ParseFloat(e, 64)
+		if err != nil {
+			f.fail(env, e, err)
+		}
+		v = n
+	}
+	f.fs.Float64Var(p, name, v, help)
+}
+
+func (f *flagSet) fail(env, val string, err error) {
+	if f.err == nil {
+		f.err = fmt.Errorf("%s=%q: %v", env, val, err)
+	}
+}
+
+// parseConfig reads flags from args, with defaults from the environment.
+func parseConfig(args []string, env func(string) string) (*config, error) {
+	settings = settings[:0]
+	c := &config{}
+	f := &flagSet{fs: flag.NewFlagSet("parley", flag.ContinueOnError), env: env}
+
+	f.str(&c.Addr, "addr", "PARLEY_ADDR", "127.0.0.1:8080", "HTTP listen address (/, /ws, /healthz, /readyz, /metrics)")
+	f.str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	f.str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
+	f.dur(&c.Drain, "drain-timeout", "PARLEY_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM/SIGINT, time to finish in-flight turns before handing them to other replicas")
+
+	f.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL (redis://host:port/db); empty starts an in-process Redis (miniredis) for a one-machine demo")
+	f.str(&c.RedisPrefix, "redis-prefix", "PARLEY_REDIS_PREFIX", "parley", "prefix of every Redis key")
+	f.str(&c.ReplicaID, "replica-id", "PARLEY_REPLICA_ID", "", "this replica's name in Redis; empty: random per process")
+	f.dur(&c.SessionTTL, "session-ttl", "PARLEY_SESSION_TTL", 30*time.Minute, "an idle session expires after this")
+	f.int64(&c.MaxEvents, "session-max-events", "PARLEY_SESSION_MAX_EVENTS", 10000, "events kept in a session's log (approximate)")
+
+	f.str(&c.LLMBaseURL, "llm-base-url", "LLM_BASE_URL", "", "OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1; empty uses the offline local responder")
+	f.str(&c.LLMModel, "llm-model", "LLM_MODEL", "", "model name sent upstream")
+	f.str(&c.LLMAPIKey, "llm-api-key", "LLM_API_KEY", "", "bearer token for the upstream (never logged)")
+	f.str(&c.LLMAPI, "llm-api", "LLM_API", "chat", "upstream API: chat (chat completions, streamed) or completions (list of prompts, batched, as vLLM serves)")
+	f.str(&c.LLMTemplate, "llm-prompt-template", "LLM_PROMPT_TEMPLATE", "", "Go text/template that renders a conversation into a prompt, for -llm-api=completions; empty: ChatML")
+	f.dur(&c.LLMTimeout, "llm-timeout", "LLM_TIMEOUT", 60*time.Second, "deadline of one upstream call")
+	f.int(&c.LLMMaxTok, "llm-max-tokens", "LLM_MAX_TOKENS", 0, "max_tokens sent upstream; 0 leaves it out")
+
+	f.int(&c.Slots, "llm-slots", "PARLEY_LLM_SLOTS", 16, "upstream LLM calls in flight per replica")
+	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 64, "turns waiting for a slot before new ones get busy")
+	f.dur(&c.QueueWait, "llm-queue-wait", "PARLEY_LLM_QUEUE_WAIT", 10*time.Second, "a turn waiting longer than this for a slot gets busy")
+	f.int(&c.Batch, "llm-batch", "PARLEY_LLM_BATCH", 4, "most turns per upstream call, for providers that batch")
+	f.str(&c.SystemPrompt, "system-prompt", "PARLEY_SYSTEM_PROMPT", "", "system prompt; empty: a short voice-assistant prompt")
+	f.int(&c.HistoryTurns, "history-turns", "PARLEY_HISTORY_TURNS", 20, "past messages (user and assistant) the model sees")
+	f.dur(&c.Coalesce, "coalesce", "PARLEY_COALESCE", 50*time.Millisecond, "reply text is stored at most this often, or at a clause end")
+	f.dur(&c.ClaimAfter, "claim-after", "PARLEY_CLAIM_AFTER", 15*time.Second, "a replica silent this long is dead and its turns are taken over")
+
+	f.float(&c.RateSession, "rate-session", "PARLEY_RATE_SESSION", 1, "turns per second per session; 0 = unlimited")
+	f.int(&c.BurstSession, "burst-session", "PARLEY_BURST_SESSION", 5, "burst of turns per session")
+	f.float(&c.RateGlobal, "rate-global", "PARLEY_RATE_GLOBAL", 0, "turns per second across all replicas; 0 = unlimited")
+	f.int(&c.BurstGlobal, "burst-global", "PARLEY_BURST_GLOBAL", 100, "burst of turns across all replicas")
+
+	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
+	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
+	f.int(&c.MaxText, "max-text", "PARLEY_MAX_TEXT", 4000, "longest text turn, in characters")
+	f.int(&c.SendQueue, "send-queue", "PARLEY_SEND_QUEUE", 256, "frames queued per socket before the client counts as slow and is disconnected")
+	f.dur(&c.WriteTimeout, "write-timeout", "PARLEY_WRITE_TIMEOUT", 10*time.Second, "deadline of every socket write")
+	f.dur(&c.PingInterval, "ping-interval", "PARLEY_PING_INTERVAL", 30*time.Second, "WebSocket ping period")
+	f.dur(&c.ReadTimeout, "read-timeout", "PARLEY_READ_TIMEOUT", 75*time.Second, "silence (no frame, no pong) that closes a socket")
+
+	if f.err != nil {
+		return nil, f.err
+	}
+	for i := range settings {
+		settings[i].dflt = f.fs.Lookup(settings[i].flag).DefValue
+	}
+	if err := f.fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch c.LLMAPI {
+	case "chat", "completions":
+	default:
+		return nil, fmt.Errorf("-llm-api %q: use chat or completions", c.LLMAPI)
+	}
+	if c.LLMBaseURL != "" && c.LLMModel == "" {
+		return nil, fmt.Errorf("LLM_BASE_URL is set but LLM_MODEL is not: name the model to use")
+	}
+	return c, nil
+}
+
+func (c *config) origins() []string {
+	var out []string
+	for _, o := range strings.Split(c.Origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}

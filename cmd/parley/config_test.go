@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The README's configuration table must list every setting, with the
+// right environment variable and default.
+func TestREADMEListsEverySetting(t *testing.T) {
+	if _, err := parseConfig(nil, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `-([a-z-]+)` \\| `([A-Z_]+)` \\|([^|]*)\\|")
+	rows := map[string][2]string{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		rows[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}
+	}
+	for _, s := range settings {
+		t.Run(s.flag, func(t *testing.T) {
+			r, ok := rows[s.flag]
+			delete(rows, s.flag)
+			if !ok {
+				t.Fatalf("README has no row for -%s", s.flag)
+			}
+			if r[0] != s.env {
+				t.Fatalf("README says -%s is %s, the code says %s", s.flag, r[0], s.env)
+			}
+			if strings.HasPrefix(r[1], "`") && !sameDefault(strings.Trim(r[1], "`"), s.dflt) {
+				t.Fatalf("README default of -%s is %s, the code's is %q", s.flag, r[1], s.dflt)
+			}
+		})
+	}
+	for f := range rows {
+		t.Errorf("README lists -%s, which does not exist", f)
+	}
+}
+
+// sameDefault compares as durations where both parse (30m = 30m0s).
+func sameDefault(readme, code string) bool {
+	a, errA := time.ParseDuration(readme)
+	b, errB := time.ParseDuration(code)
+	if errA == nil && errB == nil {
+		return a == b
+	}
+	return readme == code
+}
+
+func TestEnvironmentAndFlags(t *testing.T) {
+	env := map[string]string{
+		"PARLEY_ADDR":        "127.0.0.1:9999",
+		"PARLEY_LLM_SLOTS":   "3",
+		"PARLEY_QUEUE_WAIT":  "ignored: not a setting",
+		"LLM_BASE_URL":       "http://127.0.0.1:1/v1",
+		"LLM_MODEL":          "m",
+		"PARLEY_SESSION_TTL": "2m",
+	}
+	cfg, err := parseConfig([]string{"-llm-slots", "5"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:9999" || cfg.Slots != 5 || cfg.SessionTTL != 2*time.Minute || cfg.LLMModel != "m" {
+		t.Fatalf("env then flags: %+v", cfg)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"bad duration", map[string]string{"PARLEY_SESSION_TTL": "soon"}, nil},
+		{"bad number", map[string]string{"PARLEY_LLM_SLOTS": "many"}, nil},
+		{"bad api", nil, []string{"-llm-api", "grpc"}},
+		{"url without model", map[string]string{"LLM_BASE_URL": "http://127.0.0.1:1/v1"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+}

@@ -1,0 +1,203 @@
+// Command parley is the Parley server: real-time voice and text AI calls
+// over WebSocket (and WebRTC), with sessions in Redis Streams so that any
+// replica can serve any session.
+//
+// main only wires: it reads the configuration, builds each component in
+// order and runs the background workers under one errgroup until the first
+// SIGINT or SIGTERM, then drains.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/pipeline/openai"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
+	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/web"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parley:", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("parley stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg *config) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// run builds the components and serves until ctx ends, then drains.
+func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	rdb, closeRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+
+	store := session.NewStore(rdb, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents})
+	hub := session.NewHub(rdb, store, log.With("component", "hub"))
+	limiter := ratelimit.New(rdb, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
+	if err := limiter.Load(ctx); err != nil {
+		return err
+	}
+	llm, err := newLLM(cfg, log)
+	if err != nil {
+		return err
+	}
+	engine, err := pipeline.NewEngine(rdb, store, limiter, llm, pipeline.Config{
+		ReplicaID: cfg.ReplicaID, Prefix: cfg.RedisPrefix,
+		Slots: cfg.Slots, Queue: cfg.Queue, QueueWait: cfg.QueueWait, Batch: cfg.Batch,
+		TurnTimeout: cfg.LLMTimeout, SystemPrompt: cfg.SystemPrompt, HistoryTurns: cfg.HistoryTurns,
+		Coalesce: cfg.Coalesce, ClaimAfter: cfg.ClaimAfter,
+		SessionRate: ratelimit.Rule{Rate: cfg.RateSession, Burst: cfg.BurstSession},
+		GlobalRate:  ratelimit.Rule{Rate: cfg.RateGlobal, Burst: cfg.BurstGlobal},
+	}, log.With("component", "engine"))
+	if err != nil {
+		return err
+	}
+	ws := signaling.NewServer(signaling.Config{
+		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
+		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
+		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
+	}, store, hub, engine, log.With("component", "ws"))
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", ws)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			http.Error(w, "redis unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /", pageHandler())
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("parley listening", "addr", "http://"+ln.Addr().String(), "replica", engine.ReplicaID(),
+		"llm", llmName(cfg), "batch", engine.BatchSize())
+
+	// Workers run until work ends; drain happens first on a signal.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	g, gctx := errgroup.WithContext(work)
+	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+			return nil
+		}
+		log.Info("draining", "timeout", cfg.Drain)
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
+		defer cancel()
+		// Sockets first: clients reconnect elsewhere and resume, and see the
+		// replies that this replica still finishes.
+		_ = httpSrv.Shutdown(dctx)
+		_ = ws.Shutdown(dctx)
+		if err := engine.Drain(dctx); err != nil {
+			log.Warn("drain", "err", err)
+		}
+		cancelWork()
+		return nil
+	})
+	err = g.Wait()
+	log.Info("parley stopped")
+	return err
+}
+
+// openRedis connects to REDIS_URL, or starts an in-process miniredis.
+func openRedis(cfg *config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	if cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		return rdb, func() { rdb.Close() }, nil
+	}
+	m := miniredis.NewMiniRedis()
+	m.ClockTTL(true) // else keys never expire: sessions and buckets would pile up
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, nil, fmt.Errorf("embedded redis: %w", err)
+	}
+	log.Warn("REDIS_URL is not set: using an embedded in-process Redis (miniredis) for a one-machine demo; "+
+		"state is lost on exit and it is slow under load. Set REDIS_URL for anything else.", "addr", m.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	return rdb, func() { rdb.Close(); m.Close() }, nil
+}
+
+func llmName(cfg *config) string {
+	if cfg.LLMBaseURL == "" {
+		return "offline local responder (no language model)"
+	}
+	return cfg.LLMAPI + " " + cfg.LLMModel + " at " + cfg.LLMBaseURL
+}
+
+func newLLM(cfg *config, log *slog.Logger) (pipeline.LLM, error) {
+	if cfg.LLMBaseURL == "" {
+		log.Warn("LLM_BASE_URL is not set: replies come from the offline local responder, which is not a language model")
+		return local.New(local.Config{}), nil
+	}
+	oc := openai.Config{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout, MaxTokens: cfg.LLMMaxTok}
+	if cfg.LLMAPI == "completions" {
+		return openai.NewCompletions(oc, cfg.LLMTemplate, cfg.Batch)
+	}
+	return openai.NewChat(oc)
+}
+
+func pageHandler() http.Handler { return web.Handler() }

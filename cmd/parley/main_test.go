@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/pipeline/redistest"
+)
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// The wired server answers a typed turn with the offline responder, on the
+// embedded Redis (the demo default) and on a real one, and drains when
+// its context ends.
+func TestServerEndToEnd(t *testing.T) {
+	for _, mode := range []string{"embedded", "redis-server"} {
+		t.Run(mode, func(t *testing.T) {
+			env := map[string]string{"PARLEY_ADDR": freeAddr(t), "PARLEY_DRAIN_TIMEOUT": "2s"}
+			if mode == "redis-server" {
+				env["REDIS_URL"] = redistest.Start(t).URL()
+			}
+			cfg, err := parseConfig(nil, func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+
+			base := "http://" + cfg.Addr
+			var resp *http.Response
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				if resp, err = http.Get(base + "/readyz"); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("server never came up: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("/readyz: %s", resp.Status)
+			}
+			for _, path := range []string{"/healthz", "/metrics", "/"} {
+				r, err := http.Get(base + path)
+				if err != nil || r.StatusCode != 200 {
+					t.Fatalf("GET %s: %v %v", path, err, r)
+				}
+				r.Body.Close()
+			}
+
+			ws, _, err := websocket.DefaultDialer.Dial("ws://"+cfg.Addr+"/ws", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			ws.WriteJSON(map[string]any{"type": "hello"})
+			ws.WriteJSON(map[string]any{"type": "text", "text": "what time is it"})
+			var reply string
+			for reply == "" {
+				_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+				var ev map[string]any
+				if err := ws.ReadJSON(&ev); err != nil {
+					t.Fatal(err)
+				}
+				if ev["type"] == "error" {
+					t.Fatalf("error: %v", ev)
+				}
+				if ev["type"] == "reply.done" {
+					reply, _ = ev["text"].(string)
+				}
+			}
+			if !strings.HasPrefix(reply, "It is ") {
+				t.Fatalf("the offline responder answered %q", reply)
+			}
+
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("run did not return after its context ended")
+			}
+			// The socket was closed with the shutdown reason.
+			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					if !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+						t.Fatalf("want close 1012 shutdown, got %v", err)
+					}
+					break
+				}
+			}
+		})
+	}
+}

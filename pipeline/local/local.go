@@ -1,0 +1,138 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/parleyhq/parley/pipeline"
+)
+
+// Config of a Responder. A zero field means the default in its comment.
+type Config struct {
+	Now        func() time.Time // clock; default time.Now
+	Location   *time.Location   // for the time and date; default time.Local
+	TokenDelay time.Duration    // pause between streamed words; default none
+	Batch      int              // conversations per Stream call; default 16
+}
+
+// Responder answers from the last user message of each conversation.
+type Responder struct {
+	cfg Config
+}
+
+var _ pipeline.LLM = (*Responder)(nil)
+
+// New returns a Responder.
+func New(cfg Config) *Responder {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 16
+	}
+	return &Responder{cfg: cfg}
+}
+
+// MaxBatch: the responder batches natively.
+func (r *Responder) MaxBatch() int { return r.cfg.Batch }
+
+// Stream answers every conversation, one word of each reply in turn, so a
+// batch streams like a batched model would.
+func (r *Responder) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+	words := make([][]string, len(convs))
+	for i, c := range convs {
+		words[i] = pieces(r.Reply(lastUser(c)))
+	}
+	for k := 0; ; k++ {
+		more := false
+		for i, w := range words {
+			if k < len(w) {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				emit(i, w[k])
+				more = true
+			}
+		}
+		if !more {
+			return nil
+		}
+		if r.cfg.TokenDelay > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(r.cfg.TokenDelay):
+			}
+		}
+	}
+}
+
+// Reply is the whole answer to one user message.
+func (r *Responder) Reply(text string) string {
+	words := normalize(text)
+	has := func(ws ...string) bool {
+		for _, w := range ws {
+			for _, x := range words {
+				if x == w {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	now := r.cfg.Now().In(r.cfg.Location)
+	switch {
+	case len(words) == 0:
+		return "I didn't catch anything. Say hello, ask me the time or the date, or say help."
+	case has("help") || phrase(words, "what can you do"):
+		return "I'm Parley's offline responder, not a language model. I can greet you, tell you the time, tell you the date, and repeat what you say. Connect a model with LLM_BASE_URL for real answers."
+	case has("time", "clock"):
+		return fmt.Sprintf("It is %s.", now.Format("3:04 PM"))
+	case has("date", "day", "today"):
+		return fmt.Sprintf("Today is %s.", now.Format("Monday, January 2, 2006"))
+	case has("hello", "hi", "hey", "greetings") || phrase(words, "good morning") || phrase(words, "good afternoon") || phrase(words, "good evening"):
+		return "Hello! I'm Parley's offline responder; no language model is connected. Ask me the time or the date, or say help."
+	}
+	return fmt.Sprintf("You said: %q. I'm the offline responder, so I can only tell the time and date, greet you, or repeat what you say.", strings.TrimSpace(text))
+}
+
+// normalize lower-cases the text and splits it into words, dropping
+// punctuation ("what's" keeps its letters as "whats").
+func normalize(text string) []string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(text) {
+		switch {
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		case r == '\'' || r == '’':
+		default:
+			b.WriteRune(' ')
+		}
+	}
+	return strings.Fields(b.String())
+}
+
+func phrase(words []string, p string) bool {
+	return strings.Contains(" "+strings.Join(words, " ")+" ", " "+p+" ")
+}
+
+// pieces splits a reply into words that keep their following space, so
+// the pieces concatenate to the reply exactly.
+func pieces(s string) []string {
+	return strings.SplitAfter(s, " ")
+}
+
+func lastUser(conv []pipeline.Message) string {
+	for i := len(conv) - 1; i >= 0; i-- {
+		if conv[i].Role == pipeline.RoleUser {
+			return conv[i].Content
+		}
+	}
+	return ""
+}

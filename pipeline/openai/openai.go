@@ -1,0 +1,381 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/parleyhq/parley/pipeline"
+)
+
+// Config of a client. A zero field means the default in its comment.
+type Config struct {
+	BaseURL     string        // e.g. http://127.0.0.1:11434/v1; required
+	Model       string        // required
+	APIKey      string        // sent as a bearer token when set
+	Timeout     time.Duration // whole call, when ctx has no earlier deadline; default 60s
+	MaxTokens   int           // 0 leaves max_tokens out
+	Temperature *float64      // nil leaves temperature out
+	HTTPClient  *http.Client  // default: a client with dial and header timeouts and no overall timeout (replies stream)
+
+	shown string // BaseURL with any password redacted, for errors
+}
+
+func (c *Config) check() error {
+	if c.BaseURL == "" || c.Model == "" {
+		return errors.New("openai: BaseURL and Model are required")
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("openai: base URL %q: want http(s)://host[:port]/path", c.BaseURL)
+	}
+	c.shown = u.Redacted()
+	if c.Timeout <= 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 30 * time.Second,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+		}}
+	}
+	return nil
+}
+
+// post sends body as JSON to path and returns the streaming response, or
+// an error that says what the upstream answered.
+func post(ctx context.Context, cfg *Config, path string, body any) (*http.Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.BaseURL+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("llm upstream: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	if cfg.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.APIKey)
+	}
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("llm upstream: %s: %w", cfg.shown+path, stripURLError(err))
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return nil, fmt.Errorf("llm upstream: %s: %s", resp.Status, upstreamMessage(snippet))
+	}
+	return resp, nil
+}
+
+// stripURLError keeps the cause of a transport error; the URL is said once
+// by the caller.
+func stripURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// upstreamMessage extracts {"error":{"message":…}} or shows the start of
+// the body.
+func upstreamMessage(body []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && len(e.Error) > 0 {
+		var obj struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(e.Error, &obj) == nil && obj.Message != "" {
+			return obj.Message
+		}
+		var s string
+		if json.Unmarshal(e.Error, &s) == nil && s != "" {
+			return s
+		}
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	if s == "" {
+		s = "(empty body)"
+	}
+	return s
+}
+
+// readSSE calls data for each "data:" payload until "[DONE]" and reports
+// whether "[DONE]" was seen.
+func readSSE(ctx context.Context, r io.Reader, data func([]byte) error) (bool, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := readLine(br, 1<<20)
+		if len(line) > 0 {
+			if p, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+				p = bytes.TrimSpace(p)
+				if string(p) == "[DONE]" {
+					return true, nil
+				}
+				if len(p) > 0 {
+					if err := data(p); err != nil {
+						return false, err
+					}
+				}
+			}
+			// Comments (":…"), event:, id: and retry: lines carry nothing for us.
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return false, nil
+			}
+			return false, fmt.Errorf("llm upstream: reading the stream: %w", err)
+		}
+	}
+}
+
+// readLine reads one line without its end, up to max bytes.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return nil, fmt.Errorf("llm upstream: a stream line longer than %d bytes", max)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimRight(line, "\r\n"), err
+	}
+}
+
+type streamError struct {
+	Error json.RawMessage `json:"error"`
+}
+
+func checkStreamError(p []byte) error {
+	var se streamError
+	if json.Unmarshal(p, &se) == nil && len(se.Error) > 0 && string(se.Error) != "null" {
+		return fmt.Errorf("llm upstream: error in stream: %s", upstreamMessage(p))
+	}
+	return nil
+}
+
+// Chat streams chat completions: POST {base}/chat/completions.
+type Chat struct {
+	cfg Config
+}
+
+var _ pipeline.LLM = (*Chat)(nil)
+
+// NewChat returns a chat completions client.
+func NewChat(cfg Config) (*Chat, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return &Chat{cfg: cfg}, nil
+}
+
+// MaxBatch: chat completions take one conversation per call.
+func (c *Chat) MaxBatch() int { return 1 }
+
+type chatRequest struct {
+	Model       string             `json:"model"`
+	Messages    []pipeline.Message `json:"messages"`
+	Stream      bool               `json:"stream"`
+	MaxTokens   int                `json:"max_tokens,omitempty"`
+	Temperature *float64           `json:"temperature,omitempty"`
+}
+
+type chatChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+}
+
+// Stream implements pipeline.LLM.
+func (c *Chat) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+	if len(convs) != 1 {
+		return fmt.Errorf("openai: chat completions take one conversation per call, got %d", len(convs))
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := post(ctx, &c.cfg, "/chat/completions", chatRequest{
+		Model: c.cfg.Model, Messages: convs[0], Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
+	})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	finished := false
+	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
+		if err := checkStreamError(p); err != nil {
+			return err
+		}
+		var ch chatChunk
+		if err := json.Unmarshal(p, &ch); err != nil {
+			return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
+		}
+		for _, choice := range ch.Choices {
+			if choice.Delta.Content != "" {
+				emit(0, choice.Delta.Content)
+			}
+			if choice.FinishReason != nil && *choice.FinishReason != "" {
+				finished = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !done && !finished {
+		return errors.New("llm upstream: stream ended early")
+	}
+	return nil
+}
+
+// DefaultTemplate renders a conversation as ChatML, which most
+// instruction-tuned models served by vLLM understand.
+const DefaultTemplate = "{{range .}}<|im_start|>{{.Role}}\n{{.Content}}<|im_end|>\n{{end}}<|im_start|>assistant\n"
+
+// Completions sends a list of prompts in one call: POST {base}/completions
+// with "prompt": [...], streamed; choices are told apart by index.
+type Completions struct {
+	cfg   Config
+	tmpl  *template.Template
+	batch int
+}
+
+var _ pipeline.LLM = (*Completions)(nil)
+
+// NewCompletions returns a batching completions client. tmpl renders a
+// []pipeline.Message into a prompt (empty: DefaultTemplate); batch is the
+// most prompts per call (0: 4).
+func NewCompletions(cfg Config, tmpl string, batch int) (*Completions, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if tmpl == "" {
+		tmpl = DefaultTemplate
+	}
+	t, err := template.New("prompt").Parse(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("openai: prompt template: %w", err)
+	}
+	if batch <= 0 {
+		batch = 4
+	}
+	return &Completions{cfg: cfg, tmpl: t, batch: batch}, nil
+}
+
+// MaxBatch implements pipeline.LLM.
+func (c *Completions) MaxBatch() int { return c.batch }
+
+type completionsRequest struct {
+	Model       string   `json:"model"`
+	Prompt      []string `json:"prompt"`
+	Stream      bool     `json:"stream"`
+	MaxTokens   int      `json:"max_tokens,omitempty"`
+	Temperature *float64 `json:"temperature,omitempty"`
+}
+
+type completionsChunk struct {
+	Choices []struct {
+		Index        int     `json:"index"`
+		Text         string  `json:"text"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+}
+
+// Render is the prompt for one conversation.
+func (c *Completions) Render(conv []pipeline.Message) (string, error) {
+	var b strings.Builder
+	if err := c.tmpl.Execute(&b, conv); err != nil {
+		return "", fmt.Errorf("openai: prompt template: %w", err)
+	}
+	return b.String(), nil
+}
+
+// Stream implements pipeline.LLM.
+func (c *Completions) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+	prompts := make([]string, len(convs))
+	for i, conv := range convs {
+		p, err := c.Render(conv)
+		if err != nil {
+			return err
+		}
+		prompts[i] = p
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := post(ctx, &c.cfg, "/completions", completionsRequest{
+		Model: c.cfg.Model, Prompt: prompts, Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
+	})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	finished := make([]bool, len(convs))
+	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
+		if err := checkStreamError(p); err != nil {
+			return err
+		}
+		var ch completionsChunk
+		if err := json.Unmarshal(p, &ch); err != nil {
+			return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
+		}
+		for _, choice := range ch.Choices {
+			if choice.Index < 0 || choice.Index >= len(convs) {
+				return fmt.Errorf("llm upstream: choice index %d for %d prompts", choice.Index, len(convs))
+			}
+			if choice.Text != "" {
+				emit(choice.Index, choice.Text)
+			}
+			if choice.FinishReason != nil && *choice.FinishReason != "" {
+				finished[choice.Index] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !done {
+		for _, f := range finished {
+			if !f {
+				return errors.New("llm upstream: stream ended early")
+			}
+		}
+	}
+	return nil
+}

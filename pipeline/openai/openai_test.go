@@ -1,0 +1,197 @@
+package openai
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/pipeline"
+)
+
+const key = "sk-test-secret-key"
+
+// sse writes each chunk as one flushed event, like a real server.
+func sse(w http.ResponseWriter, chunks ...string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	f := w.(http.Flusher)
+	for _, c := range chunks {
+		fmt.Fprintf(w, "data: %s\n\n", c)
+		f.Flush()
+	}
+}
+
+func chatDelta(s string) string {
+	b, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": s}, "finish_reason": nil}}})
+	return string(b)
+}
+
+func conv(user string) []pipeline.Message {
+	return []pipeline.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: user}}
+}
+
+func TestChatStreams(t *testing.T) {
+	var got struct {
+		Model    string             `json:"model"`
+		Messages []pipeline.Message `json:"messages"`
+		Stream   bool               `json:"stream"`
+	}
+	var auth, path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth, path = r.Header.Get("Authorization"), r.URL.Path
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		w.Write([]byte(": keep-alive comment\n\n"))
+		sse(w, chatDelta("Hel"), chatDelta("lo, "), chatDelta(""), chatDelta("world."),
+			`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`, "[DONE]")
+	}))
+	defer srv.Close()
+	c, err := NewChat(Config{BaseURL: srv.URL + "/v1/", Model: "m1", APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pieces []string
+	if err := c.Stream(context.Background(), [][]pipeline.Message{conv("hi")}, func(i int, s string) { pieces = append(pieces, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(pieces, "") != "Hello, world." || len(pieces) != 3 {
+		t.Fatalf("pieces %q", pieces)
+	}
+	if path != "/v1/chat/completions" || auth != "Bearer "+key || got.Model != "m1" || !got.Stream || len(got.Messages) != 2 || got.Messages[1].Content != "hi" {
+		t.Fatalf("request: path %s auth %q body %+v", path, auth, got)
+	}
+}
+
+func TestCompletionsDemultiplexesABatch(t *testing.T) {
+	var prompts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Prompt []string `json:"prompt"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		prompts = req.Prompt
+		var chunks []string
+		// Interleaved by index, as vLLM streams a batch.
+		for k, words := range [][]string{{"A1 ", "B1 ", "C1 "}, {"A2", "B2", "C2"}} {
+			for i, wd := range words {
+				fin := "null"
+				if k == 1 {
+					fin = `"stop"`
+				}
+				chunks = append(chunks, fmt.Sprintf(`{"choices":[{"index":%d,"text":%q,"finish_reason":%s}]}`, i, wd, fin))
+			}
+		}
+		sse(w, append(chunks, "[DONE]")...)
+	}))
+	defer srv.Close()
+	c, err := NewCompletions(Config{BaseURL: srv.URL + "/v1", Model: "m"}, "{{range .}}[{{.Role}}] {{.Content}}\n{{end}}>", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxBatch() != 3 {
+		t.Fatalf("MaxBatch %d", c.MaxBatch())
+	}
+	got := make([]string, 3)
+	convs := [][]pipeline.Message{conv("a"), conv("b"), conv("c")}
+	if err := c.Stream(context.Background(), convs, func(i int, s string) { got[i] += s }); err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != "A1 A2" || got[1] != "B1 B2" || got[2] != "C1 C2" {
+		t.Fatalf("demultiplexed: %q", got)
+	}
+	if len(prompts) != 3 || prompts[1] != "[system] be brief\n[user] b\n>" {
+		t.Fatalf("prompts: %q", prompts)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"http 500 with an OpenAI error", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(500)
+			w.Write([]byte(`{"error":{"message":"model overloaded","type":"server_error"}}`))
+		}, "500 Internal Server Error: model overloaded"},
+		{"http 404 plain", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no such model", 404)
+		}, "404 Not Found: no such model"},
+		{"stream cut without [DONE]", func(w http.ResponseWriter, r *http.Request) {
+			sse(w, chatDelta("partial"))
+		}, "stream ended early"},
+		{"error object in the stream", func(w http.ResponseWriter, r *http.Request) {
+			sse(w, chatDelta("a"), `{"error":{"message":"context length exceeded"}}`)
+		}, "context length exceeded"},
+		{"garbage chunk", func(w http.ResponseWriter, r *http.Request) {
+			sse(w, "{not json")
+		}, "bad stream chunk"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m", APIKey: key})
+			err := c.Stream(context.Background(), [][]pipeline.Message{conv("x")}, func(int, string) {})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), key) {
+				t.Fatalf("the API key leaked into the error: %v", err)
+			}
+		})
+	}
+	t.Run("connection refused", func(t *testing.T) {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		url := srv.URL
+		srv.Close()
+		c, _ := NewChat(Config{BaseURL: "http://user:" + key + "@" + strings.TrimPrefix(url, "http://"), Model: "m", APIKey: key})
+		err := c.Stream(context.Background(), [][]pipeline.Message{conv("x")}, func(int, string) {})
+		if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestCancelWhileTheUpstreamStalls(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sse(w, chatDelta("first"))
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer once.Do(func() { close(release) })
+	c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m"})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- c.Stream(ctx, [][]pipeline.Message{conv("x")}, func(int, string) { cancel() })
+	}()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("want an error after cancel")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stream did not return after cancel")
+	}
+}
+
+func TestConfigChecks(t *testing.T) {
+	for _, cfg := range []Config{{Model: "m"}, {BaseURL: "http://127.0.0.1:1"}, {BaseURL: "ftp://x", Model: "m"}} {
+		if _, err := NewChat(cfg); err == nil {
+			t.Errorf("NewChat(%+v): want an error", cfg)
+		}
+	}
+	if _, err := NewCompletions(Config{BaseURL: "http://127.0.0.1:1", Model: "m"}, "{{.Bad", 0); err == nil {
+		t.Error("a broken template must be refused")
+	}
+}
