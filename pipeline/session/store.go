@@ -222,7 +222,6 @@ const (
 	finishApplied = 1
 )
 
-
 // doneLua decides whether a turn has its reply. Turns of one session may
 // finish out of order, so "replied" is a watermark (every turn up to it is
 // done) plus a d:<turn> field for each done turn above it.
