@@ -110,6 +110,9 @@ func (c *conn) enqueue(f frame) {
 	default:
 		c.log.Warn("send queue full; disconnecting slow client", "queue", cap(c.send))
 		c.close(ReasonSlowClient)
+		// The writer is stuck in a write to a client that does not read:
+		// fail that write now rather than at its deadline.
+		_ = c.ws.NetConn().SetWriteDeadline(time.Now())
 	}
 }
 

@@ -307,50 +307,6 @@ func TestBackpressureBusy(t *testing.T) {
 	close(llm.gate)
 }
 
-func TestBatchesFormUnderLoadAndNotWhenIdle(t *testing.T) {
-	rdb := newRedis(t)
-	llm := &echoLLM{max: 4, delay: 20 * time.Millisecond}
-	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 100}})
-
-	// Idle: one turn goes alone, at once, as a batch of one.
-	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "alone"})
-	c.until("reply.done", 1)
-	if got := llm.batchSizes(); len(got) != 1 || got[0] != 1 {
-		t.Fatalf("a lone turn: batches %v, want [1]", got)
-	}
-
-	// Load: 12 sessions at once against one slot: turns wait and go together.
-	var wg sync.WaitGroup
-	for i := 0; i < 12; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := dial(t, r.URL)
-			c.hello()
-			c.send(map[string]any{"type": "text", "text": fmt.Sprintf("load %d", i)})
-			evs := c.until("reply.done", 1)
-			if got := evs[len(evs)-1].Text; got != fmt.Sprintf("echo: load %d", i) {
-				t.Errorf("session %d got %q", i, got)
-			}
-		}()
-	}
-	wg.Wait()
-	max := 0
-	for _, n := range llm.batchSizes() {
-		if n > 4 {
-			t.Fatalf("batch of %d exceeds the batch size 4", n)
-		}
-		if n > max {
-			max = n
-		}
-	}
-	if max < 2 {
-		t.Fatalf("no batch larger than 1 formed under load: %v", llm.batchSizes())
-	}
-}
-
 func TestInterruptStoresWhatWasSent(t *testing.T) {
 	rdb := newRedis(t)
 	llm := newGateLLM()

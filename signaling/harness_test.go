@@ -206,16 +206,14 @@ type echoLLM struct {
 	max   int
 	delay time.Duration // between pieces
 
-	mu      sync.Mutex
-	batches []int
-	convs   [][]pipeline.Message
+	mu    sync.Mutex
+	convs [][]pipeline.Message
 }
 
 func (l *echoLLM) MaxBatch() int { return l.max }
 
 func (l *echoLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
 	l.mu.Lock()
-	l.batches = append(l.batches, len(convs))
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()
 	replies := make([][]string, len(convs))
@@ -241,12 +239,6 @@ func (l *echoLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit f
 			}
 		}
 	}
-}
-
-func (l *echoLLM) batchSizes() []int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]int(nil), l.batches...)
 }
 
 func lastUser(conv []pipeline.Message) string {
