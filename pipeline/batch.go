@@ -90,9 +90,11 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		}
 		j.buf.WriteString(text)
 		j.text.WriteString(text)
-		// The first piece goes at once (time to first token); then at a
-		// clause end or when Coalesce has passed, not per token.
-		if !j.flushed || clauseEnd(text) || time.Since(j.lastFlush) >= e.cfg.Coalesce {
+		// The first piece goes at once (time to first token); then when
+		// Coalesce has passed, or at a clause end once a fifth of it has:
+		// natural chunks for a slow model, few writes for a fast one.
+		since := time.Since(j.lastFlush)
+		if !j.flushed || since >= e.cfg.Coalesce || (since >= e.cfg.Coalesce/5 && clauseEnd(text)) {
 			e.flushLocked(bctx, j)
 		}
 	})

@@ -213,10 +213,57 @@ func (c *conn) write(kind int, data []byte) error {
 	return c.ws.WriteMessage(kind, data)
 }
 
-// replay sends the stored events after the last id sent, page by page, then
-// the live events that arrived meanwhile, and switches the feed to live.
-// It runs on the writer, so a long replay needs no queue space.
+// replay sends the stored events after the last id sent, page by page,
+// then the live events that arrived meanwhile, and switches the feed to
+// live only once it has caught up. It runs on the writer, so a long
+// replay, or a burst during one, needs no queue space.
 func (c *conn) replay() error {
+	for {
+		if err := c.replayLog(); err != nil {
+			return err
+		}
+		for {
+			c.fmu.Lock()
+			pend, overflow := c.pending, c.overflow
+			c.pending, c.overflow = nil, false
+			if len(pend) == 0 && !overflow {
+				c.replaying = false
+				c.fmu.Unlock()
+				return nil
+			}
+			c.fmu.Unlock()
+			if overflow {
+				break // events were dropped from pending: read the log again
+			}
+			for _, w := range pend {
+				if !c.advance(eventID(w)) {
+					continue
+				}
+				if err := c.write(websocket.TextMessage, w); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// advance records id as sent and reports whether it is new; events without
+// an id are always new.
+func (c *conn) advance(id string) bool {
+	if id == "" {
+		return true
+	}
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if c.lastID != "" && session.CompareIDs(id, c.lastID) <= 0 {
+		return false
+	}
+	c.lastID = id
+	return true
+}
+
+// replayLog sends the stored events after the last id sent.
+func (c *conn) replayLog() error {
 	for {
 		c.fmu.Lock()
 		after := c.lastID
@@ -230,38 +277,21 @@ func (c *conn) replay() error {
 				return err
 			}
 			// Tell the client, and carry on live; the next Resync retries.
-			if werr := c.write(websocket.TextMessage, errorWire(codeInternal, "missed events could not be read; reconnect to receive them")); werr != nil {
-				return werr
-			}
-			break
+			return c.write(websocket.TextMessage, errorWire(codeInternal, "missed events could not be read; reconnect to receive them"))
 		}
 		for _, ev := range evs {
-			c.fmu.Lock()
-			c.lastID = ev.ID
-			c.fmu.Unlock()
+			if !c.advance(ev.ID) {
+				continue
+			}
 			if err := c.write(websocket.TextMessage, ev.Wire); err != nil {
 				return err
 			}
 			replayed.Inc()
 		}
 		if len(evs) < replayPage {
-			break
+			return nil
 		}
 	}
-	c.fmu.Lock()
-	defer c.fmu.Unlock()
-	pend := c.pending
-	c.pending = nil
-	c.replaying = false
-	for _, w := range pend {
-		c.deliverLocked(w)
-	}
-	if c.overflow {
-		c.overflow = false
-		c.replaying = true
-		c.enqueue(frame{replay: true})
-	}
-	return nil
 }
 
 func (c *conn) readLoop() {

@@ -49,7 +49,7 @@ type replicaOpts struct {
 	ws     signaling.Config
 }
 
-func startReplica(t *testing.T, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
+func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
 	t.Helper()
 	log := testLogger(t)
 	store := session.NewStore(rdb, session.Config{})
@@ -283,6 +283,6 @@ func (l *gateLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit f
 	}
 }
 
-func newRedis(t *testing.T) *redis.Client {
+func newRedis(t testing.TB) *redis.Client {
 	return redistest.Start(t).Client()
 }

@@ -30,21 +30,30 @@ func (bigLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(
 func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
 	r := startReplica(t, newRedis(t), bigLLM{}, replicaOpts{
 		ws:     signaling.Config{SendQueue: 4, WriteTimeout: 2 * time.Second},
-		engine: pipeline.Config{Coalesce: time.Hour},
+		engine: pipeline.Config{Coalesce: time.Nanosecond}, // every piece its own frame
 	})
 	c := dial(t, r.URL)
 	c.hello()
 	c.send(map[string]any{"type": "text", "text": "flood me"})
-	before := disconnectsFor(t, "slow_client")
+	before := metricValue(t, "parley_ws_disconnects_total", "reason", "slow_client")
+	replied := metricValue(t, "parley_turns_total", "outcome", "replied")
 	time.Sleep(500 * time.Millisecond) // not reading: the server's queue fills
 	var err error
 	for err == nil { // the socket ends; its close frame may not fit in the full buffers
 		_, err = c.read(10 * time.Second)
 	}
-	if got := disconnectsFor(t, "slow_client"); got != before+1 {
+	if got := metricValue(t, "parley_ws_disconnects_total", "reason", "slow_client"); got != before+1 {
 		t.Fatalf("slow_client disconnects went from %v to %v, want one more (client saw %v)", before, got, err)
 	}
 
+	// Resume once the reply is complete: a resuming client reads it all
+	// from the log, without the live queue.
+	for deadline := time.Now().Add(20 * time.Second); metricValue(t, "parley_turns_total", "outcome", "replied") < replied+1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the reply never completed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	c2 := dial(t, r.URL)
 	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" {
 		t.Fatalf("resume: %s", ev.raw)
@@ -55,21 +64,20 @@ func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
 	}
 }
 
-// disconnectsFor reads parley_ws_disconnects_total{reason} from the
-// process's metrics.
-func disconnectsFor(t *testing.T, reason string) float64 {
+// metricValue reads a counter of this process's metrics by one label.
+func metricValue(t *testing.T, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "parley_ws_disconnects_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}

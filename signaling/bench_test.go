@@ -1,0 +1,67 @@
+package signaling_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/local"
+)
+
+// BenchmarkTextTurn is one client's typed turn, from sending "text" to
+// reading "reply.done", against the offline responder on a real Redis:
+// the server's own cost per turn, with nothing upstream.
+func BenchmarkTextTurn(b *testing.B) {
+	r := startReplica(b, newRedis(b), local.New(local.Config{}), replicaOpts{})
+	c := dial(b, r.URL)
+	c.hello()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.send(map[string]any{"type": "text", "text": "what time is it"})
+		for {
+			ev := c.next()
+			if ev.Type == "reply.done" {
+				break
+			}
+			if ev.Type == "error" {
+				b.Fatal(ev.raw)
+			}
+		}
+	}
+}
+
+// BenchmarkParallelSessions runs many sessions at once, each sending turns
+// back to back, and reports turns per second for the whole server.
+func BenchmarkParallelSessions(b *testing.B) {
+	for _, sessions := range []int{16, 64} {
+		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
+			r := startReplica(b, newRedis(b), local.New(local.Config{}),
+				replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 4096}})
+			var done atomic.Int64
+			b.SetParallelism((sessions + 1) / 2) // GOMAXPROCS is 2 here
+			start := time.Now()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c := dial(b, r.URL)
+				c.hello()
+				for pb.Next() {
+					c.send(map[string]any{"type": "text", "text": "hello"})
+					for {
+						ev := c.next()
+						if ev.Type == "reply.done" {
+							done.Add(1)
+							break
+						}
+						if ev.Type == "error" {
+							b.Error(ev.raw)
+							return
+						}
+					}
+				}
+			})
+			b.ReportMetric(float64(done.Load())/time.Since(start).Seconds(), "turns/s")
+		})
+	}
+}
