@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -28,11 +31,32 @@ func freeAddr(t *testing.T) string {
 // embedded Redis (the demo default) and on a real one, and drains when
 // its context ends.
 func TestServerEndToEnd(t *testing.T) {
-	for _, mode := range []string{"embedded", "redis-server"} {
+	for _, mode := range []string{"embedded", "redis-server", "openai-chat"} {
 		t.Run(mode, func(t *testing.T) {
 			env := map[string]string{"PARLEY_ADDR": freeAddr(t), "PARLEY_DRAIN_TIMEOUT": "2s"}
-			if mode == "redis-server" {
+			var upstreamSaw chan string
+			switch mode {
+			case "redis-server":
 				env["REDIS_URL"] = redistest.Start(t).URL()
+			case "openai-chat":
+				env["REDIS_URL"] = redistest.Start(t).URL()
+				upstreamSaw = make(chan string, 1)
+				up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var req struct {
+						Model    string `json:"model"`
+						Messages []struct{ Role, Content string }
+					}
+					_ = json.NewDecoder(r.Body).Decode(&req)
+					upstreamSaw <- r.URL.Path + " " + r.Header.Get("Authorization") + " " + req.Model + " " + req.Messages[len(req.Messages)-1].Content
+					w.Header().Set("Content-Type", "text/event-stream")
+					for _, p := range []string{"It is ", "noon, ", "says the model."} {
+						fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", p)
+						w.(http.Flusher).Flush()
+					}
+					fmt.Fprint(w, "data: [DONE]\n\n")
+				}))
+				t.Cleanup(up.Close)
+				env["LLM_BASE_URL"], env["LLM_MODEL"], env["LLM_API_KEY"] = up.URL+"/v1", "test-model", "sk-1"
 			}
 			cfg, err := parseConfig(nil, func(k string) string { return env[k] })
 			if err != nil {
@@ -87,7 +111,15 @@ func TestServerEndToEnd(t *testing.T) {
 				}
 			}
 			if !strings.HasPrefix(reply, "It is ") {
-				t.Fatalf("the offline responder answered %q", reply)
+				t.Fatalf("the reply was %q", reply)
+			}
+			if upstreamSaw != nil {
+				if got := <-upstreamSaw; got != "/v1/chat/completions Bearer sk-1 test-model what time is it" {
+					t.Fatalf("the upstream saw %q", got)
+				}
+				if reply != "It is noon, says the model." {
+					t.Fatalf("reply %q is not the upstream's", reply)
+				}
 			}
 
 			cancel()
