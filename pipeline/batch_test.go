@@ -1,0 +1,52 @@
+package pipeline
+
+import (
+	"testing"
+
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// The model sees, for turn T, the history up to T in turn order with T's
+// own message last, however the history stream interleaved.
+func TestConversationForATurn(t *testing.T) {
+	e := &Engine{cfg: Config{SystemPrompt: "sys"}}
+	hist := []session.Turn{ // as stored: turns 1-3 typed fast, replies finishing out of order
+		{Role: RoleUser, Content: "u1", N: 1},
+		{Role: RoleUser, Content: "u2", N: 2},
+		{Role: RoleUser, Content: "u3", N: 3},
+		{Role: RoleAssistant, Content: "a2", N: 2},
+		{Role: RoleAssistant, Content: "a1", N: 1},
+	}
+	tests := []struct {
+		turn int64
+		want []string
+	}{
+		{1, []string{"sys", "u1"}},
+		{2, []string{"sys", "u1", "a1", "u2"}},
+		{3, []string{"sys", "u1", "a1", "u2", "a2", "u3"}},
+	}
+	for _, tc := range tests {
+		t.Run(string(rune('0'+tc.turn)), func(t *testing.T) {
+			conv := e.conversation(hist, tc.turn)
+			if len(conv) != len(tc.want) {
+				t.Fatalf("got %v", conv)
+			}
+			for i, m := range conv {
+				if m.Content != tc.want[i] {
+					t.Fatalf("message %d: %q, want %q (all: %v)", i, m.Content, tc.want[i], conv)
+				}
+			}
+		})
+	}
+}
+
+func TestClauseEnd(t *testing.T) {
+	for text, want := range map[string]bool{
+		"Hello.": true, "Hello. ": true, "well,": true, "line\n": true, "what?": true,
+		"Hel": false, "3:04 ": false, "": false, "  ": false,
+	} {
+		if got := clauseEnd(text); got != want {
+			t.Errorf("clauseEnd(%q) = %v, want %v", text, got, want)
+		}
+	}
+}
