@@ -68,65 +68,42 @@ type flagSet struct {
 	err error
 }
 
-func (f *flagSet) def(name, env, help string) string {
+// envDefault is the flag's default: dflt, or the environment variable's
+// value parsed by parse.
+func envDefault[T any](f *flagSet, name, env, help string, dflt T, parse func(string) (T, error)) T {
 	settings = append(settings, setting{flag: name, env: env, help: help})
-	return f.env(env)
+	e := f.env(env)
+	if e == "" {
+		return dflt
+	}
+	v, err := parse(e)
+	if err != nil {
+		f.fail(env, e, err)
+		return dflt
+	}
+	return v
 }
 
 func (f *flagSet) str(p *string, name, env, dflt, help string) {
-	v := dflt
-	if e := f.def(name, env, help); e != "" {
-		v = e
-	}
-	f.fs.StringVar(p, name, v, help)
+	f.fs.StringVar(p, name, envDefault(f, name, env, help, dflt, func(s string) (string, error) { return s, nil }), help)
 }
 
 func (f *flagSet) dur(p *time.Duration, name, env string, dflt time.Duration, help string) {
-	v := dflt
-	if e := f.def(name, env, help); e != "" {
-		d, err := time.ParseDuration(e)
-		if err != nil {
-			f.fail(env, e, err)
-		}
-		v = d
-	}
-	f.fs.DurationVar(p, name, v, help)
+	f.fs.DurationVar(p, name, envDefault(f, name, env, help, dflt, time.ParseDuration), help)
 }
 
 func (f *flagSet) int(p *int, name, env string, dflt int, help string) {
-	v := dflt
-	if e := f.def(name, env, help); e != "" {
-		n, err := strconv.Atoi(e)
-		if err != nil {
-			f.fail(env, e, err)
-		}
-		v = n
-	}
-	f.fs.IntVar(p, name, v, help)
+	f.fs.IntVar(p, name, envDefault(f, name, env, help, dflt, strconv.Atoi), help)
 }
 
 func (f *flagSet) int64(p *int64, name, env string, dflt int64, help string) {
-	v := dflt
-	if e := f.def(name, env, help); e != "" {
-		n, err := strconv.ParseInt(e, 10, 64)
-		if err != nil {
-			f.fail(env, e, err)
-		}
-		v = n
-	}
-	f.fs.Int64Var(p, name, v, help)
+	parse := func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
+	f.fs.Int64Var(p, name, envDefault(f, name, env, help, dflt, parse), help)
 }
 
 func (f *flagSet) float(p *float64, name, env string, dflt float64, help string) {
-	v := dflt
-	if e := f.def(name, env, help); e != "" {
-		n, err := strconv.ParseFloat(e, 64)
-		if err != nil {
-			f.fail(env, e, err)
-		}
-		v = n
-	}
-	f.fs.Float64Var(p, name, v, help)
+	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+	f.fs.Float64Var(p, name, envDefault(f, name, env, help, dflt, parse), help)
 }
 
 func (f *flagSet) fail(env, val string, err error) {
