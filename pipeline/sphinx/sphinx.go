@@ -1,0 +1,237 @@
+//go:build !nospeech
+
+package sphinx
+
+/*
+#cgo pkg-config: pocketsphinx
+#include <stdlib.h>
+#include <stdio.h>
+#include <pocketsphinx.h>
+#include <sphinxbase/err.h>
+
+static ps_decoder_t *new_decoder(const char *hmm, const char *lm, const char *dict) {
+	char *argv[] = {"-hmm", (char *)hmm, "-lm", (char *)lm, "-dict", (char *)dict, "-logfn", "/dev/null"};
+	cmd_ln_t *config = cmd_ln_parse_r(NULL, ps_args(), 8, argv, FALSE);
+	if (config == NULL) return NULL;
+	ps_decoder_t *ps = ps_init(config);
+	cmd_ln_free_r(config); // ps_init holds its own reference
+	return ps;
+}
+
+static const char *hyp(ps_decoder_t *ps) {
+	int32 score;
+	return ps_get_hyp(ps, &score);
+}
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/parleyhq/parley/pipeline"
+)
+
+var behind = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "parley", Subsystem: "asr", Name: "dropped_chunks_total",
+	Help: "Audio chunks dropped because a recogniser fell behind.",
+})
+
+// Config of an ASR. A zero field means the default in its comment.
+type Config struct {
+	ModelDir string // default /usr/share/pocketsphinx/model/en-us (Debian's pocketsphinx-en-us)
+	Decoders int    // most decoders at once, one per live call; default 4 (about 93 MB each)
+	Queue    int    // audio chunks queued per call before Write refuses; default 250 (5 s of 20 ms)
+	// PartialEvery: how much new audio between partial results; default 300ms.
+	PartialEvery time.Duration
+}
+
+// ErrBehind is returned by Write when the recogniser's queue is full.
+var ErrBehind = errors.New("sphinx: the recogniser is behind; audio dropped")
+
+// ErrNoDecoder is returned by NewCall when every decoder is in use.
+var ErrNoDecoder = errors.New("sphinx: every speech recogniser is in use")
+
+// ASR is a pool of pocketsphinx decoders.
+type ASR struct {
+	cfg           Config
+	hmm, lm, dict *C.char
+	sem           chan struct{}
+	mu            sync.Mutex
+	idle          []*C.ps_decoder_t
+}
+
+var _ pipeline.ASR = (*ASR)(nil)
+
+var silenceOnce sync.Once
+
+// New checks the model and loads the first decoder, so that a missing
+// model is found at start-up.
+func New(cfg Config) (*ASR, error) {
+	if cfg.ModelDir == "" {
+		cfg.ModelDir = "/usr/share/pocketsphinx/model/en-us"
+	}
+	if cfg.Decoders <= 0 {
+		cfg.Decoders = 4
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 250
+	}
+	if cfg.PartialEvery <= 0 {
+		cfg.PartialEvery = 300 * time.Millisecond
+	}
+	paths := []string{filepath.Join(cfg.ModelDir, "en-us"), filepath.Join(cfg.ModelDir, "en-us.lm.bin"), filepath.Join(cfg.ModelDir, "cmudict-en-us.dict")}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("sphinx: model file missing (install pocketsphinx-en-us): %w", err)
+		}
+	}
+	silenceOnce.Do(func() { C.err_set_logfp(nil) })
+	a := &ASR{cfg: cfg, hmm: C.CString(paths[0]), lm: C.CString(paths[1]), dict: C.CString(paths[2]), sem: make(chan struct{}, cfg.Decoders)}
+	d := C.new_decoder(a.hmm, a.lm, a.dict)
+	if d == nil {
+		return nil, fmt.Errorf("sphinx: decoder failed to load from %s", cfg.ModelDir)
+	}
+	a.idle = append(a.idle, d)
+	return a, nil
+}
+
+// SampleRate implements pipeline.ASR: the model is for 16 kHz speech.
+func (a *ASR) SampleRate() int { return 16000 }
+
+// NewCall implements pipeline.ASR. It waits for a free decoder until ctx
+// ends, then returns ErrNoDecoder.
+func (a *ASR) NewCall(ctx context.Context, partial func(string)) (pipeline.Recognizer, error) {
+	select {
+	case a.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ErrNoDecoder
+	}
+	a.mu.Lock()
+	var d *C.ps_decoder_t
+	if n := len(a.idle); n > 0 {
+		d, a.idle = a.idle[n-1], a.idle[:n-1]
+	}
+	a.mu.Unlock()
+	if d == nil {
+		if d = C.new_decoder(a.hmm, a.lm, a.dict); d == nil {
+			<-a.sem
+			return nil, errors.New("sphinx: decoder failed to load")
+		}
+	}
+	r := &recognizer{a: a, d: d, partial: partial, ops: make(chan op, a.cfg.Queue)}
+	go r.run() // ends when Close closes ops
+	return r, nil
+}
+
+type op struct {
+	pcm []int16
+	end chan string
+}
+
+type recognizer struct {
+	a       *ASR
+	d       *C.ps_decoder_t
+	partial func(string)
+	ops     chan op
+	closed  bool
+}
+
+// Write implements pipeline.Recognizer.
+func (r *recognizer) Write(pcm []int16) error {
+	if r.closed || len(pcm) == 0 {
+		return nil
+	}
+	select {
+	case r.ops <- op{pcm: append([]int16(nil), pcm...)}:
+		return nil
+	default:
+		behind.Inc()
+		return ErrBehind
+	}
+}
+
+// End implements pipeline.Recognizer.
+func (r *recognizer) End(ctx context.Context) (string, error) {
+	if r.closed {
+		return "", errors.New("sphinx: recogniser closed")
+	}
+	ch := make(chan string, 1)
+	select {
+	case r.ops <- op{end: ch}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	select {
+	case text := <-ch:
+		return text, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Close implements pipeline.Recognizer.
+func (r *recognizer) Close() {
+	if !r.closed {
+		r.closed = true
+		close(r.ops)
+	}
+}
+
+// run decodes on its own goroutine, so the call's media loop never waits
+// for pocketsphinx (up to 150 ms of CPU for a chunk).
+func (r *recognizer) run() {
+	inUtt := false
+	var since int
+	every := int(r.a.cfg.PartialEvery.Seconds() * 16000)
+	last := ""
+	for o := range r.ops {
+		switch {
+		case o.pcm != nil:
+			if !inUtt {
+				C.ps_start_utt(r.d)
+				inUtt, since, last = true, 0, ""
+			}
+			C.ps_process_raw(r.d, (*C.int16)(unsafe.Pointer(&o.pcm[0])), C.size_t(len(o.pcm)), 0, 0)
+			since += len(o.pcm)
+			if r.partial != nil && since >= every {
+				since = 0
+				if h := goString(C.hyp(r.d)); h != "" && h != last {
+					last = h
+					r.partial(h)
+				}
+			}
+		case o.end != nil:
+			text := ""
+			if inUtt {
+				C.ps_end_utt(r.d)
+				text = goString(C.hyp(r.d))
+				inUtt = false
+			}
+			o.end <- text
+		}
+	}
+	if inUtt {
+		C.ps_end_utt(r.d)
+	}
+	r.a.mu.Lock()
+	r.a.idle = append(r.a.idle, r.d)
+	r.a.mu.Unlock()
+	<-r.a.sem
+}
+
+func goString(s *C.char) string {
+	if s == nil {
+		return ""
+	}
+	return C.GoString(s)
+}
