@@ -63,12 +63,16 @@ func post(ctx context.Context, cfg *Config, path string, body any) (*http.Respon
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.BaseURL+path, bytes.NewReader(b))
+	return do(ctx, cfg, path, "application/json", bytes.NewReader(b))
+}
+
+// do POSTs body to path, with the bearer token if any.
+func do(ctx context.Context, cfg *Config, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.BaseURL+path, body)
 	if err != nil {
-		return nil, fmt.Errorf("llm upstream: %w", err)
+		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Content-Type", contentType)
 	if cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.APIKey)
 	}
@@ -77,12 +81,12 @@ func post(ctx context.Context, cfg *Config, path string, body any) (*http.Respon
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("llm upstream: %s: %w", cfg.shown+path, stripURLError(err))
+		return nil, fmt.Errorf("upstream: %s: %w", cfg.shown+path, stripURLError(err))
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return nil, fmt.Errorf("llm upstream: %s: %s", resp.Status, upstreamMessage(snippet))
+		return nil, fmt.Errorf("upstream: %s: %s", resp.Status, upstreamMessage(snippet))
 	}
 	return resp, nil
 }
