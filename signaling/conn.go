@@ -9,11 +9,13 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -31,6 +33,8 @@ const (
 	// Live events held while a replay runs; past this the replay simply
 	// runs once more from the last id sent.
 	maxPending = 1024
+	// Outbound audio frames queued per socket: 1 s.
+	mediaQueue = 50
 	// Error replies a connection gets per second before bad input is only
 	// counted: a flood must not turn into a flood back.
 	errorBudget = 20
@@ -42,11 +46,16 @@ type conn struct {
 	log *slog.Logger
 
 	send      chan frame
+	media     chan []byte // outbound Opus packets; the oldest is dropped when full
 	done      chan struct{}
 	closeOnce sync.Once
 	reason    Reason
 	ctx       context.Context // ends when the connection closes
 	cancel    context.CancelFunc
+
+	call     atomic.Pointer[pipeline.Call] // set once at hello when the client asked for ws audio
+	callDone chan struct{}                 // closed when the call's Run returns
+	dec      *media.Decoder                // owned by the reader
 
 	// Owned by the reader goroutine.
 	sessionID  string
@@ -67,9 +76,10 @@ func newConn(s *Server, ws *websocket.Conn, log *slog.Logger) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
 		srv: s, ws: ws, log: log,
-		send: make(chan frame, s.cfg.SendQueue),
-		done: make(chan struct{}),
-		ctx:  ctx, cancel: cancel,
+		send:  make(chan frame, s.cfg.SendQueue),
+		media: make(chan []byte, mediaQueue),
+		done:  make(chan struct{}),
+		ctx:   ctx, cancel: cancel,
 		replaying: true, // until the first replay has run
 	}
 }
@@ -84,6 +94,10 @@ func (c *conn) serve() {
 	}()
 	c.readLoop()
 	<-writerDone
+	c.cancel()
+	if c.callDone != nil {
+		<-c.callDone
+	}
 	if c.stopFollow != nil {
 		c.stopFollow()
 	}
@@ -143,6 +157,9 @@ func (c *conn) sendError(code, message string) {
 
 // Deliver implements session.Sink; it runs on the Hub's goroutine.
 func (c *conn) Deliver(wire []byte) {
+	if call := c.call.Load(); call != nil {
+		call.Event(wire)
+	}
 	c.fmu.Lock()
 	defer c.fmu.Unlock()
 	if c.replaying {
@@ -194,6 +211,10 @@ func (c *conn) writeLoop() {
 				err = c.write(websocket.TextMessage, f.data)
 			}
 			if err != nil {
+				c.close(ReasonWriteFailed)
+			}
+		case pkt := <-c.media:
+			if err := c.write(websocket.BinaryMessage, pkt); err != nil {
 				c.close(ReasonWriteFailed)
 			}
 		case <-ping.C:
@@ -321,7 +342,7 @@ func (c *conn) readLoop() {
 		}
 		if kind == websocket.BinaryMessage {
 			messagesIn.WithLabelValues("binary").Inc()
-			c.sendError(codeBadRequest, "binary frames carry call audio, and this session has no WebSocket audio channel")
+			c.audio(data)
 			continue
 		}
 		c.handle(data)
@@ -412,8 +433,22 @@ func (c *conn) hello(m *inMsg) {
 		c.sendError(codeBadRequest, "hello was already said on this connection")
 		return
 	}
-	if m.Audio != nil {
-		c.sendError(codeUnsupported, "audio calls are not available in this build yet; the session is text only")
+	wsAudio := false
+	if a := m.Audio; a != nil {
+		switch {
+		case a.Codec != "" && a.Codec != "opus":
+			c.sendError(codeBadRequest, fmt.Sprintf("audio codec %q: only opus is supported", truncate(a.Codec, 20)))
+			return
+		case a.Transport == "ws" && c.srv.voice != nil:
+			wsAudio = true
+		case a.Transport == "ws":
+			c.sendError(codeUnsupported, "this server has no speech recogniser or synthesiser configured; the session is text only")
+		case a.Transport == "webrtc":
+			c.sendError(codeUnsupported, `WebRTC audio is not available in this build yet; use "transport": "ws"; the session is text only`)
+		default:
+			c.sendError(codeBadRequest, fmt.Sprintf(`audio transport %q: use "ws" or "webrtc"`, truncate(a.Transport, 20)))
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
@@ -465,7 +500,71 @@ func (c *conn) hello(m *inMsg) {
 	c.log.Info("hello", "resumed", resumed, "last_event", m.LastEvent)
 	c.sendJSON(sessionMsg{Type: "session", Session: id, Token: token, Resumed: resumed})
 	c.enqueue(frame{replay: true})
+	if wsAudio {
+		c.startCall(id)
+	}
 }
+
+// startCall starts the voice call of this socket. Its goroutines end when
+// the connection's context does.
+func (c *conn) startCall(id string) {
+	dec, err := media.NewDecoder()
+	if err != nil {
+		c.log.Error("opus decoder", "err", err)
+		c.sendError(codeInternal, "the audio decoder could not start")
+		return
+	}
+	v := c.srv.voice
+	call := pipeline.NewCall(v.cfg, id, c.srv.turns, v.asr, v.tts, c, c.log.With("call", true))
+	c.dec = dec
+	c.callDone = make(chan struct{})
+	c.call.Store(call)
+	go func() { // ends with the connection
+		defer close(c.callDone)
+		if err := call.Run(c.ctx); err != nil {
+			c.log.Error("call failed", "err", err)
+			c.sendError(codeInternal, "the call could not start: "+err.Error())
+		}
+	}()
+}
+
+// audio handles one binary frame: an Opus packet of the caller's.
+func (c *conn) audio(data []byte) {
+	call := c.call.Load()
+	if call == nil {
+		c.sendError(codeBadRequest, `binary frames carry call audio, and this session has no WebSocket audio channel (say hello with "audio": {"transport": "ws"})`)
+		return
+	}
+	pcm, err := c.dec.Decode(data)
+	if err != nil {
+		droppedAudio.WithLabelValues("bad_packet").Inc()
+		c.sendError(codeBadRequest, "a binary frame was not a 20 ms Opus packet and was dropped: "+err.Error())
+		return
+	}
+	call.Audio(pcm)
+}
+
+// SendAudio implements pipeline.CallOutput: it queues a packet for the
+// writer, dropping the oldest when the client is behind.
+func (c *conn) SendAudio(pkt []byte) error {
+	for {
+		select {
+		case c.media <- pkt:
+			return nil
+		case <-c.done:
+			return errors.New("connection closed")
+		default:
+		}
+		select {
+		case <-c.media:
+			droppedAudio.WithLabelValues("slow_client").Inc()
+		default:
+		}
+	}
+}
+
+// SendEvent implements pipeline.CallOutput.
+func (c *conn) SendEvent(wire []byte) { c.enqueue(frame{data: wire}) }
 
 func (c *conn) text(m *inMsg) {
 	if m.Text == nil {

@@ -47,6 +47,9 @@ type replica struct {
 type replicaOpts struct {
 	engine pipeline.Config
 	ws     signaling.Config
+	asr    pipeline.ASR // with tts: voice calls enabled
+	tts    pipeline.TTS
+	call   pipeline.CallConfig
 }
 
 func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
@@ -60,6 +63,9 @@ func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOp
 		t.Fatal(err)
 	}
 	srv := signaling.NewServer(o.ws, store, hub, eng, log)
+	if o.asr != nil {
+		srv.SetVoice(o.asr, o.tts, o.call)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{llm: llm, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
@@ -152,9 +158,13 @@ func (c *client) next() event {
 	return ev
 }
 
+// read returns the next text event; audio frames are skipped.
 func (c *client) read(timeout time.Duration) (event, error) {
 	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
-	_, b, err := c.ws.ReadMessage()
+	kind, b, err := c.ws.ReadMessage()
+	for err == nil && kind == websocket.BinaryMessage {
+		kind, b, err = c.ws.ReadMessage()
+	}
 	if err != nil {
 		return event{}, err
 	}

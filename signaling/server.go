@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -74,6 +75,10 @@ var (
 		Namespace: "parley", Subsystem: "ws", Name: "messages_total",
 		Help: "Client messages by type; invalid ones as \"invalid\".",
 	}, []string{"type"})
+	droppedAudio = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "ws", Name: "dropped_audio_total",
+		Help: "Audio frames dropped: bad_packet (caller's, not Opus), slow_client (ours, oldest first).",
+	}, []string{"why"})
 	replayed = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "ws", Name: "replayed_events_total",
 		Help: "Events sent from the session log to resuming clients.",
@@ -88,6 +93,8 @@ type Server struct {
 	turns    Turns
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+
+	voice *voice // nil: text only
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -105,6 +112,18 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 		CheckOrigin:     s.checkOrigin,
 	}
 	return s
+}
+
+type voice struct {
+	asr pipeline.ASR
+	tts pipeline.TTS
+	cfg pipeline.CallConfig
+}
+
+// SetVoice enables voice calls with these providers. Call it before
+// serving.
+func (s *Server) SetVoice(asr pipeline.ASR, tts pipeline.TTS, cfg pipeline.CallConfig) {
+	s.voice = &voice{asr: asr, tts: tts, cfg: cfg}
 }
 
 func (s *Server) checkOrigin(r *http.Request) bool {

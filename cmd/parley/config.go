@@ -50,6 +50,22 @@ type config struct {
 	RateGlobal   float64
 	BurstGlobal  int
 
+	ASR         string
+	ASRBaseURL  string
+	ASRModel    string
+	ASRAPIKey   string
+	ASRLanguage string
+	ASRDecoders int
+	TTS         string
+	TTSVoice    string
+	TTSBaseURL  string
+	TTSModel    string
+	TTSAPIKey   string
+	TTSRate     int
+	VADStart    time.Duration
+	VADStop     time.Duration
+	Complexity  int
+
 	Origins      string
 	MaxMessage   int64
 	MaxText      int
@@ -151,6 +167,22 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.float(&c.RateGlobal, "rate-global", "PARLEY_RATE_GLOBAL", 0, "turns per second across all replicas; 0 = unlimited")
 	f.int(&c.BurstGlobal, "burst-global", "PARLEY_BURST_GLOBAL", 100, "burst of turns across all replicas")
 
+	f.str(&c.ASR, "asr", "PARLEY_ASR", "sphinx", "speech recogniser for calls: sphinx (offline pocketsphinx), openai (/v1/audio/transcriptions) or off")
+	f.str(&c.ASRBaseURL, "asr-base-url", "PARLEY_ASR_BASE_URL", "", "OpenAI-compatible base URL for -asr=openai, e.g. http://127.0.0.1:8000/v1")
+	f.str(&c.ASRModel, "asr-model", "PARLEY_ASR_MODEL", "whisper-1", "transcription model for -asr=openai")
+	f.str(&c.ASRAPIKey, "asr-api-key", "PARLEY_ASR_API_KEY", "", "bearer token for -asr=openai (never logged)")
+	f.str(&c.ASRLanguage, "asr-language", "PARLEY_ASR_LANGUAGE", "", "language hint for -asr=openai, e.g. en; empty: detected")
+	f.int(&c.ASRDecoders, "asr-decoders", "PARLEY_ASR_DECODERS", 4, "pocketsphinx decoders, one per live call (about 93 MB each)")
+	f.str(&c.TTS, "tts", "PARLEY_TTS", "flite", "speech synthesiser for calls: flite (offline), openai (/v1/audio/speech) or off")
+	f.str(&c.TTSVoice, "tts-voice", "PARLEY_TTS_VOICE", "", "voice: for flite kal16 (default), kal, slt, rms, awb; for openai e.g. alloy (default)")
+	f.str(&c.TTSBaseURL, "tts-base-url", "PARLEY_TTS_BASE_URL", "", "OpenAI-compatible base URL for -tts=openai")
+	f.str(&c.TTSModel, "tts-model", "PARLEY_TTS_MODEL", "tts-1", "speech model for -tts=openai")
+	f.str(&c.TTSAPIKey, "tts-api-key", "PARLEY_TTS_API_KEY", "", "bearer token for -tts=openai (never logged)")
+	f.int(&c.TTSRate, "tts-rate", "PARLEY_TTS_RATE", 24000, "sample rate of the PCM that -tts=openai returns")
+	f.dur(&c.VADStart, "vad-start", "PARLEY_VAD_START", 200*time.Millisecond, "speech this long starts a caller's turn (and interrupts the bot)")
+	f.dur(&c.VADStop, "vad-stop", "PARLEY_VAD_STOP", 600*time.Millisecond, "silence this long ends a caller's turn")
+	f.int(&c.Complexity, "opus-complexity", "PARLEY_OPUS_COMPLEXITY", 5, "Opus encoder complexity, 1 to 10")
+
 	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
 	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
 	f.int(&c.MaxText, "max-text", "PARLEY_MAX_TEXT", 4000, "longest text turn, in characters")
@@ -172,6 +204,17 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	case "chat", "completions":
 	default:
 		return nil, fmt.Errorf("-llm-api %q: use chat or completions", c.LLMAPI)
+	}
+	for _, v := range []struct{ name, val, url string }{{"asr", c.ASR, c.ASRBaseURL}, {"tts", c.TTS, c.TTSBaseURL}} {
+		switch v.val {
+		case "openai":
+			if v.url == "" {
+				return nil, fmt.Errorf("-%s=openai needs -%s-base-url", v.name, v.name)
+			}
+		case "sphinx", "flite", "off":
+		default:
+			return nil, fmt.Errorf("-%s %q: see -help", v.name, v.val)
+		}
 	}
 	if c.LLMBaseURL != "" && c.LLMModel == "" {
 		return nil, fmt.Errorf("LLM_BASE_URL is set but LLM_MODEL is not: name the model to use")

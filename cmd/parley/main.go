@@ -24,11 +24,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/sphinx"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/web"
 )
@@ -100,6 +103,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
 	}, store, hub, engine, log.With("component", "ws"))
+
+	if err := enableVoice(cfg, ws, log); err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", ws)
@@ -201,3 +208,39 @@ func newLLM(cfg *config, log *slog.Logger) (pipeline.LLM, error) {
 }
 
 func pageHandler() http.Handler { return web.Handler() }
+
+// enableVoice builds the speech providers and turns voice calls on, unless
+// either is off.
+func enableVoice(cfg *config, ws *signaling.Server, log *slog.Logger) error {
+	if cfg.ASR == "off" || cfg.TTS == "off" {
+		log.Info("voice calls are off; text chat only")
+		return nil
+	}
+	var asr pipeline.ASR
+	var err error
+	switch cfg.ASR {
+	case "openai":
+		asr, err = openai.NewTranscription(openai.Config{BaseURL: cfg.ASRBaseURL, Model: cfg.ASRModel, APIKey: cfg.ASRAPIKey}, 16000, cfg.ASRLanguage)
+	default:
+		asr, err = sphinx.New(sphinx.Config{Decoders: cfg.ASRDecoders})
+	}
+	if err != nil {
+		return fmt.Errorf("speech recogniser: %w", err)
+	}
+	var tts pipeline.TTS
+	switch cfg.TTS {
+	case "openai":
+		tts, err = openai.NewSpeech(openai.Config{BaseURL: cfg.TTSBaseURL, Model: cfg.TTSModel, APIKey: cfg.TTSAPIKey}, cfg.TTSVoice, cfg.TTSRate)
+	default:
+		tts, err = flite.New(flite.Config{Voice: cfg.TTSVoice})
+	}
+	if err != nil {
+		return fmt.Errorf("speech synthesiser: %w", err)
+	}
+	ws.SetVoice(asr, tts, pipeline.CallConfig{
+		VAD:        media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
+		Complexity: cfg.Complexity,
+	})
+	log.Info("voice calls on (WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
+	return nil
+}

@@ -1,0 +1,202 @@
+//go:build !nospeech
+
+package signaling_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/flite"
+	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/pipeline/sphinx"
+)
+
+var (
+	speechOnce sync.Once
+	asr        *sphinx.ASR
+	voice      *flite.Voice
+	speechErr  error
+)
+
+// offline is the offline speech stack, loaded once per test binary.
+func offline(t *testing.T) (*sphinx.ASR, *flite.Voice) {
+	speechOnce.Do(func() {
+		if asr, speechErr = sphinx.New(sphinx.Config{Decoders: 2}); speechErr == nil {
+			voice, speechErr = flite.New(flite.Config{})
+		}
+	})
+	if speechErr != nil {
+		t.Fatal(speechErr)
+	}
+	return asr, voice
+}
+
+// opusSpeech is text spoken by flite kal16 as 20 ms Opus packets at 48 kHz,
+// with silence before and after.
+func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Duration) [][]byte {
+	t.Helper()
+	var pcm16 []int16
+	if err := v.Synthesize(context.Background(), text, func(p []int16) error { pcm16 = append(pcm16, p...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := media.NewResampler(16000, media.SampleRate)
+	pcm := make([]int16, int(before.Seconds()*media.SampleRate))
+	pcm = up.Process(pcm16, pcm)
+	pcm = append(pcm, make([]int16, int(after.Seconds()*media.SampleRate))...)
+	enc, _ := media.NewEncoder(0)
+	var pkts [][]byte
+	for i := 0; i+media.FrameSamples <= len(pcm); i += media.FrameSamples {
+		p, err := enc.Encode(pcm[i : i+media.FrameSamples])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts = append(pkts, p)
+	}
+	return pkts
+}
+
+type heard struct {
+	events []event
+	audio  [][]byte
+	at     []time.Time // arrival of each audio frame
+}
+
+// callClient says hello with ws audio, streams pkts at real time, and reads
+// until the reply to its first turn has been played (state listening after
+// speaking) or the timeout.
+func callClient(t *testing.T, url string, pkts [][]byte) *heard {
+	t.Helper()
+	c := dial(t, url)
+	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	h := &heard{}
+	done := make(chan struct{})
+	go func() { // the reader: ends when the reply has been heard or the socket fails
+		defer close(done)
+		spoke := false
+		for {
+			_ = c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+			kind, b, err := c.ws.ReadMessage()
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			if kind == websocket.BinaryMessage {
+				h.audio = append(h.audio, b)
+				h.at = append(h.at, time.Now())
+				continue
+			}
+			var ev event
+			_ = json.Unmarshal(b, &ev)
+			ev.raw = string(b)
+			h.events = append(h.events, ev)
+			if ev.Type == "error" {
+				t.Errorf("error: %s", b)
+			}
+			if ev.Type == "state" && ev.raw != "" {
+				var st struct{ State string }
+				_ = json.Unmarshal(b, &st)
+				if st.State == "speaking" {
+					spoke = true
+				}
+				if st.State == "listening" && spoke {
+					return
+				}
+			}
+		}
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for _, p := range pkts {
+		<-tick.C
+		_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+			t.Fatalf("send audio: %v", err)
+		}
+	}
+	<-done
+	return h
+}
+
+func TestVoiceCallOverTheWebSocket(t *testing.T) {
+	asr, v := offline(t)
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
+	h := callClient(t, r.URL, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
+
+	var final, done *event
+	var states []string
+	for i, ev := range h.events {
+		switch {
+		case ev.Type == "transcript" && ev.Final:
+			final = &h.events[i]
+		case ev.Type == "reply.done":
+			done = &h.events[i]
+		case ev.Type == "state":
+			var st struct{ State string }
+			_ = json.Unmarshal([]byte(ev.raw), &st)
+			states = append(states, st.State)
+		}
+	}
+	if final == nil || final.Text != "what time is it" || !strings.Contains(final.raw, `"source":"voice"`) {
+		t.Fatalf("final transcript: %+v", final)
+	}
+	if done == nil || !strings.HasPrefix(done.Text, "It is ") {
+		t.Fatalf("reply: %+v", done)
+	}
+	if got := strings.Join(states, ","); got != "listening,thinking,speaking,listening" {
+		t.Fatalf("states %s", got)
+	}
+
+	// The audio decodes, and it is as long as the reply spoken by flite.
+	dec, _ := media.NewDecoder()
+	for i, p := range h.audio {
+		if _, err := dec.Decode(p); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	var want int
+	_ = v.Synthesize(context.Background(), done.Text, func(p []int16) error { want += len(p); return nil })
+	wantFrames := want * 3 / media.FrameSamples
+	if n := len(h.audio); n < wantFrames*9/10 || n > wantFrames*11/10+2 {
+		t.Fatalf("%d frames of bot audio; the reply spoken is about %d", n, wantFrames)
+	}
+	// Paced at real time, not sent at once: the frames arrive over most of
+	// the audio's own duration.
+	span := h.at[len(h.at)-1].Sub(h.at[0])
+	if audio := time.Duration(len(h.audio)) * 20 * time.Millisecond; span < audio/2 {
+		t.Fatalf("%v of audio arrived within %v", audio, span)
+	}
+}
+
+func TestGarbageAudioIsDroppedAndTheCallGoesOn(t *testing.T) {
+	asr, v := offline(t)
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, call: pipeline.CallConfig{}})
+	c := dial(t, r.URL)
+	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
+	if ev := c.next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.raw)
+	}
+	c.sendRaw(websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd})
+	for {
+		ev := c.next()
+		if ev.Type == "error" {
+			if ev.Code != "bad_request" || !strings.Contains(ev.Message, "not a 20 ms Opus packet") {
+				t.Fatalf("%s", ev.raw)
+			}
+			break
+		}
+	}
+	// The call and the session go on: a typed turn is answered (and spoken).
+	c.send(map[string]any{"type": "text", "text": "hello"})
+	evs := c.until("reply.done", 1)
+	if !strings.Contains(evs[len(evs)-1].Text, "offline responder") {
+		t.Fatalf("reply %q", evs[len(evs)-1].Text)
+	}
+}
