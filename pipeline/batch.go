@@ -199,6 +199,10 @@ func (e *Engine) flushLocked(ctx context.Context, j *job) {
 	}
 }
 
+// deferDelete keeps a held job in its stream until the turn is finished:
+// if this replica dies meanwhile, another one answers the turn in full.
+func (e *Engine) deferDelete(j *job) { j.keep = true }
+
 // stopIfAllStopped cancels the upstream call once no job in it is live.
 func (e *Engine) stopIfAllStopped(jobs []*job, cancel context.CancelFunc) {
 	for _, j := range jobs {
@@ -216,9 +220,19 @@ func (e *Engine) stopIfAllStopped(jobs []*job, cancel context.CancelFunc) {
 func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	defer e.deleteJob(ctx, j)
+	j.keep = false
+	defer func() {
+		if !j.keep {
+			e.deleteJob(ctx, j)
+		}
+	}()
 	if j.status == session.Appended && callErr == nil {
 		e.flushLocked(ctx, j) // may find the turn cut or taken over
+		if j.status == session.Appended && j.written != nil {
+			e.deferDelete(j)
+			go e.hold(j, j.text.String()) // the call finishes it
+			return
+		}
 		if j.status == session.Appended {
 			ok, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, j.text.String(), false)
 			switch {
@@ -240,6 +254,11 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 	case session.Cut:
 		// Store the text the client was sent, not what was still buffered.
 		streamed := strings.TrimSuffix(j.text.String(), j.buf.String())
+		if j.written != nil {
+			e.deferDelete(j)
+			go e.hold(j, streamed) // the call says what was heard
+			return
+		}
 		if _, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, streamed, true); err != nil {
 			e.log.Warn("finish interrupted turn", "session", j.session, "turn", j.turn, "err", err)
 		}

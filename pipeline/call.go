@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,15 +16,21 @@ import (
 	"github.com/parleyhq/parley/media"
 )
 
-var droppedInput = promauto.NewCounter(prometheus.CounterOpts{
-	Namespace: "parley", Subsystem: "call", Name: "dropped_input_frames_total",
-	Help: "Caller audio frames dropped because a call's media loop fell behind (oldest first).",
-})
+var (
+	droppedInput = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "call", Name: "dropped_input_frames_total",
+		Help: "Caller audio frames dropped because a call's media loop fell behind (oldest first).",
+	})
+	bargeIns = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "call", Name: "barge_ins_total",
+		Help: "Replies cut off by the caller speaking over them.",
+	})
+)
 
 // CallConfig tunes a voice call. A zero field means the default in its
 // comment.
 type CallConfig struct {
-	VAD        media.VADConfig   // SampleRate is set to the ASR's
+	VAD        media.VADConfig   // SampleRate is set to the ASR's; Start is also the barge-in threshold
 	PreRoll    time.Duration     // caller audio kept from before speech is detected, so the first word is whole; default 400ms
 	Complexity int               // Opus encoder complexity; default 5
 	Pacer      media.PacerConfig // outbound pacing
@@ -37,15 +44,22 @@ type CallOutput interface {
 	SendEvent(wire []byte)         // an event that is not stored (state, partial transcript)
 }
 
-// CallTurns is what a call needs of the LLM path.
+// CallTurns is what a call needs of the LLM path (Engine implements it).
 type CallTurns interface {
-	Submit(ctx context.Context, sessionID, text, source string) (int64, error)
+	SubmitSpoken(ctx context.Context, sessionID, text, source string, written func(turn int64, reply string)) (int64, error)
+	FinishSpoken(ctx context.Context, sessionID string, turn int64, heard string, cut bool)
+	Interrupt(ctx context.Context, sessionID string) error
 }
 
 // Call is one voice call: caller audio in, through the VAD and the
 // recogniser, into the LLM path as a user turn; the reply's text out,
-// through the sentence splitter and the synthesiser, as paced Opus.
-// Audio and Event are safe from any goroutine; Run owns the rest.
+// through the sentence splitter and the synthesiser, as paced Opus. The
+// caller speaking over the reply cuts it off (barge-in), and the turn
+// keeps only what was played.
+//
+// Audio, Event and SubmitText are safe from any goroutine; Run owns the
+// rest and runs three goroutines (listen, speak, pacer) that end with its
+// context.
 type Call struct {
 	cfg     CallConfig
 	session string
@@ -55,11 +69,29 @@ type Call struct {
 	out     CallOutput
 	log     *slog.Logger
 
-	in     chan []int16 // 48 kHz caller frames
-	events chan []byte  // session events
+	in     chan []int16   // 48 kHz caller frames
+	events chan callEvent // for the speak loop
 	pacer  *media.Pacer
+	sent   atomic.Int64 // frames the pacer has sent, ever
 	turn   atomic.Int64 // the turn whose reply is spoken
+	active atomic.Bool  // that turn's reply is being written or spoken
+	cut    atomic.Int64 // the last turn cut off: none of it is spoken any more
 	state  atomic.Value // string
+
+	mu         sync.Mutex
+	stopSpeech context.CancelFunc // cancels the synthesis under way
+}
+
+// callEvent is one item for the speak loop.
+type callEvent struct {
+	wire    []byte        // a session event
+	written *writtenReply // the model finished a turn of ours
+	bargeIn int64         // the caller cut this turn off
+}
+
+type writtenReply struct {
+	turn int64
+	text string
 }
 
 // NewCall builds a call; Run starts it.
@@ -74,9 +106,12 @@ func NewCall(cfg CallConfig, session string, turns CallTurns, asr ASR, tts TTS, 
 	c := &Call{
 		cfg: cfg, session: session, turns: turns, asr: asr, tts: tts, out: out, log: log,
 		in:     make(chan []int16, cfg.InputQueue),
-		events: make(chan []byte, 256),
+		events: make(chan callEvent, 256),
 	}
-	c.pacer = media.NewPacer(cfg.Pacer, out.SendAudio)
+	c.pacer = media.NewPacer(cfg.Pacer, func(pkt []byte) error {
+		c.sent.Add(1)
+		return out.SendAudio(pkt)
+	})
 	c.state.Store("")
 	return c
 }
@@ -99,15 +134,32 @@ func (c *Call) Audio(pcm []int16) {
 	}
 }
 
-// Event hands the call a session event (its wire form); the call speaks
-// the replies. It never blocks; events past a full queue are dropped and
-// logged (the log still has them).
-func (c *Call) Event(wire []byte) {
+// Event hands the call a session event (its wire form). It never blocks.
+func (c *Call) Event(wire []byte) { c.post(callEvent{wire: wire}) }
+
+func (c *Call) post(ev callEvent) {
 	select {
-	case c.events <- wire:
+	case c.events <- ev:
 	default:
 		c.log.Warn("call event queue full; event dropped")
 	}
+}
+
+// SubmitText submits a typed turn during the call: it is answered aloud,
+// like a spoken one.
+func (c *Call) SubmitText(ctx context.Context, text string) (int64, error) {
+	return c.submit(ctx, text, "text")
+}
+
+func (c *Call) submit(ctx context.Context, text, source string) (int64, error) {
+	turn, err := c.turns.SubmitSpoken(ctx, c.session, text, source, func(turn int64, reply string) {
+		c.post(callEvent{written: &writtenReply{turn: turn, text: reply}})
+	})
+	if err != nil {
+		return 0, err
+	}
+	c.follow(turn)
+	return turn, nil
 }
 
 // Run runs the call until ctx ends.
@@ -164,10 +216,8 @@ func (c *Call) partial(text string) {
 // listenLoop: caller audio → ASR rate → VAD → recogniser → a user turn.
 func (c *Call) listenLoop(ctx context.Context, rec Recognizer, down *media.Resampler) {
 	vad := media.NewVAD(c.cfg.VAD)
-	rate := c.asr.SampleRate()
-	preMax := int(c.cfg.PreRoll.Seconds() * float64(rate))
-	var pre []int16
-	var buf []int16
+	preMax := int(c.cfg.PreRoll.Seconds() * float64(c.asr.SampleRate()))
+	var pre, buf []int16
 	for {
 		var frame []int16
 		select {
@@ -179,8 +229,8 @@ func (c *Call) listenLoop(ctx context.Context, rec Recognizer, down *media.Resam
 		ev := vad.Process(buf)
 		switch {
 		case ev == media.VADSpeechStart:
-			// The frames before the start are speech too.
-			c.write(rec, pre)
+			c.bargeIn(ctx)
+			c.write(rec, pre) // the frames before the start are speech too
 			c.write(rec, buf)
 			pre = pre[:0]
 		case vad.Speaking() || ev == media.VADSpeechEnd:
@@ -195,6 +245,31 @@ func (c *Call) listenLoop(ctx context.Context, rec Recognizer, down *media.Resam
 			c.endUtterance(ctx, rec)
 		}
 	}
+}
+
+// Interrupt cuts off the reply now, as the caller's voice would (the
+// client sent "interrupt").
+func (c *Call) Interrupt(ctx context.Context) { c.bargeIn(ctx) }
+
+// bargeIn cuts off the reply being written or spoken: the caller has
+// spoken for the VAD's start duration. Audio stops at once; the speak loop
+// then reports what was heard.
+func (c *Call) bargeIn(ctx context.Context) {
+	if !c.active.Load() {
+		return
+	}
+	bargeIns.Inc()
+	c.cut.Store(c.turn.Load())
+	c.mu.Lock()
+	if c.stopSpeech != nil {
+		c.stopSpeech()
+	}
+	c.mu.Unlock()
+	c.pacer.Flush()
+	if err := c.turns.Interrupt(ctx, c.session); err != nil {
+		c.log.Warn("interrupt failed", "err", err)
+	}
+	c.post(callEvent{bargeIn: c.turn.Load()})
 }
 
 func (c *Call) write(rec Recognizer, pcm []int16) {
@@ -218,14 +293,12 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 	if text == "" {
 		return // a noise, not words
 	}
-	turn, err := c.turns.Submit(ctx, c.session, text, "voice")
-	if err != nil {
+	if _, err := c.submit(ctx, text, "voice"); err != nil {
 		if te, ok := err.(*TurnError); ok {
 			c.out.SendEvent(ErrorWire(te))
 		}
 		return
 	}
-	c.follow(turn)
 	c.setState("thinking")
 }
 
@@ -233,30 +306,84 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 func (c *Call) follow(turn int64) {
 	for {
 		cur := c.turn.Load()
-		if turn <= cur || c.turn.CompareAndSwap(cur, turn) {
+		if turn <= cur {
+			return
+		}
+		if c.turn.CompareAndSwap(cur, turn) {
+			c.active.Store(true)
 			return
 		}
 	}
 }
 
 type replyEvent struct {
-	Type  string `json:"type"`
-	Turn  int64  `json:"turn"`
-	Text  string `json:"text"`
-	Final bool   `json:"final"`
-	Reset bool   `json:"reset"`
+	Type string `json:"type"`
+	Turn int64  `json:"turn"`
+	Text string `json:"text"`
+}
+
+// spoken is one sentence as it was queued for playing.
+type spoken struct {
+	text       string
+	start, end int64 // frame numbers (Call.sent counts) of its first and past-last frame
+}
+
+// speech is the speak loop's state for one turn.
+type speech struct {
+	turn      int64
+	sentences Sentences
+	got       strings.Builder // reply text received so far
+	parts     []spoken
+	written   bool // the model has finished (or another replica stored reply.done)
+	finished  bool // the turn's reply is stored
+}
+
+// heard is the text of what the pacer has sent: whole sentences, and the
+// words of the one cut off in proportion to its frames sent.
+func (s *speech) heard(sent int64) string {
+	var out []string
+	for _, p := range s.parts {
+		if sent >= p.end {
+			out = append(out, p.text)
+			continue
+		}
+		if sent > p.start {
+			words := strings.Fields(p.text)
+			n := int(float64(len(words)) * float64(sent-p.start) / float64(p.end-p.start))
+			if n > 0 {
+				out = append(out, strings.Join(words[:n], " "))
+			}
+		}
+		break
+	}
+	return strings.Join(out, " ")
 }
 
 // speakLoop: the followed turn's reply text → sentences → speech → Opus
-// frames → the pacer.
+// frames → the pacer; and, when the reply has been played or cut off,
+// what was heard → FinishSpoken.
 func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resampler) {
-	var sentences Sentences
-	var frame []int16 // 48 kHz samples not yet a whole frame
-	var res []int16
-	spoken := int64(0) // the turn being spoken
+	var cur speech
+	var frame, res []int16 // 48 kHz samples not yet a whole frame; resampler output
+	pushed := int64(0)     // frames given to the pacer, ever
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
+	// Speaking: a turn whose text is complete is finished once its last
+	// frame has been sent.
+	checkPlayed := func() {
+		if !cur.written || cur.finished {
+			return
+		}
+		if left := pushed - c.sent.Load(); left > 0 {
+			idle.Reset(time.Duration(left) * 20 * time.Millisecond)
+			return
+		}
+		c.finish(ctx, &cur, cur.heard(c.sent.Load()), false)
+	}
 	emit := func(pcm []int16) error {
+		if c.cut.Load() == cur.turn {
+			return context.Canceled // cut off while synthesising
+		}
 		res = up.Process(pcm, res[:0])
 		frame = append(frame, res...)
 		for len(frame) >= media.FrameSamples {
@@ -268,72 +395,140 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 				c.setState("speaking")
 			}
 			c.pacer.Push(pkt)
+			pushed++
 			frame = append(frame[:0], frame[media.FrameSamples:]...)
 		}
 		return nil
 	}
 	speak := func(text string) {
-		if text == "" {
+		if text == "" || cur.finished || c.cut.Load() == cur.turn {
 			return
 		}
-		if err := c.tts.Synthesize(ctx, text, emit); err != nil && ctx.Err() == nil {
-			c.log.Warn("speech synthesis failed", "err", err)
-			c.out.SendEvent(ErrorWire(&TurnError{Code: CodeUpstream, Turn: spoken, Message: "speech synthesis failed: " + err.Error()}))
+		sctx, cancel := context.WithCancel(ctx)
+		c.mu.Lock()
+		c.stopSpeech = cancel
+		c.mu.Unlock()
+		start := pushed
+		err := c.tts.Synthesize(sctx, text, emit)
+		cancel()
+		if err != nil {
+			if sctx.Err() == nil && c.cut.Load() != cur.turn {
+				c.log.Warn("speech synthesis failed", "err", err)
+				c.out.SendEvent(ErrorWire(&TurnError{Code: CodeUpstream, Turn: cur.turn, Message: "speech synthesis failed: " + err.Error()}))
+			}
+			frame = frame[:0]
+			return
 		}
+		if len(frame) > 0 { // the sentence's last frame, padded with silence
+			frame = append(frame, make([]int16, media.FrameSamples-len(frame))...)
+			if pkt, err := enc.Encode(frame); err == nil {
+				c.pacer.Push(pkt)
+				pushed++
+			}
+			frame = frame[:0]
+		}
+		cur.parts = append(cur.parts, spoken{text: text, start: start, end: pushed})
+	}
+	// complete feeds the rest of the reply once its whole text is known.
+	complete := func(full string) {
+		got := cur.got.String()
+		rest := full
+		if strings.HasPrefix(full, got) {
+			rest = full[len(got):]
+		}
+		for _, s := range cur.sentences.Add(rest) {
+			speak(s)
+		}
+		speak(cur.sentences.Flush())
+		cur.written = true
+		c.pacer.End()
+		checkPlayed()
 	}
 	for {
-		var wire []byte
+		var ev callEvent
 		select {
 		case <-ctx.Done():
 			return
 		case <-idle.C:
-			// The last frame of the reply has been played.
-			if c.pacer.Queued() == 0 {
+			checkPlayed()
+			continue
+		case ev = <-c.events:
+		}
+		switch {
+		case ev.bargeIn != 0:
+			if ev.bargeIn == cur.turn && !cur.finished {
+				c.finish(ctx, &cur, cur.heard(c.sent.Load()), true)
+				pushed = c.sent.Load() // what was flushed will never be sent
+			} else if ev.bargeIn != cur.turn {
+				// Cut before a word of it was spoken.
+				c.turns.FinishSpoken(ctx, c.session, ev.bargeIn, "", true)
+				c.active.Store(false)
 				c.setState("listening")
-			} else {
-				idle.Reset(time.Duration(c.pacer.Queued()) * 20 * time.Millisecond)
 			}
 			continue
-		case wire = <-c.events:
-		}
-		var ev replyEvent
-		if json.Unmarshal(wire, &ev) != nil || ev.Turn == 0 {
+		case ev.written != nil:
+			if ev.written.turn != c.turn.Load() {
+				// Superseded by a later turn: nothing of it is spoken.
+				c.turns.FinishSpoken(ctx, c.session, ev.written.turn, "", true)
+				continue
+			}
+			c.start(&cur, ev.written.turn)
+			if !cur.finished {
+				complete(ev.written.text)
+			}
 			continue
 		}
-		if ev.Type == "transcript" && ev.Final {
-			c.follow(ev.Turn) // a typed turn during a call is answered aloud too
+		var re replyEvent
+		if json.Unmarshal(ev.wire, &re) != nil || re.Turn == 0 {
 			continue
 		}
-		if ev.Turn != c.turn.Load() {
+		if re.Turn != c.turn.Load() {
 			continue
 		}
-		if ev.Turn != spoken {
-			spoken = ev.Turn
-			sentences = Sentences{}
-			frame = frame[:0]
-		}
-		switch ev.Type {
+		c.start(&cur, re.Turn)
+		switch re.Type {
 		case "reply.delta":
-			if ev.Reset {
-				sentences = Sentences{}
+			if cur.written || cur.finished {
+				continue // the whole text came with written
 			}
-			for _, s := range sentences.Add(ev.Text) {
+			cur.got.WriteString(re.Text)
+			for _, s := range cur.sentences.Add(re.Text) {
 				speak(s)
 			}
 		case "reply.done":
-			speak(sentences.Flush())
-			if len(frame) > 0 { // pad the last frame with silence
-				frame = append(frame, make([]int16, media.FrameSamples-len(frame))...)
-				if pkt, err := enc.Encode(frame); err == nil {
-					c.pacer.Push(pkt)
-				}
-				frame = frame[:0]
+			// Stored by us (finished), or by a replica that took the turn
+			// over and answered it in full: then speak the rest.
+			if !cur.written && !cur.finished {
+				complete(re.Text)
+				cur.finished = true
+				c.active.Store(false)
 			}
-			c.pacer.End()
-			idle.Reset(time.Duration(c.pacer.Queued()) * 20 * time.Millisecond)
-		case "interrupted", "error":
+		case "error":
 			c.pacer.Flush()
+			pushed = c.sent.Load()
+			cur.finished = true
+			c.active.Store(false)
 			c.setState("listening")
 		}
 	}
+}
+
+// start makes s the state of turn, if it was another turn's.
+func (c *Call) start(s *speech, turn int64) {
+	if s.turn != turn {
+		*s = speech{turn: turn}
+	}
+}
+
+// finish reports what was heard of the turn and returns to listening.
+func (c *Call) finish(ctx context.Context, s *speech, heard string, cut bool) {
+	s.finished = true
+	if cut {
+		c.pacer.Flush()
+	}
+	c.turns.FinishSpoken(ctx, c.session, s.turn, heard, cut)
+	if s.turn == c.turn.Load() {
+		c.active.Store(false)
+	}
+	c.setState("listening")
 }

@@ -41,6 +41,9 @@ type Config struct {
 	// ClaimAfter: a replica silent this long is dead and its turns are taken
 	// over. Default 15s.
 	ClaimAfter time.Duration
+	// HoldMax: a spoken turn whose call never reports what was heard is
+	// finished in full after this. Default 2m.
+	HoldMax time.Duration
 
 	SessionRate ratelimit.Rule // per session; zero Rate = unlimited
 	GlobalRate  ratelimit.Rule // across all replicas; zero Rate = unlimited
@@ -81,6 +84,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.TurnTimeout, 60*time.Second)
 	defd(&c.Coalesce, 50*time.Millisecond)
 	defd(&c.ClaimAfter, 15*time.Second)
+	defd(&c.HoldMax, 2*time.Minute)
 	if c.SystemPrompt == "" {
 		c.SystemPrompt = DefaultSystemPrompt
 	}
@@ -112,6 +116,7 @@ type Engine struct {
 	draining   bool
 	handedOver atomic.Bool                  // Drain gave the turns away: stop beating
 	active     map[string]map[*job]struct{} // running turns by session, for Interrupt
+	held       map[turnKey]*heldTurn        // spoken turns written by the model, waiting for FinishSpoken
 	wake       chan struct{}
 	idle       chan struct{} // signalled when a batch ends, for Drain
 	ready      chan struct{} // closed once Run has queued this replica's old jobs
@@ -126,7 +131,8 @@ type job struct {
 	entry    string // id in stream
 	stream   string // the job stream that holds it
 	accepted time.Time
-	adopted  bool // taken over: exempt from the queue's wait deadline
+	adopted  bool                           // taken over: exempt from the queue's wait deadline
+	written  func(turn int64, reply string) // non-nil: a call speaks the reply and finishes the turn
 
 	// Set while running; guarded by mu.
 	mu        sync.Mutex
@@ -137,6 +143,7 @@ type job struct {
 	lastFlush time.Time
 	flushed   bool
 	status    session.AppendStatus // Appended while live; Stale or Cut once stopped
+	keep      bool                 // held for a call: the job stays in its stream
 	stop      func()               // cancels the batch when every job in it stopped
 }
 
@@ -159,6 +166,7 @@ func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter,
 		batch:  b,
 		free:   cfg.Slots,
 		active: make(map[string]map[*job]struct{}),
+		held:   make(map[turnKey]*heldTurn),
 		wake:   make(chan struct{}, 1),
 		idle:   make(chan struct{}, 1),
 		ready:  make(chan struct{}),
@@ -189,6 +197,23 @@ func signal(ch chan struct{}) {
 // it. It returns the turn number, or a *TurnError the client is told. It
 // does not wait for the LLM.
 func (e *Engine) Submit(ctx context.Context, sessionID, text, source string) (int64, error) {
+	return e.submit(ctx, sessionID, text, source, nil)
+}
+
+// SubmitSpoken is Submit for a turn whose reply a call speaks: when the
+// model has finished, the engine calls written with the whole reply and
+// holds the turn open (without a slot) until the call reports, with
+// FinishSpoken, what the caller heard. Only then are reply.done (and
+// interrupted) stored, so a turn's audio comes before its reply.done. A
+// turn the call never reports is finished in full after HoldMax.
+func (e *Engine) SubmitSpoken(ctx context.Context, sessionID, text, source string, written func(turn int64, reply string)) (int64, error) {
+	if written == nil {
+		written = func(int64, string) {}
+	}
+	return e.submit(ctx, sessionID, text, source, written)
+}
+
+func (e *Engine) submit(ctx context.Context, sessionID, text, source string, written func(int64, string)) (int64, error) {
 	// Until Run has queued what a previous process left in this replica's
 	// stream, a new job there would be queued twice.
 	select {
@@ -239,7 +264,7 @@ func (e *Engine) Submit(ctx context.Context, sessionID, text, source string) (in
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
 		return turn, &TurnError{Code: CodeInternal, Message: "the turn could not be queued; try again", Turn: turn}
 	}
-	j := &job{session: sessionID, turn: turn, entry: entry, stream: stream, accepted: time.Now()}
+	j := &job{session: sessionID, turn: turn, entry: entry, stream: stream, accepted: time.Now(), written: written}
 	e.mu.Lock()
 	e.reserved--
 	queuedOK = true
@@ -489,6 +514,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 		}
 	}
 handover:
+	e.finishAllHeld()
 	e.handedOver.Store(true)
 	// Score 0: every other replica sees this one as dead at its next beat.
 	hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -201,6 +201,12 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case f := <-c.send:
+			// Audio queued before an event goes first: a turn's audio
+			// precedes its reply.done.
+			if err := c.drainMedia(); err != nil {
+				c.close(ReasonWriteFailed)
+				continue
+			}
 			var err error
 			switch {
 			case f.replay:
@@ -225,6 +231,20 @@ func (c *conn) writeLoop() {
 			msg := websocket.FormatCloseMessage(c.reason.CloseCode(), c.reason.String())
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			return
+		}
+	}
+}
+
+// drainMedia writes the audio frames already queued.
+func (c *conn) drainMedia() error {
+	for {
+		select {
+		case pkt := <-c.media:
+			if err := c.write(websocket.BinaryMessage, pkt); err != nil {
+				return err
+			}
+		default:
+			return nil
 		}
 	}
 }
@@ -417,6 +437,10 @@ func (c *conn) handle(data []byte) {
 	case "interrupt":
 		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 		defer cancel()
+		if call := c.call.Load(); call != nil {
+			call.Interrupt(ctx) // stops the audio too
+			return
+		}
 		if err := c.srv.turns.Interrupt(ctx, c.sessionID); err != nil {
 			c.log.Warn("interrupt failed", "err", err)
 			c.sendError(codeInternal, "the reply could not be interrupted")
@@ -515,7 +539,7 @@ func (c *conn) startCall(id string) {
 		return
 	}
 	v := c.srv.voice
-	call := pipeline.NewCall(v.cfg, id, c.srv.turns, v.asr, v.tts, c, c.log.With("call", true))
+	call := pipeline.NewCall(v.cfg, id, v.turns, v.asr, v.tts, c, c.log.With("call", true))
 	c.dec = dec
 	c.callDone = make(chan struct{})
 	c.call.Store(call)
@@ -586,7 +610,12 @@ func (c *conn) text(m *inMsg) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
-	if _, err := c.srv.turns.Submit(ctx, c.sessionID, text, "text"); err != nil {
+	submit := c.srv.turns.Submit
+	if call := c.call.Load(); call != nil {
+		// During a call a typed turn is answered aloud too.
+		submit = func(ctx context.Context, _, text, _ string) (int64, error) { return call.SubmitText(ctx, text) }
+	}
+	if _, err := submit(ctx, c.sessionID, text, "text"); err != nil {
 		var te *pipeline.TurnError
 		if errors.As(err, &te) {
 			// Not counted against the error budget: the client did nothing wrong.

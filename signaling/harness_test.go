@@ -64,7 +64,7 @@ func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOp
 	}
 	srv := signaling.NewServer(o.ws, store, hub, eng, log)
 	if o.asr != nil {
-		srv.SetVoice(o.asr, o.tts, o.call)
+		srv.SetVoice(eng, o.asr, o.tts, o.call)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{llm: llm, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}

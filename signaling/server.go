@@ -115,15 +115,16 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 }
 
 type voice struct {
-	asr pipeline.ASR
-	tts pipeline.TTS
-	cfg pipeline.CallConfig
+	turns pipeline.CallTurns
+	asr   pipeline.ASR
+	tts   pipeline.TTS
+	cfg   pipeline.CallConfig
 }
 
 // SetVoice enables voice calls with these providers. Call it before
 // serving.
-func (s *Server) SetVoice(asr pipeline.ASR, tts pipeline.TTS, cfg pipeline.CallConfig) {
-	s.voice = &voice{asr: asr, tts: tts, cfg: cfg}
+func (s *Server) SetVoice(turns pipeline.CallTurns, asr pipeline.ASR, tts pipeline.TTS, cfg pipeline.CallConfig) {
+	s.voice = &voice{turns: turns, asr: asr, tts: tts, cfg: cfg}
 }
 
 func (s *Server) checkOrigin(r *http.Request) bool {

@@ -64,9 +64,10 @@ func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Du
 }
 
 type heard struct {
-	events []event
-	audio  [][]byte
-	at     []time.Time // arrival of each audio frame
+	events  []event
+	audio   [][]byte
+	at      []time.Time // arrival of each audio frame
+	audioAt []int       // for each event, how many audio frames had arrived
 }
 
 // callClient says hello with ws audio, streams pkts at real time, and reads
@@ -97,6 +98,7 @@ func callClient(t *testing.T, url string, pkts [][]byte) *heard {
 			_ = json.Unmarshal(b, &ev)
 			ev.raw = string(b)
 			h.events = append(h.events, ev)
+			h.audioAt = append(h.audioAt, len(h.audio))
 			if ev.Type == "error" {
 				t.Errorf("error: %s", b)
 			}
@@ -138,6 +140,9 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 			final = &h.events[i]
 		case ev.Type == "reply.done":
 			done = &h.events[i]
+			if h.audioAt[i] != len(h.audio) {
+				t.Fatalf("reply.done came after %d of %d audio frames: the audio must come first", h.audioAt[i], len(h.audio))
+			}
 		case ev.Type == "state":
 			var st struct{ State string }
 			_ = json.Unmarshal([]byte(ev.raw), &st)
@@ -194,9 +199,139 @@ func TestGarbageAudioIsDroppedAndTheCallGoesOn(t *testing.T) {
 		}
 	}
 	// The call and the session go on: a typed turn is answered (and spoken).
-	c.send(map[string]any{"type": "text", "text": "hello"})
+	c.send(map[string]any{"type": "text", "text": "what time is it"})
 	evs := c.until("reply.done", 1)
-	if !strings.Contains(evs[len(evs)-1].Text, "offline responder") {
+	if !strings.HasPrefix(evs[len(evs)-1].Text, "It is ") {
 		t.Fatalf("reply %q", evs[len(evs)-1].Text)
 	}
+}
+
+// Barge-in: the caller speaks over a long reply. The bot's audio stops
+// within 300 ms of the VAD's start threshold (counted in 20 ms frames, the
+// pacer's clock), interrupted arrives, the stored reply is a prefix of the
+// full one, and the caller's words become the next turn.
+func TestBargeIn(t *testing.T) {
+	asr, v := offline(t)
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
+	c := dial(t, r.URL)
+	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
+	if ev := c.next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.raw)
+	}
+	full := local.New(local.Config{}).Reply("help") // about 8 s spoken
+
+	type msg struct {
+		ev    event
+		audio bool
+	}
+	msgs := make(chan msg, 10000)
+	go func() { // ends when the socket closes
+		for {
+			kind, b, err := c.ws.ReadMessage()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			m := msg{audio: kind == websocket.BinaryMessage}
+			if !m.audio {
+				_ = json.Unmarshal(b, &m.ev)
+				m.ev.raw = string(b)
+			}
+			msgs <- m
+		}
+	}()
+	next := func() msg {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatal("socket closed")
+			}
+			return m
+		case <-time.After(30 * time.Second):
+			t.Fatal("nothing received for 30 s")
+		}
+		return msg{}
+	}
+
+	c.send(map[string]any{"type": "text", "text": "help"})
+	for frames := 0; frames < 50; { // a second of the reply
+		if next().audio {
+			frames++
+		}
+	}
+	// Speak over it, at real time, and count the bot's frames from then on.
+	speech := opusSpeech(t, v, "what time is it", 0, 1500*time.Millisecond)
+	onset := speechOnsetFrames(t, v, "what time is it")
+	sentDone := make(chan struct{})
+	go func() {
+		defer close(sentDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for _, p := range speech {
+			<-tick.C
+			_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if c.ws.WriteMessage(websocket.BinaryMessage, p) != nil {
+				return
+			}
+		}
+	}()
+	botFrames := 0
+	var interrupted, done1 *event
+	for done1 == nil {
+		m := next()
+		switch {
+		case m.audio:
+			botFrames++
+		case m.ev.Type == "interrupted" && m.ev.Turn == 1:
+			interrupted = &m.ev
+		case m.ev.Type == "reply.done" && m.ev.Turn == 1:
+			done1 = &m.ev
+		}
+	}
+	// Frames of the caller's audio before the VAD can fire (onset + start),
+	// 300 ms more, and the pacer's lead of 3.
+	limit := onset + 10 + 15 + 3
+	t.Logf("bot frames after the caller began: %d (limit %d, speech onset at frame %d); stored reply: %q", botFrames, limit, onset, done1.Text)
+	if botFrames > limit {
+		t.Fatalf("%d bot frames after the caller began speaking; want at most %d (300 ms after the VAD's start)", botFrames, limit)
+	}
+	if interrupted == nil || !done1.Interrupted {
+		t.Fatalf("want interrupted, then reply.done marked interrupted; got %+v", done1)
+	}
+	if done1.Text == full || !strings.HasPrefix(full, done1.Text) {
+		t.Fatalf("stored reply %q is not a strict prefix of %q", done1.Text, full)
+	}
+	// The caller's words are the next turn, answered.
+	var final *event
+	for {
+		m := next()
+		if m.ev.Type == "transcript" && m.ev.Final && m.ev.Turn == 2 {
+			final = &m.ev
+		}
+		if m.ev.Type == "reply.done" && m.ev.Turn == 2 {
+			if final == nil || final.Text != "what time is it" || !strings.HasPrefix(m.ev.Text, "It is ") {
+				t.Fatalf("turn 2: transcript %+v, reply %q", final, m.ev.Text)
+			}
+			break
+		}
+	}
+	<-sentDone
+}
+
+// speechOnsetFrames is how many 20 ms frames into flite's rendering of text
+// the speech becomes audible (-30 dBFS).
+func speechOnsetFrames(t *testing.T, v *flite.Voice, text string) int {
+	var pcm []int16
+	_ = v.Synthesize(context.Background(), text, func(p []int16) error { pcm = append(pcm, p...); return nil })
+	for i := 0; i+320 <= len(pcm); i += 320 {
+		var sum float64
+		for _, s := range pcm[i : i+320] {
+			sum += float64(s) * float64(s)
+		}
+		if sum/320 >= 32768*32768/1000 { // -30 dBFS
+			return i / 320
+		}
+	}
+	t.Fatal("flite rendered silence")
+	return 0
 }

@@ -104,7 +104,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
 	}, store, hub, engine, log.With("component", "ws"))
 
-	if err := enableVoice(cfg, ws, log); err != nil {
+	if err := enableVoice(cfg, ws, engine, log); err != nil {
 		return err
 	}
 
@@ -211,7 +211,7 @@ func pageHandler() http.Handler { return web.Handler() }
 
 // enableVoice builds the speech providers and turns voice calls on, unless
 // either is off.
-func enableVoice(cfg *config, ws *signaling.Server, log *slog.Logger) error {
+func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, log *slog.Logger) error {
 	if cfg.ASR == "off" || cfg.TTS == "off" {
 		log.Info("voice calls are off; text chat only")
 		return nil
@@ -237,7 +237,7 @@ func enableVoice(cfg *config, ws *signaling.Server, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("speech synthesiser: %w", err)
 	}
-	ws.SetVoice(asr, tts, pipeline.CallConfig{
+	ws.SetVoice(turns, asr, tts, pipeline.CallConfig{
 		VAD:        media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
 		Complexity: cfg.Complexity,
 	})
