@@ -152,10 +152,16 @@ func (c *Call) SubmitText(ctx context.Context, text string) (int64, error) {
 }
 
 func (c *Call) submit(ctx context.Context, text, source string) (int64, error) {
+	// Before the submit: a fast model's reply can start playing before
+	// SubmitSpoken returns.
+	c.setState("thinking")
 	turn, err := c.turns.SubmitSpoken(ctx, c.session, text, source, func(turn int64, reply string) {
 		c.post(callEvent{written: &writtenReply{turn: turn, text: reply}})
 	})
 	if err != nil {
+		if !c.active.Load() {
+			c.setState("listening")
+		}
 		return 0, err
 	}
 	c.follow(turn)
@@ -297,9 +303,7 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 		if te, ok := err.(*TurnError); ok {
 			c.out.SendEvent(ErrorWire(te))
 		}
-		return
 	}
-	c.setState("thinking")
 }
 
 // follow makes turn the one whose reply is spoken, unless a later one is.
@@ -379,6 +383,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			return
 		}
 		c.finish(ctx, &cur, cur.heard(c.sent.Load()), false)
+		idle.Reset(listenFallback)
 	}
 	emit := func(pcm []int16) error {
 		if c.cut.Load() == cur.turn {
@@ -450,6 +455,9 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 		case <-ctx.Done():
 			return
 		case <-idle.C:
+			if cur.finished && !c.active.Load() {
+				c.setState("listening")
+			}
 			checkPlayed()
 			continue
 		case ev = <-c.events:
@@ -459,6 +467,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			if ev.bargeIn == cur.turn && !cur.finished {
 				c.finish(ctx, &cur, cur.heard(c.sent.Load()), true)
 				pushed = c.sent.Load() // what was flushed will never be sent
+				idle.Reset(listenFallback)
 			} else if ev.bargeIn != cur.turn {
 				// Cut before a word of it was spoken.
 				c.turns.FinishSpoken(ctx, c.session, ev.bargeIn, "", true)
@@ -502,6 +511,11 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 				complete(re.Text)
 				cur.finished = true
 				c.active.Store(false)
+				idle.Reset(listenFallback)
+				continue
+			}
+			if cur.finished && !c.active.Load() {
+				c.setState("listening")
 			}
 		case "error":
 			c.pacer.Flush()
@@ -512,6 +526,10 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 		}
 	}
 }
+
+// listenFallback: how long after finishing a turn the call waits for its
+// reply.done to come back before saying "listening" anyway.
+const listenFallback = 2 * time.Second
 
 // start makes s the state of turn, if it was another turn's.
 func (c *Call) start(s *speech, turn int64) {
@@ -530,5 +548,7 @@ func (c *Call) finish(ctx context.Context, s *speech, heard string, cut bool) {
 	if s.turn == c.turn.Load() {
 		c.active.Store(false)
 	}
-	c.setState("listening")
+	// "listening" follows the turn's reply.done, which comes back through
+	// the session's events (see speakLoop); a timer stands in if it never
+	// does.
 }
