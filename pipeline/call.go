@@ -21,6 +21,23 @@ var (
 		Namespace: "parley", Subsystem: "call", Name: "dropped_input_frames_total",
 		Help: "Caller audio frames dropped because a call's media loop fell behind (oldest first).",
 	})
+	latencyBuckets = []float64{.01, .025, .05, .1, .15, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10}
+	asrLatency     = promauto.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "parley", Subsystem: "call", Name: "asr_seconds", Buckets: latencyBuckets,
+		Help: "End of speech (the VAD's decision) to the final transcript.",
+	})
+	llmLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "parley", Subsystem: "call", Name: "llm_first_token_seconds", Buckets: latencyBuckets,
+		Help: "A spoken turn's submission to the first reply text reaching the call.",
+	})
+	ttsLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "parley", Subsystem: "call", Name: "tts_first_audio_seconds", Buckets: latencyBuckets,
+		Help: "The first sentence handed to the synthesiser to its first audio frame.",
+	})
+	voiceLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "parley", Subsystem: "call", Name: "voice_to_voice_seconds", Buckets: latencyBuckets,
+		Help: "End of speech (the VAD's decision) to the first frame of the bot's audio. The caller's silence before the decision (-vad-stop) comes on top.",
+	})
 	bargeIns = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "call", Name: "barge_ins_total",
 		Help: "Replies cut off by the caller speaking over them.",
@@ -80,6 +97,25 @@ type Call struct {
 
 	mu         sync.Mutex
 	stopSpeech context.CancelFunc // cancels the synthesis under way
+	timing     map[int64]*turnTiming
+}
+
+// turnTiming is when the steps of a turn happened, for its latency event.
+type turnTiming struct {
+	endOfSpeech, transcribed, submitted time.Time // zero for a typed turn
+	firstText, ttsStart                 time.Time
+}
+
+// LatencyEvent reports how long the steps of a turn took, in
+// milliseconds; it is sent with the turn's first audio frame. Steps that
+// did not happen (a typed turn has no speech) are left out.
+type LatencyEvent struct {
+	Type          string `json:"type"` // "latency"
+	Turn          int64  `json:"turn"`
+	ASR           *int64 `json:"asr_ms,omitempty"`
+	LLMFirstToken int64  `json:"llm_first_token_ms"`
+	TTSFirstAudio int64  `json:"tts_first_audio_ms"`
+	VoiceToVoice  *int64 `json:"voice_to_voice_ms,omitempty"`
 }
 
 // callEvent is one item for the speak loop.
@@ -107,6 +143,7 @@ func NewCall(cfg CallConfig, session string, turns CallTurns, asr ASR, tts TTS, 
 		cfg: cfg, session: session, turns: turns, asr: asr, tts: tts, out: out, log: log,
 		in:     make(chan []int16, cfg.InputQueue),
 		events: make(chan callEvent, 256),
+		timing: make(map[int64]*turnTiming),
 	}
 	c.pacer = media.NewPacer(cfg.Pacer, func(pkt []byte) error {
 		c.sent.Add(1)
@@ -152,9 +189,14 @@ func (c *Call) SubmitText(ctx context.Context, text string) (int64, error) {
 }
 
 func (c *Call) submit(ctx context.Context, text, source string) (int64, error) {
+	return c.submitTimed(ctx, text, source, turnTiming{})
+}
+
+func (c *Call) submitTimed(ctx context.Context, text, source string, tt turnTiming) (int64, error) {
 	// Before the submit: a fast model's reply can start playing before
 	// SubmitSpoken returns.
 	c.setState("thinking")
+	tt.submitted = time.Now()
 	turn, err := c.turns.SubmitSpoken(ctx, c.session, text, source, func(turn int64, reply string) {
 		c.post(callEvent{written: &writtenReply{turn: turn, text: reply}})
 	})
@@ -164,6 +206,12 @@ func (c *Call) submit(ctx context.Context, text, source string) (int64, error) {
 		}
 		return 0, err
 	}
+	c.mu.Lock()
+	if old := c.timing[turn]; old != nil { // the reply started before we got here
+		tt.firstText, tt.ttsStart = old.firstText, old.ttsStart
+	}
+	c.timing[turn] = &tt
+	c.mu.Unlock()
 	c.follow(turn)
 	return turn, nil
 }
@@ -288,9 +336,11 @@ func (c *Call) write(rec Recognizer, pcm []int16) {
 }
 
 func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
+	tt := turnTiming{endOfSpeech: time.Now()}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	text, err := rec.End(ectx)
+	tt.transcribed = time.Now()
 	if err != nil {
 		c.log.Warn("recognition failed", "err", err)
 		c.out.SendEvent(ErrorWire(&TurnError{Code: CodeUpstream, Message: "speech recognition failed: " + err.Error()}))
@@ -299,11 +349,52 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 	if text == "" {
 		return // a noise, not words
 	}
-	if _, err := c.submit(ctx, text, "voice"); err != nil {
+	asrLatency.Observe(tt.transcribed.Sub(tt.endOfSpeech).Seconds())
+	if _, err := c.submitTimed(ctx, text, "voice", tt); err != nil {
 		if te, ok := err.(*TurnError); ok {
 			c.out.SendEvent(ErrorWire(te))
 		}
 	}
+}
+
+// mark records a step's time for turn, once.
+func (c *Call) mark(turn int64, step func(*turnTiming) *time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tt := c.timing[turn]
+	if tt == nil {
+		tt = &turnTiming{}
+		c.timing[turn] = tt
+	}
+	if p := step(tt); p.IsZero() {
+		*p = time.Now()
+	}
+}
+
+// firstAudio sends the turn's latency event and observes the histograms.
+func (c *Call) firstAudio(turn int64) {
+	now := time.Now()
+	c.mu.Lock()
+	tt := c.timing[turn]
+	delete(c.timing, turn)
+	c.mu.Unlock()
+	if tt == nil || tt.submitted.IsZero() || tt.firstText.IsZero() || tt.ttsStart.IsZero() {
+		return
+	}
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	ev := LatencyEvent{Type: "latency", Turn: turn,
+		LLMFirstToken: ms(tt.firstText.Sub(tt.submitted)),
+		TTSFirstAudio: ms(now.Sub(tt.ttsStart)),
+	}
+	llmLatency.Observe(tt.firstText.Sub(tt.submitted).Seconds())
+	ttsLatency.Observe(now.Sub(tt.ttsStart).Seconds())
+	if !tt.endOfSpeech.IsZero() {
+		asr, v2v := ms(tt.transcribed.Sub(tt.endOfSpeech)), ms(now.Sub(tt.endOfSpeech))
+		ev.ASR, ev.VoiceToVoice = &asr, &v2v
+		voiceLatency.Observe(now.Sub(tt.endOfSpeech).Seconds())
+	}
+	b, _ := json.Marshal(ev)
+	c.out.SendEvent(b)
 }
 
 // follow makes turn the one whose reply is spoken, unless a later one is.
@@ -339,6 +430,7 @@ type speech struct {
 	got       strings.Builder // reply text received so far
 	parts     []spoken
 	written   bool // the model has finished (or another replica stored reply.done)
+	heardAny  bool // its first frame is out
 	finished  bool // the turn's reply is stored
 }
 
@@ -401,6 +493,10 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			}
 			c.pacer.Push(pkt)
 			pushed++
+			if !cur.heardAny {
+				cur.heardAny = true
+				c.firstAudio(cur.turn)
+			}
 			frame = append(frame[:0], frame[media.FrameSamples:]...)
 		}
 		return nil
@@ -413,6 +509,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 		c.mu.Lock()
 		c.stopSpeech = cancel
 		c.mu.Unlock()
+		c.mark(cur.turn, func(t *turnTiming) *time.Time { return &t.ttsStart })
 		start := pushed
 		err := c.tts.Synthesize(sctx, text, emit)
 		cancel()
@@ -482,6 +579,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 				continue
 			}
 			c.start(&cur, ev.written.turn)
+			c.mark(cur.turn, func(t *turnTiming) *time.Time { return &t.firstText })
 			if !cur.finished {
 				complete(ev.written.text)
 			}
@@ -500,6 +598,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			if cur.written || cur.finished {
 				continue // the whole text came with written
 			}
+			c.mark(cur.turn, func(t *turnTiming) *time.Time { return &t.firstText })
 			cur.got.WriteString(re.Text)
 			for _, s := range cur.sentences.Add(re.Text) {
 				speak(s)
@@ -541,6 +640,9 @@ func (c *Call) start(s *speech, turn int64) {
 // finish reports what was heard of the turn and returns to listening.
 func (c *Call) finish(ctx context.Context, s *speech, heard string, cut bool) {
 	s.finished = true
+	c.mu.Lock()
+	delete(c.timing, s.turn) // cut before any audio: no latency event
+	c.mu.Unlock()
 	if cut {
 		c.pacer.Flush()
 	}

@@ -158,6 +158,20 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	if got := strings.Join(states, ","); got != "listening,thinking,speaking,listening" {
 		t.Fatalf("states %s", got)
 	}
+	// The turn's latency figures: all there, and consistent with each other.
+	var lat *pipeline.LatencyEvent
+	for _, ev := range h.events {
+		if ev.Type == "latency" {
+			lat = &pipeline.LatencyEvent{}
+			_ = json.Unmarshal([]byte(ev.raw), lat)
+		}
+	}
+	if lat == nil || lat.Turn != 1 || lat.ASR == nil || lat.VoiceToVoice == nil ||
+		*lat.ASR < 0 || lat.LLMFirstToken < 0 || lat.TTSFirstAudio < 0 || *lat.VoiceToVoice < *lat.ASR {
+		t.Fatalf("latency event: %+v", lat)
+	}
+	t.Logf("latency: asr %d ms, llm first token %d ms, tts first audio %d ms, voice to voice %d ms (plus the VAD's %v of silence)",
+		*lat.ASR, lat.LLMFirstToken, lat.TTSFirstAudio, *lat.VoiceToVoice, 600*time.Millisecond)
 
 	// The audio decodes, and it is as long as the reply spoken by flite.
 	dec, _ := media.NewDecoder()
