@@ -3,8 +3,15 @@
 package signaling_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/sphinx"
 )
 
@@ -75,7 +83,11 @@ type heard struct {
 // speaking) or the timeout.
 func callClient(t *testing.T, url string, pkts [][]byte) *heard {
 	t.Helper()
-	c := dial(t, url)
+	return callOn(t, dial(t, url), pkts)
+}
+
+func callOn(t *testing.T, c *client, pkts [][]byte) *heard {
+	t.Helper()
 	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
 	h := &heard{}
 	done := make(chan struct{})
@@ -127,10 +139,45 @@ func callClient(t *testing.T, url string, pkts [][]byte) *heard {
 	return h
 }
 
+// recorder is the offline responder, remembering the conversations it saw.
+type recorder struct {
+	*local.Responder
+	mu    sync.Mutex
+	convs [][]pipeline.Message
+}
+
+func (r *recorder) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+	r.mu.Lock()
+	r.convs = append(r.convs, convs...)
+	r.mu.Unlock()
+	return r.Responder.Stream(ctx, convs, emit)
+}
+
 func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	asr, v := offline(t)
-	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
-	h := callClient(t, r.URL, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
+	llm := &recorder{Responder: local.New(local.Config{})}
+	r := startReplica(t, newRedis(t), llm, replicaOpts{asr: asr, tts: v})
+	c := dial(t, r.URL)
+	h := callOn(t, c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
+	defer func() {
+		// A typed turn in the middle of the call: answered in the same
+		// session, with the spoken turn in its history.
+		c.send(map[string]any{"type": "text", "text": "and the date?"})
+		evs := c.until("reply.done", 2)
+		if !strings.HasPrefix(evs[len(evs)-1].Text, "Today is ") {
+			t.Fatalf("typed turn: %q", evs[len(evs)-1].Text)
+		}
+		llm.mu.Lock()
+		conv := llm.convs[len(llm.convs)-1]
+		llm.mu.Unlock()
+		var got []string
+		for _, m := range conv[1:] {
+			got = append(got, m.Role+": "+m.Content)
+		}
+		if len(got) != 3 || got[0] != "user: what time is it" || !strings.HasPrefix(got[1], "assistant: It is ") || got[2] != "user: and the date?" {
+			t.Fatalf("the typed turn's history: %q", got)
+		}
+	}()
 
 	var final, done *event
 	var states []string
@@ -348,4 +395,86 @@ func speechOnsetFrames(t *testing.T, v *flite.Voice, text string) int {
 	}
 	t.Fatal("flite rendered silence")
 	return 0
+}
+
+// fakeSpeechServer is an OpenAI-compatible server for /v1/audio/
+// transcriptions (a WAV upload; it answers a fixed text) and
+// /v1/audio/speech (24 kHz PCM, 60 ms per character of input).
+func fakeSpeechServer(t *testing.T, transcript string) (string, *sync.Map) {
+	seen := &sync.Map{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/audio/transcriptions":
+			f, _, err := r.FormFile("file")
+			if err != nil {
+				http.Error(w, `{"error":{"message":"no file"}}`, 400)
+				return
+			}
+			b, _ := io.ReadAll(f)
+			wav, err := media.ReadWAV(bytes.NewReader(b))
+			if err != nil || wav.Rate != 16000 {
+				http.Error(w, `{"error":{"message":"not a 16 kHz WAV"}}`, 400)
+				return
+			}
+			seen.Store("asr_seconds", float64(len(wav.Samples))/16000)
+			fmt.Fprintf(w, `{"text":%q}`, transcript)
+		case "/v1/audio/speech":
+			var req struct {
+				Input          string `json:"input"`
+				ResponseFormat string `json:"response_format"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&req)
+			seen.Store("tts_format", req.ResponseFormat)
+			n := len(req.Input) * 24000 * 60 / 1000
+			pcm := make([]byte, 2*n)
+			for i := 0; i < n; i++ {
+				v := int16(8000 * math.Sin(2*math.Pi*440*float64(i)/24000))
+				binary.LittleEndian.PutUint16(pcm[2*i:], uint16(v))
+			}
+			w.Write(pcm)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/v1", seen
+}
+
+func TestVoiceCallWithRemoteProviders(t *testing.T) {
+	_, v := offline(t) // flite only makes the caller's speech
+	base, seen := fakeSpeechServer(t, "what time is it")
+	rasr, err := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtts, err := openai.NewSpeech(openai.Config{BaseURL: base, Model: "tts-1"}, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: rasr, tts: rtts})
+	h := callClient(t, r.URL, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
+	var final, done *event
+	for i, ev := range h.events {
+		if ev.Type == "transcript" && ev.Final {
+			final = &h.events[i]
+		}
+		if ev.Type == "reply.done" {
+			done = &h.events[i]
+		}
+	}
+	if final == nil || final.Text != "what time is it" || done == nil || !strings.HasPrefix(done.Text, "It is ") {
+		t.Fatalf("transcript %+v reply %+v", final, done)
+	}
+	secs, _ := seen.Load("asr_seconds")
+	if s, _ := secs.(float64); s < 0.5 || s > 3 {
+		t.Fatalf("the uploaded utterance is %v s long", secs)
+	}
+	if f, _ := seen.Load("tts_format"); f != "pcm" {
+		t.Fatalf("tts asked for %v", f)
+	}
+	// 60 ms per character of the reply, at 24 kHz, resampled to 48 kHz frames.
+	want := len(done.Text) * 3
+	if n := len(h.audio); n < want*9/10 || n > want*11/10+3 {
+		t.Fatalf("%d frames of audio, want about %d", n, want)
+	}
 }
