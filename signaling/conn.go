@@ -56,6 +56,7 @@ type conn struct {
 	call     atomic.Pointer[pipeline.Call] // set once at hello when the client asked for ws audio
 	callDone chan struct{}                 // closed when the call's Run returns
 	dec      *media.Decoder                // owned by the reader
+	rtc      *rtcPeer                      // a WebRTC call's peer; owned by the reader
 
 	// Owned by the reader goroutine.
 	sessionID  string
@@ -95,6 +96,9 @@ func (c *conn) serve() {
 	c.readLoop()
 	<-writerDone
 	c.cancel()
+	if c.rtc != nil {
+		_ = c.rtc.pc.Close() // ends pion's goroutines and the track reader
+	}
 	if c.callDone != nil {
 		<-c.callDone
 	}
@@ -447,8 +451,10 @@ func (c *conn) handle(data []byte) {
 		}
 	case "bye":
 		c.close(ReasonBye)
-	case "offer", "candidate":
-		c.sendError(codeUnsupported, "audio calls (WebRTC) are not available in this build yet; text chat works")
+	case "offer":
+		c.offer(&m)
+	case "candidate":
+		c.candidate(&m)
 	}
 }
 
@@ -457,21 +463,21 @@ func (c *conn) hello(m *inMsg) {
 		c.sendError(codeBadRequest, "hello was already said on this connection")
 		return
 	}
-	wsAudio := false
+	transport := ""
 	if a := m.Audio; a != nil {
 		switch {
 		case a.Codec != "" && a.Codec != "opus":
 			c.sendError(codeBadRequest, fmt.Sprintf("audio codec %q: only opus is supported", truncate(a.Codec, 20)))
 			return
-		case a.Transport == "ws" && c.srv.voice != nil:
-			wsAudio = true
-		case a.Transport == "ws":
-			c.sendError(codeUnsupported, "this server has no speech recogniser or synthesiser configured; the session is text only")
-		case a.Transport == "webrtc":
-			c.sendError(codeUnsupported, `WebRTC audio is not available in this build yet; use "transport": "ws"; the session is text only`)
-		default:
+		case a.Transport != "ws" && a.Transport != "webrtc":
 			c.sendError(codeBadRequest, fmt.Sprintf(`audio transport %q: use "ws" or "webrtc"`, truncate(a.Transport, 20)))
 			return
+		case c.srv.voice == nil:
+			c.sendError(codeUnsupported, "this server has no speech recogniser or synthesiser configured; the session is text only")
+		case a.Transport == "webrtc" && c.srv.rtc == nil:
+			c.sendError(codeUnsupported, `WebRTC is off on this server; use "transport": "ws"; the session is text only`)
+		default:
+			transport = a.Transport
 		}
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
@@ -524,23 +530,37 @@ func (c *conn) hello(m *inMsg) {
 	c.log.Info("hello", "resumed", resumed, "last_event", m.LastEvent)
 	c.sendJSON(sessionMsg{Type: "session", Session: id, Token: token, Resumed: resumed})
 	c.enqueue(frame{replay: true})
-	if wsAudio {
-		c.startCall(id)
+	if transport != "" {
+		c.startCall(id, transport)
 	}
 }
 
 // startCall starts the voice call of this socket. Its goroutines end when
 // the connection's context does.
-func (c *conn) startCall(id string) {
-	dec, err := media.NewDecoder()
-	if err != nil {
-		c.log.Error("opus decoder", "err", err)
-		c.sendError(codeInternal, "the audio decoder could not start")
-		return
-	}
+func (c *conn) startCall(id, transport string) {
 	v := c.srv.voice
-	call := pipeline.NewCall(v.cfg, id, v.turns, v.asr, v.tts, c, c.log.With("call", true))
-	c.dec = dec
+	var out pipeline.CallOutput = c
+	if transport == "webrtc" {
+		p, err := c.startRTC()
+		if err != nil {
+			c.log.Error("webrtc peer", "err", err)
+			c.sendError(codeInternal, "the WebRTC peer could not start: "+err.Error())
+			return
+		}
+		c.rtc, out = p, p
+	} else {
+		dec, err := media.NewDecoder()
+		if err != nil {
+			c.log.Error("opus decoder", "err", err)
+			c.sendError(codeInternal, "the audio decoder could not start")
+			return
+		}
+		c.dec = dec
+	}
+	call := pipeline.NewCall(v.cfg, id, v.turns, v.asr, v.tts, out, c.log.With("call", transport))
+	if c.rtc != nil {
+		c.rtc.call = call
+	}
 	c.callDone = make(chan struct{})
 	c.call.Store(call)
 	go func() { // ends with the connection
@@ -555,7 +575,7 @@ func (c *conn) startCall(id string) {
 // audio handles one binary frame: an Opus packet of the caller's.
 func (c *conn) audio(data []byte) {
 	call := c.call.Load()
-	if call == nil {
+	if call == nil || c.dec == nil {
 		c.sendError(codeBadRequest, `binary frames carry call audio, and this session has no WebSocket audio channel (say hello with "audio": {"transport": "ws"})`)
 		return
 	}

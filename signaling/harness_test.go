@@ -115,6 +115,7 @@ type event struct {
 
 type client struct {
 	t       testing.TB
+	sendMu  sync.Mutex // pion's goroutines send candidates too
 	ws      *websocket.Conn
 	session string
 	token   string
@@ -133,6 +134,8 @@ func dial(t testing.TB, url string) *client {
 
 func (c *client) send(v any) {
 	c.t.Helper()
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
 	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if err := c.ws.WriteJSON(v); err != nil {
 		c.t.Fatalf("send: %v", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -30,6 +31,7 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping period; default 30s
 	ReadTimeout    time.Duration // silence (no frame, no pong) that closes the socket; default 75s
 	HelloTimeout   time.Duration // time to say hello after connecting; default 10s
+	WebRTC         WebRTCConfig
 }
 
 func (c *Config) setDefaults() {
@@ -94,7 +96,8 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
-	voice *voice // nil: text only
+	voice *voice      // nil: text only
+	rtc   *webrtc.API // nil: no WebRTC
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -106,6 +109,11 @@ type Server struct {
 func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, log *slog.Logger) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, log: log, conns: make(map[*conn]struct{})}
+	if api, err := newWebRTCAPI(cfg.WebRTC); err != nil {
+		log.Error("WebRTC is off", "err", err)
+	} else {
+		s.rtc = api
+	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,

@@ -6,6 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parleyhq/parley/signaling"
 )
 
 // setting is one configuration value: a flag, and the environment variable
@@ -65,6 +69,11 @@ type config struct {
 	VADStart    time.Duration
 	VADStop     time.Duration
 	Complexity  int
+	ICEServers  string
+	UDPPorts    string
+	PublicIPs   string
+	Interfaces  string
+	RTCLoopback bool
 
 	Origins      string
 	MaxMessage   int64
@@ -120,6 +129,10 @@ func (f *flagSet) int64(p *int64, name, env string, dflt int64, help string) {
 func (f *flagSet) float(p *float64, name, env string, dflt float64, help string) {
 	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
 	f.fs.Float64Var(p, name, envDefault(f, name, env, help, dflt, parse), help)
+}
+
+func (f *flagSet) bool(p *bool, name, env string, dflt bool, help string) {
+	f.fs.BoolVar(p, name, envDefault(f, name, env, help, dflt, strconv.ParseBool), help)
 }
 
 func (f *flagSet) fail(env, val string, err error) {
@@ -183,6 +196,12 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.dur(&c.VADStop, "vad-stop", "PARLEY_VAD_STOP", 600*time.Millisecond, "silence this long ends a caller's turn")
 	f.int(&c.Complexity, "opus-complexity", "PARLEY_OPUS_COMPLEXITY", 5, "Opus encoder complexity, 1 to 10")
 
+	f.str(&c.ICEServers, "webrtc-ice-servers", "PARLEY_WEBRTC_ICE_SERVERS", "", "comma-separated STUN/TURN URLs for the server's WebRTC peer (turn:user:pass@host:port for TURN with credentials)")
+	f.str(&c.UDPPorts, "webrtc-udp-ports", "PARLEY_WEBRTC_UDP_PORTS", "", "UDP port range for WebRTC media, e.g. 40000-40100; empty: any")
+	f.str(&c.PublicIPs, "webrtc-public-ips", "PARLEY_WEBRTC_PUBLIC_IPS", "", "the host's public IPs behind a 1:1 NAT, offered as candidates")
+	f.str(&c.Interfaces, "webrtc-interfaces", "PARLEY_WEBRTC_INTERFACES", "", "network interfaces to gather WebRTC candidates on, comma-separated; empty: all")
+	f.bool(&c.RTCLoopback, "webrtc-loopback", "PARLEY_WEBRTC_LOOPBACK", false, "also offer 127.0.0.1 candidates (a browser on the same host)")
+
 	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
 	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
 	f.int(&c.MaxText, "max-text", "PARLEY_MAX_TEXT", 4000, "longest text turn, in characters")
@@ -216,18 +235,50 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 			return nil, fmt.Errorf("-%s %q: see -help", v.name, v.val)
 		}
 	}
+	if _, err := c.webrtc(); err != nil {
+		return nil, err
+	}
 	if c.LLMBaseURL != "" && c.LLMModel == "" {
 		return nil, fmt.Errorf("LLM_BASE_URL is set but LLM_MODEL is not: name the model to use")
 	}
 	return c, nil
 }
 
-func (c *config) origins() []string {
+func (c *config) origins() []string { return list(c.Origins) }
+
+// list splits a comma-separated setting.
+func list(s string) []string {
 	var out []string
-	for _, o := range strings.Split(c.Origins, ",") {
+	for _, o := range strings.Split(s, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
 		}
 	}
 	return out
+}
+
+// webrtc turns the WebRTC settings into the signaling package's config.
+func (c *config) webrtc() (signaling.WebRTCConfig, error) {
+	w := signaling.WebRTCConfig{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces), Loopback: c.RTCLoopback}
+	for _, u := range list(c.ICEServers) {
+		srv := webrtc.ICEServer{URLs: []string{u}}
+		// turn:user:pass@host:port carries its credentials.
+		if scheme, rest, ok := strings.Cut(u, ":"); ok && strings.HasPrefix(scheme, "turn") {
+			if cred, host, ok := strings.Cut(rest, "@"); ok {
+				user, pass, _ := strings.Cut(cred, ":")
+				srv = webrtc.ICEServer{URLs: []string{scheme + ":" + host}, Username: user, Credential: pass}
+			}
+		}
+		w.ICEServers = append(w.ICEServers, srv)
+	}
+	if c.UDPPorts != "" {
+		lo, hi, ok := strings.Cut(c.UDPPorts, "-")
+		a, err1 := strconv.ParseUint(lo, 10, 16)
+		b, err2 := strconv.ParseUint(hi, 10, 16)
+		if !ok || err1 != nil || err2 != nil || a == 0 || b < a {
+			return w, fmt.Errorf("-webrtc-udp-ports %q: want MIN-MAX, e.g. 40000-40100", c.UDPPorts)
+		}
+		w.PortMin, w.PortMax = uint16(a), uint16(b)
+	}
+	return w, nil
 }

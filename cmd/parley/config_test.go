@@ -87,3 +87,35 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestWebRTCSettings(t *testing.T) {
+	env := map[string]string{
+		"PARLEY_WEBRTC_ICE_SERVERS": "stun:127.0.0.1:3478, turn:alice:secret@127.0.0.1:3479",
+		"PARLEY_WEBRTC_UDP_PORTS":   "40000-40100",
+		"PARLEY_WEBRTC_INTERFACES":  "lo",
+	}
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := cfg.webrtc()
+	if len(w.ICEServers) != 2 || w.ICEServers[0].URLs[0] != "stun:127.0.0.1:3478" ||
+		w.ICEServers[1].URLs[0] != "turn:127.0.0.1:3479" || w.ICEServers[1].Username != "alice" || w.ICEServers[1].Credential != "secret" {
+		t.Fatalf("ICE servers %+v", w.ICEServers)
+	}
+	if w.PortMin != 40000 || w.PortMax != 40100 || len(w.Interfaces) != 1 || w.Interfaces[0] != "lo" {
+		t.Fatalf("%+v", w)
+	}
+	for _, bad := range []string{"40100-40000", "x-y", "40000", "0-10"} {
+		t.Run(bad, func(t *testing.T) {
+			if _, err := parseConfig(nil, func(k string) string {
+				if k == "PARLEY_WEBRTC_UDP_PORTS" {
+					return bad
+				}
+				return ""
+			}); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+}

@@ -98,7 +98,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	rtc, _ := cfg.webrtc() // checked by parseConfig
 	ws := signaling.NewServer(signaling.Config{
+		WebRTC:         rtc,
 		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
@@ -241,6 +243,6 @@ func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, lo
 		VAD:        media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
 		Complexity: cfg.Complexity,
 	})
-	log.Info("voice calls on (WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
+	log.Info("voice calls on (WebRTC and WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
 	return nil
 }
