@@ -39,6 +39,10 @@ func TestBadInputGetsAClearError(t *testing.T) {
 		{"text too long", true, websocket.TextMessage, `{"type":"text","text":"` + strings.Repeat("a", 101) + `"}`, "bad_request", "limit is 100"},
 		{"second hello", true, websocket.TextMessage, `{"type":"hello"}`, "bad_request", "already"},
 		{"binary frame without audio", true, websocket.BinaryMessage, "\x01\x02\x03", "bad_request", "binary frames carry call audio"},
+		{"audio before hello", false, websocket.BinaryMessage, "\xfc\xff\xfe", "bad_request", "binary frames carry call audio"},
+		{"wrong codec", false, websocket.TextMessage, `{"type":"hello","audio":{"transport":"ws","codec":"pcmu"}}`, "bad_request", `codec "pcmu": only opus`},
+		{"unknown transport", false, websocket.TextMessage, `{"type":"hello","audio":{"transport":"carrier-pigeon"}}`, "bad_request", `use "ws" or "webrtc"`},
+		{"offer without a call", true, websocket.TextMessage, `{"type":"offer","sdp":"v=0"}`, "bad_request", "an offer needs a call"},
 		{"bad last_event", false, websocket.TextMessage, `{"type":"hello","session":"00000000000000000000000000000000","token":"x","last_event":"nope"}`, "bad_request", "not an event id"},
 		{"unknown session", false, websocket.TextMessage, `{"type":"hello","session":"00000000000000000000000000000000","token":"x"}`, "session_expired", "expired"},
 	}
