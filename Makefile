@@ -5,7 +5,7 @@ TAGS    := -tags nolibopusfile
 BIN     := bin/parley
 # Everything a full call and its tests need, from Debian/Ubuntu packages.
 APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us \
-                flite flite1-dev sox pkg-config redis-server chromium
+                flite flite1-dev sox pkg-config redis-server chromium iproute2
 
 export PATH := $(PATH):/usr/local/go/bin
 

@@ -39,6 +39,7 @@ type config struct {
 	LLMTemplate string
 	LLMTimeout  time.Duration
 	LLMMaxTok   int
+	LocalDelay  time.Duration
 
 	Slots        int
 	Queue        int
@@ -165,6 +166,8 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.LLMTemplate, "llm-prompt-template", "LLM_PROMPT_TEMPLATE", "", "Go text/template that renders a conversation into a prompt, for -llm-api=completions; empty: ChatML")
 	f.dur(&c.LLMTimeout, "llm-timeout", "LLM_TIMEOUT", 60*time.Second, "deadline of one upstream call")
 	f.int(&c.LLMMaxTok, "llm-max-tokens", "LLM_MAX_TOKENS", 0, "max_tokens sent upstream; 0 leaves it out")
+
+	f.dur(&c.LocalDelay, "local-delay", "PARLEY_LOCAL_DELAY", 0, "pause between the offline responder's words, to show streaming; 0: none")
 
 	f.int(&c.Slots, "llm-slots", "PARLEY_LLM_SLOTS", 16, "upstream LLM calls in flight per replica")
 	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 64, "turns waiting for a slot before new ones get busy")

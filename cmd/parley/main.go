@@ -200,7 +200,7 @@ func llmName(cfg *config) string {
 func newLLM(cfg *config, log *slog.Logger) (pipeline.LLM, error) {
 	if cfg.LLMBaseURL == "" {
 		log.Warn("LLM_BASE_URL is not set: replies come from the offline local responder, which is not a language model")
-		return local.New(local.Config{}), nil
+		return local.New(local.Config{TokenDelay: cfg.LocalDelay}), nil
 	}
 	oc := openai.Config{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout, MaxTokens: cfg.LLMMaxTok}
 	if cfg.LLMAPI == "completions" {
