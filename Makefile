@@ -9,7 +9,7 @@ APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-e
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test vet bench clean
+.PHONY: all deps build run test vet bench bench-go bench-seed bench-seed-local bench-idle clean
 
 all: build
 
@@ -40,8 +40,32 @@ vet:
 test: deps vet
 	$(GO) test $(TAGS) -race -count=1 -timeout 8m ./...
 
-bench: deps
+# Benchmarks measure and write figures down; they never fail on timings.
+# `make bench` runs short versions of every scenario (under 5 minutes);
+# results land in bin/bench-*.json. See docs/benchmarks.md.
+bench: bench-go
+	$(MAKE) bench-seed-local SEED_FLAGS="-clients 200 -duration 15s -grace 5s"
+	$(MAKE) bench-seed SEED_FLAGS="-clients 200 -duration 15s -grace 5s -slots 1024"
+	$(MAKE) bench-idle IDLE_FLAGS="-clients 2000 -duration 5s"
+
+bench-go: deps
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem ./...
+
+LOAD := bin/parley-load
+$(LOAD): build
+	$(GO) build -o $(LOAD) ./cmd/parley-load
+
+# The seed scenario: 1,000 clients, a turn every 200 ms each, for 60 s.
+SEED_FLAGS ?= -clients 1000 -duration 60s -slots 1024
+bench-seed: $(LOAD)
+	./$(LOAD) seed -llm fake $(SEED_FLAGS) -json bin/bench-seed-fake.json
+bench-seed-local: $(LOAD)
+	./$(LOAD) seed -llm local $(SEED_FLAGS) -json bin/bench-seed-local.json
+
+# Idle scale: 10,000 sessions that only stay connected.
+IDLE_FLAGS ?= -clients 10000 -duration 20s
+bench-idle: $(LOAD)
+	./$(LOAD) idle $(IDLE_FLAGS) -json bin/bench-idle.json
 
 clean:
 	rm -rf bin

@@ -43,6 +43,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
+	raiseFileLimit(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
@@ -245,4 +246,16 @@ func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, lo
 	})
 	log.Info("voice calls on (WebRTC and WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
 	return nil
+}
+
+// raiseFileLimit lifts the soft limit on open files to the hard one: every
+// socket is a file, and the default soft limit (1024) caps connections.
+func raiseFileLimit(log *slog.Logger) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			log.Warn("could not raise the open-files limit", "err", err)
+		}
+	}
 }

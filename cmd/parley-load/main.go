@@ -1,0 +1,274 @@
+// Command parley-load measures a Parley server as an outside client would:
+// it speaks only the wire protocol (it imports nothing of the server), and
+// reports latency percentiles, throughput, errors by code, disconnects, and
+// the server's CPU and peak memory read from /proc.
+//
+//	parley-load seed     [flags]  redis-server + fake upstream + bin/parley, 1,000 text clients
+//	parley-load idle     [flags]  redis-server + bin/parley, N sessions that only stay connected
+//	parley-load text     -url ws://127.0.0.1:8080/ws -pid N [flags]   against a running server
+//	parley-load upstream -addr 127.0.0.1:9000 [flags]                 the fake model server alone
+//
+// Everything is on loopback, bounded in clients and time, and stops by
+// itself. Results print as a table and, with -json, as JSON.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: parley-load seed|idle|text|upstream [flags]")
+		os.Exit(2)
+	}
+	raiseFileLimit()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	mode, args := os.Args[1], os.Args[2:]
+	fs := flag.NewFlagSet(mode, flag.ExitOnError)
+	clients := fs.Int("clients", 1000, "concurrent clients")
+	interval := fs.Duration("interval", 200*time.Millisecond, "time between one client's turns")
+	duration := fs.Duration("duration", 60*time.Second, "how long clients send turns (or stay idle)")
+	grace := fs.Duration("grace", 10*time.Second, "time after -duration for replies under way")
+	ramp := fs.Duration("ramp", 2*time.Second, "clients connect spread over this")
+	url := fs.String("url", "", "the server's /ws URL (text, idle against a running server)")
+	pid := fs.Int("pid", 0, "the server's pid, for CPU and memory")
+	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
+	parley := fs.String("parley", "./bin/parley", "the server binary (seed, idle)")
+	upAddr := fs.String("addr", "127.0.0.1:0", "listen address (upstream)")
+	llm := fs.String("llm", "fake", "seed: the model: fake (the fake upstream) or local (the offline responder)")
+	slots := fs.Int("slots", 64, "seed: the server's -llm-slots")
+	var up upstreamConfig
+	fs.DurationVar(&up.TTFT, "ttft", 100*time.Millisecond, "fake upstream: time to first token")
+	fs.Float64Var(&up.TPS, "tps", 200, "fake upstream: tokens per second")
+	fs.IntVar(&up.Words, "words", 10, "fake upstream: tokens per reply")
+	fs.Float64Var(&up.ErrorRate, "error-rate", 0, "fake upstream: fraction of calls that fail")
+	fs.DurationVar(&up.BatchBase, "batch-base", 150*time.Millisecond, "fake upstream: cost of a /v1/completions call")
+	fs.DurationVar(&up.BatchPer, "batch-per", 15*time.Millisecond, "fake upstream: added cost per prompt")
+	fs.IntVar(&up.BatchConc, "batch-conc", 4, "fake upstream: completions calls at once")
+	_ = fs.Parse(args)
+
+	var res *result
+	var err error
+	switch mode {
+	case "upstream":
+		addr, err := newUpstream(up).serve(ctx, *upAddr)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Printf("fake upstream on http://%s/v1\n", addr)
+		<-ctx.Done()
+		return
+	case "text":
+		res = runText(ctx, "text", textLoad{URL: *url, Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp}, *pid, 0)
+	case "idle":
+		res, err = runIdle(ctx, *parley, *clients, *duration)
+	case "seed":
+		res, err = runSeed(ctx, *parley, *llm, *slots, up, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
+	default:
+		fail(fmt.Errorf("unknown mode %q", mode))
+	}
+	if err != nil {
+		fail(err)
+	}
+	printResult(res)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "parley-load:", err)
+	os.Exit(1)
+}
+
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+func runText(ctx context.Context, name string, l textLoad, pid int, upstreamTime time.Duration) *result {
+	measure := watch(pid)
+	t0 := time.Now()
+	col := l.run(ctx)
+	server := measure()
+	secs := time.Since(t0).Seconds()
+	r := &result{
+		Scenario: name, Clients: l.Clients, Seconds: round(secs),
+		Sent: col.sent.Load(), Done: col.fin.Load(), Lost: col.lost.Load(),
+		Refused: col.refused, Disconnects: col.disconnects.Load(), ConnectFail: col.connectFail.Load(),
+		Throughput: round(float64(col.fin.Load()) / l.Duration.Seconds()),
+		FirstDelta: summarize(col.first, 0), ReplyDone: summarize(col.done, 0),
+		Server: server,
+	}
+	if upstreamTime > 0 {
+		// What the server adds: the fake upstream's own time taken out.
+		r.Extra = map[string]float64{"upstream_ms": float64(upstreamTime.Milliseconds())}
+		added := summarize(col.done, upstreamTime)
+		r.Extra["server_added_done_p50_ms"], r.Extra["server_added_done_p99_ms"] = added.Values["p50"], added.Values["p99"]
+	}
+	return r
+}
+
+func printResult(r *result) {
+	fmt.Printf("\n%s: %d clients, %.0f s\n", r.Scenario, r.Clients, r.Seconds)
+	fmt.Printf("  turns sent %d, answered %d, lost %d; %.0f turns/s; disconnects %d; connect failures %d; errors %v\n",
+		r.Sent, r.Done, r.Lost, r.Throughput, r.Disconnects, r.ConnectFail, r.Refused)
+	fmt.Printf("  %-22s %8s %8s %8s %8s\n", "latency (ms)", "p50", "p95", "p99", "max")
+	for _, s := range []struct {
+		n string
+		v stats
+	}{{"send → first delta", r.FirstDelta}, {"send → reply.done", r.ReplyDone}} {
+		fmt.Printf("  %-22s %8.1f %8.1f %8.1f %8.1f\n", s.n, s.v.P50, s.v.P95, s.v.P99, s.v.Max)
+	}
+	for k, v := range r.Extra {
+		fmt.Printf("  %s: %v\n", k, v)
+	}
+	if r.Server != nil {
+		fmt.Printf("  server: %.0f%% CPU (of one core), RSS %.0f MB, peak %.0f MB\n", r.Server.CPUPercent, r.Server.RSSMB, r.Server.PeakRSSMB)
+	}
+}
+
+// --- the orchestrated scenarios: every process on loopback, stopped at the end ---
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startRedis(ctx context.Context) (string, func(), error) {
+	addr := freePort()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.CommandContext(ctx, "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("redis-server: %w", err)
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			fmt.Fprint(c, "PING\r\n")
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if line == "+PONG\r\n" {
+				return "redis://" + addr, stop, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return "", nil, fmt.Errorf("redis-server did not come up")
+}
+
+func startParley(ctx context.Context, bin string, env []string) (string, *exec.Cmd, error) {
+	addr := freePort()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(), append(env, "PARLEY_ADDR="+addr, "PARLEY_LOG_LEVEL=warn")...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("%s: %w (run 'make build')", bin, err)
+	}
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return addr, cmd, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	return "", nil, fmt.Errorf("parley did not come up")
+}
+
+func stopParley(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+	}
+}
+
+func runSeed(ctx context.Context, bin, llm string, slots int, up upstreamConfig, l textLoad) (*result, error) {
+	redisURL, stopRedis, err := startRedis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRedis()
+	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION=0", "PARLEY_ASR=off",
+		fmt.Sprintf("PARLEY_LLM_SLOTS=%d", slots), "PARLEY_LLM_QUEUE=256"}
+	var upstreamTime time.Duration
+	if llm == "fake" {
+		uctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		addr, err := newUpstream(up).serve(uctx, "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "LLM_BASE_URL=http://"+addr+"/v1", "LLM_MODEL=fake")
+		upstreamTime = up.TTFT
+		if up.TPS > 0 {
+			upstreamTime += time.Duration(float64(up.Words) / up.TPS * float64(time.Second))
+		}
+	}
+	addr, cmd, err := startParley(ctx, bin, env)
+	if err != nil {
+		return nil, err
+	}
+	defer stopParley(cmd)
+	l.URL = "ws://" + addr + "/ws"
+	return runText(ctx, "seed ("+llm+" model)", l, cmd.Process.Pid, upstreamTime), nil
+}
+
+func runIdle(ctx context.Context, bin string, clients int, hold time.Duration) (*result, error) {
+	redisURL, stopRedis, err := startRedis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRedis()
+	addr, cmd, err := startParley(ctx, bin, []string{"REDIS_URL=" + redisURL, "PARLEY_ASR=off"})
+	if err != nil {
+		return nil, err
+	}
+	defer stopParley(cmd)
+	pid := cmd.Process.Pid
+	base := memKB(pid, "VmRSS")
+	var res result
+	measure := watch(pid)
+	col := idleLoad(ctx, "ws://"+addr+"/ws", clients, hold, func() { res.Server = measure() })
+	open := float64(clients - int(col.connectFail.Load()))
+	res.Scenario, res.Clients, res.Seconds = "idle", clients, hold.Seconds()
+	res.ConnectFail = col.connectFail.Load()
+	res.Refused = map[string]int64{}
+	res.FirstDelta, res.ReplyDone = summarize(nil, 0), summarize(nil, 0)
+	if open > 0 && res.Server != nil {
+		res.Extra = map[string]float64{
+			"rss_per_connection_kb": round((res.Server.RSSMB*1024 - base) / open),
+			"baseline_rss_mb":       round(base / 1024),
+		}
+	}
+	return &res, nil
+}
