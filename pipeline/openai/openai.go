@@ -49,7 +49,7 @@ func (c *Config) check() error {
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			ResponseHeaderTimeout: 30 * time.Second,
-			MaxIdleConnsPerHost:   64,
+			MaxIdleConnsPerHost:   1024, // one per slot: a new TCP connection per turn cost hundreds of ms under load
 			IdleConnTimeout:       90 * time.Second,
 		}}
 	}
