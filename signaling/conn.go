@@ -25,7 +25,8 @@ import (
 type frame struct {
 	data   []byte
 	replay bool
-	pong   bool // data is a pong's payload
+	pong   bool        // data is a pong's payload
+	media  chan []byte // the writer starts serving this media queue
 }
 
 const (
@@ -45,8 +46,8 @@ type conn struct {
 	ws  *websocket.Conn
 	log *slog.Logger
 
-	send      chan frame
-	media     chan []byte // outbound Opus packets; the oldest is dropped when full
+	send      *frameQueue
+	media     chan []byte // outbound Opus packets, the oldest dropped when full; nil without a ws call
 	done      chan struct{}
 	closeOnce sync.Once
 	reason    Reason
@@ -77,10 +78,9 @@ func newConn(s *Server, ws *websocket.Conn, log *slog.Logger) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
 		srv: s, ws: ws, log: log,
-		send:  make(chan frame, s.cfg.SendQueue),
-		media: make(chan []byte, mediaQueue),
-		done:  make(chan struct{}),
-		ctx:   ctx, cancel: cancel,
+		send: newFrameQueue(s.cfg.SendQueue),
+		done: make(chan struct{}),
+		ctx:  ctx, cancel: cancel,
 		replaying: true, // until the first replay has run
 	}
 }
@@ -123,10 +123,12 @@ func (c *conn) close(r Reason) {
 // means the client does not keep up: it is disconnected, not waited for.
 func (c *conn) enqueue(f frame) {
 	select {
-	case c.send <- f:
 	case <-c.done:
+		return
 	default:
-		c.log.Warn("send queue full; disconnecting slow client", "queue", cap(c.send))
+	}
+	if !c.send.push(f) {
+		c.log.Warn("send queue full; disconnecting slow client", "queue", c.send.max)
 		c.close(ReasonSlowClient)
 		// The writer is stuck in a write to a client that does not read:
 		// fail that write now rather than at its deadline.
@@ -201,29 +203,26 @@ func (c *conn) Resync() {
 func (c *conn) writeLoop() {
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
-	defer c.ws.Close() // unblocks the reader
+	defer c.ws.Close()    // unblocks the reader
+	var media chan []byte // nil (never ready) until a WebSocket call starts
 	for {
 		select {
-		case f := <-c.send:
-			// Audio queued before an event goes first: a turn's audio
-			// precedes its reply.done.
-			if err := c.drainMedia(); err != nil {
-				c.close(ReasonWriteFailed)
-				continue
+		case <-c.send.ready:
+			for {
+				f, ok := c.send.pop()
+				if !ok {
+					break
+				}
+				if f.media != nil {
+					media = f.media
+					continue
+				}
+				if err := c.writeFrame(f, media); err != nil {
+					c.close(ReasonWriteFailed)
+					break
+				}
 			}
-			var err error
-			switch {
-			case f.replay:
-				err = c.replay()
-			case f.pong:
-				err = c.ws.WriteControl(websocket.PongMessage, f.data, time.Now().Add(c.srv.cfg.WriteTimeout))
-			default:
-				err = c.write(websocket.TextMessage, f.data)
-			}
-			if err != nil {
-				c.close(ReasonWriteFailed)
-			}
-		case pkt := <-c.media:
+		case pkt := <-media:
 			if err := c.write(websocket.BinaryMessage, pkt); err != nil {
 				c.close(ReasonWriteFailed)
 			}
@@ -239,11 +238,27 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// writeFrame writes one queued frame.
+func (c *conn) writeFrame(f frame, media chan []byte) error {
+	// Audio queued before an event goes first: a turn's audio precedes
+	// its reply.done.
+	if err := c.drainMedia(media); err != nil {
+		return err
+	}
+	switch {
+	case f.replay:
+		return c.replay()
+	case f.pong:
+		return c.ws.WriteControl(websocket.PongMessage, f.data, time.Now().Add(c.srv.cfg.WriteTimeout))
+	}
+	return c.write(websocket.TextMessage, f.data)
+}
+
 // drainMedia writes the audio frames already queued.
-func (c *conn) drainMedia() error {
+func (c *conn) drainMedia(media chan []byte) error {
 	for {
 		select {
-		case pkt := <-c.media:
+		case pkt := <-media:
 			if err := c.write(websocket.BinaryMessage, pkt); err != nil {
 				return err
 			}
@@ -549,6 +564,10 @@ func (c *conn) startCall(id, transport string) {
 		}
 		c.rtc, out = p, p
 	} else {
+		// The media queue exists only for a WebSocket call; the writer is
+		// told of it through its own queue.
+		c.media = make(chan []byte, mediaQueue)
+		c.enqueue(frame{media: c.media})
 		dec, err := media.NewDecoder()
 		if err != nil {
 			c.log.Error("opus decoder", "err", err)

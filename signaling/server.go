@@ -115,8 +115,10 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 		s.rtc = api
 	}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		// Idle sockets hold no write buffer (pooled between writes), and
+		// reads reuse the HTTP server's buffer: memory per idle socket is
+		// what decides how many fit in a replica.
+		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     s.checkOrigin,
 	}
 	return s
