@@ -72,7 +72,14 @@ type rtcPeer struct {
 	track *webrtc.TrackLocalStaticSample
 	c     *conn
 	call  *pipeline.Call // set before the offer can arrive
+
+	// Candidates that came before the offer (a client may trickle them as
+	// soon as it gathers them): added once the offer is set. Reader-owned.
+	early []webrtc.ICECandidateInit
 }
+
+// maxEarlyCandidates bounds the candidates held before the offer.
+const maxEarlyCandidates = 32
 
 // startRTC creates the peer for a webrtc call. Pion's goroutines and the
 // track reader end when the peer connection closes (with the socket).
@@ -193,6 +200,12 @@ func (c *conn) offer(m *inMsg) {
 		c.sendError(codeBadRequest, "the offer was refused: "+err.Error())
 		return
 	}
+	for _, init := range p.early {
+		if err := p.pc.AddICECandidate(init); err != nil {
+			c.sendError(codeBadRequest, "the candidate was refused: "+err.Error())
+		}
+	}
+	p.early = nil
 	answer, err := p.pc.CreateAnswer(nil)
 	if err == nil {
 		err = p.pc.SetLocalDescription(answer)
@@ -222,6 +235,14 @@ func (c *conn) candidate(m *inMsg) {
 	}
 	if strings.TrimSpace(init.Candidate) == "" {
 		return // the end-of-candidates marker
+	}
+	if p.pc.RemoteDescription() == nil {
+		if len(p.early) >= maxEarlyCandidates {
+			c.sendError(codeBadRequest, fmt.Sprintf("more than %d candidates before the offer", maxEarlyCandidates))
+			return
+		}
+		p.early = append(p.early, init)
+		return
 	}
 	if err := p.pc.AddICECandidate(init); err != nil {
 		c.sendError(codeBadRequest, "the candidate was refused: "+err.Error())

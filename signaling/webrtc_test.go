@@ -87,9 +87,13 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
+	// Every candidate is trickled before the offer: the server holds them
+	// until it has the offer (a client may well send them in that order).
+	<-gathered
 	c.send(map[string]any{"type": "offer", "sdp": map[string]string{"type": "offer", "sdp": offer.SDP}})
 
 	events := make(chan event, 1000)
