@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -76,6 +77,12 @@ type rtcPeer struct {
 	// Candidates that came before the offer (a client may trickle them as
 	// soon as it gathers them): added once the offer is set. Reader-owned.
 	early []webrtc.ICECandidateInit
+
+	// Our candidates wait until the answer is queued: a peer cannot add a
+	// candidate before it has the description it belongs to.
+	mu       sync.Mutex
+	answered bool
+	held     []webrtc.ICECandidateInit
 }
 
 // maxEarlyCandidates bounds the candidates held before the offer.
@@ -109,6 +116,12 @@ func (c *conn) startRTC() (*rtcPeer, error) {
 	}()
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand == nil {
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.answered {
+			p.held = append(p.held, cand.ToJSON())
 			return
 		}
 		c.sendJSON(candidateMsg{Type: "candidate", Candidate: cand.ToJSON()})
@@ -214,7 +227,13 @@ func (c *conn) offer(m *inMsg) {
 		c.sendError(codeBadRequest, "no answer to that offer: "+err.Error())
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	c.sendJSON(answerMsg{Type: "answer", SDP: answer.SDP})
+	for _, cand := range p.held {
+		c.sendJSON(candidateMsg{Type: "candidate", Candidate: cand})
+	}
+	p.answered, p.held = true, nil
 }
 
 // candidate adds one of the caller's ICE candidates.
