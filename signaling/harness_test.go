@@ -55,10 +55,16 @@ type replicaOpts struct {
 func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
 	t.Helper()
 	log := testLogger(t)
-	store := session.NewStore(rdb, session.Config{})
+	// As cmd/parley does: commands through the autopipeliner, Pub/Sub on
+	// the client.
+	cmds, err := rdb.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := session.NewStore(cmds, session.Config{})
 	hub := session.NewHub(rdb, store, log)
-	limiter := ratelimit.New(rdb, ratelimit.Config{})
-	eng, err := pipeline.NewEngine(rdb, store, limiter, llm, o.engine, log)
+	limiter := ratelimit.New(cmds, ratelimit.Config{})
+	eng, err := pipeline.NewEngine(cmds, store, limiter, llm, o.engine, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,15 +22,17 @@ type setting struct {
 // config is every setting of the parley binary.
 type config struct {
 	Addr      string
+	DebugAddr string
 	LogLevel  string
 	LogFormat string
 	Drain     time.Duration
 
-	RedisURL    string
-	RedisPrefix string
-	ReplicaID   string
-	SessionTTL  time.Duration
-	MaxEvents   int64
+	RedisURL          string
+	RedisPrefix       string
+	RedisAutoPipeline bool
+	ReplicaID         string
+	SessionTTL        time.Duration
+	MaxEvents         int64
 
 	LLMBaseURL  string
 	LLMModel    string
@@ -149,12 +151,14 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f := &flagSet{fs: flag.NewFlagSet("parley", flag.ContinueOnError), env: env}
 
 	f.str(&c.Addr, "addr", "PARLEY_ADDR", "127.0.0.1:8080", "HTTP listen address (/, /ws, /healthz, /readyz, /metrics)")
+	f.str(&c.DebugAddr, "debug-addr", "PARLEY_DEBUG_ADDR", "", "listen address of /debug/pprof/ (profiling); keep it on loopback; empty: off")
 	f.str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	f.dur(&c.Drain, "drain-timeout", "PARLEY_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM/SIGINT, time to finish in-flight turns before handing them to other replicas")
 
 	f.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL (redis://host:port/db); empty starts an in-process Redis (miniredis) for a one-machine demo")
 	f.str(&c.RedisPrefix, "redis-prefix", "PARLEY_REDIS_PREFIX", "parley", "prefix of every Redis key")
+	f.bool(&c.RedisAutoPipeline, "redis-autopipeline", "PARLEY_REDIS_AUTOPIPELINE", true, "batch concurrent Redis commands into shared round trips (go-redis autopipelining)")
 	f.str(&c.ReplicaID, "replica-id", "PARLEY_REPLICA_ID", "", "this replica's name in Redis; empty: random per process")
 	f.dur(&c.SessionTTL, "session-ttl", "PARLEY_SESSION_TTL", 30*time.Minute, "an idle session expires after this")
 	f.int64(&c.MaxEvents, "session-max-events", "PARLEY_SESSION_MAX_EVENTS", 10000, "events kept in a session's log (approximate)")

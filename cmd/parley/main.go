@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -78,9 +79,16 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return fmt.Errorf("redis: %w", err)
 	}
 
-	store := session.NewStore(rdb, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents})
+	// Commands go through go-redis' autopipeliner: the many small commands
+	// of concurrent turns share round trips (docs/benchmarks.md). Pub/Sub
+	// keeps its own connection.
+	cmds, err := autoPipeline(rdb, cfg.RedisAutoPipeline)
+	if err != nil {
+		return err
+	}
+	store := session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents})
 	hub := session.NewHub(rdb, store, log.With("component", "hub"))
-	limiter := ratelimit.New(rdb, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
+	limiter := ratelimit.New(cmds, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
 	if err := limiter.Load(ctx); err != nil {
 		return err
 	}
@@ -88,7 +96,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	engine, err := pipeline.NewEngine(rdb, store, limiter, llm, pipeline.Config{
+	engine, err := pipeline.NewEngine(cmds, store, limiter, llm, pipeline.Config{
 		ReplicaID: cfg.ReplicaID, Prefix: cfg.RedisPrefix,
 		Slots: cfg.Slots, Queue: cfg.Queue, QueueWait: cfg.QueueWait, Batch: cfg.Batch,
 		TurnTimeout: cfg.LLMTimeout, SystemPrompt: cfg.SystemPrompt, HistoryTurns: cfg.HistoryTurns,
@@ -138,6 +146,21 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	g, gctx := errgroup.WithContext(work)
+	if cfg.DebugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("-debug-addr: %w", err)
+		}
+		dbg := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("profiling on", "addr", "http://"+dln.Addr().String()+"/debug/pprof/")
+		g.Go(func() error { // ends when work ends
+			go func() { <-gctx.Done(); _ = dbg.Close() }()
+			if err := dbg.Serve(dln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error {
@@ -191,6 +214,27 @@ func openRedis(cfg *config, log *slog.Logger) (redis.UniversalClient, func(), er
 	return rdb, func() { rdb.Close(); m.Close() }, nil
 }
 
+// autoPipeline returns the client that sends commands: rdb itself, or its
+// autopipeliner, which batches the commands that concurrent callers issue
+// while a round trip is under way into one pipeline.
+func autoPipeline(rdb redis.UniversalClient, on bool) (redis.UniversalClient, error) {
+	if !on {
+		return rdb, nil
+	}
+	type autoPipeliner interface {
+		AutoPipeline() (*redis.AutoPipeliner, error)
+	}
+	c, ok := rdb.(autoPipeliner)
+	if !ok {
+		return rdb, nil
+	}
+	ap, err := c.AutoPipeline()
+	if err != nil {
+		return nil, fmt.Errorf("redis autopipeline: %w", err)
+	}
+	return ap, nil
+}
+
 func llmName(cfg *config) string {
 	if cfg.LLMBaseURL == "" {
 		return "offline local responder (no language model)"
@@ -211,6 +255,18 @@ func newLLM(cfg *config, log *slog.Logger) (pipeline.LLM, error) {
 }
 
 func pageHandler() http.Handler { return web.Handler() }
+
+// debugHandler serves net/http/pprof on its own listener, never on the
+// public one.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
 
 // enableVoice builds the speech providers and turns voice calls on, unless
 // either is off.
