@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -116,7 +118,8 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 // call (already replied, or cut before it started).
 func (e *Engine) startJob(ctx context.Context, j *job) ([]Message, bool) {
 	j.run = e.newRun()
-	st, takeover, err := e.store.StartTurn(ctx, j.session, j.turn, j.run)
+	// The history comes with the start, in the same round trip.
+	st, takeover, hist, err := e.store.StartTurnHistory(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("start turn", "session", j.session, "turn", j.turn, "err", err)
@@ -140,10 +143,6 @@ func (e *Engine) startJob(ctx context.Context, j *job) ([]Message, bool) {
 	}
 	j.reset = takeover
 	j.status = session.Appended
-	hist, err := e.store.History(ctx, j.session, e.cfg.HistoryTurns)
-	if err != nil {
-		e.log.Warn("read history", "session", j.session, "err", err)
-	}
 	return e.conversation(hist, j.turn), true
 }
 
@@ -227,24 +226,16 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 		}
 	}()
 	if j.status == session.Appended && callErr == nil {
-		e.flushLocked(ctx, j) // may find the turn cut or taken over
+		if j.written != nil {
+			e.flushLocked(ctx, j) // may find the turn cut or taken over
+		}
 		if j.status == session.Appended && j.written != nil {
 			e.deferDelete(j)
 			go e.hold(j, j.text.String()) // the call finishes it
 			return
 		}
 		if j.status == session.Appended {
-			ok, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, j.text.String(), false)
-			switch {
-			case err != nil:
-				e.log.Error("finish turn", "session", j.session, "turn", j.turn, "err", err)
-				turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
-				e.publishError(ctx, j.session, &TurnError{Code: CodeInternal, Turn: j.turn, Message: "the reply could not be stored"})
-			case ok:
-				turnsTotal.WithLabelValues("replied").Inc()
-			default:
-				turnsTotal.WithLabelValues("duplicate").Inc()
-			}
+			e.finishReply(ctx, j)
 			return
 		}
 	}
@@ -273,6 +264,32 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 	turnsTotal.WithLabelValues(string(CodeUpstream)).Inc()
 	if ok, _ := e.store.FailTurn(ctx, j.session, j.turn, j.run); ok {
 		e.publishError(ctx, j.session, &TurnError{Code: CodeUpstream, Turn: j.turn, Message: msg})
+	}
+}
+
+// finishReply stores a text turn's reply: what is still buffered as its
+// last delta, reply.done, and the job's deletion, in one round trip. j.mu
+// held.
+func (e *Engine) finishReply(ctx context.Context, j *job) {
+	tail := j.buf.String()
+	st, err := e.store.FinishReply(ctx, j.session, session.Finish{
+		Turn: j.turn, Run: j.run, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
+	}, redis.NewIntCmd(ctx, "xdel", j.stream, j.entry))
+	j.keep = true // deleted above
+	if err == nil && tail != "" && !j.flushed {
+		firstToken.Observe(time.Since(j.accepted).Seconds())
+	}
+	switch {
+	case err != nil:
+		e.log.Error("finish turn", "session", j.session, "turn", j.turn, "err", err)
+		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
+		e.publishError(ctx, j.session, &TurnError{Code: CodeInternal, Turn: j.turn, Message: "the reply could not be stored"})
+	case st == session.FinishedCut:
+		turnsTotal.WithLabelValues("interrupted").Inc()
+	case st == session.Finished:
+		turnsTotal.WithLabelValues("replied").Inc()
+	default:
+		turnsTotal.WithLabelValues("duplicate").Inc()
 	}
 }
 

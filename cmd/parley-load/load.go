@@ -43,6 +43,8 @@ type result struct {
 	FirstDelta  stats              `json:"first_delta_ms"`
 	ReplyDone   stats              `json:"reply_done_ms"`
 	Server      *procStats         `json:"server,omitempty"`
+	Redis       *procStats         `json:"redis,omitempty"`
+	Load        *procStats         `json:"load_generator,omitempty"`
 	Extra       map[string]float64 `json:"extra,omitempty"`
 }
 

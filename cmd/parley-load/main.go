@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sort"
 	"syscall"
 	"time"
 )
@@ -71,7 +72,7 @@ func main() {
 		<-ctx.Done()
 		return
 	case "text":
-		res = runText(ctx, "text", textLoad{URL: *url, Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp}, *pid, 0)
+		res = runText(ctx, "text", textLoad{URL: *url, Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp}, procs{server: *pid}, 0)
 	case "idle":
 		res, err = runIdle(ctx, *parley, *clients, *duration)
 	case "seed":
@@ -104,8 +105,11 @@ func raiseFileLimit() {
 	}
 }
 
-func runText(ctx context.Context, name string, l textLoad, pid int, upstreamTime time.Duration) *result {
-	measure := watch(pid)
+// procs are the processes whose CPU and memory a run reports.
+type procs struct{ server, redis int }
+
+func runText(ctx context.Context, name string, l textLoad, p procs, upstreamTime time.Duration) *result {
+	measure, measureRedis, measureSelf := watch(p.server), watch(p.redis), watch(os.Getpid())
 	t0 := time.Now()
 	col := l.run(ctx)
 	server := measure()
@@ -116,11 +120,26 @@ func runText(ctx context.Context, name string, l textLoad, pid int, upstreamTime
 		Refused: col.refused, Disconnects: col.disconnects.Load(), ConnectFail: col.connectFail.Load(),
 		Throughput: round(float64(col.fin.Load()) / l.Duration.Seconds()),
 		FirstDelta: summarize(col.first, 0), ReplyDone: summarize(col.done, 0),
-		Server: server,
+		Server: server, Redis: measureRedis(), Load: measureSelf(),
+	}
+	if n := float64(col.fin.Load()); n > 0 {
+		// CPU per answered turn: what bounds throughput on a shared machine.
+		r.Extra = map[string]float64{}
+		for _, ps := range []struct {
+			name string
+			s    *procStats
+		}{{"server", r.Server}, {"redis", r.Redis}, {"load_generator", r.Load}} {
+			if ps.s != nil {
+				r.Extra[ps.name+"_cpu_us_per_turn"] = round(ps.s.CPUPercent / 100 * secs * 1e6 / n)
+			}
+		}
 	}
 	if upstreamTime > 0 {
 		// What the server adds: the fake upstream's own time taken out.
-		r.Extra = map[string]float64{"upstream_ms": float64(upstreamTime.Milliseconds())}
+		if r.Extra == nil {
+			r.Extra = map[string]float64{}
+		}
+		r.Extra["upstream_ms"] = float64(upstreamTime.Milliseconds())
 		added := summarize(col.done, upstreamTime)
 		r.Extra["server_added_done_p50_ms"], r.Extra["server_added_done_p99_ms"] = added.Values["p50"], added.Values["p99"]
 	}
@@ -138,11 +157,21 @@ func printResult(r *result) {
 	}{{"send → first delta", r.FirstDelta}, {"send → reply.done", r.ReplyDone}} {
 		fmt.Printf("  %-22s %8.1f %8.1f %8.1f %8.1f\n", s.n, s.v.P50, s.v.P95, s.v.P99, s.v.Max)
 	}
-	for k, v := range r.Extra {
-		fmt.Printf("  %s: %v\n", k, v)
+	keys := make([]string, 0, len(r.Extra))
+	for k := range r.Extra {
+		keys = append(keys, k)
 	}
-	if r.Server != nil {
-		fmt.Printf("  server: %.0f%% CPU (of one core), RSS %.0f MB, peak %.0f MB\n", r.Server.CPUPercent, r.Server.RSSMB, r.Server.PeakRSSMB)
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Printf("  %s: %v\n", k, r.Extra[k])
+	}
+	for _, ps := range []struct {
+		name string
+		s    *procStats
+	}{{"server", r.Server}, {"redis-server", r.Redis}, {"load generator", r.Load}} {
+		if ps.s != nil {
+			fmt.Printf("  %s: %.0f%% CPU (of one core), RSS %.0f MB, peak %.0f MB\n", ps.name, ps.s.CPUPercent, ps.s.RSSMB, ps.s.PeakRSSMB)
+		}
 	}
 }
 
@@ -157,12 +186,12 @@ func freePort() string {
 	return l.Addr().String()
 }
 
-func startRedis(ctx context.Context) (string, func(), error) {
+func startRedis(ctx context.Context) (string, int, func(), error) {
 	addr := freePort()
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.CommandContext(ctx, "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("redis-server: %w", err)
+		return "", 0, nil, fmt.Errorf("redis-server: %w", err)
 	}
 	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	for i := 0; i < 100; i++ {
@@ -171,13 +200,13 @@ func startRedis(ctx context.Context) (string, func(), error) {
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			if line == "+PONG\r\n" {
-				return "redis://" + addr, stop, nil
+				return "redis://" + addr, cmd.Process.Pid, stop, nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
-	return "", nil, fmt.Errorf("redis-server did not come up")
+	return "", 0, nil, fmt.Errorf("redis-server did not come up")
 }
 
 func startParley(ctx context.Context, bin string, env []string) (string, *exec.Cmd, error) {
@@ -213,7 +242,7 @@ func stopParley(cmd *exec.Cmd) {
 }
 
 func runSeed(ctx context.Context, bin, llm string, slots int, up upstreamConfig, l textLoad) (*result, error) {
-	redisURL, stopRedis, err := startRedis(ctx)
+	redisURL, redisPid, stopRedis, err := startRedis(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +269,11 @@ func runSeed(ctx context.Context, bin, llm string, slots int, up upstreamConfig,
 	}
 	defer stopParley(cmd)
 	l.URL = "ws://" + addr + "/ws"
-	return runText(ctx, "seed ("+llm+" model)", l, cmd.Process.Pid, upstreamTime), nil
+	return runText(ctx, "seed ("+llm+" model)", l, procs{cmd.Process.Pid, redisPid}, upstreamTime), nil
 }
 
 func runIdle(ctx context.Context, bin string, clients int, hold time.Duration) (*result, error) {
-	redisURL, stopRedis, err := startRedis(ctx)
+	redisURL, _, stopRedis, err := startRedis(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -231,8 +232,13 @@ local function isdone(meta, turn)
   return turn <= w or redis.call('HEXISTS', meta, 'd:' .. turn) == 1
 end
 local function markdone(meta, turn)
-  redis.call('HSET', meta, 'd:' .. turn, 1)
   local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
+  if turn ~= w + 1 then
+    redis.call('HSET', meta, 'd:' .. turn, 1)
+    return
+  end
+  -- The common case, turns finishing in order: no marker to store.
+  w = turn
   while redis.call('HEXISTS', meta, 'd:' .. (w + 1)) == 1 do
     w = w + 1
     redis.call('HDEL', meta, 'd:' .. w)
@@ -256,11 +262,34 @@ return {1, prev}
 // interrupted it before it started, and whether another run had owned the
 // turn before (a takeover).
 func (s *Store) StartTurn(ctx context.Context, id string, turn int64, run string) (status int, takeover bool, err error) {
-	res, err := startScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run).Slice()
-	if err != nil {
-		return 0, false, fmt.Errorf("session: start turn: %w", err)
+	status, takeover, _, err = s.StartTurnHistory(ctx, id, turn, run, 0)
+	return status, takeover, err
+}
+
+// StartTurnHistory is StartTurn that also returns, when the run owns the
+// turn, up to max of the latest history entries (as History does), read in
+// the same round trip. (Read by the script, the entries would cost Redis
+// more: each is converted to Lua and back.)
+func (s *Store) StartTurnHistory(ctx context.Context, id string, turn int64, run string, max int) (status int, takeover bool, hist []Turn, err error) {
+	var with []redis.Cmder
+	var hcmd *redis.XMessageSliceCmd
+	if max > 0 {
+		hcmd = redis.NewXMessageSliceCmd(ctx, "xrevrange", s.histKey(id), "+", "-", "count", max)
+		with = append(with, hcmd)
 	}
-	return int(res[0].(int64)), res[1].(string) != "", nil
+	res, err := s.evalWith(ctx, startScript, []string{s.metaKey(id)}, []any{turn, run}, with).Slice()
+	if err != nil {
+		return 0, false, nil, fmt.Errorf("session: start turn: %w", err)
+	}
+	status, takeover = int(res[0].(int64)), res[1].(string) != ""
+	if status == StartOK && hcmd != nil {
+		msgs, err := hcmd.Result()
+		if err != nil {
+			return 0, false, nil, fmt.Errorf("session: history: %w", err)
+		}
+		hist = historyOf(msgs)
+	}
+	return status, takeover, hist, nil
 }
 
 var deltaScript = redis.NewScript(`
@@ -269,8 +298,6 @@ if redis.call('HGET', KEYS[2], 'run:' .. turn) ~= ARGV[5] then return {0, ''} en
 local cut = tonumber(redis.call('HGET', KEYS[2], 'cut') or '0')
 if cut >= turn then return {-1, ''} end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[6], 2))
 return {1, id}
 `)
@@ -309,19 +336,23 @@ var finishScript = redis.NewScript(doneLua + `
 local turn = tonumber(ARGV[5])
 if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
 if isdone(KEYS[3], turn) then return 0 end
-for i = 8, 9 do
-  if ARGV[i] ~= '' then
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i])
-    redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(ARGV[i], 2))
+local status, events, content = 1, {ARGV[8], ARGV[9], ARGV[10]}, ARGV[7]
+if ARGV[8] ~= '' and tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then
+  -- Cut before the tail was stored: the reply is what the client was sent.
+  status, events, content = 2, {ARGV[11], ARGV[12]}, ARGV[13]
+end
+for _, e in ipairs(events) do
+  if e ~= '' then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
+    redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
   end
 end
-if ARGV[7] ~= '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', ARGV[7], 'n', turn)
+if content ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
 end
 markdone(KEYS[3], turn)
 redis.call('HDEL', KEYS[3], 'run:' .. turn)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-return 1
+return status
 `)
 
 type turnBody struct {
@@ -342,17 +373,89 @@ type doneBody struct {
 // owns the turn or the turn already has its reply, so a redelivered turn
 // never produces a second reply.
 func (s *Store) FinishTurn(ctx context.Context, id string, turn int64, run, text string, interrupted bool) (bool, error) {
-	var ib []byte
-	if interrupted {
-		ib, _ = json.Marshal(turnBody{Type: "interrupted", Turn: turn})
+	st, err := s.FinishReply(ctx, id, Finish{Turn: turn, Run: run, Text: text, Interrupted: interrupted})
+	return st != FinishNone, err
+}
+
+// Finish describes a turn's end for FinishReply.
+type Finish struct {
+	Turn        int64
+	Run         string
+	Text        string // the whole reply
+	Tail        string // the end of Text not yet stored as a reply.delta
+	Reset       bool   // the tail is the first delta of a run that took the turn over
+	Interrupted bool
+}
+
+// FinishStatus says what FinishReply stored.
+type FinishStatus int
+
+// Finish statuses.
+const (
+	FinishNone FinishStatus = 0 // the run no longer owns the turn, or it has its reply
+	Finished   FinishStatus = 1 // the tail as a delta, then the reply as given
+	// FinishedCut: the turn was cut before the tail was stored; the reply
+	// stored is Text without Tail, marked interrupted.
+	FinishedCut FinishStatus = 2
+)
+
+// FinishReply is FinishTurn that also stores the reply's Tail as a last
+// reply.delta, all in one script, and sends the commands in with (for
+// example the deletion of the turn's job) in the same round trip.
+func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...redis.Cmder) (FinishStatus, error) {
+	var tail, ib, cutIB, cutDB []byte
+	var cutText string
+	if f.Tail != "" {
+		tail, _ = json.Marshal(deltaBody{Type: "reply.delta", Turn: f.Turn, Text: f.Tail, Reset: f.Reset})
+		cutText = strings.TrimSuffix(f.Text, f.Tail)
+		cutIB, _ = json.Marshal(turnBody{Type: "interrupted", Turn: f.Turn})
+		cutDB, _ = json.Marshal(doneBody{Type: "reply.done", Turn: f.Turn, Text: cutText, Interrupted: true})
 	}
-	db, _ := json.Marshal(doneBody{Type: "reply.done", Turn: turn, Text: text, Interrupted: interrupted})
-	n, err := finishScript.Run(ctx, s.rdb, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), turn, run, text, string(ib), string(db)).Int()
+	if f.Interrupted {
+		ib, _ = json.Marshal(turnBody{Type: "interrupted", Turn: f.Turn})
+	}
+	db, _ := json.Marshal(doneBody{Type: "reply.done", Turn: f.Turn, Text: f.Text, Interrupted: f.Interrupted})
+	cmd := s.evalWith(ctx, finishScript, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
+		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), f.Turn, f.Run, f.Text,
+			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText}, with)
+	n, err := cmd.Int()
 	if err != nil {
-		return false, fmt.Errorf("session: finish turn: %w", err)
+		return FinishNone, fmt.Errorf("session: finish turn: %w", err)
 	}
-	return n == finishApplied, nil
+	return FinishStatus(n), nil
+}
+
+// evalWith runs the script and the commands in with in one round trip. A
+// Redis that lost its scripts (a restart) gets the script's source.
+func (s *Store) evalWith(ctx context.Context, sc *redis.Script, keys []string, args []any, with []redis.Cmder) *redis.Cmd {
+	if len(with) == 0 {
+		return sc.Run(ctx, s.rdb, keys, args...)
+	}
+	if _, ok := s.rdb.(*redis.AutoPipeliner); ok {
+		// Its Pipeline() takes a connection of its own: sent at once, the
+		// commands ride the autopipeliner's next batch together instead.
+		var wg sync.WaitGroup
+		for _, c := range with {
+			wg.Add(1)
+			go func() { // ends when the command has its reply
+				defer wg.Done()
+				_ = s.rdb.Process(ctx, c)
+			}()
+		}
+		cmd := sc.Run(ctx, s.rdb, keys, args...)
+		wg.Wait()
+		return cmd
+	}
+	pipe := s.rdb.Pipeline()
+	cmd := sc.EvalSha(ctx, pipe, keys, args...)
+	for _, c := range with {
+		_ = pipe.Process(ctx, c)
+	}
+	_, _ = pipe.Exec(ctx)
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return sc.Eval(ctx, s.rdb, keys, args...)
+	}
+	return cmd
 }
 
 var failScript = redis.NewScript(doneLua + `
@@ -401,6 +504,12 @@ func (s *Store) History(ctx context.Context, id string, max int) ([]Turn, error)
 	if err != nil {
 		return nil, fmt.Errorf("session: history: %w", err)
 	}
+	return historyOf(msgs), nil
+}
+
+// historyOf turns XREVRANGE's entries (newest first) into turns, oldest
+// first.
+func historyOf(msgs []redis.XMessage) []Turn {
 	out := make([]Turn, 0, len(msgs))
 	for i := len(msgs) - 1; i >= 0; i-- {
 		r, _ := msgs[i].Values["r"].(string)
@@ -408,7 +517,7 @@ func (s *Store) History(ctx context.Context, id string, max int) ([]Turn, error)
 		n, _ := strconv.ParseInt(fmt.Sprint(msgs[i].Values["n"]), 10, 64)
 		out = append(out, Turn{Role: r, Content: c, N: n})
 	}
-	return out, nil
+	return out
 }
 
 // Range returns up to count events stored after the event id after ("" or

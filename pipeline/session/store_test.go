@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/session"
@@ -194,5 +197,95 @@ func TestTurnsFinishOutOfOrder(t *testing.T) {
 	meta, _ := rdb.HGetAll(ctx, "parley:{"+id+"}:meta").Result()
 	if meta["replied"] != "3" || meta["d:1"] != "" || meta["d:3"] != "" {
 		t.Fatalf("meta: %v", meta)
+	}
+}
+
+func TestStartTurnHistory(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{})
+	id, _, _ := s.Create(ctx)
+	for i, text := range []string{"one", "two"} {
+		turn, _, _ := s.AppendUserTurn(ctx, id, text, "text")
+		run := "r" + text
+		if st, _, hist, err := s.StartTurnHistory(ctx, id, turn, run, 10); err != nil || st != session.StartOK || len(hist) != 2*i+1 {
+			t.Fatalf("turn %d: status %d, history %+v, err %v", turn, st, hist, err)
+		}
+		if ok, err := s.FinishTurn(ctx, id, turn, run, "re "+text, false); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	turn, _, _ := s.AppendUserTurn(ctx, id, "three", "text")
+	_, _, hist, err := s.StartTurnHistory(ctx, id, turn, "r3", 3)
+	// The newest three entries, the turn just stored among them, oldest first.
+	want := []session.Turn{{Role: "user", Content: "two", N: 2}, {Role: "assistant", Content: "re two", N: 2}, {Role: "user", Content: "three", N: 3}}
+	if err != nil || fmt.Sprint(hist) != fmt.Sprint(want) {
+		t.Fatalf("history %+v (%v), want %+v", hist, err, want)
+	}
+	if st, _, hist, _ := s.StartTurnHistory(ctx, id, 1, "again", 10); st != session.StartDone || hist != nil {
+		t.Fatalf("a finished turn started again: %d %+v", st, hist)
+	}
+}
+
+// FinishReply stores the tail as a last delta, or, when the turn was cut
+// before the tail was stored, only what the client was sent.
+func TestFinishReplyTail(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{})
+	tests := []struct {
+		name     string
+		cut      bool
+		want     session.FinishStatus
+		types    []string
+		stored   string
+		doneText string
+	}{
+		{"tail stored", false, session.Finished, []string{"transcript", "reply.delta", "reply.delta", "reply.done"}, "Hello there.", "Hello there."},
+		{"cut before the tail", true, session.FinishedCut, []string{"transcript", "reply.delta", "interrupted", "reply.done"}, "Hello", "Hello"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id, _, _ := s.Create(ctx)
+			turn, _, _ := s.AppendUserTurn(ctx, id, "hi", "text")
+			if st, _, _ := s.StartTurn(ctx, id, turn, "run"); st != session.StartOK {
+				t.Fatal(st)
+			}
+			if st, err := s.AppendDelta(ctx, id, turn, "run", "Hello", false); st != session.Appended || err != nil {
+				t.Fatal(st, err)
+			}
+			if tc.cut {
+				if _, err := s.Cut(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rdb.XAdd(ctx, &redis.XAddArgs{Stream: "jobs-" + id, ID: "1-1", Values: []any{"s", id}})
+			st, err := s.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."},
+				redis.NewIntCmd(ctx, "xdel", "jobs-"+id, "1-1"))
+			if err != nil || st != tc.want {
+				t.Fatalf("status %d, err %v; want %d", st, err, tc.want)
+			}
+			if n, _ := rdb.XLen(ctx, "jobs-"+id).Result(); n != 0 {
+				t.Fatal("the command sent with the finish did not run")
+			}
+			evs, _ := s.Range(ctx, id, "", 100)
+			var types []string
+			var last map[string]any
+			for _, ev := range evs {
+				last = nil
+				_ = json.Unmarshal(ev.Wire, &last)
+				types = append(types, last["type"].(string))
+			}
+			if fmt.Sprint(types) != fmt.Sprint(tc.types) || last["text"] != tc.doneText {
+				t.Fatalf("log %v, last %v; want %v ending in %q", types, last, tc.types, tc.doneText)
+			}
+			hist, _ := s.History(ctx, id, 10)
+			if len(hist) != 2 || hist[1].Content != tc.stored {
+				t.Fatalf("history %+v, want the reply %q", hist, tc.stored)
+			}
+			if st, _ := s.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "again"}); st != session.FinishNone {
+				t.Fatal("a second finish was applied")
+			}
+		})
 	}
 }
