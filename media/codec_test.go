@@ -2,6 +2,7 @@ package media
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -82,5 +83,53 @@ func BenchmarkOpusEncode(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		_, _ = enc.Encode(frame)
+	}
+}
+
+// Opus encodes from and decodes to its own rates: a packet made at one
+// rate decodes at any other to 20 ms of the same tone.
+func TestOpusRates(t *testing.T) {
+	for _, tc := range []struct{ enc, dec int }{{16000, 16000}, {16000, 48000}, {24000, 48000}, {48000, 16000}, {8000, 24000}} {
+		t.Run(fmt.Sprintf("%d to %d", tc.enc, tc.dec), func(t *testing.T) {
+			enc, err := NewEncoderRate(tc.enc, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := NewDecoderRate(tc.dec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if enc.Frame() != tc.enc/50 {
+				t.Fatalf("frame %d samples at %d Hz", enc.Frame(), tc.enc)
+			}
+			src := tone(440, tc.enc, tc.enc/2, 8000) // 500 ms
+			var out []int16
+			for i := 0; i+enc.Frame() <= len(src); i += enc.Frame() {
+				pkt, err := enc.Encode(src[i : i+enc.Frame()])
+				if err != nil {
+					t.Fatal(err)
+				}
+				pcm, err := dec.Decode(pkt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(pcm) != tc.dec/50 {
+					t.Fatalf("decoded %d samples, want %d", len(pcm), tc.dec/50)
+				}
+				out = append(out, pcm...)
+			}
+			// After the codec's start-up, the tone's level comes through.
+			if got, want := rms(out[len(out)/2:]), rms(src[len(src)/2:]); got < want*0.7 || got > want*1.3 {
+				t.Fatalf("rms %.0f, want about %.0f", got, want)
+			}
+		})
+	}
+	for _, r := range []int{0, 11025, 22050, 44100} {
+		if _, err := NewEncoderRate(r, 0); err == nil {
+			t.Errorf("an encoder at %d Hz", r)
+		}
+		if _, err := NewDecoderRate(r); err == nil {
+			t.Errorf("a decoder at %d Hz", r)
+		}
 	}
 }

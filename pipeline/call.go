@@ -216,6 +216,18 @@ func (c *Call) submitTimed(ctx context.Context, text, source string, tt turnTimi
 	return turn, nil
 }
 
+// InputRate is the rate of the PCM that Audio takes: the recogniser's, when
+// Opus decodes to it, else 48 kHz.
+func (c *Call) InputRate() int { return InputRate(c.asr) }
+
+// InputRate is Call.InputRate for a call with this recogniser.
+func InputRate(asr ASR) int {
+	if r := asr.SampleRate(); media.OpusRate(r) {
+		return r
+	}
+	return media.SampleRate
+}
+
 // Run runs the call until ctx ends.
 func (c *Call) Run(ctx context.Context) error {
 	rec, err := c.asr.NewCall(ctx, c.partial)
@@ -223,17 +235,25 @@ func (c *Call) Run(ctx context.Context) error {
 		return fmt.Errorf("call: speech recogniser: %w", err)
 	}
 	defer rec.Close()
-	enc, err := media.NewEncoder(c.cfg.Complexity)
+	// Opus takes the synthesiser's PCM, and gives the recogniser's, at
+	// their own rates where it can: no resampler (the costliest step of a
+	// call when there is one).
+	var up, down *media.Resampler
+	encRate := c.tts.SampleRate()
+	if !media.OpusRate(encRate) {
+		encRate = media.SampleRate
+		if up, err = media.NewResampler(c.tts.SampleRate(), encRate); err != nil {
+			return err
+		}
+	}
+	enc, err := media.NewEncoderRate(encRate, c.cfg.Complexity)
 	if err != nil {
 		return err
 	}
-	up, err := media.NewResampler(c.tts.SampleRate(), media.SampleRate)
-	if err != nil {
-		return err
-	}
-	down, err := media.NewResampler(media.SampleRate, c.asr.SampleRate())
-	if err != nil {
-		return err
+	if in := c.InputRate(); in != c.asr.SampleRate() {
+		if down, err = media.NewResampler(in, c.asr.SampleRate()); err != nil {
+			return err
+		}
 	}
 	c.setState("listening")
 	var wg sync.WaitGroup
@@ -279,7 +299,11 @@ func (c *Call) listenLoop(ctx context.Context, rec Recognizer, down *media.Resam
 			return
 		case frame = <-c.in:
 		}
-		buf = down.Process(frame, buf[:0])
+		if down != nil {
+			buf = down.Process(frame, buf[:0])
+		} else {
+			buf = append(buf[:0], frame...)
+		}
 		ev := vad.Process(buf)
 		switch {
 		case ev == media.VADSpeechStart:
@@ -460,7 +484,7 @@ func (s *speech) heard(sent int64) string {
 // what was heard → FinishSpoken.
 func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resampler) {
 	var cur speech
-	var frame, res []int16 // 48 kHz samples not yet a whole frame; resampler output
+	var frame, res []int16 // samples not yet a whole frame; resampler output
 	pushed := int64(0)     // frames given to the pacer, ever
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
@@ -481,10 +505,14 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 		if c.cut.Load() == cur.turn {
 			return context.Canceled // cut off while synthesising
 		}
-		res = up.Process(pcm, res[:0])
-		frame = append(frame, res...)
-		for len(frame) >= media.FrameSamples {
-			pkt, err := enc.Encode(frame[:media.FrameSamples])
+		if up != nil {
+			res = up.Process(pcm, res[:0])
+			frame = append(frame, res...)
+		} else {
+			frame = append(frame, pcm...)
+		}
+		for len(frame) >= enc.Frame() {
+			pkt, err := enc.Encode(frame[:enc.Frame()])
 			if err != nil {
 				return err
 			}
@@ -497,7 +525,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 				cur.heardAny = true
 				c.firstAudio(cur.turn)
 			}
-			frame = append(frame[:0], frame[media.FrameSamples:]...)
+			frame = append(frame[:0], frame[enc.Frame():]...)
 		}
 		return nil
 	}
@@ -522,7 +550,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			return
 		}
 		if len(frame) > 0 { // the sentence's last frame, padded with silence
-			frame = append(frame, make([]int16, media.FrameSamples-len(frame))...)
+			frame = append(frame, make([]int16, enc.Frame()-len(frame))...)
 			if pkt, err := enc.Encode(frame); err == nil {
 				c.pacer.Push(pkt)
 				pushed++

@@ -568,7 +568,7 @@ func (c *conn) startCall(id, transport string) {
 		// told of it through its own queue.
 		c.media = make(chan []byte, mediaQueue)
 		c.enqueue(frame{media: c.media})
-		dec, err := media.NewDecoder()
+		dec, err := media.NewDecoderRate(pipeline.InputRate(v.asr))
 		if err != nil {
 			c.log.Error("opus decoder", "err", err)
 			c.sendError(codeInternal, "the audio decoder could not start")

@@ -144,7 +144,7 @@ func (c *conn) startRTC() (*rtcPeer, error) {
 // readAudio decodes the caller's RTP packets into the call. Chrome sends
 // empty padding packets; they are skipped.
 func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
-	dec, err := media.NewDecoder()
+	dec, err := media.NewDecoderRate(p.call.InputRate())
 	if err != nil {
 		return
 	}
