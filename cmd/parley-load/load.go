@@ -46,6 +46,8 @@ type result struct {
 	Redis       *procStats         `json:"redis,omitempty"`
 	Load        *procStats         `json:"load_generator,omitempty"`
 	Extra       map[string]float64 `json:"extra,omitempty"`
+	// What FirstDelta and ReplyDone measure, when not the seed's figures.
+	Labels [2]string `json:"-"`
 }
 
 type stats struct {
@@ -76,6 +78,7 @@ type collector struct {
 	first, done []time.Duration
 	refused     map[string]int64
 	sent, fin   atomic.Int64
+	finInWindow atomic.Int64 // answered before the sending stopped
 	lost        atomic.Int64
 	disconnects atomic.Int64
 	connectFail atomic.Int64
@@ -164,6 +167,9 @@ func (l textLoad) client(ctx context.Context, id int, stop time.Time, col *colle
 				if ts := byTurn[ev.Turn]; ts != nil {
 					delete(byTurn, ev.Turn)
 					col.fin.Add(1)
+					if now.Before(stop) {
+						col.finInWindow.Add(1)
+					}
 					col.mu.Lock()
 					col.done = append(col.done, now.Sub(ts.sent))
 					col.mu.Unlock()

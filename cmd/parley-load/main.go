@@ -5,6 +5,9 @@
 //
 //	parley-load seed     [flags]  redis-server + fake upstream + bin/parley, 1,000 text clients
 //	parley-load idle     [flags]  redis-server + bin/parley, N sessions that only stay connected
+//	parley-load batch    [flags]  the batching sweep: batching off and on, offered load rising
+//	parley-load replicas [flags]  two replicas on one Redis: delivery of an event across them
+//	parley-load voice    [flags]  N calls over the WebSocket audio channel
 //	parley-load text     -url ws://127.0.0.1:8080/ws -pid N [flags]   against a running server
 //	parley-load upstream -addr 127.0.0.1:9000 [flags]                 the fake model server alone
 //
@@ -50,6 +53,12 @@ func main() {
 	upAddr := fs.String("addr", "127.0.0.1:0", "listen address (upstream)")
 	llm := fs.String("llm", "fake", "seed: the model: fake (the fake upstream) or local (the offline responder)")
 	slots := fs.Int("slots", 64, "seed: the server's -llm-slots")
+	batches := fs.String("batches", "1,4", "batch: the server's -llm-batch values to compare")
+	rates := fs.String("rates", "5,10,20,40,60,80,100,120", "batch: offered turns per second, in order")
+	step := fs.Duration("step", 10*time.Second, "batch, voice: how long each step runs")
+	calls := fs.String("calls", "25,50,100,150,200", "voice: concurrent calls, a step each")
+	stack := fs.String("stack", "fake", "voice: fake (zero-cost ASR and TTS fakes) or offline (pocketsphinx and flite)")
+	vadStop := fs.Duration("vad-stop", 600*time.Millisecond, "voice: the server's -vad-stop")
 	var up upstreamConfig
 	fs.DurationVar(&up.TTFT, "ttft", 100*time.Millisecond, "fake upstream: time to first token")
 	fs.Float64Var(&up.TPS, "tps", 200, "fake upstream: tokens per second")
@@ -75,6 +84,32 @@ func main() {
 		res = runText(ctx, "text", textLoad{URL: *url, Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp}, procs{server: *pid}, 0)
 	case "idle":
 		res, err = runIdle(ctx, *parley, *clients, *duration)
+	case "batch":
+		bs, err1 := parseInts(*batches)
+		rs, err2 := parseFloats(*rates)
+		if err1 != nil || err2 != nil {
+			fail(fmt.Errorf("-batches/-rates: %v %v", err1, err2))
+		}
+		points, err := runBatchSweep(ctx, *parley, up, bs, rs, *step, *grace, *clients)
+		if err != nil {
+			fail(err)
+		}
+		printSweep(points)
+		writeJSON(*jsonOut, points)
+		return
+	case "voice":
+		ns, err := parseInts(*calls)
+		if err != nil {
+			fail(err)
+		}
+		run, err := runVoice(ctx, *parley, *stack, ns, *step, *vadStop)
+		if err != nil {
+			fail(err)
+		}
+		writeJSON(*jsonOut, run)
+		return
+	case "replicas":
+		res, err = runReplicas(ctx, *parley, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
 	case "seed":
 		res, err = runSeed(ctx, *parley, *llm, *slots, up, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
 	default:
@@ -84,11 +119,16 @@ func main() {
 		fail(err)
 	}
 	printResult(res)
-	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
-			fail(err)
-		}
+	writeJSON(*jsonOut, res)
+}
+
+func writeJSON(path string, v any) {
+	if path == "" {
+		return
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		fail(err)
 	}
 }
 
@@ -118,7 +158,9 @@ func runText(ctx context.Context, name string, l textLoad, p procs, upstreamTime
 		Scenario: name, Clients: l.Clients, Seconds: round(secs),
 		Sent: col.sent.Load(), Done: col.fin.Load(), Lost: col.lost.Load(),
 		Refused: col.refused, Disconnects: col.disconnects.Load(), ConnectFail: col.connectFail.Load(),
-		Throughput: round(float64(col.fin.Load()) / l.Duration.Seconds()),
+		// Replies answered while turns were being sent: the steady rate,
+		// not inflated by a backlog answered in the grace period.
+		Throughput: round(float64(col.finInWindow.Load()) / l.Duration.Seconds()),
 		FirstDelta: summarize(col.first, 0), ReplyDone: summarize(col.done, 0),
 		Server: server, Redis: measureRedis(), Load: measureSelf(),
 	}
@@ -150,12 +192,15 @@ func printResult(r *result) {
 	fmt.Printf("\n%s: %d clients, %.0f s\n", r.Scenario, r.Clients, r.Seconds)
 	fmt.Printf("  turns sent %d, answered %d, lost %d; %.0f turns/s; disconnects %d; connect failures %d; errors %v\n",
 		r.Sent, r.Done, r.Lost, r.Throughput, r.Disconnects, r.ConnectFail, r.Refused)
-	fmt.Printf("  %-22s %8s %8s %8s %8s\n", "latency (ms)", "p50", "p95", "p99", "max")
+	fmt.Printf("  %-28s %8s %8s %8s %8s\n", "latency (ms)", "p50", "p95", "p99", "max")
 	for _, s := range []struct {
 		n string
 		v stats
 	}{{"send → first delta", r.FirstDelta}, {"send → reply.done", r.ReplyDone}} {
-		fmt.Printf("  %-22s %8.1f %8.1f %8.1f %8.1f\n", s.n, s.v.P50, s.v.P95, s.v.P99, s.v.Max)
+		if r.Labels[0] != "" {
+			s.n = map[string]string{"send → first delta": r.Labels[0], "send → reply.done": r.Labels[1]}[s.n]
+		}
+		fmt.Printf("  %-28s %8.1f %8.1f %8.1f %8.1f\n", s.n, s.v.P50, s.v.P95, s.v.P99, s.v.Max)
 	}
 	keys := make([]string, 0, len(r.Extra))
 	for k := range r.Extra {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -22,6 +24,8 @@ type upstreamConfig struct {
 	// call costs BatchBase + BatchPer × prompts, at most BatchConc at once.
 	BatchBase, BatchPer time.Duration
 	BatchConc           int
+	// Transcript is what /v1/audio/transcriptions answers, at once.
+	Transcript string
 }
 
 // upstream is the fake model server: /v1/chat/completions (one
@@ -53,6 +57,8 @@ func (u *upstream) serve(ctx context.Context, addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/chat/completions", u.chat)
 	mux.HandleFunc("/v1/completions", u.completions)
+	mux.HandleFunc("/v1/audio/transcriptions", u.transcribe)
+	mux.HandleFunc("/v1/audio/speech", u.speech)
 	srv := &http.Server{Handler: mux}
 	go func() { <-ctx.Done(); srv.Close() }() // ends with ctx
 	go func() { _ = srv.Serve(ln) }()         // ends when srv closes
@@ -125,6 +131,35 @@ func (u *upstream) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	b.WriteString("data: [DONE]\n\n")
 	_, _ = w.Write([]byte(b.String()))
+}
+
+// transcribe is a zero-cost recogniser: it reads the upload and answers
+// the configured transcript.
+func (u *upstream) transcribe(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 32<<20))
+	w.Header().Set("Content-Type", "application/json")
+	b, _ := json.Marshal(map[string]string{"text": u.cfg.Transcript})
+	_, _ = w.Write(b)
+}
+
+// speech is a zero-cost synthesiser: 24 kHz 16-bit PCM, a quiet tone of
+// 60 ms per character of input, written at once.
+func (u *upstream) speech(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Input string `json:"input"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		http.Error(w, `{"error":{"message":"bad JSON"}}`, 400)
+		return
+	}
+	n := len(req.Input) * 24000 * 60 / 1000
+	pcm := make([]byte, 2*n)
+	for i := 0; i < n; i++ {
+		v := int16(3000 * math.Sin(2*math.Pi*220*float64(i)/24000))
+		pcm[2*i], pcm[2*i+1] = byte(v), byte(v>>8)
+	}
+	w.Header().Set("Content-Type", "audio/pcm")
+	_, _ = w.Write(pcm)
 }
 
 func word(i int) string {
