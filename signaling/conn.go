@@ -26,6 +26,7 @@ type frame struct {
 	data   []byte
 	replay bool
 	pong   bool        // data is a pong's payload
+	ping   bool        // send a ping
 	media  chan []byte // the writer starts serving this media queue
 }
 
@@ -48,7 +49,9 @@ type conn struct {
 
 	send      *frameQueue
 	media     chan []byte // outbound Opus packets, the oldest dropped when full; nil without a ws call
+	pinger    *time.Timer // queues a ping every PingInterval
 	done      chan struct{}
+	finished  chan struct{} // closed once the close frame is written and the socket closed
 	closeOnce sync.Once
 	reason    Reason
 	ctx       context.Context // ends when the connection closes
@@ -79,22 +82,21 @@ func newConn(s *Server, ws *websocket.Conn, log *slog.Logger) *conn {
 	return &conn{
 		srv: s, ws: ws, log: log,
 		send: newFrameQueue(s.cfg.SendQueue),
-		done: make(chan struct{}),
-		ctx:  ctx, cancel: cancel,
+		done: make(chan struct{}), finished: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 		replaying: true, // until the first replay has run
 	}
 }
 
-// serve runs the reader on the calling goroutine and the writer on its own,
-// and returns when both have ended.
+// serve runs the reader on the calling goroutine, and returns when the
+// connection has closed. Writers run on their own goroutine, only while
+// there is something to write (see writer).
 func (c *conn) serve() {
-	writerDone := make(chan struct{})
-	go func() { // the writer: ends when the connection closes
-		defer close(writerDone)
-		c.writeLoop()
-	}()
+	c.pinger = time.AfterFunc(c.srv.cfg.PingInterval, func() { c.enqueue(frame{ping: true}) })
 	c.readLoop()
-	<-writerDone
+	c.close(ReasonClientGone) // no-op if a reason was set first
+	<-c.finished
+	c.pinger.Stop()
 	c.cancel()
 	if c.rtc != nil {
 		_ = c.rtc.pc.Close() // ends pion's goroutines and the track reader
@@ -116,6 +118,9 @@ func (c *conn) close(r Reason) {
 		c.reason = r
 		close(c.done)
 		c.cancel()
+		if c.send.closeKick() {
+			go c.writer() // writes the close frame; ends at once
+		}
 	})
 }
 
@@ -127,7 +132,11 @@ func (c *conn) enqueue(f frame) {
 		return
 	default:
 	}
-	if !c.send.push(f) {
+	ok, start := c.send.push(f)
+	if start {
+		go c.writer() // ends when the queue is empty or the connection closes
+	}
+	if !ok {
 		c.log.Warn("send queue full; disconnecting slow client", "queue", c.send.max)
 		c.close(ReasonSlowClient)
 		// The writer is stuck in a write to a client that does not read:
@@ -200,11 +209,40 @@ func (c *conn) Resync() {
 	}
 }
 
-func (c *conn) writeLoop() {
-	ping := time.NewTicker(c.srv.cfg.PingInterval)
-	defer ping.Stop()
-	defer c.ws.Close()    // unblocks the reader
-	var media chan []byte // nil (never ready) until a WebSocket call starts
+// writer writes the queued frames and returns when the queue is empty:
+// an idle socket has no writer goroutine (its memory decides how many
+// sockets fit in a replica). At most one writer runs at a time (see
+// frameQueue.running). When the connection has closed it writes the close
+// frame and closes the socket, which ends the reader. A WebSocket call's
+// audio turns it into callWriter, which runs until the connection closes.
+func (c *conn) writer() {
+	failed := false // a write failed: the rest is dropped
+	for {
+		f, st := c.send.popOrStop()
+		switch st {
+		case popStopped:
+			return
+		case popClosing:
+			c.finish()
+			return
+		}
+		switch {
+		case failed:
+		case f.media != nil:
+			c.callWriter(f.media)
+			return
+		default:
+			if err := c.writeFrame(f, nil); err != nil {
+				failed = true
+				c.close(ReasonWriteFailed)
+			}
+		}
+	}
+}
+
+// callWriter is the writer of a socket with a WebSocket call: it stays on,
+// and writes audio as it comes, before the text frames queued after it.
+func (c *conn) callWriter(media chan []byte) {
 	for {
 		select {
 		case <-c.send.ready:
@@ -214,7 +252,6 @@ func (c *conn) writeLoop() {
 					break
 				}
 				if f.media != nil {
-					media = f.media
 					continue
 				}
 				if err := c.writeFrame(f, media); err != nil {
@@ -226,16 +263,22 @@ func (c *conn) writeLoop() {
 			if err := c.write(websocket.BinaryMessage, pkt); err != nil {
 				c.close(ReasonWriteFailed)
 			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
-				c.close(ReasonWriteFailed)
-			}
 		case <-c.done:
-			msg := websocket.FormatCloseMessage(c.reason.CloseCode(), c.reason.String())
-			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			c.finish()
 			return
 		}
 	}
+}
+
+// finish writes the close frame with the reason, closes the socket (which
+// ends the reader) and lets serve return. Once only: no writer starts
+// after it.
+func (c *conn) finish() {
+	c.send.finish()
+	msg := websocket.FormatCloseMessage(c.reason.CloseCode(), c.reason.String())
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	_ = c.ws.Close()
+	close(c.finished)
 }
 
 // writeFrame writes one queued frame.
@@ -250,6 +293,9 @@ func (c *conn) writeFrame(f frame, media chan []byte) error {
 		return c.replay()
 	case f.pong:
 		return c.ws.WriteControl(websocket.PongMessage, f.data, time.Now().Add(c.srv.cfg.WriteTimeout))
+	case f.ping:
+		c.pinger.Reset(c.srv.cfg.PingInterval)
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout))
 	}
 	return c.write(websocket.TextMessage, f.data)
 }

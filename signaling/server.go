@@ -115,10 +115,11 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 		s.rtc = api
 	}
 	s.upgrader = websocket.Upgrader{
-		// Idle sockets hold no write buffer (pooled between writes), and
-		// reads reuse the HTTP server's buffer: memory per idle socket is
-		// what decides how many fit in a replica.
+		// Memory per idle socket decides how many fit in a replica: no
+		// write buffer between writes (pooled), and a small read buffer of
+		// our own so that the HTTP server's 4 KiB one can go.
 		WriteBufferPool: &sync.Pool{},
+		ReadBufferSize:  1024,
 		CheckOrigin:     s.checkOrigin,
 	}
 	return s
@@ -165,10 +166,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.wg.Done()
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return // the upgrader has answered
 	}
@@ -177,11 +178,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	connections.Inc()
-	c.serve()
-	connections.Dec()
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	// The socket is served on a goroutine of its own and this handler
+	// returns: the HTTP server then lets go of its buffers and of the
+	// handler's deep stack, about a third of an idle socket's memory.
+	go func() { // ends when the connection has closed
+		defer s.wg.Done()
+		c.serve()
+		connections.Dec()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
 }
 
 // Shutdown refuses new sockets, closes the open ones with ReasonShutdown
