@@ -9,7 +9,7 @@ APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-e
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test vet bench bench-go bench-seed bench-seed-local bench-idle clean
+.PHONY: all deps build run test vet bench bench-go bench-seed bench-seed-local bench-idle bench-batch bench-voice bench-voice-offline bench-replicas clean
 
 all: build
 
@@ -47,13 +47,16 @@ bench: bench-go
 	$(MAKE) bench-seed-local SEED_FLAGS="-clients 200 -duration 15s -grace 5s"
 	$(MAKE) bench-seed SEED_FLAGS="-clients 200 -duration 15s -grace 5s -slots 1024"
 	$(MAKE) bench-idle IDLE_FLAGS="-clients 2000 -duration 5s"
+	$(MAKE) bench-batch BATCH_FLAGS="-rates 10,40,80 -step 5s -grace 3s"
+	$(MAKE) bench-voice VOICE_FLAGS="-calls 50,150 -step 10s"
+	$(MAKE) bench-replicas REPLICA_FLAGS="-clients 50 -interval 100ms -duration 5s -grace 3s"
 
 bench-go: deps
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem ./...
 
 LOAD := bin/parley-load
 $(LOAD): build
-	$(GO) build -o $(LOAD) ./cmd/parley-load
+	$(GO) build $(TAGS) -o $(LOAD) ./cmd/parley-load
 
 # The seed scenario: 1,000 clients, a turn every 200 ms each, for 60 s.
 SEED_FLAGS ?= -clients 1000 -duration 60s -slots 1024
@@ -66,6 +69,25 @@ bench-seed-local: $(LOAD)
 IDLE_FLAGS ?= -clients 10000 -duration 20s
 bench-idle: $(LOAD)
 	./$(LOAD) idle $(IDLE_FLAGS) -json bin/bench-idle.json
+
+# Batching: the fake upstream's cost model, batching off and on, load rising.
+BATCH_FLAGS ?= -rates 5,10,20,30,40,60,80,100,120 -step 10s -grace 5s
+bench-batch: $(LOAD)
+	./$(LOAD) batch $(BATCH_FLAGS) -json bin/bench-batch.json
+
+# Voice: N calls over the WebSocket audio channel, zero-cost ASR/TTS fakes;
+# and the offline stack (pocketsphinx + flite).
+VOICE_FLAGS ?= -calls 50,100,150,200,250,300 -step 20s
+bench-voice: $(LOAD)
+	./$(LOAD) voice -stack fake $(VOICE_FLAGS) -json bin/bench-voice.json
+VOICE_OFFLINE_FLAGS ?= -calls 2,4,6,8 -step 20s
+bench-voice-offline: $(LOAD)
+	./$(LOAD) voice -stack offline $(VOICE_OFFLINE_FLAGS) -json bin/bench-voice-offline.json
+
+# Cross-replica delivery: two replicas on one Redis.
+REPLICA_FLAGS ?= -clients 100 -interval 100ms -duration 20s -grace 5s
+bench-replicas: $(LOAD)
+	./$(LOAD) replicas $(REPLICA_FLAGS) -json bin/bench-replicas.json
 
 clean:
 	rm -rf bin

@@ -3,10 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/hraban/opus.v2"
 )
 
 func TestSummarize(t *testing.T) {
@@ -63,5 +68,64 @@ func TestFakeUpstreamFormats(t *testing.T) {
 	}
 	if len(comp) != 7 || comp[6] != "[DONE]" || len(stops) != 2 {
 		t.Fatalf("completions stream: %q", comp)
+	}
+}
+
+// The voice scenario's microphone: flite speech as 20 ms Opus packets that
+// decode back to speech, and a silence packet.
+func TestSpeechPackets(t *testing.T) {
+	speech, silence, err := speechPackets("what time is it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(speech) < 25 || len(silence) == 0 {
+		t.Fatalf("%d speech packets, silence %d bytes", len(speech), len(silence))
+	}
+	dec, err := opus.NewDecoder(48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := make([]int16, 960)
+	var energy float64
+	for i, p := range speech {
+		n, err := dec.Decode(p, pcm)
+		if err != nil || n != 960 {
+			t.Fatalf("packet %d: %d samples, %v", i, n, err)
+		}
+		for _, s := range pcm[:n] {
+			energy += float64(s) * float64(s)
+		}
+	}
+	if rms := math.Sqrt(energy / float64(960*len(speech))); rms < 300 {
+		t.Fatalf("rms %.0f: not speech", rms)
+	}
+}
+
+// The zero-cost speech fakes answer in the OpenAI wire formats.
+func TestFakeSpeechEndpoints(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := newUpstream(upstreamConfig{Transcript: "what time is it"}).serve(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr+"/v1/audio/transcriptions", "multipart/form-data; boundary=x", strings.NewReader("--x--"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct{ Text string }
+	_ = json.NewDecoder(resp.Body).Decode(&tr)
+	resp.Body.Close()
+	if tr.Text != "what time is it" {
+		t.Fatalf("transcript %q", tr.Text)
+	}
+	resp, err = http.Post("http://"+addr+"/v1/audio/speech", "application/json", strings.NewReader(`{"model":"tts-1","input":"Hello.","voice":"alloy","response_format":"pcm"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := 2 * len("Hello.") * 24000 * 60 / 1000; len(b) != want {
+		t.Fatalf("%d bytes of PCM, want %d (60 ms per character at 24 kHz)", len(b), want)
 	}
 }

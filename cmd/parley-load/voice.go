@@ -39,23 +39,21 @@ const frameDur = 20 * time.Millisecond
 const underrunGap = frameDur + 3*frameDur
 
 type voiceStep struct {
-	Calls         int                `json:"calls"`
-	Seconds       float64            `json:"seconds"`
-	Turns         int64              `json:"turns"`
-	NoReply       int64              `json:"turns_without_reply"`
-	ServerV2V     stats              `json:"server_voice_to_voice_ms"` // the latency event: VAD decision → first frame
-	ClientV2V     stats              `json:"client_end_of_speech_to_first_frame_ms"`
-	Jitter        stats              `json:"frame_gap_minus_20ms_ms"`
-	ClientUnder   int64              `json:"client_underruns"` // gaps > 80 ms inside a reply
-	PacerUnder    float64            `json:"server_pacer_underruns"`
-	Frames        int64              `json:"bot_frames"`
-	Disconnects   int64              `json:"disconnects"`
-	ConnectFail   int64              `json:"connect_failures"`
-	Errors        map[string]int64   `json:"errors_by_code"`
-	Server        *procStats         `json:"server"`
-	CPUPerCall    float64            `json:"server_cpu_percent_per_call"`
-	Extra         map[string]float64 `json:"extra,omitempty"`
-	serverAddedMs float64
+	Calls       int              `json:"calls"`
+	Seconds     float64          `json:"seconds"`
+	Turns       int64            `json:"turns"`
+	NoReply     int64            `json:"turns_without_reply"`
+	ServerV2V   stats            `json:"server_voice_to_voice_ms"` // the latency event: VAD decision → first frame
+	ClientV2V   stats            `json:"client_end_of_speech_to_first_frame_ms"`
+	Jitter      stats            `json:"frame_gap_minus_20ms_ms"`
+	ClientUnder int64            `json:"client_underruns"` // gaps > 80 ms inside a reply
+	PacerUnder  float64          `json:"server_pacer_underruns"`
+	Frames      int64            `json:"bot_frames"`
+	Disconnects int64            `json:"disconnects"`
+	ConnectFail int64            `json:"connect_failures"`
+	Errors      map[string]int64 `json:"errors_by_code"`
+	Server      *procStats       `json:"server"`
+	CPUPerCall  float64          `json:"server_cpu_percent_per_call"`
 }
 
 type voiceRun struct {
@@ -176,7 +174,6 @@ func runVoice(ctx context.Context, bin, stack string, steps []int, dur time.Dura
 			break
 		}
 		st := voiceStepRun(ctx, "ws://"+addr+"/ws", "http://"+addr+"/metrics", cmd.Process.Pid, n, dur, speech, silence)
-		st.serverAddedMs = st.ServerV2V.P99
 		run.Steps = append(run.Steps, st)
 		fmt.Printf("%4d calls: %d turns (%d unanswered); server end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call)\n",
 			n, st.Turns, st.NoReply, st.ServerV2V.P50, st.ServerV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall)
