@@ -103,3 +103,16 @@ func TestBadInputGetsAClearError(t *testing.T) {
 		}
 	})
 }
+
+// The hello's deadline ends with the hello: a client that then listens
+// without a word (pings aside) stays connected.
+func TestSilentClientOutlivesTheHelloTimeout(t *testing.T) {
+	r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{HelloTimeout: 200 * time.Millisecond, ReadTimeout: time.Minute}})
+	c := dial(t, r.URL)
+	c.hello()
+	time.Sleep(time.Second) // five hello timeouts of silence
+	c.send(map[string]any{"type": "text", "text": "still there?"})
+	if evs := c.until("reply.done", 1); evs[len(evs)-1].Text != "echo: still there?" {
+		t.Fatalf("%v", evs)
+	}
+}

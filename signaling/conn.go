@@ -96,6 +96,17 @@ func (c *conn) serve() {
 	c.readLoop()
 	c.close(ReasonClientGone) // no-op if a reason was set first
 	<-c.finished
+	// Linger: read (and drop) until the client answers the close frame, or
+	// for a second. Closing at once, with the client's frames unread,
+	// makes the kernel reset the connection, and the client may lose the
+	// close frame that says why.
+	_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		if _, _, err := c.ws.NextReader(); err != nil {
+			break
+		}
+	}
+	_ = c.ws.Close()
 	c.pinger.Stop()
 	c.cancel()
 	if c.rtc != nil {
@@ -270,14 +281,14 @@ func (c *conn) callWriter(media chan []byte) {
 	}
 }
 
-// finish writes the close frame with the reason, closes the socket (which
-// ends the reader) and lets serve return. Once only: no writer starts
-// after it.
+// finish writes the close frame with the reason and lets serve return;
+// the reader ends when the client answers it, or within a second (serve
+// then closes the socket). Once only: no writer starts after it.
 func (c *conn) finish() {
 	c.send.finish()
 	msg := websocket.FormatCloseMessage(c.reason.CloseCode(), c.reason.String())
 	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-	_ = c.ws.Close()
+	_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
 	close(c.finished)
 }
 
@@ -422,15 +433,17 @@ func (c *conn) readLoop() {
 			c.close(readReason(err, c.sessionID == ""))
 			return
 		}
-		if c.sessionID != "" {
-			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
-		}
 		if kind == websocket.BinaryMessage {
 			messagesIn.WithLabelValues("binary").Inc()
 			c.audio(data)
-			continue
+		} else {
+			c.handle(data)
 		}
-		c.handle(data)
+		// After the hello too: from then on the read deadline is the
+		// silence allowed (pongs count), no longer the hello's.
+		if c.sessionID != "" {
+			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		}
 		select {
 		case <-c.done:
 			return
@@ -473,20 +486,27 @@ func (c *conn) touch() {
 	}
 }
 
-func (c *conn) handle(data []byte) {
+// decodeMessage parses a client's text frame: a JSON object of a known
+// type. Otherwise it says what is wrong, in words for the client.
+func decodeMessage(data []byte) (inMsg, string) {
 	var m inMsg
 	if err := json.Unmarshal(data, &m); err != nil {
-		messagesIn.WithLabelValues("invalid").Inc()
-		c.sendError(codeBadRequest, "malformed JSON: "+err.Error())
-		return
+		return m, "malformed JSON: " + err.Error()
 	}
 	if !knownTypes[m.Type] {
-		messagesIn.WithLabelValues("invalid").Inc()
 		if m.Type == "" {
-			c.sendError(codeBadRequest, `a message needs a "type"`)
-		} else {
-			c.sendError(codeBadRequest, fmt.Sprintf("unknown message type %q", truncate(m.Type, 40)))
+			return m, `a message needs a "type"`
 		}
+		return m, fmt.Sprintf("unknown message type %q", truncate(m.Type, 40))
+	}
+	return m, ""
+}
+
+func (c *conn) handle(data []byte) {
+	m, bad := decodeMessage(data)
+	if bad != "" {
+		messagesIn.WithLabelValues("invalid").Inc()
+		c.sendError(codeBadRequest, bad)
 		return
 	}
 	messagesIn.WithLabelValues(m.Type).Inc()
@@ -675,22 +695,28 @@ func (c *conn) SendAudio(pkt []byte) error {
 // SendEvent implements pipeline.CallOutput.
 func (c *conn) SendEvent(wire []byte) { c.enqueue(frame{data: wire}) }
 
-func (c *conn) text(m *inMsg) {
+// turnText is a text message's turn, trimmed, or what is wrong with it.
+func turnText(m *inMsg, maxText int) (string, string) {
 	if m.Text == nil {
-		c.sendError(codeBadRequest, `a text message needs a "text" string`)
-		return
+		return "", `a text message needs a "text" string`
 	}
 	text := strings.TrimSpace(*m.Text)
 	switch n := utf8.RuneCountInString(text); {
 	case n == 0:
-		c.sendError(codeBadRequest, "the text is empty")
-		return
-	case n > c.srv.cfg.MaxText:
-		c.sendError(codeBadRequest, fmt.Sprintf("the text has %d characters; the limit is %d", n, c.srv.cfg.MaxText))
-		return
+		return "", "the text is empty"
+	case n > maxText:
+		return "", fmt.Sprintf("the text has %d characters; the limit is %d", n, maxText)
 	}
 	if !utf8.ValidString(text) {
-		c.sendError(codeBadRequest, "the text is not valid UTF-8")
+		return "", "the text is not valid UTF-8"
+	}
+	return text, ""
+}
+
+func (c *conn) text(m *inMsg) {
+	text, bad := turnText(m, c.srv.cfg.MaxText)
+	if bad != "" {
+		c.sendError(codeBadRequest, bad)
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
