@@ -9,7 +9,7 @@ APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-e
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test vet bench bench-go bench-seed bench-seed-local bench-idle bench-batch bench-voice bench-voice-offline bench-replicas clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-idle bench-batch bench-voice bench-voice-offline bench-replicas clean
 
 all: build
 
@@ -39,6 +39,14 @@ vet:
 
 test: deps vet
 	$(GO) test $(TAGS) -race -count=1 -timeout 8m ./...
+	$(MAKE) fuzz
+
+# Each fuzz target runs briefly (the seed corpora also run as plain tests
+# above); a crash it finds is written to testdata/fuzz and fails the run.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./signaling/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/
 
 # Benchmarks measure and write figures down; they never fail on timings.
 # `make bench` runs short versions of every scenario (under 5 minutes);
