@@ -252,6 +252,10 @@ func (e *Engine) submit(ctx context.Context, sessionID, text, source string, wri
 	if errors.Is(err, session.ErrNotFound) {
 		return 0, &TurnError{Code: CodeNotFound, Message: "the session has expired; start a new one"}
 	}
+	if errors.Is(err, session.ErrTurnLimit) {
+		turnsTotal.WithLabelValues(string(CodeTurnLimit)).Inc()
+		return 0, &TurnError{Code: CodeTurnLimit, Message: fmt.Sprintf("this session has had its %d turns; start a new one", e.store.MaxTurns())}
+	}
 	if err != nil {
 		e.log.Error("store turn", "session", sessionID, "err", err)
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()

@@ -15,7 +15,8 @@ const (
 	CodeBusy        Code = "busy"         // every slot and the queue are full, or the turn waited too long
 	CodeUpstream    Code = "upstream"     // the LLM failed or timed out
 	CodeNotFound    Code = "session_expired"
-	CodeInternal    Code = "internal" // Redis failed; the turn was not accepted
+	CodeTurnLimit   Code = "turn_limit" // the session has had its most turns; start a new one
+	CodeInternal    Code = "internal"   // Redis failed; the turn was not accepted
 )
 
 // TurnError is a turn refused or failed, to be told to the client.

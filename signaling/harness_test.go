@@ -50,6 +50,7 @@ type replicaOpts struct {
 	asr    pipeline.ASR // with tts: voice calls enabled
 	tts    pipeline.TTS
 	call   pipeline.CallConfig
+	store  session.Config
 }
 
 func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
@@ -61,7 +62,7 @@ func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOp
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := session.NewStore(cmds, session.Config{})
+	store := session.NewStore(cmds, o.store)
 	hub := session.NewHub(rdb, store, log)
 	limiter := ratelimit.New(cmds, ratelimit.Config{})
 	eng, err := pipeline.NewEngine(cmds, store, limiter, llm, o.engine, log)
@@ -85,6 +86,18 @@ func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOp
 	r.URL = "ws" + strings.TrimPrefix(r.http.URL, "http") + "/ws"
 	t.Cleanup(r.kill)
 	return r
+}
+
+// drain stops the replica as a SIGTERM does (cmd/parley's order): sockets
+// first (clients are told to reconnect), then the engine finishes or hands
+// over its turns within d.
+func (r *replica) drain(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_ = r.ws.Shutdown(ctx)
+	err := r.engine.Drain(ctx)
+	r.kill()
+	return err
 }
 
 // kill stops the replica abruptly, as a crash would look to Redis: no

@@ -44,6 +44,10 @@ type sessionMsg struct {
 	Resumed bool   `json:"resumed"`
 }
 
+// reconnectWire tells a client that this replica is going away: reconnect
+// (to any replica) and resume with last_event; nothing is lost.
+var reconnectWire = []byte(`{"type":"reconnect","reason":"shutdown","message":"this server is shutting down; reconnect (to any replica) and resume with last_event"}`)
+
 type errorMsg struct {
 	Type         string `json:"type"`
 	Code         string `json:"code"`

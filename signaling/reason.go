@@ -19,6 +19,11 @@ const (
 	ReasonTooManyErrors               // a flood of bad messages
 	ReasonWriteFailed                 // a write failed or missed its deadline
 	ReasonShutdown                    // the server is shutting down: reconnect, to any replica
+	// Refusals before the upgrade (an HTTP status, not a close frame).
+	ReasonTokenExpired  // a signed token past its expiry
+	ReasonOrigin        // a browser origin not allowed
+	ReasonIPConnections // the client IP has too many open connections
+	ReasonIPRate        // the client IP opens connections too fast
 	numReasons
 )
 
@@ -34,6 +39,10 @@ var reasonNames = [numReasons]string{
 	ReasonTooManyErrors: "too_many_errors",
 	ReasonWriteFailed:   "write_failed",
 	ReasonShutdown:      "shutdown",
+	ReasonTokenExpired:  "token_expired",
+	ReasonOrigin:        "origin",
+	ReasonIPConnections: "ip_connections",
+	ReasonIPRate:        "ip_rate",
 }
 
 // String is the reason's name in logs, metrics and close frames.

@@ -2,9 +2,13 @@ package signaling
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +36,17 @@ type Config struct {
 	ReadTimeout    time.Duration // silence (no frame, no pong) that closes the socket; default 75s
 	HelloTimeout   time.Duration // time to say hello after connecting; default 10s
 	WebRTC         WebRTCConfig
+
+	Auth AuthConfig // who may connect; default: anyone
+	// Per client IP: open connections, and new connections per second
+	// with a burst. Zero or less: no cap (the default; cmd/parley sets
+	// caps). Behind a proxy every client has the proxy's IP unless
+	// TrustProxy takes X-Forwarded-For.
+	MaxConnsPerIP    int
+	ConnectRatePerIP float64
+	ConnectBurst     int
+	TrustProxy       bool
+	Now              func() time.Time // the clock of token expiry and the caps; default time.Now
 }
 
 func (c *Config) setDefaults() {
@@ -55,6 +70,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -81,6 +99,10 @@ var (
 		Namespace: "parley", Subsystem: "ws", Name: "dropped_audio_total",
 		Help: "Audio frames dropped: bad_packet (caller's, not Opus), slow_client (ours, oldest first).",
 	}, []string{"why"})
+	refused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "ws", Name: "refused_total",
+		Help: "Requests to /ws refused before the upgrade, by reason.",
+	}, []string{"reason"})
 	replayed = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "ws", Name: "replayed_events_total",
 		Help: "Events sent from the session log to resuming clients.",
@@ -95,6 +117,7 @@ type Server struct {
 	turns    Turns
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+	ipLimit  *ipLimiter
 
 	voice *voice      // nil: text only
 	rtc   *webrtc.API // nil: no WebRTC
@@ -108,7 +131,8 @@ type Server struct {
 // NewServer returns a Server.
 func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, log *slog.Logger) *Server {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, log: log, conns: make(map[*conn]struct{})}
+	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, log: log, conns: make(map[*conn]struct{}),
+		ipLimit: newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now)}
 	if api, err := newWebRTCAPI(cfg.WebRTC); err != nil {
 		log.Error("WebRTC is off", "err", err)
 	} else {
@@ -155,13 +179,48 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
+// refuse answers a request that may not be upgraded, with the reason's
+// name and a message in words. Never the token: it is not logged either.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason Reason, msg string) {
+	refused.WithLabelValues(reason.String()).Inc()
+	s.log.Info("refused", "remote", r.RemoteAddr, "reason", reason.String())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(reason.String() + ": " + msg + "\n"))
+}
+
 // ServeHTTP upgrades the request to a WebSocket and serves it until it
 // closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Auth.authenticate(r, s.cfg.Now()); err != nil {
+		reason := ReasonUnauthorized
+		if errors.Is(err, errTokenExpired) {
+			reason = ReasonTokenExpired
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
+		return
+	}
+	if !s.checkOrigin(r) {
+		s.refuse(w, r, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
+		return
+	}
+	ip := clientIP(r, s.cfg.TrustProxy)
+	if reason, wait, ok := s.ipLimit.admit(ip); !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		msg := fmt.Sprintf("more than %d open connections from this address", s.cfg.MaxConnsPerIP)
+		if reason == ReasonIPRate {
+			msg = fmt.Sprintf("more than %g new connections per second from this address", s.cfg.ConnectRatePerIP)
+		}
+		s.refuse(w, r, http.StatusTooManyRequests, reason, msg)
+		return
+	}
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		s.ipLimit.release(ip)
+		s.refuse(w, r, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
 		return
 	}
 	s.wg.Add(1)
@@ -170,6 +229,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.wg.Done()
+		s.ipLimit.release(ip)
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return // the upgrader has answered
 	}
@@ -183,6 +243,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// handler's deep stack, about a third of an idle socket's memory.
 	go func() { // ends when the connection has closed
 		defer s.wg.Done()
+		defer s.ipLimit.release(ip)
 		c.serve()
 		connections.Dec()
 		s.mu.Lock()
@@ -203,6 +264,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
+		// Said before the close frame, which follows the queued frames.
+		c.enqueue(frame{data: reconnectWire})
 		c.close(ReasonShutdown)
 	}
 	done := make(chan struct{})

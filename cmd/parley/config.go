@@ -85,6 +85,14 @@ type config struct {
 	WriteTimeout time.Duration
 	PingInterval time.Duration
 	ReadTimeout  time.Duration
+
+	AuthTokens    string
+	AuthSecret    string
+	MaxConnsPerIP int
+	ConnectRate   float64
+	ConnectBurst  int
+	TrustProxy    bool
+	MaxTurns      int64
 }
 
 // settings lists every flag with its environment variable, in README order.
@@ -216,6 +224,14 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.dur(&c.WriteTimeout, "write-timeout", "PARLEY_WRITE_TIMEOUT", 10*time.Second, "deadline of every socket write")
 	f.dur(&c.PingInterval, "ping-interval", "PARLEY_PING_INTERVAL", 30*time.Second, "WebSocket ping period")
 	f.dur(&c.ReadTimeout, "read-timeout", "PARLEY_READ_TIMEOUT", 75*time.Second, "silence (no frame, no pong) that closes a socket")
+
+	f.str(&c.AuthTokens, "auth-tokens", "PARLEY_AUTH_TOKENS", "", "comma-separated bearer tokens accepted on /ws (never logged); empty: see -auth-secret")
+	f.str(&c.AuthSecret, "auth-secret", "PARLEY_AUTH_SECRET", "", "HMAC key of signed tokens with an expiry accepted on /ws (mint with 'parley token'); with neither, /ws is open")
+	f.int(&c.MaxConnsPerIP, "max-conns-per-ip", "PARLEY_MAX_CONNS_PER_IP", 256, "open WebSocket connections per client IP; 0: no cap")
+	f.float(&c.ConnectRate, "connect-rate-per-ip", "PARLEY_CONNECT_RATE_PER_IP", 20, "new WebSocket connections per second per client IP; 0: no cap")
+	f.int(&c.ConnectBurst, "connect-burst-per-ip", "PARLEY_CONNECT_BURST_PER_IP", 40, "burst of new connections per client IP")
+	f.bool(&c.TrustProxy, "trust-proxy", "PARLEY_TRUST_PROXY", false, "take the client IP from X-Forwarded-For (only behind a proxy that sets it)")
+	f.int64(&c.MaxTurns, "session-max-turns", "PARLEY_SESSION_MAX_TURNS", 10000, "user turns a session may have")
 
 	if f.err != nil {
 		return nil, f.err

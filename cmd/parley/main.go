@@ -38,6 +38,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(mintToken(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "parley:", err)
@@ -86,7 +89,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store := session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents})
+	store := session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents, MaxTurns: cfg.MaxTurns})
 	hub := session.NewHub(rdb, store, log.With("component", "hub"))
 	limiter := ratelimit.New(cmds, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
 	if err := limiter.Load(ctx); err != nil {
@@ -113,7 +116,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
+		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
+		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
+		TrustProxy: cfg.TrustProxy,
 	}, store, hub, engine, log.With("component", "ws"))
+	if cfg.AuthTokens == "" && cfg.AuthSecret == "" {
+		log.Warn("no -auth-tokens or -auth-secret: anyone who reaches /ws may use it")
+	}
 
 	if err := enableVoice(cfg, ws, engine, log); err != nil {
 		return err

@@ -24,6 +24,7 @@ type Config struct {
 	TTL        time.Duration // an idle session expires after this; default 30m
 	MaxEvents  int64         // events kept per session log (approximate trim); default 10000
 	MaxHistory int64         // turns kept in the history stream; default 200
+	MaxTurns   int64         // user turns a session may have; default 10000
 }
 
 func (c *Config) setDefaults() {
@@ -39,6 +40,9 @@ func (c *Config) setDefaults() {
 	if c.MaxHistory <= 0 {
 		c.MaxHistory = 200
 	}
+	if c.MaxTurns <= 0 {
+		c.MaxTurns = 10000
+	}
 }
 
 // Errors returned by Authenticate and the append calls.
@@ -46,6 +50,8 @@ var (
 	ErrNotFound = errors.New("session not found or expired")
 	ErrBadToken = errors.New("wrong session token")
 	ErrBadID    = errors.New("malformed session id")
+	// ErrTurnLimit: the session has had Config.MaxTurns user turns.
+	ErrTurnLimit = errors.New("the session has had its most turns")
 )
 
 // Event is one stored event as the client sees it: Wire is its JSON with
@@ -77,6 +83,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 
 // TTL is the idle expiry in force.
 func (s *Store) TTL() time.Duration { return s.cfg.TTL }
+
+// MaxTurns is the most user turns a session may have.
+func (s *Store) MaxTurns() int64 { return s.cfg.MaxTurns }
 
 func (s *Store) logKey(id string) string  { return s.cfg.Prefix + ":{" + id + "}:log" }
 func (s *Store) histKey(id string) string { return s.cfg.Prefix + ":{" + id + "}:hist" }
@@ -183,7 +192,9 @@ func wire(id string, body string) []byte {
 // replica publishes are the bytes every socket sends.
 
 var userTurnScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[3]) == 0 then return redis.error_reply('NOSESSION') end
+local last = redis.call('HGET', KEYS[3], 'turn')
+if not last then return redis.error_reply('NOSESSION') end
+if tonumber(last) >= tonumber(ARGV[8]) then return redis.error_reply('TURNLIMIT') end
 local turn = redis.call('HINCRBY', KEYS[3], 'turn', 1)
 local body = ARGV[4] .. turn .. ARGV[5]
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', body)
@@ -202,10 +213,13 @@ func (s *Store) AppendUserTurn(ctx context.Context, id, text, source string) (tu
 	post := `,"text":` + string(tj) + `,"final":true,"source":` + strconv.Quote(source) + `}`
 	res, err := userTurnScript.Run(ctx, s.rdb,
 		[]string{s.logKey(id), s.histKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id)).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id), s.cfg.MaxTurns).Slice()
 	if err != nil {
 		if strings.Contains(err.Error(), "NOSESSION") {
 			return 0, "", ErrNotFound
+		}
+		if strings.Contains(err.Error(), "TURNLIMIT") {
+			return 0, "", ErrTurnLimit
 		}
 		return 0, "", fmt.Errorf("session: append turn: %w", err)
 	}

@@ -289,3 +289,23 @@ func TestFinishReplyTail(t *testing.T) {
 		})
 	}
 }
+
+func TestTurnLimit(t *testing.T) {
+	ctx := context.Background()
+	s := session.NewStore(redistest.Start(t).Client(), session.Config{MaxTurns: 2})
+	id, _, _ := s.Create(ctx)
+	for i := 1; i <= 2; i++ {
+		if turn, _, err := s.AppendUserTurn(ctx, id, "hi", "text"); err != nil || turn != int64(i) {
+			t.Fatalf("turn %d: %d %v", i, turn, err)
+		}
+	}
+	if _, _, err := s.AppendUserTurn(ctx, id, "hi", "text"); !errors.Is(err, session.ErrTurnLimit) {
+		t.Fatalf("third turn: %v, want ErrTurnLimit", err)
+	}
+	if _, _, err := s.AppendUserTurn(ctx, "0123456789abcdef0123456789abcdef", "hi", "text"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+	if evs, _ := s.Range(ctx, id, "", 100); len(evs) != 2 {
+		t.Fatalf("%d events stored, want the 2 turns only", len(evs))
+	}
+}

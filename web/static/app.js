@@ -130,7 +130,12 @@ function send(obj) {
 
 let backoff = 250;
 function connect() {
-  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
+  // A server with authentication on wants a token: the page passes on the
+  // one it was opened with (/?access_token=…), as a browser cannot set
+  // headers on a WebSocket.
+  const token = new URLSearchParams(location.search).get('access_token');
+  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' +
+    (token ? '?access_token=' + encodeURIComponent(token) : ''));
   ws.binaryType = 'arraybuffer';
   page.ws = ws;
   // Handlers first: messages may arrive before any await finishes.

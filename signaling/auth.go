@@ -1,0 +1,112 @@
+package signaling
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// AuthConfig says who may open /ws. With neither Tokens nor Secret, anyone
+// may (the demo default).
+type AuthConfig struct {
+	// Tokens are static bearer tokens; a request carrying any of them is
+	// let in. Compared in constant time.
+	Tokens []string
+	// Secret is the HMAC-SHA256 key of signed tokens (see SignToken): a
+	// backend that knows it mints short-lived tokens for its users.
+	Secret []byte
+}
+
+func (a AuthConfig) on() bool { return len(a.Tokens) > 0 || len(a.Secret) > 0 }
+
+// Errors of a refused token, as the client is told.
+var (
+	errNoToken      = errors.New("a token is required: Authorization: Bearer <token>, or ?access_token=<token>")
+	errBadToken     = errors.New("the token is not valid")
+	errTokenExpired = errors.New("the token has expired")
+)
+
+// tokenPrefix marks signed tokens (and their format's version).
+const tokenPrefix = "pt1."
+
+type tokenClaims struct {
+	Sub string `json:"sub,omitempty"`
+	Exp int64  `json:"exp"` // Unix seconds
+}
+
+// SignToken mints a signed token for subject, valid until now+ttl:
+// "pt1." + base64url(JSON {"sub","exp"}) + "." + base64url(HMAC-SHA256 of
+// everything before the last dot). Anyone with secret can mint one, so
+// keep it on the backend.
+func SignToken(secret []byte, subject string, ttl time.Duration, now time.Time) string {
+	payload, _ := json.Marshal(tokenClaims{Sub: subject, Exp: now.Add(ttl).Unix()})
+	body := tokenPrefix + base64.RawURLEncoding.EncodeToString(payload)
+	return body + "." + base64.RawURLEncoding.EncodeToString(sign(secret, body))
+}
+
+func sign(secret []byte, body string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(body))
+	return m.Sum(nil)
+}
+
+// verifySigned checks a signed token's signature, then its expiry.
+func verifySigned(secret []byte, token string, now time.Time) error {
+	body, sig, ok := strings.Cut(token[len(tokenPrefix):], ".")
+	if !ok {
+		return errBadToken
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, sign(secret, tokenPrefix+body)) {
+		return errBadToken
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(body)
+	var c tokenClaims
+	if err != nil || json.Unmarshal(payload, &c) != nil || c.Exp == 0 {
+		return errBadToken
+	}
+	if now.Unix() >= c.Exp {
+		return errTokenExpired
+	}
+	return nil
+}
+
+// requestToken is the token a request carries: the Authorization header,
+// or the access_token query parameter (a browser's WebSocket cannot set
+// headers).
+func requestToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// authenticate checks the request's token. It never logs the token.
+func (a AuthConfig) authenticate(r *http.Request, now time.Time) error {
+	if !a.on() {
+		return nil
+	}
+	tok := requestToken(r)
+	if tok == "" {
+		return errNoToken
+	}
+	if len(a.Secret) > 0 && strings.HasPrefix(tok, tokenPrefix) {
+		return verifySigned(a.Secret, tok, now)
+	}
+	ok := 0
+	for _, t := range a.Tokens {
+		// Every configured token is compared, in constant time: no early
+		// exit tells which one was close.
+		ok |= subtle.ConstantTimeCompare([]byte(t), []byte(tok))
+	}
+	if ok == 1 {
+		return nil
+	}
+	return errBadToken
+}

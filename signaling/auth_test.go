@@ -1,0 +1,175 @@
+package signaling_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/signaling"
+)
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// tryDial opens /ws with headers; on refusal it returns the HTTP status,
+// the body and the Retry-After header.
+func tryDial(t *testing.T, url string, h http.Header) (*websocket.Conn, int, string, string) {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(url, h)
+	if err == nil {
+		t.Cleanup(func() { ws.Close() })
+		return ws, http.StatusSwitchingProtocols, "", ""
+	}
+	if resp == nil {
+		t.Fatalf("dial: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return nil, resp.StatusCode, string(b), resp.Header.Get("Retry-After")
+}
+
+func TestAuthBeforeUpgrade(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	secret := []byte("a secret of the backend")
+	r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
+		Auth: signaling.AuthConfig{Tokens: []string{"static-one", "static-two"}, Secret: secret},
+		Now:  clock.Now,
+	}})
+	good := signaling.SignToken(secret, "alice", time.Minute, clock.Now())
+	expired := signaling.SignToken(secret, "alice", time.Minute, clock.Now().Add(-2*time.Minute))
+	forged := signaling.SignToken([]byte("another secret"), "alice", time.Minute, clock.Now())
+	// The same signature on a payload with a later expiry.
+	parts := strings.Split(good, ".")
+	tampered := parts[0] + "." + strings.Split(signaling.SignToken(secret, "alice", time.Hour, clock.Now()), ".")[1] + "." + parts[2]
+	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	tests := []struct {
+		name    string
+		query   string
+		header  http.Header
+		status  int
+		inBody  string
+		session bool
+	}{
+		{"no token", "", nil, 401, "unauthorized: a token is required", false},
+		{"wrong bearer token", "", bearer("static-three"), 401, "unauthorized: the token is not valid", false},
+		{"a prefix of a token", "", bearer("static"), 401, "unauthorized", false},
+		{"bearer token in the header", "", bearer("static-two"), 101, "", true},
+		{"bearer token in the query", "?access_token=static-one", nil, 101, "", true},
+		{"signed token", "", bearer(good), 101, "", true},
+		{"signed token in the query", "?access_token=" + good, nil, 101, "", true},
+		{"expired signed token", "", bearer(expired), 401, "token_expired: the token has expired", false},
+		{"signed with another secret", "", bearer(forged), 401, "unauthorized: the token is not valid", false},
+		{"tampered payload", "", bearer(tampered), 401, "unauthorized: the token is not valid", false},
+		{"garbage after the prefix", "", bearer("pt1.!!!"), 401, "unauthorized", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ws, status, body, _ := tryDial(t, r.URL+tc.query, tc.header)
+			if status != tc.status || !strings.Contains(body, tc.inBody) {
+				t.Fatalf("status %d, body %q; want %d with %q", status, body, tc.status, tc.inBody)
+			}
+			if tc.session {
+				c := &client{t: t, ws: ws}
+				c.hello()
+			}
+		})
+	}
+	// A token valid now is refused once its time has passed.
+	clock.Add(61 * time.Second)
+	if _, status, body, _ := tryDial(t, r.URL, bearer(good)); status != 401 || !strings.Contains(body, "token_expired") {
+		t.Fatalf("after expiry: %d %q", status, body)
+	}
+	if v := metricValue(t, "parley_ws_refused_total", "reason", "token_expired"); v < 2 {
+		t.Fatalf("refusals counted by reason: token_expired %v", v)
+	}
+}
+
+func TestPerIPCaps(t *testing.T) {
+	t.Run("open connections", func(t *testing.T) {
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxConnsPerIP: 3}})
+		var open []*websocket.Conn
+		for i := 0; i < 3; i++ {
+			ws, status, body, _ := tryDial(t, r.URL, nil)
+			if ws == nil {
+				t.Fatalf("connection %d refused: %d %s", i+1, status, body)
+			}
+			open = append(open, ws)
+		}
+		_, status, body, retry := tryDial(t, r.URL, nil)
+		if status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_connections:") || retry == "" {
+			t.Fatalf("fourth connection: %d %q Retry-After %q", status, body, retry)
+		}
+		// One closes: a new one is let in once the server has let go of it.
+		open[0].Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ws, _, _, _ := tryDial(t, r.URL, nil)
+			if ws != nil {
+				(&client{t: t, ws: ws}).hello()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a closed connection was never released")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("new connections per second", func(t *testing.T) {
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{ConnectRatePerIP: 1, ConnectBurst: 2, Now: clock.Now}})
+		for i := 0; i < 2; i++ {
+			if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
+				t.Fatalf("connection %d of the burst refused: %d %s", i+1, status, body)
+			}
+		}
+		_, status, body, retry := tryDial(t, r.URL, nil)
+		if status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") || retry != "1" {
+			t.Fatalf("past the burst: %d %q Retry-After %q", status, body, retry)
+		}
+		clock.Add(time.Second)
+		if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
+			t.Fatalf("a second later: %d %s", status, body)
+		}
+	})
+}
+
+// A session past its most turns gets a clear error, and the socket and
+// the session go on (they can still be read and resumed).
+func TestTurnLimit(t *testing.T) {
+	r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{store: session.Config{MaxTurns: 2}})
+	c := dial(t, r.URL)
+	c.hello()
+	for i := 0; i < 2; i++ {
+		c.send(map[string]any{"type": "text", "text": "hi"})
+		for ev := c.next(); ev.Type != "reply.done"; ev = c.next() {
+			if ev.Type == "error" {
+				t.Fatalf("turn %d: %s", i+1, ev.raw)
+			}
+		}
+	}
+	c.send(map[string]any{"type": "text", "text": "one more"})
+	ev := c.next()
+	if ev.Type != "error" || ev.Code != "turn_limit" || !strings.Contains(ev.Message, "2 turns") {
+		t.Fatalf("third turn: %s", ev.raw)
+	}
+	c.send(map[string]any{"type": "text", "text": "and another"})
+	if ev := c.next(); ev.Code != "turn_limit" {
+		t.Fatalf("the socket did not go on: %s", ev.raw)
+	}
+}

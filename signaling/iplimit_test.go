@@ -1,0 +1,57 @@
+package signaling
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// The limiter forgets an IP that holds nothing (no connection, a full
+// bucket), so a scan of many addresses does not grow it for good.
+func TestIPLimiterForgetsIdleAddresses(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newIPLimiter(2, 10, 5, func() time.Time { return now })
+	for i := 0; i < 100; i++ {
+		ip := "10.0.0." + string(rune('0'+i%10)) + string(rune('0'+i/10))
+		if _, _, ok := l.admit(ip); !ok {
+			t.Fatalf("%s refused", ip)
+		}
+		l.release(ip)
+	}
+	if _, _, ok := l.admit("192.0.2.1"); !ok {
+		t.Fatal("refused")
+	}
+	now = now.Add(time.Minute)
+	if _, _, ok := l.admit("192.0.2.2"); !ok { // sweeps
+		t.Fatal("refused")
+	}
+	if n := len(l.ips); n != 2 {
+		t.Fatalf("%d addresses remembered, want the 2 with an open connection", n)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		remote string
+		xff    string
+		trust  bool
+		want   string
+	}{
+		{"the peer", "203.0.113.5:4711", "", false, "203.0.113.5"},
+		{"X-Forwarded-For ignored by default", "203.0.113.5:4711", "198.51.100.7", false, "203.0.113.5"},
+		{"X-Forwarded-For behind a trusted proxy", "10.0.0.1:4711", "198.51.100.7, 10.0.0.1", true, "198.51.100.7"},
+		{"garbage X-Forwarded-For", "10.0.0.1:4711", "not an ip", true, "10.0.0.1"},
+		{"IPv6 peer", "[2001:db8::1]:4711", "", false, "2001:db8::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: tc.remote, Header: http.Header{}}
+			if tc.xff != "" {
+				r.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			if got := clientIP(r, tc.trust); got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
