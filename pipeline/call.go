@@ -52,7 +52,14 @@ type CallConfig struct {
 	Complexity int               // Opus encoder complexity; default 5
 	Pacer      media.PacerConfig // outbound pacing
 	InputQueue int               // caller frames queued for the media loop (oldest dropped past it); default 50 (1 s)
+	// Apology is said when a turn fails upstream (the model, or the
+	// recogniser), so that the caller is not left in silence; the error
+	// event says what failed. Default DefaultApology; "-": say nothing.
+	Apology string
 }
+
+// DefaultApology is what a call says when a turn fails upstream.
+const DefaultApology = "Sorry, I could not answer that just now. Please try again."
 
 // CallOutput is where a call sends what the caller hears and sees. Both
 // are called from the call's goroutines and must not block.
@@ -123,6 +130,7 @@ type callEvent struct {
 	wire    []byte        // a session event
 	written *writtenReply // the model finished a turn of ours
 	bargeIn int64         // the caller cut this turn off
+	apology bool          // say the apology: the recogniser failed
 }
 
 type writtenReply struct {
@@ -137,6 +145,9 @@ func NewCall(cfg CallConfig, session string, turns CallTurns, asr ASR, tts TTS, 
 	}
 	if cfg.InputQueue <= 0 {
 		cfg.InputQueue = 50
+	}
+	if cfg.Apology == "" {
+		cfg.Apology = DefaultApology
 	}
 	cfg.VAD.SampleRate = asr.SampleRate()
 	c := &Call{
@@ -368,6 +379,7 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 	if err != nil {
 		c.log.Warn("recognition failed", "err", err)
 		c.out.SendEvent(ErrorWire(&TurnError{Code: CodeUpstream, Message: "speech recognition failed: " + err.Error()}))
+		c.post(callEvent{apology: true})
 		return
 	}
 	if text == "" {
@@ -439,6 +451,7 @@ type replyEvent struct {
 	Type string `json:"type"`
 	Turn int64  `json:"turn"`
 	Text string `json:"text"`
+	Code Code   `json:"code"`
 }
 
 // spoken is one sentence as it was queued for playing.
@@ -501,10 +514,8 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 		c.finish(ctx, &cur, cur.heard(c.sent.Load()), false)
 		idle.Reset(listenFallback)
 	}
-	emit := func(pcm []int16) error {
-		if c.cut.Load() == cur.turn {
-			return context.Canceled // cut off while synthesising
-		}
+	// encode turns synthesised PCM into paced Opus frames.
+	encode := func(pcm []int16, first func()) error {
 		if up != nil {
 			res = up.Process(pcm, res[:0])
 			frame = append(frame, res...)
@@ -521,13 +532,47 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			}
 			c.pacer.Push(pkt)
 			pushed++
+			first()
+			frame = append(frame[:0], frame[enc.Frame():]...)
+		}
+		return nil
+	}
+	// flushFrame pushes what is left of an utterance, padded with silence.
+	flushFrame := func() {
+		if len(frame) > 0 {
+			frame = append(frame, make([]int16, enc.Frame()-len(frame))...)
+			if pkt, err := enc.Encode(frame); err == nil {
+				c.pacer.Push(pkt)
+				pushed++
+			}
+			frame = frame[:0]
+		}
+	}
+	emit := func(pcm []int16) error {
+		if c.cut.Load() == cur.turn {
+			return context.Canceled // cut off while synthesising
+		}
+		return encode(pcm, func() {
 			if !cur.heardAny {
 				cur.heardAny = true
 				c.firstAudio(cur.turn)
 			}
-			frame = append(frame[:0], frame[enc.Frame():]...)
+		})
+	}
+	// sayApology speaks text outside any reply: it is not stored.
+	sayApology := func(text string) {
+		sctx, cancel := context.WithCancel(ctx)
+		c.mu.Lock()
+		c.stopSpeech = cancel
+		c.mu.Unlock()
+		err := c.tts.Synthesize(sctx, text, func(pcm []int16) error { return encode(pcm, func() {}) })
+		cancel()
+		if err != nil {
+			frame = frame[:0]
+			return
 		}
-		return nil
+		flushFrame()
+		c.pacer.End()
 	}
 	speak := func(text string) {
 		if text == "" || cur.finished || c.cut.Load() == cur.turn {
@@ -549,14 +594,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			frame = frame[:0]
 			return
 		}
-		if len(frame) > 0 { // the sentence's last frame, padded with silence
-			frame = append(frame, make([]int16, enc.Frame()-len(frame))...)
-			if pkt, err := enc.Encode(frame); err == nil {
-				c.pacer.Push(pkt)
-				pushed++
-			}
-			frame = frame[:0]
-		}
+		flushFrame() // the sentence's last frame
 		cur.parts = append(cur.parts, spoken{text: text, start: start, end: pushed})
 	}
 	// complete feeds the rest of the reply once its whole text is known.
@@ -588,6 +626,12 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 		case ev = <-c.events:
 		}
 		switch {
+		case ev.apology:
+			if c.cfg.Apology != "-" && !c.active.Load() {
+				sayApology(c.cfg.Apology)
+				idle.Reset(time.Duration(pushed-c.sent.Load()) * 20 * time.Millisecond)
+			}
+			continue
 		case ev.bargeIn != 0:
 			if ev.bargeIn == cur.turn && !cur.finished {
 				c.finish(ctx, &cur, cur.heard(c.sent.Load()), true)
@@ -649,6 +693,15 @@ func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resa
 			pushed = c.sent.Load()
 			cur.finished = true
 			c.active.Store(false)
+			if re.Code == CodeUpstream && c.cfg.Apology != "-" {
+				// Said, not stored: the turn has no reply. If the
+				// synthesiser is what failed, the error event stays the
+				// caller's only word of it.
+				sayApology(c.cfg.Apology)
+				// Listening again once it has been played.
+				idle.Reset(time.Duration(pushed-c.sent.Load()) * 20 * time.Millisecond)
+				continue
+			}
 			c.setState("listening")
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -88,6 +89,13 @@ func callClient(t *testing.T, url string, pkts [][]byte) *heard {
 
 func callOn(t *testing.T, c *client, pkts [][]byte) *heard {
 	t.Helper()
+	return callRun(t, c, pkts, false)
+}
+
+// callRun is callOn; with allowErrors, error events are recorded, not
+// failures.
+func callRun(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
+	t.Helper()
 	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
 	h := &heard{}
 	done := make(chan struct{})
@@ -111,7 +119,7 @@ func callOn(t *testing.T, c *client, pkts [][]byte) *heard {
 			ev.raw = string(b)
 			h.events = append(h.events, ev)
 			h.audioAt = append(h.audioAt, len(h.audio))
-			if ev.Type == "error" {
+			if ev.Type == "error" && !allowErrors {
 				t.Errorf("error: %s", b)
 			}
 			if ev.Type == "state" && ev.raw != "" {
@@ -476,5 +484,52 @@ func TestVoiceCallWithRemoteProviders(t *testing.T) {
 	want := len(done.Text) * 3
 	if n := len(h.audio); n < want*9/10 || n > want*11/10+3 {
 		t.Fatalf("%d frames of audio, want about %d", n, want)
+	}
+}
+
+// failingLLM is a model that is down.
+type failingLLM struct{}
+
+func (failingLLM) MaxBatch() int { return 1 }
+func (failingLLM) Stream(context.Context, [][]pipeline.Message, func(int, string)) error {
+	return errors.New("the model is down")
+}
+
+// The model fails: the caller is told so in words (the error event) and
+// hears the apology, and the call goes on.
+func TestUpstreamFailureIsSpokenAndTheCallGoesOn(t *testing.T) {
+	_, v := offline(t)
+	base, _ := fakeSpeechServer(t, "what time is it")
+	rasr, _ := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
+	rtts, _ := openai.NewSpeech(openai.Config{BaseURL: base, Model: "tts-1"}, "", 0)
+	r := startReplica(t, newRedis(t), failingLLM{}, replicaOpts{asr: rasr, tts: rtts})
+	c := dial(t, r.URL)
+	h := callRun(t, c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond), true)
+	errAt := -1
+	for i, ev := range h.events {
+		switch {
+		case ev.Type == "error" && ev.Code == "upstream" && ev.Turn == 1 && strings.Contains(ev.Message, "the model is down"):
+			errAt = i
+		case ev.Type == "reply.done":
+			t.Fatalf("a failed turn has a reply: %s", ev.raw)
+		}
+	}
+	if errAt < 0 {
+		t.Fatalf("no upstream error for turn 1: %v", h.events)
+	}
+	// The apology's audio comes after the error: 60 ms per character from
+	// the fake synthesiser.
+	after := len(h.audio) - h.audioAt[errAt]
+	if want := len(pipeline.DefaultApology) * 3; after < want*9/10 || after > want*11/10+3 {
+		t.Fatalf("%d frames after the error, want the apology's %d", after, want)
+	}
+	// The socket and the session go on: a typed turn is answered (with the
+	// same error, the model being down).
+	c.send(map[string]any{"type": "text", "text": "hello?"})
+	for {
+		ev := c.next()
+		if ev.Type == "error" && ev.Turn == 2 && ev.Code == "upstream" {
+			break
+		}
 	}
 }

@@ -28,7 +28,21 @@ type Config struct {
 	Temperature *float64      // nil leaves temperature out
 	HTTPClient  *http.Client  // default: a client with dial and header timeouts and no overall timeout (replies stream)
 
-	shown string // BaseURL with any password redacted, for errors
+	// A call that fails before its answer starts (unreachable, 429, 5xx)
+	// is sent again up to Retries times (default 2; negative: never),
+	// after RetryBackoff doubled each time with jitter (default 200ms), or
+	// the upstream's Retry-After, while the turn's deadline allows.
+	Retries      int
+	RetryBackoff time.Duration
+	// After BreakerFailures failed calls in a row (default 5; negative:
+	// no breaker), calls fail at once for BreakerCooldown (default 10s),
+	// then one trial call decides.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	Now             func() time.Time // the breaker's clock; default time.Now
+
+	shown   string // BaseURL with any password redacted, for errors
+	breaker *breaker
 }
 
 func (c *Config) check() error {
@@ -44,6 +58,22 @@ func (c *Config) check() error {
 	if c.Timeout <= 0 {
 		c.Timeout = 60 * time.Second
 	}
+	if c.Retries == 0 {
+		c.Retries = 2
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 200 * time.Millisecond
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = 5
+	}
+	if c.BreakerCooldown <= 0 {
+		c.BreakerCooldown = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.breaker = &breaker{failures: c.BreakerFailures, cooldown: c.BreakerCooldown, now: c.Now}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -63,12 +93,17 @@ func post(ctx context.Context, cfg *Config, path string, body any) (*http.Respon
 	if err != nil {
 		return nil, err
 	}
-	return do(ctx, cfg, path, "application/json", bytes.NewReader(b))
+	return do(ctx, cfg, path, "application/json", b)
 }
 
-// do POSTs body to path, with the bearer token if any.
-func do(ctx context.Context, cfg *Config, path, contentType string, body io.Reader) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.BaseURL+path, body)
+// do POSTs body to path, with the bearer token if any, with retries and
+// the circuit breaker (see send).
+func do(ctx context.Context, cfg *Config, path, contentType string, body []byte) (*http.Response, error) {
+	return send(ctx, cfg, path, func() (*http.Response, error) { return doOnce(ctx, cfg, path, contentType, body) })
+}
+
+func doOnce(ctx context.Context, cfg *Config, path, contentType string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.BaseURL+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
@@ -86,7 +121,8 @@ func do(ctx context.Context, cfg *Config, path, contentType string, body io.Read
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return nil, fmt.Errorf("upstream: %s: %s", resp.Status, upstreamMessage(snippet))
+		return nil, &httpError{status: resp.StatusCode, text: resp.Status + ": " + upstreamMessage(snippet),
+			retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 	}
 	return resp, nil
 }

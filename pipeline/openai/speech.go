@@ -159,7 +159,7 @@ func (u *utterance) End(ctx context.Context) (string, error) {
 	_ = mw.Close()
 	ctx, cancel := context.WithTimeout(ctx, u.t.cfg.Timeout)
 	defer cancel()
-	resp, err := do(ctx, &u.t.cfg, "/audio/transcriptions", mw.FormDataContentType(), &body)
+	resp, err := do(ctx, &u.t.cfg, "/audio/transcriptions", mw.FormDataContentType(), body.Bytes())
 	if err != nil {
 		return "", fmt.Errorf("asr %w", err)
 	}
