@@ -243,6 +243,7 @@ func (l textLoad) client(ctx context.Context, id int, stop time.Time, col *colle
 // idleLoad holds Clients sessions open, doing nothing but answering pings.
 func idleLoad(ctx context.Context, url string, clients int, hold time.Duration, measure func()) *collector {
 	col := &collector{refused: map[string]int64{}}
+	var measured atomic.Bool
 	var wg sync.WaitGroup
 	conns := make(chan *websocket.Conn, clients)
 	sem := make(chan struct{}, 200) // dial 200 at a time
@@ -268,6 +269,9 @@ func idleLoad(ctx context.Context, url string, clients int, hold time.Duration, 
 			go func() { // answers pings (inside ReadMessage); ends when closed
 				for {
 					if _, _, err := ws.ReadMessage(); err != nil {
+						if !measured.Load() {
+							col.disconnects.Add(1) // closed by the server while it should be idle
+						}
 						return
 					}
 				}
@@ -278,6 +282,7 @@ func idleLoad(ctx context.Context, url string, clients int, hold time.Duration, 
 	close(conns)
 	time.Sleep(hold)
 	measure()
+	measured.Store(true)
 	for ws := range conns {
 		ws.Close()
 	}

@@ -257,7 +257,10 @@ func startRedis(ctx context.Context) (string, int, func(), error) {
 func startParley(ctx context.Context, bin string, env []string) (string, *exec.Cmd, error) {
 	addr := freePort()
 	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = append(os.Environ(), append(env, "PARLEY_ADDR="+addr, "PARLEY_LOG_LEVEL=warn")...)
+	// Every client of the load generator comes from 127.0.0.1: the
+	// server's per-IP caps are off.
+	cmd.Env = append(os.Environ(), append(env, "PARLEY_ADDR="+addr, "PARLEY_LOG_LEVEL=warn",
+		"PARLEY_MAX_CONNS_PER_IP=0", "PARLEY_CONNECT_RATE_PER_IP=0")...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("%s: %w (run 'make build')", bin, err)
@@ -333,9 +336,11 @@ func runIdle(ctx context.Context, bin string, clients int, hold time.Duration) (
 	var res result
 	measure := watch(pid)
 	col := idleLoad(ctx, "ws://"+addr+"/ws", clients, hold, func() { res.Server = measure() })
-	open := float64(clients - int(col.connectFail.Load()))
+	// Only the sockets still open at the measurement count.
+	open := float64(clients - int(col.connectFail.Load()) - int(col.disconnects.Load()))
 	res.Scenario, res.Clients, res.Seconds = "idle", clients, hold.Seconds()
 	res.ConnectFail = col.connectFail.Load()
+	res.Disconnects = col.disconnects.Load()
 	res.Refused = map[string]int64{}
 	res.FirstDelta, res.ReplyDone = summarize(nil, 0), summarize(nil, 0)
 	if open > 0 && res.Server != nil {

@@ -37,6 +37,7 @@ func runReplicas(ctx context.Context, bin string, l textLoad) (*result, error) {
 	var mu sync.Mutex
 	var local, remote, skew []time.Duration
 	var sent, done, fails, lost int64
+	refused := map[string]int64{}
 	measure, measure2, measureRedis := watch(cmd1.Process.Pid), watch(cmd2.Process.Pid), watch(redisPid)
 	t0 := time.Now()
 	stop := t0.Add(l.Duration)
@@ -60,9 +61,12 @@ func runReplicas(ctx context.Context, bin string, l textLoad) (*result, error) {
 				if p.a.WriteJSON(map[string]any{"type": "text", "text": text}) != nil {
 					break
 				}
-				ta, tb, ok := p.turn(text, l.Grace)
+				ta, tb, code, ok := p.turn(text, l.Grace)
 				mu.Lock()
 				sent++
+				if code != "" {
+					refused[code]++
+				}
 				if ok {
 					done++
 					local = append(local, ta[0].Sub(at))
@@ -70,7 +74,7 @@ func runReplicas(ctx context.Context, bin string, l textLoad) (*result, error) {
 					for j := range ta {
 						skew = append(skew, tb[j].Sub(ta[j]))
 					}
-				} else {
+				} else if code == "" {
 					lost++
 				}
 				mu.Unlock()
@@ -83,7 +87,7 @@ func runReplicas(ctx context.Context, bin string, l textLoad) (*result, error) {
 	s1, s2 := measure(), measure2()
 	r := &result{
 		Scenario: "two replicas, one Redis", Clients: l.Clients, Seconds: round(secs),
-		Sent: sent, Done: done, Lost: lost, ConnectFail: fails, Refused: map[string]int64{},
+		Sent: sent, Done: done, Lost: lost, ConnectFail: fails, Refused: refused,
 		Throughput: round(float64(done) / l.Duration.Seconds()),
 		FirstDelta: summarize(local, 0), ReplyDone: summarize(remote, 0),
 		Server: s1, Redis: measureRedis(),
@@ -104,9 +108,9 @@ type pair struct {
 }
 
 type arrival struct {
-	typ, text string
-	turn      int64
-	at        time.Time
+	typ, text, code string
+	turn            int64
+	at              time.Time
 }
 
 func pairUp(ctx context.Context, url1, url2 string) (*pair, error) {
@@ -155,18 +159,18 @@ func readArrivals(ws *websocket.Conn, out chan<- arrival) {
 		}
 		now := time.Now()
 		var ev struct {
-			Type, Text string
-			Turn       int64
+			Type, Text, Code string
+			Turn             int64
 		}
 		if json.Unmarshal(msg, &ev) == nil {
-			out <- arrival{ev.Type, ev.Text, ev.Turn, now}
+			out <- arrival{ev.Type, ev.Text, ev.Code, ev.Turn, now}
 		}
 	}
 }
 
 // turn waits for the turn's events on both sockets, up to its reply.done,
 // and returns their arrival times in order (A's and B's, event by event).
-func (p *pair) turn(text string, wait time.Duration) (ta, tb []time.Time, ok bool) {
+func (p *pair) turn(text string, wait time.Duration) (ta, tb []time.Time, code string, ok bool) {
 	deadline := time.After(wait)
 	collect := func(ch <-chan arrival) ([]time.Time, bool) {
 		var at []time.Time
@@ -175,6 +179,10 @@ func (p *pair) turn(text string, wait time.Duration) (ta, tb []time.Time, ok boo
 			select {
 			case ev, open := <-ch:
 				if !open {
+					return at, false
+				}
+				if ev.typ == "error" && code == "" {
+					code = ev.code // refused or failed: no reply is coming
 					return at, false
 				}
 				if ev.typ == "transcript" && ev.text == text {
@@ -193,8 +201,11 @@ func (p *pair) turn(text string, wait time.Duration) (ta, tb []time.Time, ok boo
 		}
 	}
 	ta, oka := collect(p.ea)
+	if !oka {
+		return ta, nil, code, false
+	}
 	tb, okb := collect(p.eb)
-	return ta, tb, oka && okb && len(ta) == len(tb) && len(ta) > 0
+	return ta, tb, code, okb && len(ta) == len(tb) && len(ta) > 0
 }
 
 func (p *pair) close() {
