@@ -19,9 +19,10 @@ import (
 type Server struct {
 	Addr string // 127.0.0.1:port
 	cmd  *exec.Cmd
-	dir  string
-	port int
-	tb   testing.TB
+	dir     string
+	port    int
+	persist bool // AOF with fsync at every write: a restart loses nothing
+	tb      testing.TB
 }
 
 // URL is the server's address as a REDIS_URL.
@@ -37,6 +38,18 @@ func (s *Server) Client() *redis.Client {
 // Start runs a fresh redis-server and registers its stop with tb.Cleanup.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return start(tb, false)
+}
+
+// StartPersistent is Start with the settings under which a Redis restart
+// loses nothing (appendonly yes, appendfsync always), for restart tests.
+func StartPersistent(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, true)
+}
+
+func start(tb testing.TB, persist bool) *Server {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -44,7 +57,7 @@ func Start(tb testing.TB) *Server {
 		}
 		tb.Skipf("redis-server not found (install it with 'make deps'): %v", err)
 	}
-	s := &Server{tb: tb, dir: tb.TempDir()}
+	s := &Server{tb: tb, dir: tb.TempDir(), persist: persist}
 	// A port can be taken between our probe and redis binding it; retry a few times.
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
@@ -64,15 +77,18 @@ func Start(tb testing.TB) *Server {
 func (s *Server) start(bin string, port int) error {
 	s.port = port
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.cmd = exec.Command(bin,
+	aof := []string{"--appendonly", "no"}
+	if s.persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	s.cmd = exec.Command(bin, append([]string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--protected-mode", "yes",
 		"--loglevel", "warning",
-	)
+	}, aof...)...)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return err

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// TestMain lets the test binary be a parley server (configured by the
+// environment, as cmd/parley is), so that tests can kill -9 a real process.
+func TestMain(m *testing.M) {
+	if os.Getenv("PARLEY_TEST_SERVE") == "1" {
+		cfg, err := parseConfig(nil, os.Getenv)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "parley:", err)
+			os.Exit(2)
+		}
+		log := newLogger(cfg)
+		if err := run(context.Background(), cfg, log); err != nil {
+			log.Error("parley stopped", "err", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// replicaProc is a parley server in its own process.
+type replicaProc struct {
+	addr string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func startProc(t *testing.T, env ...string) *replicaProc {
+	t.Helper()
+	p := &replicaProc{addr: freeAddr(t), log: &bytes.Buffer{}}
+	p.cmd = exec.Command(os.Args[0])
+	p.cmd.Env = append(os.Environ(), append([]string{"PARLEY_TEST_SERVE=1", "PARLEY_ADDR=" + p.addr,
+		"PARLEY_ASR=off", "PARLEY_LOG_LEVEL=warn", "PARLEY_RATE_SESSION=0"}, env...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	waitReady(t, p.addr, 200)
+	return p
+}
+
+// waitReady polls /readyz until it answers want (200, or 503).
+func waitReady(t *testing.T, addr string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz on %s never answered %d (last: %v %v)", addr, want, resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// slowModel is a fake OpenAI chat upstream that streams a numbered story,
+// a word every 100 ms.
+func slowModel(t *testing.T, words int) (url, story string) {
+	var parts []string
+	for i := 1; i <= words; i++ {
+		parts = append(parts, fmt.Sprintf("w%d ", i))
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, p := range parts {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", p)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/v1", strings.Join(parts, "")
+}
+
+type wsClient struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	last string
+}
+
+type wsEvent struct {
+	Type, ID, Text, Session, Token, Code, Message string
+	Turn                                          int64
+	Reset, Resumed                                bool
+}
+
+func dialWS(t *testing.T, addr string) *wsClient {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return &wsClient{t: t, ws: ws}
+}
+
+func (c *wsClient) send(v any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *wsClient) next(d time.Duration) wsEvent {
+	c.t.Helper()
+	_ = c.ws.SetReadDeadline(time.Now().Add(d))
+	var ev wsEvent
+	if err := c.ws.ReadJSON(&ev); err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	if ev.ID != "" {
+		c.last = ev.ID
+	}
+	return ev
+}
+
+// A replica is killed (SIGKILL) mid-reply with two others running: the
+// client resumes on another replica and gets every event once, in order;
+// the turn is answered by another replica, exactly once.
+func TestKilledReplicaProcess(t *testing.T) {
+	rdb := redistest.Start(t)
+	model, story := slowModel(t, 20)
+	env := []string{"REDIS_URL=" + rdb.URL(), "LLM_BASE_URL=" + model, "LLM_MODEL=m", "PARLEY_CLAIM_AFTER=1s"}
+	a := startProc(t, append(env, "PARLEY_REPLICA_ID=a")...)
+	b := startProc(t, append(env, "PARLEY_REPLICA_ID=b")...)
+	c := startProc(t, append(env, "PARLEY_REPLICA_ID=c")...)
+
+	cl := dialWS(t, a.addr)
+	cl.send(map[string]any{"type": "hello"})
+	s := cl.next(10 * time.Second)
+	cl.send(map[string]any{"type": "text", "text": "tell me a story"})
+	deltas := 0
+	for deltas < 3 {
+		if ev := cl.next(10 * time.Second); ev.Type == "reply.delta" {
+			deltas++
+		}
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.cmd.Wait()
+	resumeFrom := cl.last
+
+	cl2 := dialWS(t, b.addr)
+	cl2.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": resumeFrom})
+	if ev := cl2.next(10 * time.Second); ev.Type != "session" || !ev.Resumed {
+		t.Fatalf("resume: %+v", ev)
+	}
+	var evs []wsEvent
+	for {
+		ev := cl2.next(30 * time.Second)
+		if ev.Type == "error" {
+			t.Fatalf("error: %+v", ev)
+		}
+		evs = append(evs, ev)
+		if ev.Type == "reply.done" {
+			break
+		}
+	}
+	done := evs[len(evs)-1]
+	if done.Turn != 1 || done.Text != story {
+		t.Fatalf("reply.done %+v, want the whole story", done)
+	}
+	prev, reset := resumeFrom, false
+	for _, ev := range evs {
+		if ev.ID == "" {
+			continue
+		}
+		if session.CompareIDs(ev.ID, prev) <= 0 {
+			t.Fatalf("event %s after %s: sent twice or out of order", ev.ID, prev)
+		}
+		prev = ev.ID
+		reset = reset || ev.Reset
+	}
+	if !reset {
+		t.Fatal("the takeover's reply did not start with reset")
+	}
+	// The whole log, read on the third replica: one reply.done for turn 1.
+	cl3 := dialWS(t, c.addr)
+	cl3.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": "0"})
+	cl3.next(10 * time.Second)
+	cl3.send(map[string]any{"type": "text", "text": "and then?"})
+	dones := 0
+	for {
+		ev := cl3.next(30 * time.Second)
+		if ev.Type == "reply.done" && ev.Turn == 1 {
+			dones++
+		}
+		if ev.Type == "reply.done" && ev.Turn == 2 {
+			break
+		}
+	}
+	if dones != 1 {
+		t.Fatalf("%d reply.done for the turn in flight when its replica died", dones)
+	}
+}
+
+// Redis restarts (with AOF, so that it keeps what it was given): the
+// server reconnects by itself and is ready again without a restart; a turn
+// sent while Redis is away is answered with an error, not silence; the
+// same socket then goes on.
+func TestRedisRestart(t *testing.T) {
+	rdb := redistest.StartPersistent(t)
+	env := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": rdb.URL(), "PARLEY_ASR": "off", "PARLEY_DRAIN_TIMEOUT": "2s"}
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	waitReady(t, cfg.Addr, 200)
+
+	cl := dialWS(t, cfg.Addr)
+	cl.send(map[string]any{"type": "hello"})
+	cl.next(10 * time.Second)
+	turn := func(text string) wsEvent {
+		cl.send(map[string]any{"type": "text", "text": text})
+		for {
+			if ev := cl.next(20 * time.Second); ev.Type == "reply.done" || ev.Type == "error" {
+				return ev
+			}
+		}
+	}
+	if ev := turn("hello"); ev.Type != "reply.done" {
+		t.Fatalf("before the restart: %+v", ev)
+	}
+
+	rdb.Stop()
+	waitReady(t, cfg.Addr, 503)
+	if ev := turn("are you there?"); ev.Type != "error" || ev.Code != "internal" || ev.Message == "" {
+		t.Fatalf("a turn while Redis is away: %+v, want an internal error", ev)
+	}
+
+	rdb.Restart()
+	waitReady(t, cfg.Addr, 200)
+	// The socket goes on; the events of the new turn reach it live, so
+	// Pub/Sub came back too. Go-redis may need a try or two on the pool's
+	// dead connections first.
+	var ev wsEvent
+	for i := 0; i < 10; i++ {
+		if ev = turn("and now?"); ev.Type == "reply.done" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ev.Type != "reply.done" || ev.Turn != 2 {
+		t.Fatalf("after the restart: %+v, want the reply to turn 2 (the turn in the gap was not stored)", ev)
+	}
+}
