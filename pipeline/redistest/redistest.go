@@ -17,8 +17,8 @@ import (
 
 // Server is one running redis-server.
 type Server struct {
-	Addr string // 127.0.0.1:port
-	cmd  *exec.Cmd
+	Addr    string // 127.0.0.1:port
+	cmd     *exec.Cmd
 	dir     string
 	port    int
 	persist bool // AOF with fsync at every write: a restart loses nothing
