@@ -30,6 +30,7 @@ type config struct {
 	RedisURL          string
 	RedisPrefix       string
 	RedisAutoPipeline bool
+	RedisCluster      bool
 	ReplicaID         string
 	SessionTTL        time.Duration
 	MaxEvents         int64
@@ -166,6 +167,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 
 	f.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL (redis://host:port/db); empty starts an in-process Redis (miniredis) for a one-machine demo")
 	f.str(&c.RedisPrefix, "redis-prefix", "PARLEY_REDIS_PREFIX", "parley", "prefix of every Redis key")
+	f.bool(&c.RedisCluster, "redis-cluster", "PARLEY_REDIS_CLUSTER", false, "REDIS_URL is a Redis Cluster: redis://host:port?addr=host2:port&addr=host3:port")
 	f.bool(&c.RedisAutoPipeline, "redis-autopipeline", "PARLEY_REDIS_AUTOPIPELINE", true, "batch concurrent Redis commands into shared round trips (go-redis autopipelining)")
 	f.str(&c.ReplicaID, "replica-id", "PARLEY_REPLICA_ID", "", "this replica's name in Redis; empty: random per process")
 	f.dur(&c.SessionTTL, "session-ttl", "PARLEY_SESSION_TTL", 30*time.Minute, "an idle session expires after this")

@@ -204,6 +204,17 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 // openRedis connects to REDIS_URL, or starts an in-process miniredis.
 func openRedis(cfg *config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	if cfg.RedisURL != "" && cfg.RedisCluster {
+		// A session's keys share a hash tag (its id) and each replica's
+		// job stream is its own key: every script runs on one slot.
+		opt, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("REDIS_URL (cluster): %w", err)
+		}
+		rdb := redis.NewClusterClient(opt)
+		log.Info("redis cluster", "seeds", opt.Addrs)
+		return rdb, func() { rdb.Close() }, nil
+	}
 	if cfg.RedisURL != "" {
 		opt, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {

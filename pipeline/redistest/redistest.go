@@ -22,6 +22,7 @@ type Server struct {
 	dir     string
 	port    int
 	persist bool // AOF with fsync at every write: a restart loses nothing
+	cluster bool // a Redis Cluster node
 	tb      testing.TB
 }
 
@@ -80,6 +81,9 @@ func (s *Server) start(bin string, port int) error {
 	aof := []string{"--appendonly", "no"}
 	if s.persist {
 		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	if s.cluster {
+		aof = append(aof, clusterArgs(port)...)
 	}
 	s.cmd = exec.Command(bin, append([]string{
 		"--port", strconv.Itoa(port),

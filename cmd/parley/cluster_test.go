@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// Parley on a real three-node Redis Cluster, two replica processes:
+// sessions' keys spread over the nodes; each session's events, appended
+// on one replica, are replayed on the other once and in order; the rate
+// limiter and the job streams work; a replica killed mid-reply has its
+// turn taken over by the other.
+func TestRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	model, story := slowModel(t, 10)
+	env := []string{"REDIS_URL=" + cl.URL(), "PARLEY_REDIS_CLUSTER=true", "LLM_BASE_URL=" + model, "LLM_MODEL=m",
+		"PARLEY_CLAIM_AFTER=1s", "PARLEY_RATE_SESSION=10"}
+	a := startProc(t, append(env, "PARLEY_REPLICA_ID=a")...)
+	b := startProc(t, append(env, "PARLEY_REPLICA_ID=b")...)
+
+	type sess struct{ id, token, last string }
+	const n = 12
+	sessions := make([]sess, n)
+	var wg sync.WaitGroup
+	for i := range sessions {
+		wg.Add(1)
+		go func() { // one session's turn on a; ends at its reply.done
+			defer wg.Done()
+			c := dialWS(t, a.addr)
+			c.send(map[string]any{"type": "hello"})
+			s := c.next(10 * time.Second)
+			c.send(map[string]any{"type": "text", "text": fmt.Sprintf("story %d", i)})
+			for {
+				ev := c.next(20 * time.Second)
+				if ev.Type == "error" {
+					t.Errorf("session %d: %+v", i, ev)
+					return
+				}
+				if ev.Type == "reply.done" {
+					if ev.Text != story {
+						t.Errorf("session %d: %q", i, ev.Text)
+					}
+					break
+				}
+			}
+			sessions[i] = sess{s.Session, s.Token, c.last}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Every node holds some of the sessions' keys.
+	cc := cl.Client()
+	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+		if n, err := c.DBSize(ctx).Result(); err != nil || n == 0 {
+			return fmt.Errorf("node %s holds %d keys (%v)", c.Options().Addr, n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Replayed on b from the start: transcript, the deltas, reply.done.
+	for i, s := range sessions {
+		c := dialWS(t, b.addr)
+		c.send(map[string]any{"type": "hello", "session": s.id, "token": s.token, "last_event": "0"})
+		if ev := c.next(10 * time.Second); ev.Type != "session" || !ev.Resumed {
+			t.Fatalf("session %d resume: %+v", i, ev)
+		}
+		prev, text := "", ""
+		for {
+			ev := c.next(10 * time.Second)
+			if session.CompareIDs(ev.ID, prev) <= 0 {
+				t.Fatalf("session %d: event %s after %s", i, ev.ID, prev)
+			}
+			prev = ev.ID
+			if ev.Type == "reply.delta" {
+				text += ev.Text
+			}
+			if ev.Type == "reply.done" {
+				break
+			}
+		}
+		if text != story || prev != s.last {
+			t.Fatalf("session %d replayed %q up to %s, want the story up to %s", i, text, prev, s.last)
+		}
+	}
+
+	// A turn in flight on a when a is killed: b answers it.
+	c := dialWS(t, a.addr)
+	c.send(map[string]any{"type": "hello"})
+	s := c.next(10 * time.Second)
+	c.send(map[string]any{"type": "text", "text": "one more"})
+	for ev := c.next(10 * time.Second); ev.Type != "reply.delta"; ev = c.next(10 * time.Second) {
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	_ = a.cmd.Wait()
+	c2 := dialWS(t, b.addr)
+	c2.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": c.last})
+	c2.next(10 * time.Second)
+	for {
+		ev := c2.next(30 * time.Second)
+		if ev.Type == "error" {
+			t.Fatalf("%+v", ev)
+		}
+		if ev.Type == "reply.done" {
+			if ev.Text != story {
+				t.Fatalf("taken over: %q", ev.Text)
+			}
+			break
+		}
+	}
+}
