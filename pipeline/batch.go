@@ -105,8 +105,9 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	if ctx.Err() != nil {
 		return // the replica is stopping: leave the jobs for takeover
 	}
-	// A finished turn must be stored even if the batch's deadline passed.
-	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// A finished turn must be stored even if the batch's deadline passed,
+	// and through a Redis restart.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreRetry+5*time.Second)
 	defer fcancel()
 	for _, j := range live {
 		e.finishJob(fctx, j, err, bctx.Err())
@@ -119,7 +120,13 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 func (e *Engine) startJob(ctx context.Context, j *job) ([]Message, bool) {
 	j.run = e.newRun()
 	// The history comes with the start, in the same round trip.
-	st, takeover, hist, err := e.store.StartTurnHistory(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns)
+	var st int
+	var takeover bool
+	var hist []session.Turn
+	err := e.durably(ctx, "start turn", func(ctx context.Context) (err error) {
+		st, takeover, hist, err = e.store.StartTurnHistory(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("start turn", "session", j.session, "turn", j.turn, "err", err)
@@ -262,7 +269,12 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 	}
 	e.log.Warn("llm call failed", "session", j.session, "turn", j.turn, "err", callErr)
 	turnsTotal.WithLabelValues(string(CodeUpstream)).Inc()
-	if ok, _ := e.store.FailTurn(ctx, j.session, j.turn, j.run); ok {
+	var ok bool
+	_ = e.durably(ctx, "fail turn", func(ctx context.Context) (err error) {
+		ok, err = e.store.FailTurn(ctx, j.session, j.turn, j.run)
+		return err
+	})
+	if ok {
 		e.publishError(ctx, j.session, &TurnError{Code: CodeUpstream, Turn: j.turn, Message: msg})
 	}
 }
@@ -272,9 +284,13 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 // held.
 func (e *Engine) finishReply(ctx context.Context, j *job) {
 	tail := j.buf.String()
-	st, err := e.store.FinishReply(ctx, j.session, session.Finish{
-		Turn: j.turn, Run: j.run, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
-	}, redis.NewIntCmd(ctx, "xdel", j.stream, j.entry))
+	var st session.FinishStatus
+	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {
+		st, err = e.store.FinishReply(ctx, j.session, session.Finish{
+			Turn: j.turn, Run: j.run, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
+		}, redis.NewIntCmd(ctx, "xdel", j.stream, j.entry))
+		return err
+	})
 	j.keep = true // deleted above
 	if err == nil && tail != "" && !j.flushed {
 		firstToken.Observe(time.Since(j.accepted).Seconds())

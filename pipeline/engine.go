@@ -45,6 +45,11 @@ type Config struct {
 	// finished in full after this. Default 2m.
 	HoldMax time.Duration
 
+	// StoreRetry: a turn's start and its finished reply are stored again
+	// and again through a Redis outage (a restart) for this long, so that
+	// a reply is not lost because Redis went away under it. Default 30s.
+	StoreRetry time.Duration
+
 	SessionRate ratelimit.Rule // per session; zero Rate = unlimited
 	GlobalRate  ratelimit.Rule // across all replicas; zero Rate = unlimited
 }
@@ -85,6 +90,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.Coalesce, 50*time.Millisecond)
 	defd(&c.ClaimAfter, 15*time.Second)
 	defd(&c.HoldMax, 2*time.Minute)
+	defd(&c.StoreRetry, 30*time.Second)
 	if c.SystemPrompt == "" {
 		c.SystemPrompt = DefaultSystemPrompt
 	}
@@ -480,6 +486,37 @@ type errorEvent struct {
 	Message      string `json:"message"`
 	Turn         int64  `json:"turn,omitempty"`
 	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
+}
+
+// durably runs a store call, again and again while it fails (Redis away,
+// restarting), with a growing pause, until it succeeds, ctx ends or
+// StoreRetry has passed. It returns the last error.
+func (e *Engine) durably(ctx context.Context, what string, f func(context.Context) error) error {
+	deadline := time.Now().Add(e.cfg.StoreRetry)
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(cctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			if err != nil && attempt > 1 {
+				e.log.Error("redis still unavailable; giving up", "what", what, "attempts", attempt, "err", err)
+			}
+			return err
+		}
+		if attempt == 1 {
+			e.log.Warn("redis unavailable; retrying", "what", what, "err", err)
+		}
+		storeRetries.Inc()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // ErrorWire is the protocol's error event for err.

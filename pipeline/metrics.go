@@ -39,4 +39,8 @@ var (
 		Namespace: "parley", Subsystem: "llm", Name: "adopted_turns_total",
 		Help: "Turns taken over from a replica that stopped heartbeating.",
 	})
+	storeRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "turns", Name: "store_retries_total",
+		Help: "Stores of a turn's start or reply sent again because Redis was unavailable.",
+	})
 )

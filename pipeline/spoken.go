@@ -90,9 +90,13 @@ func (e *Engine) finishHeld(k turnKey, timedOut bool) {
 		text, cut = *h.heard, h.cut
 	}
 	j := h.job
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreRetry+5*time.Second)
 	defer cancel()
-	ok, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, text, cut)
+	var ok bool
+	err := e.durably(ctx, "finish spoken turn", func(ctx context.Context) (err error) {
+		ok, err = e.store.FinishTurn(ctx, j.session, j.turn, j.run, text, cut)
+		return err
+	})
 	switch {
 	case err != nil:
 		e.log.Error("finish spoken turn", "session", j.session, "turn", j.turn, "err", err)

@@ -1,8 +1,11 @@
 package signaling_test
 
 import (
+	"bytes"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -171,5 +174,40 @@ func TestTurnLimit(t *testing.T) {
 	c.send(map[string]any{"type": "text", "text": "and another"})
 	if ev := c.next(); ev.Code != "turn_limit" {
 		t.Fatalf("the socket did not go on: %s", ev.raw)
+	}
+}
+
+// No token or secret reaches the logs, whatever the outcome.
+func TestTokensAreNotLogged(t *testing.T) {
+	var logs bytes.Buffer
+	secret := []byte("the-backend-secret")
+	clock := &fakeClock{t: time.Unix(5000, 0)}
+	srv := signaling.NewServer(signaling.Config{
+		Auth: signaling.AuthConfig{Tokens: []string{"static-token-value"}, Secret: secret}, Now: clock.Now,
+	}, nil, nil, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	expired := signaling.SignToken(secret, "bob", time.Second, clock.Now().Add(-time.Hour))
+	for _, tok := range []string{"static-token-valuX", expired, "pt1.garbage.garbage"} {
+		for _, r := range []*http.Request{
+			httptest.NewRequest("GET", "/ws", nil),
+			httptest.NewRequest("GET", "/ws?access_token="+tok, nil),
+		} {
+			r.Header.Set("Authorization", "Bearer "+tok)
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, r)
+			if w.Code != http.StatusUnauthorized {
+				t.Fatalf("%q: %d", tok, w.Code)
+			}
+			if strings.Contains(w.Body.String(), tok) {
+				t.Fatalf("the answer repeats the token: %s", w.Body.String())
+			}
+		}
+	}
+	if logs.Len() == 0 {
+		t.Fatal("refusals are not logged at all")
+	}
+	for _, secretish := range []string{"static-token-valu", string(secret), expired[:20], "garbage"} {
+		if strings.Contains(logs.String(), secretish) {
+			t.Fatalf("the logs hold %q:\n%s", secretish, logs.String())
+		}
 	}
 }

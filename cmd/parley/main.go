@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -259,7 +260,11 @@ func llmName(cfg *config) string {
 	if cfg.LLMBaseURL == "" {
 		return "offline local responder (no language model)"
 	}
-	return cfg.LLMAPI + " " + cfg.LLMModel + " at " + cfg.LLMBaseURL
+	shown := cfg.LLMBaseURL
+	if u, err := url.Parse(shown); err == nil {
+		shown = u.Redacted() // a password in the URL is not logged
+	}
+	return cfg.LLMAPI + " " + cfg.LLMModel + " at " + shown
 }
 
 func newLLM(cfg *config, log *slog.Logger) (pipeline.LLM, error) {

@@ -235,13 +235,17 @@ func TestKilledReplicaProcess(t *testing.T) {
 	}
 }
 
-// Redis restarts (with AOF, so that it keeps what it was given): the
-// server reconnects by itself and is ready again without a restart; a turn
-// sent while Redis is away is answered with an error, not silence; the
-// same socket then goes on.
+// Redis restarts (with AOF, so that it keeps what it was given) while a
+// reply is being written: the server reconnects by itself and is ready
+// again without a restart; a turn sent while Redis is away is answered
+// with an error, not silence; the reply the model finished during the
+// outage is stored once Redis is back and reaches the same socket, whole;
+// the socket then goes on.
 func TestRedisRestart(t *testing.T) {
 	rdb := redistest.StartPersistent(t)
-	env := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": rdb.URL(), "PARLEY_ASR": "off", "PARLEY_DRAIN_TIMEOUT": "2s"}
+	model, story := slowModel(t, 20) // 2 s
+	env := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": rdb.URL(), "PARLEY_ASR": "off", "PARLEY_DRAIN_TIMEOUT": "2s",
+		"LLM_BASE_URL": model, "LLM_MODEL": "m"}
 	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -256,37 +260,39 @@ func TestRedisRestart(t *testing.T) {
 	cl := dialWS(t, cfg.Addr)
 	cl.send(map[string]any{"type": "hello"})
 	cl.next(10 * time.Second)
-	turn := func(text string) wsEvent {
-		cl.send(map[string]any{"type": "text", "text": text})
+	until := func(turn int64) wsEvent {
 		for {
-			if ev := cl.next(20 * time.Second); ev.Type == "reply.done" || ev.Type == "error" {
+			ev := cl.next(40 * time.Second)
+			if ev.Type == "error" || ev.Type == "reply.done" && ev.Turn == turn {
 				return ev
 			}
 		}
 	}
-	if ev := turn("hello"); ev.Type != "reply.done" {
+	cl.send(map[string]any{"type": "text", "text": "hello"})
+	if ev := until(1); ev.Type != "reply.done" {
 		t.Fatalf("before the restart: %+v", ev)
 	}
 
+	cl.send(map[string]any{"type": "text", "text": "tell me a story"})
+	for ev := cl.next(10 * time.Second); ev.Type != "reply.delta"; ev = cl.next(10 * time.Second) {
+	}
+	t0 := time.Now()
 	rdb.Stop()
 	waitReady(t, cfg.Addr, 503)
-	if ev := turn("are you there?"); ev.Type != "error" || ev.Code != "internal" || ev.Message == "" {
+	cl.send(map[string]any{"type": "text", "text": "are you there?"})
+	if ev := until(0); ev.Type != "error" || ev.Code != "internal" || ev.Message == "" {
 		t.Fatalf("a turn while Redis is away: %+v, want an internal error", ev)
 	}
-
+	// The model finishes its 2 s story while Redis is away.
+	time.Sleep(time.Until(t0.Add(2500 * time.Millisecond)))
 	rdb.Restart()
 	waitReady(t, cfg.Addr, 200)
-	// The socket goes on; the events of the new turn reach it live, so
-	// Pub/Sub came back too. Go-redis may need a try or two on the pool's
-	// dead connections first.
-	var ev wsEvent
-	for i := 0; i < 10; i++ {
-		if ev = turn("and now?"); ev.Type == "reply.done" {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	if ev := until(2); ev.Type != "reply.done" || ev.Text != story {
+		t.Fatalf("the reply finished during the outage: %+v, want the whole story", ev)
 	}
-	if ev.Type != "reply.done" || ev.Turn != 2 {
-		t.Fatalf("after the restart: %+v, want the reply to turn 2 (the turn in the gap was not stored)", ev)
+	// The socket goes on; turn 3, as the turn in the gap was not stored.
+	cl.send(map[string]any{"type": "text", "text": "and now?"})
+	if ev := until(3); ev.Type != "reply.done" {
+		t.Fatalf("after the restart: %+v", ev)
 	}
 }
