@@ -25,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/openai"
+	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/sphinx"
 )
 
@@ -531,5 +532,77 @@ func TestUpstreamFailureIsSpokenAndTheCallGoesOn(t *testing.T) {
 		if ev.Type == "error" && ev.Turn == 2 && ev.Code == "upstream" {
 			break
 		}
+	}
+}
+
+// Redis goes away while the bot speaks: the call's audio keeps flowing
+// (it does not go through Redis), and once Redis is back the turn is
+// stored and its reply.done arrives.
+func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
+	asr, v := offline(t)
+	rs := redistest.StartPersistent(t)
+	r := startReplica(t, rs.Client(), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
+	c := dial(t, r.URL)
+	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	hello := c.next()
+	if hello.Type != "session" {
+		t.Fatalf("%s", hello.raw)
+	}
+	caller, pkts := c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond)
+	go func() { // the caller speaks, at real time; ends with the packets
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for _, p := range pkts {
+			<-tick.C
+			caller.sendMu.Lock()
+			_ = caller.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			err := caller.ws.WriteMessage(websocket.BinaryMessage, p)
+			caller.sendMu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	before, after := 0, 0
+	stopped, restarted := false, false
+	var done string
+	for done == "" {
+		timeout := 30 * time.Second
+		if stopped && !restarted {
+			timeout = 500 * time.Millisecond // the audio has ended when nothing comes for this long
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
+		kind, b, err := c.ws.ReadMessage()
+		switch {
+		case err != nil && stopped && !restarted && strings.Contains(err.Error(), "timeout"):
+			// gorilla's conn is unusable after a read timeout: resume on a
+			// new socket once Redis is back.
+			rs.Restart()
+			restarted = true
+			c = dial(t, r.URL)
+			c.resume(hello.Session, hello.Token, "")
+			continue
+		case err != nil:
+			t.Fatalf("read: %v (frames %d before the stop, %d after)", err, before, after)
+		case kind == websocket.BinaryMessage && !stopped:
+			before++
+			rs.Stop()
+			stopped = true
+		case kind == websocket.BinaryMessage:
+			after++
+		}
+		var ev event
+		if kind == websocket.TextMessage && json.Unmarshal(b, &ev) == nil && ev.Type == "reply.done" && ev.Turn == 1 {
+			done = ev.Text
+		}
+	}
+	var want int
+	_ = v.Synthesize(context.Background(), done, func(p []int16) error { want += len(p); return nil })
+	wantFrames := want * 3 / media.FrameSamples
+	if after < wantFrames*8/10 {
+		t.Fatalf("%d frames came while Redis was away, of the reply's %d", after, wantFrames)
+	}
+	if !strings.HasPrefix(done, "It is ") || !restarted {
+		t.Fatalf("reply.done %q (restarted %v)", done, restarted)
 	}
 }
