@@ -22,20 +22,12 @@ import (
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
-// TestMain lets the test binary be a parley server (configured by the
-// environment, as cmd/parley is), so that tests can kill -9 a real process.
+// TestMain lets the test binary be the parley binary (started with no
+// arguments and configured by the environment), so that tests can signal
+// and kill a real process.
 func TestMain(m *testing.M) {
 	if os.Getenv("PARLEY_TEST_SERVE") == "1" {
-		cfg, err := parseConfig(nil, os.Getenv)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "parley:", err)
-			os.Exit(2)
-		}
-		log := newLogger(cfg)
-		if err := run(context.Background(), cfg, log); err != nil {
-			log.Error("parley stopped", "err", err)
-			os.Exit(1)
-		}
+		main() // the real one: signals, drain, exit status
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -294,5 +286,43 @@ func TestRedisRestart(t *testing.T) {
 	cl.send(map[string]any{"type": "text", "text": "and now?"})
 	if ev := until(3); ev.Type != "reply.done" {
 		t.Fatalf("after the restart: %+v", ev)
+	}
+}
+
+// SIGTERM on a real process: its clients are told to reconnect, it
+// refuses new sockets, finishes the turn under way and exits 0.
+func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
+	rdb := redistest.Start(t)
+	model, story := slowModel(t, 10) // 1 s
+	a := startProc(t, "REDIS_URL="+rdb.URL(), "LLM_BASE_URL="+model, "LLM_MODEL=m", "PARLEY_DRAIN_TIMEOUT=10s", "PARLEY_REPLICA_ID=a")
+	b := startProc(t, "REDIS_URL="+rdb.URL(), "LLM_BASE_URL="+model, "LLM_MODEL=m", "PARLEY_REPLICA_ID=b")
+	cl := dialWS(t, a.addr)
+	cl.send(map[string]any{"type": "hello"})
+	s := cl.next(10 * time.Second)
+	cl.send(map[string]any{"type": "text", "text": "a short story"})
+	for ev := cl.next(10 * time.Second); ev.Type != "reply.delta"; ev = cl.next(10 * time.Second) {
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for ev := cl.next(10 * time.Second); ev.Type != "reconnect"; ev = cl.next(10 * time.Second) {
+	}
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("the drained process exited with %v\n%s", err, a.log)
+	}
+	cl2 := dialWS(t, b.addr)
+	cl2.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": cl.last})
+	cl2.next(10 * time.Second)
+	for {
+		ev := cl2.next(20 * time.Second)
+		if ev.Type == "reply.done" {
+			if ev.Text != story || ev.Reset {
+				t.Fatalf("reply.done %+v: want the story as the drained replica finished it", ev)
+			}
+			break
+		}
+		if ev.Reset {
+			t.Fatalf("the turn was taken over (%+v): the drain should have finished it", ev)
+		}
 	}
 }
