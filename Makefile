@@ -9,7 +9,7 @@ APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-e
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-idle bench-batch bench-voice bench-voice-offline bench-replicas clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-offline bench-replicas bench-soak clean
 
 all: build
 
@@ -58,6 +58,7 @@ bench: bench-go
 	$(MAKE) bench-batch BATCH_FLAGS="-rates 10,40,80 -step 5s -grace 3s"
 	$(MAKE) bench-voice VOICE_FLAGS="-calls 50,150 -step 10s"
 	$(MAKE) bench-replicas REPLICA_FLAGS="-clients 50 -interval 100ms -duration 5s -grace 3s"
+	$(MAKE) bench-soak SOAK_FLAGS="-clients 100 -duration 30s -every 10s"
 
 bench-go: deps
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem ./...
@@ -72,6 +73,10 @@ bench-seed: $(LOAD)
 	./$(LOAD) seed -llm fake $(SEED_FLAGS) -json bin/bench-seed-fake.json
 bench-seed-local: $(LOAD)
 	./$(LOAD) seed -llm local $(SEED_FLAGS) -json bin/bench-seed-local.json
+# The long mode: 5 minutes, against both models.
+bench-seed-long: $(LOAD)
+	./$(LOAD) seed -llm local -clients 1000 -duration 5m -slots 1024 -json bin/bench-seed-local-long.json
+	./$(LOAD) seed -llm fake -clients 1000 -duration 5m -slots 1024 -json bin/bench-seed-fake-long.json
 
 # Idle scale: 10,000 sessions that only stay connected.
 IDLE_FLAGS ?= -clients 10000 -duration 20s
@@ -91,6 +96,11 @@ bench-voice: $(LOAD)
 VOICE_OFFLINE_FLAGS ?= -calls 2,4,6,8 -step 20s
 bench-voice-offline: $(LOAD)
 	./$(LOAD) voice -stack offline $(VOICE_OFFLINE_FLAGS) -json bin/bench-voice-offline.json
+
+# Soak: clients coming and going, some resuming; goroutines and RSS sampled.
+SOAK_FLAGS ?= -clients 300 -duration 10m -every 30s
+bench-soak: $(LOAD)
+	./$(LOAD) soak $(SOAK_FLAGS) -json bin/bench-soak.json
 
 # Cross-replica delivery: two replicas on one Redis.
 REPLICA_FLAGS ?= -clients 100 -interval 100ms -duration 20s -grace 5s
