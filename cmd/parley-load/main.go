@@ -8,6 +8,7 @@
 //	parley-load batch    [flags]  the batching sweep: batching off and on, offered load rising
 //	parley-load replicas [flags]  two replicas on one Redis: delivery of an event across them
 //	parley-load voice    [flags]  N calls over the WebSocket audio channel
+//	parley-load soak     [flags]  clients coming and going for a long time; goroutines and RSS sampled
 //	parley-load text     -url ws://127.0.0.1:8080/ws -pid N [flags]   against a running server
 //	parley-load upstream -addr 127.0.0.1:9000 [flags]                 the fake model server alone
 //
@@ -56,6 +57,7 @@ func main() {
 	batches := fs.String("batches", "1,4", "batch: the server's -llm-batch values to compare")
 	rates := fs.String("rates", "5,10,20,40,60,80,100,120", "batch: offered turns per second, in order")
 	step := fs.Duration("step", 10*time.Second, "batch, voice: how long each step runs")
+	every := fs.Duration("every", 10*time.Second, "soak: how often the server is sampled")
 	calls := fs.String("calls", "25,50,100,150,200", "voice: concurrent calls, a step each")
 	stack := fs.String("stack", "fake", "voice: fake (zero-cost ASR and TTS fakes) or offline (pocketsphinx and flite)")
 	vadStop := fs.Duration("vad-stop", 600*time.Millisecond, "voice: the server's -vad-stop")
@@ -107,6 +109,14 @@ func main() {
 			fail(err)
 		}
 		writeJSON(*jsonOut, run)
+		return
+	case "soak":
+		r, err := runSoak(ctx, *parley, *clients, *duration, *every)
+		if err != nil {
+			fail(err)
+		}
+		printSoak(r)
+		writeJSON(*jsonOut, r)
 		return
 	case "replicas":
 		res, err = runReplicas(ctx, *parley, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
