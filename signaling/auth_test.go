@@ -211,3 +211,40 @@ func TestTokensAreNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// Browser origins: the server's own host by default, a list, or any.
+func TestAllowedOrigins(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		origin  string // "self": the server's own URL
+		ok      bool
+	}{
+		{"no Origin header (not a browser)", nil, "", true},
+		{"the server's own page", nil, "self", true},
+		{"another site", nil, "https://evil.example", false},
+		{"a listed origin", []string{"https://app.example"}, "https://app.example", true},
+		{"a listed origin, trailing slash in the list", []string{"https://app.example/"}, "https://app.example", true},
+		{"not in the list", []string{"https://app.example"}, "https://app.example.evil", false},
+		{"any", []string{"*"}, "https://anything.example", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{AllowedOrigins: tc.allowed}})
+			h := http.Header{}
+			switch tc.origin {
+			case "":
+			case "self":
+				h.Set("Origin", "http"+strings.TrimPrefix(strings.TrimSuffix(r.URL, "/ws"), "ws"))
+			default:
+				h.Set("Origin", tc.origin)
+			}
+			ws, status, body, _ := tryDial(t, r.URL, h)
+			if tc.ok != (ws != nil) {
+				t.Fatalf("origin %q: status %d %q", h.Get("Origin"), status, body)
+			}
+			if !tc.ok && (status != http.StatusForbidden || !strings.HasPrefix(body, "origin:")) {
+				t.Fatalf("refusal: %d %q", status, body)
+			}
+		})
+	}
+}
