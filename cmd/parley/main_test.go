@@ -33,7 +33,7 @@ func freeAddr(t *testing.T) string {
 func TestServerEndToEnd(t *testing.T) {
 	for _, mode := range []string{"embedded", "redis-server", "openai-chat"} {
 		t.Run(mode, func(t *testing.T) {
-			env := map[string]string{"PARLEY_ADDR": freeAddr(t), "PARLEY_DRAIN_TIMEOUT": "2s"}
+			env := map[string]string{"PARLEY_ADDR": freeAddr(t), "PARLEY_DRAIN_TIMEOUT": "2s", "PARLEY_DEBUG_ADDR": freeAddr(t)}
 			var upstreamSaw chan string
 			switch mode {
 			case "redis-server":
@@ -81,8 +81,20 @@ func TestServerEndToEnd(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("/readyz: %s", resp.Status)
 			}
-			for _, path := range []string{"/healthz", "/metrics", "/"} {
-				r, err := http.Get(base + path)
+			for _, path := range []string{"/healthz", "/metrics", "/", "debug:/debug/pprof/"} {
+				url := base + path
+				if p, ok := strings.CutPrefix(path, "debug:"); ok {
+					// Profiling answers on its own listener only.
+					url = "http://" + cfg.DebugAddr + p
+					if r, err := http.Get(base + p); err == nil && r.StatusCode == 200 && strings.Contains(r.Header.Get("Content-Type"), "html") {
+						body, _ := io.ReadAll(r.Body)
+						r.Body.Close()
+						if strings.Contains(string(body), "goroutine") {
+							t.Fatal("pprof is served on the public listener")
+						}
+					}
+				}
+				r, err := http.Get(url)
 				if err != nil || r.StatusCode != 200 {
 					t.Fatalf("GET %s: %v %v", path, err, r)
 				}
