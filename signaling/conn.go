@@ -48,6 +48,7 @@ type conn struct {
 	log *slog.Logger
 
 	send      *frameQueue
+	cork      *corkConn   // the TCP connection under ws; nil in tests that build a conn by hand
 	media     chan []byte // outbound Opus packets, the oldest dropped when full; nil without a ws call
 	pinger    *time.Timer // queues a ping every PingInterval
 	done      chan struct{}
@@ -228,24 +229,44 @@ func (c *conn) Resync() {
 // audio turns it into callWriter, which runs until the connection closes.
 func (c *conn) writer() {
 	failed := false // a write failed: the rest is dropped
+	corked := false // frames gathered for one write (see corkConn)
+	uncork := func() {
+		if corked {
+			corked = false
+			if err := c.cork.uncork(c.srv.cfg.WriteTimeout); err != nil && !failed {
+				failed = true
+				c.close(ReasonWriteFailed)
+			}
+		}
+	}
 	for {
 		f, st := c.send.popOrStop()
 		switch st {
 		case popStopped:
+			uncork()
 			return
 		case popClosing:
+			uncork()
 			c.finish()
 			return
 		}
 		switch {
 		case failed:
 		case f.media != nil:
+			uncork()
 			c.callWriter(f.media)
 			return
 		default:
+			if !corked && c.cork != nil && !f.replay && c.send.queued() {
+				c.cork.cork()
+				corked = true
+			}
 			if err := c.writeFrame(f, nil); err != nil {
 				failed = true
 				c.close(ReasonWriteFailed)
+			}
+			if corked && !c.send.queued() {
+				uncork()
 			}
 		}
 	}

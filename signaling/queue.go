@@ -80,6 +80,13 @@ const (
 	popClosing        // the connection is closing and its frames are out: the writer must finish it
 )
 
+// queued reports whether frames are waiting.
+func (q *frameQueue) queued() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) > 0
+}
+
 // popOrStop is pop for an on-demand writer. Its checks are atomic with
 // push and closeKick, so no frame and no close is left without a writer.
 // A closing connection's queued frames still come first (an error before

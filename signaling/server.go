@@ -226,7 +226,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	cw := &corkWriter{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
 		s.wg.Done()
 		s.ipLimit.release(ip)
@@ -234,6 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	c := newConn(s, ws, s.log.With("remote", r.RemoteAddr))
+	c.cork = cw.conn
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
