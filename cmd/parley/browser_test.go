@@ -86,6 +86,30 @@ func TestBrowser(t *testing.T) {
 		})
 	}
 
+	t.Run("with authentication the page passes its token on", func(t *testing.T) {
+		aenv := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": env["REDIS_URL"], "PARLEY_RATE_SESSION": "0",
+			"PARLEY_DRAIN_TIMEOUT": "1s", "PARLEY_AUTH_TOKENS": "page-token", "PARLEY_ASR": "off"}
+		acfg, err := parseConfig(nil, func(k string) string { return aenv[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, acancel := context.WithCancel(context.Background())
+		adone := make(chan error, 1)
+		go func() { adone <- run(actx, acfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+		defer func() { acancel(); <-adone }()
+		waitUp(t, "http://"+acfg.Addr+"/readyz")
+		// Without the token the socket is refused: the page says so.
+		nb := newBrowser(t, chromium, "")
+		nb.run(chromedp.Navigate("http://" + acfg.Addr + "/"))
+		nb.poll(`document.getElementById('status').textContent.startsWith('server unreachable')`)
+		b := newBrowser(t, chromium, "")
+		b.run(chromedp.Navigate("http://" + acfg.Addr + "/?access_token=page-token"))
+		b.run(chromedp.WaitVisible("#send"))
+		b.run(chromedp.SendKeys("#text", "what time is it"))
+		b.run(chromedp.Click("#send"))
+		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
+	})
+
 	t.Run("reconnect mid-reply shows nothing twice and loses nothing", func(t *testing.T) {
 		full := local.New(local.Config{}).Reply("help")
 		b := newBrowser(t, chromium, "")
