@@ -98,10 +98,10 @@ func TestBrowser(t *testing.T) {
 		go func() { adone <- run(actx, acfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 		defer func() { acancel(); <-adone }()
 		waitUp(t, "http://"+acfg.Addr+"/readyz")
-		// Without the token the socket is refused: the page says so.
+		// Without the token the socket is refused: the page says why.
 		nb := newBrowser(t, chromium, "")
 		nb.run(chromedp.Navigate("http://" + acfg.Addr + "/"))
-		nb.poll(`document.getElementById('status').textContent.startsWith('server unreachable')`)
+		nb.poll(`document.getElementById('status').textContent.startsWith('unauthorized: a token is required')`)
 		b := newBrowser(t, chromium, "")
 		b.run(chromedp.Navigate("http://" + acfg.Addr + "/?access_token=page-token"))
 		b.run(chromedp.WaitVisible("#send"))

@@ -134,9 +134,10 @@ function connect() {
   // one it was opened with (/?access_token=…), as a browser cannot set
   // headers on a WebSocket.
   const token = new URLSearchParams(location.search).get('access_token');
-  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' +
-    (token ? '?access_token=' + encodeURIComponent(token) : ''));
+  const query = token ? '?access_token=' + encodeURIComponent(token) : '';
+  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' + query);
   ws.binaryType = 'arraybuffer';
+  let opened = false;
   page.ws = ws;
   // Handlers first: messages may arrive before any await finishes.
   ws.onmessage = (ev) => {
@@ -144,6 +145,7 @@ function connect() {
     try { onEvent(JSON.parse(ev.data)); } catch (e) { console.error(e); }
   };
   ws.onopen = () => {
+    opened = true;
     backoff = 250;
     const hello = { type: 'hello' };
     if (page.session) Object.assign(hello, { session: page.session, token: page.token, last_event: page.lastEvent });
@@ -157,6 +159,16 @@ function connect() {
     page.call?.detach();
     page.reconnects++;
     setStatus('server unreachable; reconnecting…', 'bad');
+    if (!opened) {
+      // A refused upgrade tells the browser nothing: ask the server why
+      // (it answers a plain request with the reason, e.g. "unauthorized:
+      // a token is required…", "ip_rate: …").
+      fetch('/ws' + query).then(async (r) => {
+        if ([401, 403, 429, 503].includes(r.status) && page.ws === ws) {
+          setStatus((await r.text()).trim() + ' (retrying)', 'bad');
+        }
+      }).catch(() => {});
+    }
     setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 5000);
   };
