@@ -105,7 +105,7 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 
 func TestPerIPCaps(t *testing.T) {
 	t.Run("open connections", func(t *testing.T) {
-		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxConnsPerIP: 3}})
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxConnsPerIP: 3, ConnectRatePerIP: -1}})
 		var open []*websocket.Conn
 		for i := 0; i < 3; i++ {
 			ws, status, body, _ := tryDial(t, r.URL, nil)
@@ -131,6 +131,21 @@ func TestPerIPCaps(t *testing.T) {
 				t.Fatal("a closed connection was never released")
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("on by default", func(t *testing.T) {
+		// A frozen clock: the bucket never refills, so the default burst
+		// is all one address gets.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{Now: clock.Now}})
+		burst := 2 * signaling.DefaultConnectRatePerIP
+		for i := 0; i < burst; i++ {
+			if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
+				t.Fatalf("connection %d of the default burst refused: %d %s", i+1, status, body)
+			}
+		}
+		if _, status, body, _ := tryDial(t, r.URL, nil); status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") {
+			t.Fatalf("past the default burst: %d %q", status, body)
 		}
 	})
 	t.Run("new connections per second", func(t *testing.T) {
