@@ -148,6 +148,29 @@ func TestPerIPCaps(t *testing.T) {
 			t.Fatalf("past the default burst: %d %q", status, body)
 		}
 	})
+	t.Run("refused requests count too", func(t *testing.T) {
+		// Token guesses spend the address's rate like any request, and
+		// give back the connection slot they held while being checked.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
+			Auth:          signaling.AuthConfig{Tokens: []string{"the-token"}},
+			MaxConnsPerIP: 1, ConnectRatePerIP: 1, ConnectBurst: 3, Now: clock.Now,
+		}})
+		bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+		for i := 0; i < 3; i++ {
+			if _, status, body, _ := tryDial(t, r.URL, bearer("a-guess")); status != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d %q", i+1, status, body)
+			}
+		}
+		if _, status, body, _ := tryDial(t, r.URL, bearer("the-token")); status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") {
+			t.Fatalf("after the guesses used the burst: %d %q", status, body)
+		}
+		clock.Add(time.Second)
+		// One token back, and the one slot is free: the refusals released it.
+		if ws, status, body, _ := tryDial(t, r.URL, bearer("the-token")); ws == nil {
+			t.Fatalf("a second later, with the token: %d %s", status, body)
+		}
+	})
 	t.Run("new connections per second", func(t *testing.T) {
 		clock := &fakeClock{t: time.Unix(1000, 0)}
 		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{ConnectRatePerIP: 1, ConnectBurst: 2, Now: clock.Now}})

@@ -212,19 +212,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reas
 // ServeHTTP upgrades the request to a WebSocket and serves it until it
 // closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Auth.authenticate(r, s.cfg.Now()); err != nil {
-		reason := ReasonUnauthorized
-		if errors.Is(err, errTokenExpired) {
-			reason = ReasonTokenExpired
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
-		return
-	}
-	if !s.checkOrigin(r) {
-		s.refuse(w, r, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
-		return
-	}
+	// The per-IP caps come first, so that a client guessing tokens spends
+	// its address's budget (and our HMACs) like any other; a request
+	// refused later gives its connection slot back.
 	ip := clientIP(r, s.cfg.TrustProxy)
 	if reason, wait, ok := s.ipLimit.admit(ip); !ok {
 		secs := int(math.Ceil(wait.Seconds()))
@@ -234,6 +224,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg = fmt.Sprintf("more than %g new connections per second from this address", s.cfg.ConnectRatePerIP)
 		}
 		s.refuse(w, r, http.StatusTooManyRequests, reason, msg)
+		return
+	}
+	if err := s.cfg.Auth.authenticate(r, s.cfg.Now()); err != nil {
+		s.ipLimit.release(ip)
+		reason := ReasonUnauthorized
+		if errors.Is(err, errTokenExpired) {
+			reason = ReasonTokenExpired
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
+		return
+	}
+	if !s.checkOrigin(r) {
+		s.ipLimit.release(ip)
+		s.refuse(w, r, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
 		return
 	}
 	s.mu.Lock()
