@@ -200,10 +200,15 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 }
 
 // refuse answers a request that may not be upgraded, with the reason's
-// name and a message in words. Never the token: it is not logged either.
+// name and a message in words. Never the token: it is not logged either,
+// only the reason and the peer's address.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason Reason, msg string) {
 	refused.WithLabelValues(reason.String()).Inc()
-	s.log.Info("refused", "remote", r.RemoteAddr, "reason", reason.String())
+	what := "refused"
+	if status == http.StatusUnauthorized {
+		what = "auth failed"
+	}
+	s.log.Info(what, "remote", r.RemoteAddr, "reason", reason.String())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(reason.String() + ": " + msg + "\n"))
