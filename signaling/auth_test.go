@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/signaling"
@@ -45,6 +46,36 @@ func tryDial(t *testing.T, url string, h http.Header) (*websocket.Conn, int, str
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return nil, resp.StatusCode, string(b), resp.Header.Get("Retry-After")
+}
+
+// refusedCount is parley_ws_refused_total{reason}. The counters are the
+// process's, so tests compare before and after.
+func refusedCount(t *testing.T, reason string) float64 {
+	t.Helper()
+	return metricValue(t, "parley_ws_refused_total", "reason", reason)
+}
+
+// checkRefusedLabels fails if parley_ws_refused_total has a label other
+// than reason, or a reason outside the fixed set (never an address).
+func checkRefusedLabels(t *testing.T) {
+	t.Helper()
+	known := map[string]bool{"unauthorized": true, "token_expired": true, "origin": true, "ip_connections": true, "ip_rate": true, "shutdown": true}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "parley_ws_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "reason" || !known[l.GetValue()] {
+					t.Fatalf("parley_ws_refused_total has the label %s=%q", l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
 }
 
 func TestAuthBeforeUpgrade(t *testing.T) {
@@ -83,9 +114,16 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			reason, _, _ := strings.Cut(tc.inBody, ":")
+			before := refusedCount(t, reason)
 			ws, status, body, _ := tryDial(t, r.URL+tc.query, tc.header)
 			if status != tc.status || !strings.Contains(body, tc.inBody) {
 				t.Fatalf("status %d, body %q; want %d with %q", status, body, tc.status, tc.inBody)
+			}
+			if tc.status == http.StatusUnauthorized {
+				if got := refusedCount(t, reason) - before; got != 1 {
+					t.Fatalf("parley_ws_refused_total{reason=%q} went up by %v, want 1", reason, got)
+				}
 			}
 			if tc.session {
 				c := &client{t: t, ws: ws}
@@ -98,9 +136,7 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 	if _, status, body, _ := tryDial(t, r.URL, bearer(good)); status != 401 || !strings.Contains(body, "token_expired") {
 		t.Fatalf("after expiry: %d %q", status, body)
 	}
-	if v := metricValue(t, "parley_ws_refused_total", "reason", "token_expired"); v < 2 {
-		t.Fatalf("refusals counted by reason: token_expired %v", v)
-	}
+	checkRefusedLabels(t)
 }
 
 func TestPerIPCaps(t *testing.T) {
@@ -114,9 +150,13 @@ func TestPerIPCaps(t *testing.T) {
 			}
 			open = append(open, ws)
 		}
+		before := refusedCount(t, "ip_connections")
 		_, status, body, retry := tryDial(t, r.URL, nil)
 		if status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_connections:") || retry == "" {
 			t.Fatalf("fourth connection: %d %q Retry-After %q", status, body, retry)
+		}
+		if got := refusedCount(t, "ip_connections") - before; got != 1 {
+			t.Fatalf("ip_connections refusals counted: +%v", got)
 		}
 		// One closes: a new one is let in once the server has let go of it.
 		open[0].Close()
@@ -179,15 +219,20 @@ func TestPerIPCaps(t *testing.T) {
 				t.Fatalf("connection %d of the burst refused: %d %s", i+1, status, body)
 			}
 		}
+		before := refusedCount(t, "ip_rate")
 		_, status, body, retry := tryDial(t, r.URL, nil)
 		if status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") || retry != "1" {
 			t.Fatalf("past the burst: %d %q Retry-After %q", status, body, retry)
+		}
+		if got := refusedCount(t, "ip_rate") - before; got != 1 {
+			t.Fatalf("ip_rate refusals counted: +%v", got)
 		}
 		clock.Add(time.Second)
 		if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
 			t.Fatalf("a second later: %d %s", status, body)
 		}
 	})
+	checkRefusedLabels(t)
 }
 
 // A session past its most turns gets a clear error, and the socket and
@@ -276,7 +321,15 @@ func TestAllowedOrigins(t *testing.T) {
 			default:
 				h.Set("Origin", tc.origin)
 			}
+			before := refusedCount(t, "origin")
 			ws, status, body, _ := tryDial(t, r.URL, h)
+			want := 1.0
+			if tc.ok {
+				want = 0
+			}
+			if got := refusedCount(t, "origin") - before; got != want {
+				t.Fatalf("origin refusals counted: +%v, want +%v", got, want)
+			}
 			if tc.ok != (ws != nil) {
 				t.Fatalf("origin %q: status %d %q", h.Get("Origin"), status, body)
 			}
