@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/signaling"
@@ -45,6 +46,36 @@ func tryDial(t *testing.T, url string, h http.Header) (*websocket.Conn, int, str
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return nil, resp.StatusCode, string(b), resp.Header.Get("Retry-After")
+}
+
+// refusedCount is parley_ws_refused_total{reason}. The counters are the
+// process's, so tests compare before and after.
+func refusedCount(t *testing.T, reason string) float64 {
+	t.Helper()
+	return metricValue(t, "parley_ws_refused_total", "reason", reason)
+}
+
+// checkRefusedLabels fails if parley_ws_refused_total has a label other
+// than reason, or a reason outside the fixed set (never an address).
+func checkRefusedLabels(t *testing.T) {
+	t.Helper()
+	known := map[string]bool{"unauthorized": true, "token_expired": true, "origin": true, "ip_connections": true, "ip_rate": true, "shutdown": true}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "parley_ws_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "reason" || !known[l.GetValue()] {
+					t.Fatalf("parley_ws_refused_total has the label %s=%q", l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
 }
 
 func TestAuthBeforeUpgrade(t *testing.T) {
@@ -83,9 +114,16 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			reason, _, _ := strings.Cut(tc.inBody, ":")
+			before := refusedCount(t, reason)
 			ws, status, body, _ := tryDial(t, r.URL+tc.query, tc.header)
 			if status != tc.status || !strings.Contains(body, tc.inBody) {
 				t.Fatalf("status %d, body %q; want %d with %q", status, body, tc.status, tc.inBody)
+			}
+			if tc.status == http.StatusUnauthorized {
+				if got := refusedCount(t, reason) - before; got != 1 {
+					t.Fatalf("parley_ws_refused_total{reason=%q} went up by %v, want 1", reason, got)
+				}
 			}
 			if tc.session {
 				c := &client{t: t, ws: ws}
@@ -98,14 +136,12 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 	if _, status, body, _ := tryDial(t, r.URL, bearer(good)); status != 401 || !strings.Contains(body, "token_expired") {
 		t.Fatalf("after expiry: %d %q", status, body)
 	}
-	if v := metricValue(t, "parley_ws_refused_total", "reason", "token_expired"); v < 2 {
-		t.Fatalf("refusals counted by reason: token_expired %v", v)
-	}
+	checkRefusedLabels(t)
 }
 
 func TestPerIPCaps(t *testing.T) {
 	t.Run("open connections", func(t *testing.T) {
-		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxConnsPerIP: 3}})
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxConnsPerIP: 3, ConnectRatePerIP: -1}})
 		var open []*websocket.Conn
 		for i := 0; i < 3; i++ {
 			ws, status, body, _ := tryDial(t, r.URL, nil)
@@ -114,9 +150,13 @@ func TestPerIPCaps(t *testing.T) {
 			}
 			open = append(open, ws)
 		}
+		before := refusedCount(t, "ip_connections")
 		_, status, body, retry := tryDial(t, r.URL, nil)
 		if status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_connections:") || retry == "" {
 			t.Fatalf("fourth connection: %d %q Retry-After %q", status, body, retry)
+		}
+		if got := refusedCount(t, "ip_connections") - before; got != 1 {
+			t.Fatalf("ip_connections refusals counted: +%v", got)
 		}
 		// One closes: a new one is let in once the server has let go of it.
 		open[0].Close()
@@ -133,6 +173,44 @@ func TestPerIPCaps(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+	t.Run("on by default", func(t *testing.T) {
+		// A frozen clock: the bucket never refills, so the default burst
+		// is all one address gets.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{Now: clock.Now}})
+		burst := 2 * signaling.DefaultConnectRatePerIP
+		for i := 0; i < burst; i++ {
+			if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
+				t.Fatalf("connection %d of the default burst refused: %d %s", i+1, status, body)
+			}
+		}
+		if _, status, body, _ := tryDial(t, r.URL, nil); status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") {
+			t.Fatalf("past the default burst: %d %q", status, body)
+		}
+	})
+	t.Run("refused requests count too", func(t *testing.T) {
+		// Token guesses spend the address's rate like any request, and
+		// give back the connection slot they held while being checked.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
+			Auth:          signaling.AuthConfig{Tokens: []string{"the-token"}},
+			MaxConnsPerIP: 1, ConnectRatePerIP: 1, ConnectBurst: 3, Now: clock.Now,
+		}})
+		bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+		for i := 0; i < 3; i++ {
+			if _, status, body, _ := tryDial(t, r.URL, bearer("a-guess")); status != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d %q", i+1, status, body)
+			}
+		}
+		if _, status, body, _ := tryDial(t, r.URL, bearer("the-token")); status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") {
+			t.Fatalf("after the guesses used the burst: %d %q", status, body)
+		}
+		clock.Add(time.Second)
+		// One token back, and the one slot is free: the refusals released it.
+		if ws, status, body, _ := tryDial(t, r.URL, bearer("the-token")); ws == nil {
+			t.Fatalf("a second later, with the token: %d %s", status, body)
+		}
+	})
 	t.Run("new connections per second", func(t *testing.T) {
 		clock := &fakeClock{t: time.Unix(1000, 0)}
 		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{ConnectRatePerIP: 1, ConnectBurst: 2, Now: clock.Now}})
@@ -141,15 +219,20 @@ func TestPerIPCaps(t *testing.T) {
 				t.Fatalf("connection %d of the burst refused: %d %s", i+1, status, body)
 			}
 		}
+		before := refusedCount(t, "ip_rate")
 		_, status, body, retry := tryDial(t, r.URL, nil)
 		if status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") || retry != "1" {
 			t.Fatalf("past the burst: %d %q Retry-After %q", status, body, retry)
+		}
+		if got := refusedCount(t, "ip_rate") - before; got != 1 {
+			t.Fatalf("ip_rate refusals counted: +%v", got)
 		}
 		clock.Add(time.Second)
 		if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
 			t.Fatalf("a second later: %d %s", status, body)
 		}
 	})
+	checkRefusedLabels(t)
 }
 
 // A session past its most turns gets a clear error, and the socket and
@@ -202,8 +285,8 @@ func TestTokensAreNotLogged(t *testing.T) {
 			}
 		}
 	}
-	if logs.Len() == 0 {
-		t.Fatal("refusals are not logged at all")
+	if !strings.Contains(logs.String(), `msg="auth failed"`) || !strings.Contains(logs.String(), "reason=token_expired") {
+		t.Fatalf("auth failures are not logged with their reason:\n%s", logs.String())
 	}
 	for _, secretish := range []string{"static-token-valu", string(secret), expired[:20], "garbage"} {
 		if strings.Contains(logs.String(), secretish) {
@@ -238,7 +321,15 @@ func TestAllowedOrigins(t *testing.T) {
 			default:
 				h.Set("Origin", tc.origin)
 			}
+			before := refusedCount(t, "origin")
 			ws, status, body, _ := tryDial(t, r.URL, h)
+			want := 1.0
+			if tc.ok {
+				want = 0
+			}
+			if got := refusedCount(t, "origin") - before; got != want {
+				t.Fatalf("origin refusals counted: +%v, want +%v", got, want)
+			}
 			if tc.ok != (ws != nil) {
 				t.Fatalf("origin %q: status %d %q", h.Get("Origin"), status, body)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/signaling"
 )
 
 // BenchmarkTextTurn is one client's typed turn, from sending "text" to
@@ -37,8 +38,10 @@ func BenchmarkTextTurn(b *testing.B) {
 func BenchmarkParallelSessions(b *testing.B) {
 	for _, sessions := range []int{16, 64} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
+			// Every session dials from 127.0.0.1 at once: no per-IP caps.
 			r := startReplica(b, newRedis(b), local.New(local.Config{}),
-				replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 4096}})
+				replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 4096},
+					ws: signaling.Config{MaxConnsPerIP: -1, ConnectRatePerIP: -1}})
 			var done atomic.Int64
 			b.SetParallelism((sessions + 1) / 2) // GOMAXPROCS is 2 here
 			start := time.Now()

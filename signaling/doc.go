@@ -3,11 +3,16 @@
 // and writer goroutines. It turns client messages into calls on the
 // pipeline and session events into frames.
 //
-// Before the upgrade, a request must pass the optional authentication (a
-// static bearer token or an HMAC-signed token with an expiry, see
-// SignToken), the allowed origins, and the per-IP caps on open
-// connections and on new connections per second; a refusal is a plain
-// HTTP 401, 403 or 429 that names its Reason.
+// Before the upgrade, a request must pass, in this order, the per-IP caps
+// on open connections and on new connections per second (on by default;
+// a refused request has still spent its rate, so token guessing is slowed
+// too), the optional authentication (a static bearer token or an
+// HMAC-signed token with an expiry, see SignToken), and the allowed
+// origins. A refusal is a plain HTTP 429 (with Retry-After), 401 or 403
+// that names its Reason, counted in parley_ws_refused_total{reason}; the
+// log has the reason and the peer's address, never a token. A session's
+// user turns are capped in the session store; past the cap a text turn
+// gets the error turn_limit and the socket goes on.
 //
 // Per connection there is exactly one reader goroutine (it reads frames,
 // with a size cap and a read deadline refreshed by pongs) and at most one
@@ -20,6 +25,8 @@
 // writer, before live ones; events are de-duplicated by id, so each is
 // sent once, in order.
 //
-// Server's methods are safe for concurrent use. A connection's goroutines
-// end when the socket closes or Shutdown is called.
+// Server's methods are safe for concurrent use, except SetVoice, which is
+// called once before serving. SignToken is a pure function, safe anywhere.
+// A connection's goroutines end when the socket closes or Shutdown is
+// called.
 package signaling

@@ -12,6 +12,7 @@ import (
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/signaling"
 )
 
 func TestTextRoundTrip(t *testing.T) {
@@ -50,7 +51,9 @@ func TestTextRoundTrip(t *testing.T) {
 func TestConcurrentSessionsGetOnlyTheirOwnReplies(t *testing.T) {
 	rdb := newRedis(t)
 	llm := &echoLLM{max: 4, delay: time.Millisecond}
-	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 2000}})
+	// All 200 clients come from 127.0.0.1 at once: no per-IP caps.
+	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 2000},
+		ws: signaling.Config{MaxConnsPerIP: -1, ConnectRatePerIP: -1}})
 	const clients, turns = 200, 3
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)

@@ -31,9 +31,7 @@ type ipState struct {
 }
 
 func newIPLimiter(maxConns int, rate float64, burst int, now func() time.Time) *ipLimiter {
-	if burst < 1 {
-		burst = int(math.Max(1, math.Ceil(rate)))
-	}
+	burst = max(burst, 1) // Config.setDefaults picked it; a bucket holds at least one
 	return &ipLimiter{maxConns: maxConns, rate: rate, burst: float64(burst), now: now, ips: make(map[string]*ipState)}
 }
 

@@ -55,3 +55,33 @@ func TestClientIP(t *testing.T) {
 		})
 	}
 }
+
+// Zero in Config means the default caps, a negative value no cap.
+func TestIPCapDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		in              Config
+		conns           int
+		rate            float64
+		burst           int
+		connsOn, rateOn bool
+	}{
+		{"zero: the defaults", Config{}, DefaultMaxConnsPerIP, DefaultConnectRatePerIP, 2 * DefaultConnectRatePerIP, true, true},
+		{"negative: no caps", Config{MaxConnsPerIP: -1, ConnectRatePerIP: -1}, -1, -1, 0, false, false},
+		{"a rate without a burst: twice the rate", Config{ConnectRatePerIP: 2.5}, DefaultMaxConnsPerIP, 2.5, 5, true, true},
+		{"set values are kept", Config{MaxConnsPerIP: 3, ConnectRatePerIP: 1, ConnectBurst: 7}, 3, 1, 7, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.in
+			c.setDefaults()
+			if c.MaxConnsPerIP != tc.conns || c.ConnectRatePerIP != tc.rate || c.ConnectBurst != tc.burst {
+				t.Fatalf("got %d open, %g/s, burst %d; want %d, %g/s, burst %d",
+					c.MaxConnsPerIP, c.ConnectRatePerIP, c.ConnectBurst, tc.conns, tc.rate, tc.burst)
+			}
+			l := newIPLimiter(c.MaxConnsPerIP, c.ConnectRatePerIP, c.ConnectBurst, c.Now)
+			if (l.maxConns > 0) != tc.connsOn || (l.rate > 0) != tc.rateOn {
+				t.Fatalf("limiter: %d open, %g/s", l.maxConns, l.rate)
+			}
+		})
+	}
+}

@@ -38,9 +38,10 @@ type Config struct {
 	WebRTC         WebRTCConfig
 
 	Auth AuthConfig // who may connect; default: anyone
-	// Per client IP: open connections, and new connections per second
-	// with a burst. Zero or less: no cap (the default; cmd/parley sets
-	// caps). Behind a proxy every client has the proxy's IP unless
+	// Per client IP: open connections (default DefaultMaxConnsPerIP), and
+	// new connections per second (default DefaultConnectRatePerIP) with a
+	// burst (default twice the rate). Zero means the default, negative
+	// no cap. Behind a proxy every client has the proxy's IP unless
 	// TrustProxy takes X-Forwarded-For.
 	MaxConnsPerIP    int
 	ConnectRatePerIP float64
@@ -48,6 +49,14 @@ type Config struct {
 	TrustProxy       bool
 	Now              func() time.Time // the clock of token expiry and the caps; default time.Now
 }
+
+// Default per-IP caps: generous for people behind one NAT (an office, a
+// mobile carrier), tight enough that one address cannot take a replica's
+// sockets or make it spin on handshakes.
+const (
+	DefaultMaxConnsPerIP    = 256
+	DefaultConnectRatePerIP = 20
+)
 
 func (c *Config) setDefaults() {
 	if c.MaxMessage <= 0 {
@@ -73,6 +82,17 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	// The caps are on unless asked off: zero is the default, negative is
+	// no cap (the limiter treats <= 0 as off).
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.ConnectRatePerIP == 0 {
+		c.ConnectRatePerIP = DefaultConnectRatePerIP
+	}
+	if c.ConnectBurst <= 0 && c.ConnectRatePerIP > 0 {
+		c.ConnectBurst = int(math.Max(1, math.Ceil(2*c.ConnectRatePerIP)))
 	}
 }
 
@@ -180,10 +200,15 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 }
 
 // refuse answers a request that may not be upgraded, with the reason's
-// name and a message in words. Never the token: it is not logged either.
+// name and a message in words. Never the token: it is not logged either,
+// only the reason and the peer's address.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason Reason, msg string) {
 	refused.WithLabelValues(reason.String()).Inc()
-	s.log.Info("refused", "remote", r.RemoteAddr, "reason", reason.String())
+	what := "refused"
+	if status == http.StatusUnauthorized {
+		what = "auth failed"
+	}
+	s.log.Info(what, "remote", r.RemoteAddr, "reason", reason.String())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(reason.String() + ": " + msg + "\n"))
@@ -192,19 +217,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reas
 // ServeHTTP upgrades the request to a WebSocket and serves it until it
 // closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Auth.authenticate(r, s.cfg.Now()); err != nil {
-		reason := ReasonUnauthorized
-		if errors.Is(err, errTokenExpired) {
-			reason = ReasonTokenExpired
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
-		return
-	}
-	if !s.checkOrigin(r) {
-		s.refuse(w, r, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
-		return
-	}
+	// The per-IP caps come first, so that a client guessing tokens spends
+	// its address's budget (and our HMACs) like any other; a request
+	// refused later gives its connection slot back.
 	ip := clientIP(r, s.cfg.TrustProxy)
 	if reason, wait, ok := s.ipLimit.admit(ip); !ok {
 		secs := int(math.Ceil(wait.Seconds()))
@@ -214,6 +229,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg = fmt.Sprintf("more than %g new connections per second from this address", s.cfg.ConnectRatePerIP)
 		}
 		s.refuse(w, r, http.StatusTooManyRequests, reason, msg)
+		return
+	}
+	if err := s.cfg.Auth.authenticate(r, s.cfg.Now()); err != nil {
+		s.ipLimit.release(ip)
+		reason := ReasonUnauthorized
+		if errors.Is(err, errTokenExpired) {
+			reason = ReasonTokenExpired
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
+		return
+	}
+	if !s.checkOrigin(r) {
+		s.ipLimit.release(ip)
+		s.refuse(w, r, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
 		return
 	}
 	s.mu.Lock()
