@@ -3,8 +3,10 @@ package media
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
 	"testing"
+	"time"
 )
 
 // decodeRates are the rates a call's decoder may run at (OpusRate).
@@ -121,4 +123,79 @@ func FuzzResample(f *testing.F) {
 			t.Fatal("silence in, sound out")
 		}
 	})
+}
+
+// FuzzVAD: any PCM in frames of any sizes from 1 to 120 ms: the level is
+// a finite dBFS figure; the noise floor is the lowest level of the last
+// 1.5 s of audio (the frames whose durations add up to at most that, the
+// current one always), whatever the sizes; and the events alternate — a
+// start only while silent, an end only while speaking — in step with
+// Speaking.
+func FuzzVAD(f *testing.F) {
+	f.Add(make([]byte, 640), uint8(2), []byte{19})
+	f.Add([]byte{0xff, 0x7f, 0x00, 0x80}, uint8(0), []byte{0})
+	f.Add([]byte{1, 2, 3, 4, 5}, uint8(4), []byte{})
+	f.Add(tonePCM(8000, 400), uint8(0), []byte{4, 9})
+	f.Fuzz(func(t *testing.T, data []byte, rateSel uint8, sizes []byte) {
+		rate := decodeRates[int(rateSel)%len(decodeRates)]
+		// Short Start and Stop, so that few bytes reach both events.
+		v := NewVAD(VADConfig{SampleRate: rate, Start: 5 * time.Millisecond, Stop: 5 * time.Millisecond})
+		pcm := pcmOf(data)
+		var levels []float64
+		var durs []time.Duration
+		step := func(fr []int16) {
+			was := v.Speaking()
+			ev := v.Process(fr)
+			switch {
+			case ev == VADSpeechStart && (was || !v.Speaking()),
+				ev == VADSpeechEnd && (!was || v.Speaking()),
+				ev == VADNone && was != v.Speaking():
+				t.Fatalf("event %d: speaking %v, then %v", ev, was, v.Speaking())
+			}
+			lv := v.Level()
+			if math.IsNaN(lv) || math.IsInf(lv, 0) || lv < -120.5 || lv > 20 {
+				t.Fatalf("level %v dBFS", lv)
+			}
+			levels = append(levels, lv)
+			durs = append(durs, time.Duration(len(fr))*time.Second/time.Duration(rate))
+			want, span := lv, durs[len(durs)-1]
+			for i := len(levels) - 2; i >= 0 && span+durs[i] <= floorWindow; i-- {
+				span += durs[i]
+				want = math.Min(want, levels[i])
+			}
+			if v.Floor() != want {
+				t.Fatalf("frame %d (%v): floor %v, want %v, the lowest of the last %v", len(levels), durs[len(durs)-1], v.Floor(), want, span)
+			}
+		}
+		size := func(k int) int {
+			if len(sizes) == 0 {
+				return rate / 50
+			}
+			return rate / 1000 * (1 + int(sizes[k%len(sizes)])%120)
+		}
+		// The data, then 200 ms of silence, three times: speech that
+		// starts needs to end.
+		k := 0
+		for rep := 0; rep < 3; rep++ {
+			for i := 0; i < len(pcm); k++ {
+				n := min(size(k), len(pcm)-i)
+				step(pcm[i : i+n])
+				i += n
+			}
+			for i := 0; i < rate/5; k++ {
+				n := min(size(k), rate/5-i)
+				step(make([]int16, n))
+				i += n
+			}
+		}
+	})
+}
+
+// tonePCM is a loud 300 Hz tone as little-endian bytes.
+func tonePCM(rate, n int) []byte {
+	b := make([]byte, 0, 2*n)
+	for _, v := range tone(300, rate, n, 8000) {
+		b = binary.LittleEndian.AppendUint16(b, uint16(v))
+	}
+	return b
 }
