@@ -1,9 +1,12 @@
 package signaling
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/parleyhq/parley/pipeline/session"
 )
 
 // FuzzDecodeMessage: any text frame is either a message of a known type or
@@ -25,14 +28,25 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"type":"interrupt"}`, `{"type":"bye"}`,
 		`{"type":"launch"}`, `{"type":""}`, `{}`, `[]`, `null`, `"hello"`, `{"type":`, `{"type":1}`,
 		"\x00\xff", strings.Repeat(`{"a":`, 100),
+		`{"type":"` + strings.Repeat("dance", 20) + `"}`, `{"type":"\u00e9t\u00e9"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, bad := decodeMessage(data)
 		if bad != "" {
-			if strings.TrimSpace(bad) == "" {
-				t.Fatal("a refusal without words")
+			checkRefusal(t, bad)
+			if quoted, ok := strings.CutPrefix(bad, "unknown message type "); ok {
+				// The type is named, cut short if long, but never in the
+				// middle of a character.
+				name, err := strconv.Unquote(quoted)
+				if err != nil {
+					t.Fatalf("refusal %q: the type is not quoted: %v", bad, err)
+				}
+				name = strings.TrimSuffix(name, "…")
+				if !utf8.ValidString(name) || !strings.HasPrefix(m.Type, name) || name == "" {
+					t.Fatalf("refusal %q names %q, not a prefix of the type %q", bad, name, m.Type)
+				}
 			}
 			return
 		}
@@ -44,6 +58,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			const limit = 50
 			text, bad := turnText(&m, limit)
 			if bad != "" {
+				checkRefusal(t, bad)
 				if text != "" {
 					t.Fatal("text returned with a refusal")
 				}
@@ -52,10 +67,21 @@ func FuzzDecodeMessage(f *testing.F) {
 			if text == "" || text != strings.TrimSpace(text) || !utf8.ValidString(text) || utf8.RuneCountInString(text) > limit {
 				t.Fatalf("accepted text %q", text)
 			}
+		case "hello":
+			session.ValidEventID(m.LastEvent) // any string: no panic
 		case "offer":
 			if sdp, err := sdpOf(m.SDP); err == nil && sdp == "" && len(m.SDP) > 0 && string(m.SDP) != `""` {
 				t.Fatalf("an empty SDP from %s", m.SDP)
 			}
 		}
 	})
+}
+
+// checkRefusal: what a client is told of its bad message is words, valid
+// UTF-8, and short whatever it sent: bad input is not echoed back in bulk.
+func checkRefusal(t *testing.T, bad string) {
+	t.Helper()
+	if strings.TrimSpace(bad) == "" || !utf8.ValidString(bad) || len(bad) > 256 {
+		t.Fatalf("refusal %q", bad)
+	}
 }
