@@ -41,12 +41,17 @@ test: deps vet
 	$(GO) test $(TAGS) -race -count=1 -timeout 8m ./...
 	$(MAKE) fuzz
 
-# Each fuzz target runs briefly (the seed corpora also run as plain tests
-# above); a crash it finds is written to testdata/fuzz and fails the run.
-FUZZTIME ?= 10s
-fuzz:
+# Each fuzz target runs briefly (the seed corpora, with the inputs that
+# once failed in testdata/fuzz, also run as plain tests above); a failing
+# input is written to testdata/fuzz and fails the run. go test takes one
+# -fuzz target per package at a time, hence a line each.
+FUZZTIME ?= 5s
+fuzz: deps
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./signaling/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzBinaryFrames$$' -fuzztime $(FUZZTIME) ./signaling/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzResample$$' -fuzztime $(FUZZTIME) ./media/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzVAD$$' -fuzztime $(FUZZTIME) ./media/
 
 # Benchmarks measure and write figures down; they never fail on timings.
 # `make bench` runs short versions of every scenario (under 5 minutes);

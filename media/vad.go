@@ -55,9 +55,9 @@ const (
 type VAD struct {
 	cfg      VADConfig
 	hp, lp   biquad
-	floor    float64   // dBFS
-	levels   []float64 // ring of recent frame levels, for the floor
-	next     int
+	floor    float64       // dBFS
+	lows     []floorLevel  // the levels that may yet be the floor: rising, oldest first
+	clock    time.Duration // audio processed so far
 	speaking bool
 	voiced   time.Duration // speech run while not speaking (gaps bridged)
 	gap      time.Duration // current non-speech run while counting voiced
@@ -138,24 +138,32 @@ func (v *VAD) Process(frame []int16) VADEvent {
 // floorWindow is how far back the noise floor's minimum looks.
 const floorWindow = 1500 * time.Millisecond
 
+// floorLevel is a frame's level and when the frame began, on the VAD's
+// clock.
+type floorLevel struct {
+	level float64
+	start time.Duration
+}
+
+// trackFloor makes the floor the lowest level of the frames that began
+// within floorWindow (the current one always counts). The window is kept
+// in time, not in frames: frames may differ in size (Opus packets last
+// 2.5 to 120 ms), and the first must not decide the window for the whole
+// call. Only the levels that can still be the minimum are kept, so each
+// frame costs O(1) on average, however short.
 func (v *VAD) trackFloor(level float64, frame time.Duration) {
-	if v.levels == nil {
-		n := int(floorWindow / frame)
-		if n < 1 {
-			n = 1
-		}
-		v.levels = make([]float64, 0, n)
+	start := v.clock
+	v.clock += frame
+	for len(v.lows) > 0 && v.lows[len(v.lows)-1].level >= level {
+		v.lows = v.lows[:len(v.lows)-1]
 	}
-	if len(v.levels) < cap(v.levels) {
-		v.levels = append(v.levels, level)
-	} else {
-		v.levels[v.next] = level
-		v.next = (v.next + 1) % len(v.levels)
+	v.lows = append(v.lows, floorLevel{level, start})
+	i := 0
+	for i < len(v.lows)-1 && v.clock-v.lows[i].start > floorWindow {
+		i++
 	}
-	v.floor = v.levels[0]
-	for _, l := range v.levels[1:] {
-		v.floor = math.Min(v.floor, l)
-	}
+	v.lows = v.lows[i:]
+	v.floor = v.lows[0].level
 }
 
 // biquad is a second-order IIR section (RBJ cookbook).

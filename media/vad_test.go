@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -154,6 +155,36 @@ func TestVAD(t *testing.T) {
 			// End: the stop duration after the speech ends, give or take.
 			if d := ms(r.ends[0] - last); d < cfg.Stop-100*time.Millisecond || d > cfg.Stop+300*time.Millisecond {
 				t.Fatalf("end %v after the speech; want about %v", d, cfg.Stop)
+			}
+		})
+	}
+}
+
+// The noise floor looks back 1.5 s of audio whatever the frame sizes: a
+// first packet of 120 ms (or 2.5 ms) must not shrink (or stretch) the
+// window for the rest of the call. A steady sound after quiet counts as
+// speech until it has become the floor: for more than 1 s, and over
+// within 1.5 s plus Stop, as with 20 ms frames throughout.
+func TestVADFloorWindowIsTimeNotFrames(t *testing.T) {
+	cfg := VADConfig{}
+	cfg.setDefaults()
+	for _, first := range []int{40, 320, 1920} { // 2.5, 20 and 120 ms at 16 kHz
+		t.Run(fmt.Sprintf("first frame %d samples", first), func(t *testing.T) {
+			v := NewVAD(VADConfig{})
+			v.Process(noise(first, 30, 1))
+			quiet := noise(8000, 30, 2) // 500 ms
+			for i := 0; i < len(quiet); i += 320 {
+				v.Process(quiet[i : i+320])
+			}
+			loud := tone(300, 16000, 48000, 8000) // 3 s
+			end := time.Duration(0)
+			for i := 0; i < len(loud) && end == 0; i += 320 {
+				if v.Process(loud[i:i+320]) == VADSpeechEnd {
+					end = time.Duration(i+320) * time.Second / 16000
+				}
+			}
+			if end <= time.Second || end > floorWindow+cfg.Stop+100*time.Millisecond {
+				t.Fatalf("a steady sound ended as speech after %v (0: not in 3 s)", end)
 			}
 		})
 	}

@@ -763,5 +763,8 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) { // not in the middle of a character
+		n--
+	}
 	return s[:n] + "…"
 }

@@ -1,9 +1,22 @@
 package signaling
 
 import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/session"
 )
 
 // FuzzDecodeMessage: any text frame is either a message of a known type or
@@ -25,14 +38,25 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"type":"interrupt"}`, `{"type":"bye"}`,
 		`{"type":"launch"}`, `{"type":""}`, `{}`, `[]`, `null`, `"hello"`, `{"type":`, `{"type":1}`,
 		"\x00\xff", strings.Repeat(`{"a":`, 100),
+		`{"type":"` + strings.Repeat("dance", 20) + `"}`, `{"type":"\u00e9t\u00e9"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, bad := decodeMessage(data)
 		if bad != "" {
-			if strings.TrimSpace(bad) == "" {
-				t.Fatal("a refusal without words")
+			checkRefusal(t, bad)
+			if quoted, ok := strings.CutPrefix(bad, "unknown message type "); ok {
+				// The type is named, cut short if long, but never in the
+				// middle of a character.
+				name, err := strconv.Unquote(quoted)
+				if err != nil {
+					t.Fatalf("refusal %q: the type is not quoted: %v", bad, err)
+				}
+				name = strings.TrimSuffix(name, "…")
+				if !utf8.ValidString(name) || !strings.HasPrefix(m.Type, name) || name == "" {
+					t.Fatalf("refusal %q names %q, not a prefix of the type %q", bad, name, m.Type)
+				}
 			}
 			return
 		}
@@ -44,6 +68,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			const limit = 50
 			text, bad := turnText(&m, limit)
 			if bad != "" {
+				checkRefusal(t, bad)
 				if text != "" {
 					t.Fatal("text returned with a refusal")
 				}
@@ -52,10 +77,168 @@ func FuzzDecodeMessage(f *testing.F) {
 			if text == "" || text != strings.TrimSpace(text) || !utf8.ValidString(text) || utf8.RuneCountInString(text) > limit {
 				t.Fatalf("accepted text %q", text)
 			}
+		case "hello":
+			session.ValidEventID(m.LastEvent) // any string: no panic
 		case "offer":
 			if sdp, err := sdpOf(m.SDP); err == nil && sdp == "" && len(m.SDP) > 0 && string(m.SDP) != `""` {
 				t.Fatalf("an empty SDP from %s", m.SDP)
 			}
+		}
+	})
+}
+
+// checkRefusal: what a client is told of its bad message is words, valid
+// UTF-8, and short whatever it sent: bad input is not echoed back in bulk.
+func checkRefusal(t *testing.T, bad string) {
+	t.Helper()
+	if strings.TrimSpace(bad) == "" || !utf8.ValidString(bad) || len(bad) > 256 {
+		t.Fatalf("refusal %q", bad)
+	}
+}
+
+// audioFrames packs frames for FuzzBinaryFrames: each is a big-endian
+// 16-bit length, then that many bytes (fewer at the end of the input).
+func audioFrames(frames ...[]byte) []byte {
+	var b []byte
+	for _, f := range frames {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// silentASR and silentTTS stand in for the speech providers: a call is
+// built (never run) only for its input queue.
+type silentASR struct{}
+
+func (silentASR) SampleRate() int { return 16000 }
+func (silentASR) NewCall(context.Context, func(string)) (pipeline.Recognizer, error) {
+	return nil, errors.New("not run")
+}
+
+type silentTTS struct{}
+
+func (silentTTS) SampleRate() int                                               { return 16000 }
+func (silentTTS) Synthesize(context.Context, string, func([]int16) error) error { return nil }
+
+// badPackets is the count of caller frames dropped as not Opus.
+func badPackets(t *testing.T) float64 {
+	var m dto.Metric
+	if err := droppedAudio.WithLabelValues("bad_packet").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// callInputDropped is the pipeline's count of caller frames pushed out of
+// a call's input queue, read from this process's metrics.
+func callInputDropped(t *testing.T) float64 {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "parley_call_dropped_input_frames_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// FuzzBinaryFrames: what a connection does with a run of binary frames
+// (conn.audio). With a WebSocket call, each frame that a fresh decoder
+// fed the same frames refuses is counted as a bad packet and, within the
+// error budget, answered with a bad_request error that says so; each
+// frame it decodes reaches the call, and nothing is said. Without a call,
+// every frame is answered that binary frames carry call audio, and none
+// is decoded. Never a panic, and a few dozen bad frames do not close the
+// connection.
+func FuzzBinaryFrames(f *testing.F) {
+	enc, err := media.NewEncoder(0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := enc.Encode(make([]int16, media.FrameSamples))
+	garbage := []byte{0xff, 0xff, 0xff, 0xff, 0x00}
+	for _, call := range []bool{true, false} {
+		f.Add(audioFrames(good, good, good), call)
+		f.Add(audioFrames(good, garbage, good, []byte{}, good), call)
+		f.Add(audioFrames(make([]byte, media.MaxPacket+1), []byte{0x03, 0x81}, good[:len(good)/2]), call)
+	}
+	bad := make([][]byte, 30) // past the error budget
+	for i := range bad {
+		bad[i] = garbage
+	}
+	f.Add(audioFrames(bad...), true)
+
+	log := slog.New(slog.DiscardHandler)
+	f.Fuzz(func(t *testing.T, data []byte, withCall bool) {
+		var frames [][]byte
+		for len(data) >= 2 && len(frames) < 64 {
+			n := min(int(binary.BigEndian.Uint16(data)), len(data)-2)
+			frames = append(frames, data[2:2+n])
+			data = data[2+n:]
+		}
+		srv := &Server{}
+		srv.cfg.setDefaults()
+		c := newConn(srv, nil, log)
+		defer c.cancel()
+		// No writer (there is no socket): what the connection says stays
+		// queued, for the test to read.
+		c.send.running = true
+		ref, _ := media.NewDecoderRate(pipeline.InputRate(silentASR{}))
+		if withCall {
+			// A queue of one: every frame after the first that reaches the
+			// call pushes one out, and is counted.
+			call := pipeline.NewCall(pipeline.CallConfig{InputQueue: 1}, "s", nil, silentASR{}, silentTTS{}, c, log)
+			c.call.Store(call)
+			c.dec, _ = media.NewDecoderRate(pipeline.InputRate(silentASR{}))
+		}
+		badBefore, inBefore := badPackets(t), callInputDropped(t)
+		nbad, ngood, said := 0, 0, 0
+		for i, fr := range frames {
+			c.audio(fr)
+			_, err := ref.Decode(fr)
+			refused := !withCall || err != nil
+			switch {
+			case !withCall:
+			case err != nil:
+				nbad++
+			default:
+				ngood++
+			}
+			c.send.mu.Lock()
+			out := c.send.items
+			c.send.mu.Unlock()
+			// Below the budget every refusal is answered (however the
+			// seconds fall); past it, some are only counted.
+			if n := len(out) - said; n > 1 || !refused && n != 0 || refused && n == 0 && said < errorBudget {
+				t.Fatalf("frame %d (%d bytes, refused: %v): %d replies after %d", i, len(fr), refused, n, said)
+			}
+			for ; said < len(out); said++ {
+				var e errorMsg
+				if err := json.Unmarshal(out[said].data, &e); err != nil || e.Type != "error" || e.Code != codeBadRequest {
+					t.Fatalf("frame %d: reply %s", i, out[said].data)
+				}
+				want := "binary frames carry call audio"
+				if withCall {
+					want = "not a 20 ms Opus packet and was dropped: "
+				}
+				if !strings.Contains(e.Message, want) {
+					t.Fatalf("frame %d: %q does not say %q", i, e.Message, want)
+				}
+			}
+		}
+		if d := badPackets(t) - badBefore; int(d) != nbad {
+			t.Fatalf("%d bad packets counted; %d of %d frames were bad", int(d), nbad, len(frames))
+		}
+		if d := callInputDropped(t) - inBefore; int(d) != max(ngood-1, 0) {
+			t.Fatalf("%d frames pushed out of the call's queue of one; %d good frames reached it", int(d), ngood)
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("closed (%v) after %d frames", c.reason, len(frames))
+		default:
 		}
 	})
 }
