@@ -135,17 +135,45 @@ func callRun(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
 			}
 		}
 	}()
+	if err := speak(c, pkts); err != nil {
+		t.Fatalf("send audio: %v", err)
+	}
+	<-done
+	return h
+}
+
+// speak sends pkts on c's socket at real time, a packet every 20 ms, as a
+// microphone does; it stops at the first failed write.
+func speak(c *client, pkts [][]byte) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for _, p := range pkts {
 		<-tick.C
+		c.sendMu.Lock()
 		_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-			t.Fatalf("send audio: %v", err)
+		err := c.ws.WriteMessage(websocket.BinaryMessage, p)
+		c.sendMu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
-	<-done
-	return h
+	return nil
+}
+
+// remoteSpeech is the OpenAI-compatible recogniser and synthesiser on a
+// fake speech server that hears transcript.
+func remoteSpeech(t *testing.T, transcript string) (pipeline.ASR, pipeline.TTS, *sync.Map) {
+	t.Helper()
+	base, seen := fakeSpeechServer(t, transcript)
+	asr, err := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tts, err := openai.NewSpeech(openai.Config{BaseURL: base, Model: "tts-1"}, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asr, tts, seen
 }
 
 // recorder is the offline responder, remembering the conversations it saw.
@@ -333,17 +361,9 @@ func TestBargeIn(t *testing.T) {
 	speech := opusSpeech(t, v, "what time is it", 0, 1500*time.Millisecond)
 	onset := speechOnsetFrames(t, v, "what time is it")
 	sentDone := make(chan struct{})
-	go func() {
+	go func() { // ends when the speech is sent or the socket fails
 		defer close(sentDone)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for _, p := range speech {
-			<-tick.C
-			_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if c.ws.WriteMessage(websocket.BinaryMessage, p) != nil {
-				return
-			}
-		}
+		_ = speak(c, speech)
 	}()
 	botFrames := 0
 	var interrupted, done1 *event
@@ -451,15 +471,7 @@ func fakeSpeechServer(t *testing.T, transcript string) (string, *sync.Map) {
 
 func TestVoiceCallWithRemoteProviders(t *testing.T) {
 	_, v := offline(t) // flite only makes the caller's speech
-	base, seen := fakeSpeechServer(t, "what time is it")
-	rasr, err := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rtts, err := openai.NewSpeech(openai.Config{BaseURL: base, Model: "tts-1"}, "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rasr, rtts, seen := remoteSpeech(t, "what time is it")
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: rasr, tts: rtts})
 	h := callClient(t, r.URL, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
 	var final, done *event
@@ -500,9 +512,7 @@ func (failingLLM) Stream(context.Context, [][]pipeline.Message, func(int, string
 // hears the apology, and the call goes on.
 func TestUpstreamFailureIsSpokenAndTheCallGoesOn(t *testing.T) {
 	_, v := offline(t)
-	base, _ := fakeSpeechServer(t, "what time is it")
-	rasr, _ := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
-	rtts, _ := openai.NewSpeech(openai.Config{BaseURL: base, Model: "tts-1"}, "", 0)
+	rasr, rtts, _ := remoteSpeech(t, "what time is it")
 	r := startReplica(t, newRedis(t), failingLLM{}, replicaOpts{asr: rasr, tts: rtts})
 	c := dial(t, r.URL)
 	h := callRun(t, c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond), true)
@@ -549,20 +559,7 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 		t.Fatalf("%s", hello.raw)
 	}
 	caller, pkts := c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond)
-	go func() { // the caller speaks, at real time; ends with the packets
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for _, p := range pkts {
-			<-tick.C
-			caller.sendMu.Lock()
-			_ = caller.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			err := caller.ws.WriteMessage(websocket.BinaryMessage, p)
-			caller.sendMu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	go func() { _ = speak(caller, pkts) }() // ends with the packets or the socket
 	before, after := 0, 0
 	stopped, restarted := false, false
 	var done string

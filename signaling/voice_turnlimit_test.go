@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/parleyhq/parley/pipeline/local"
-	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -18,15 +15,7 @@ import (
 // turn_limit (and no reply), and the call and the socket go on.
 func TestTurnLimitInACall(t *testing.T) {
 	_, v := offline(t) // flite only makes the caller's speech
-	base, _ := fakeSpeechServer(t, "what time is it")
-	rasr, err := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rtts, err := openai.NewSpeech(openai.Config{BaseURL: base, Model: "tts-1"}, "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rasr, rtts, _ := remoteSpeech(t, "what time is it")
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{
 		asr: rasr, tts: rtts, store: session.Config{MaxTurns: 1},
 	})
@@ -34,20 +23,7 @@ func TestTurnLimitInACall(t *testing.T) {
 	c := dial(t, r.URL)
 	callOn(t, c, speech) // turn 1, answered and played
 
-	go func() { // the caller speaks again; ends when the packets are sent
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for _, p := range speech {
-			<-tick.C
-			c.sendMu.Lock()
-			_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			err := c.ws.WriteMessage(websocket.BinaryMessage, p)
-			c.sendMu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	go func() { _ = speak(c, speech) }() // the caller speaks again; ends with the packets or the socket
 	for {
 		ev := c.next()
 		if (ev.Type == "reply.done" || ev.Type == "reply.delta") && ev.Turn > 1 {
