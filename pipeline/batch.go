@@ -285,13 +285,21 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 func (e *Engine) finishReply(ctx context.Context, j *job) {
 	tail := j.buf.String()
 	var st session.FinishStatus
+	var del *redis.IntCmd
 	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {
+		del = redis.NewIntCmd(ctx, "xdel", j.stream, j.entry)
 		st, err = e.store.FinishReply(ctx, j.session, session.Finish{
 			Turn: j.turn, Run: j.run, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
-		}, redis.NewIntCmd(ctx, "xdel", j.stream, j.entry))
+		}, del)
 		return err
 	})
-	j.keep = true // deleted above
+	j.keep = true // deleted with the finish
+	if err == nil && del.Err() != nil {
+		// The reply is stored but its job is not gone: delete it on its own
+		// (deleteJob logs a failure; a job left behind is answered
+		// StartDone and dropped when it is redelivered).
+		e.deleteJob(ctx, j)
+	}
 	if err == nil && tail != "" && !j.flushed {
 		firstToken.Observe(time.Since(j.accepted).Seconds())
 	}

@@ -440,7 +440,9 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 }
 
 // evalWith runs the script and the commands in with in one round trip. A
-// Redis that lost its scripts (a restart) gets the script's source.
+// Redis that lost its scripts (a restart) gets the script's source. The
+// commands in with keep their own results and errors: the caller reads
+// them.
 func (s *Store) evalWith(ctx context.Context, sc *redis.Script, keys []string, args []any, with []redis.Cmder) *redis.Cmd {
 	if len(with) == 0 {
 		return sc.Run(ctx, s.rdb, keys, args...)
