@@ -566,7 +566,7 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 	for done == "" {
 		timeout := 30 * time.Second
 		if stopped && !restarted {
-			timeout = 500 * time.Millisecond // the audio has ended when nothing comes for this long
+			timeout = 2 * time.Second // the audio has ended when nothing comes for this long (frames come every 20 ms)
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
 		kind, b, err := c.ws.ReadMessage()
