@@ -8,7 +8,6 @@ import (
 
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/local"
-	"github.com/parleyhq/parley/signaling"
 )
 
 // BenchmarkTextTurn is one client's typed turn, from sending "text" to
@@ -38,10 +37,10 @@ func BenchmarkTextTurn(b *testing.B) {
 func BenchmarkParallelSessions(b *testing.B) {
 	for _, sessions := range []int{16, 64} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
-			// Every session dials from 127.0.0.1 at once: no per-IP caps.
+			// Every session dials from 127.0.0.1 at once (the default: no
+			// per-IP caps); a queue that never says busy, to measure turns.
 			r := startReplica(b, newRedis(b), local.New(local.Config{}),
-				replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 4096},
-					ws: signaling.Config{MaxConnsPerIP: -1, ConnectRatePerIP: -1}})
+				replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 4096}})
 			var done atomic.Int64
 			b.SetParallelism((sessions + 1) / 2) // GOMAXPROCS is 2 here
 			start := time.Now()

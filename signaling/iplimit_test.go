@@ -56,7 +56,7 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
-// Zero in Config means the default caps, a negative value no cap.
+// Zero in Config (the default) means no cap, as does a negative value.
 func TestIPCapDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
@@ -66,9 +66,9 @@ func TestIPCapDefaults(t *testing.T) {
 		burst           int
 		connsOn, rateOn bool
 	}{
-		{"zero: the defaults", Config{}, DefaultMaxConnsPerIP, DefaultConnectRatePerIP, 2 * DefaultConnectRatePerIP, true, true},
+		{"zero, the default: no caps", Config{}, 0, 0, 0, false, false},
 		{"negative: no caps", Config{MaxConnsPerIP: -1, ConnectRatePerIP: -1}, -1, -1, 0, false, false},
-		{"a rate without a burst: twice the rate", Config{ConnectRatePerIP: 2.5}, DefaultMaxConnsPerIP, 2.5, 5, true, true},
+		{"a rate without a burst: twice the rate", Config{ConnectRatePerIP: 2.5}, 0, 2.5, 5, false, true},
 		{"set values are kept", Config{MaxConnsPerIP: 3, ConnectRatePerIP: 1, ConnectBurst: 7}, 3, 1, 7, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -38,25 +38,19 @@ type Config struct {
 	WebRTC         WebRTCConfig
 
 	Auth AuthConfig // who may connect; default: anyone
-	// Per client IP: open connections (default DefaultMaxConnsPerIP), and
-	// new connections per second (default DefaultConnectRatePerIP) with a
-	// burst (default twice the rate). Zero means the default, negative
-	// no cap. Behind a proxy every client has the proxy's IP unless
-	// TrustProxy takes X-Forwarded-For.
+	// Per client IP, opt-in: open connections, and new connections per
+	// second with a burst (default twice the rate). Zero (the default)
+	// means no cap, as in nginx, Centrifugo and LiveKit: behind a proxy or
+	// a NAT many good clients share one address, and a cap on it refuses
+	// them (docs/operations.md has values for a server exposed directly).
+	// Behind a proxy every client has the proxy's IP unless TrustProxy
+	// takes X-Forwarded-For.
 	MaxConnsPerIP    int
 	ConnectRatePerIP float64
 	ConnectBurst     int
 	TrustProxy       bool
 	Now              func() time.Time // the clock of token expiry and the caps; default time.Now
 }
-
-// Default per-IP caps: generous for people behind one NAT (an office, a
-// mobile carrier), tight enough that one address cannot take a replica's
-// sockets or make it spin on handshakes.
-const (
-	DefaultMaxConnsPerIP    = 256
-	DefaultConnectRatePerIP = 20
-)
 
 func (c *Config) setDefaults() {
 	if c.MaxMessage <= 0 {
@@ -83,14 +77,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	// The caps are on unless asked off: zero is the default, negative is
-	// no cap (the limiter treats <= 0 as off).
-	if c.MaxConnsPerIP == 0 {
-		c.MaxConnsPerIP = DefaultMaxConnsPerIP
-	}
-	if c.ConnectRatePerIP == 0 {
-		c.ConnectRatePerIP = DefaultConnectRatePerIP
-	}
+	// The caps are off unless set (the limiter treats <= 0 as off).
 	if c.ConnectBurst <= 0 && c.ConnectRatePerIP > 0 {
 		c.ConnectBurst = int(math.Max(1, math.Ceil(2*c.ConnectRatePerIP)))
 	}

@@ -229,9 +229,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 
 	f.str(&c.AuthTokens, "auth-tokens", "PARLEY_AUTH_TOKENS", "", "comma-separated bearer tokens accepted on /ws (never logged); empty: see -auth-secret")
 	f.str(&c.AuthSecret, "auth-secret", "PARLEY_AUTH_SECRET", "", "HMAC key of signed tokens with an expiry accepted on /ws (mint with 'parley token'); with neither, /ws is open")
-	f.int(&c.MaxConnsPerIP, "max-conns-per-ip", "PARLEY_MAX_CONNS_PER_IP", signaling.DefaultMaxConnsPerIP, "open WebSocket connections per client IP; 0: no cap")
-	f.float(&c.ConnectRate, "connect-rate-per-ip", "PARLEY_CONNECT_RATE_PER_IP", signaling.DefaultConnectRatePerIP, "new WebSocket connections per second per client IP; 0: no cap")
-	f.int(&c.ConnectBurst, "connect-burst-per-ip", "PARLEY_CONNECT_BURST_PER_IP", 2*signaling.DefaultConnectRatePerIP, "burst of new connections per client IP; 0: twice the rate")
+	f.int(&c.MaxConnsPerIP, "max-conns-per-ip", "PARLEY_MAX_CONNS_PER_IP", 0, "open WebSocket connections per client IP; 0: no cap (see docs/operations.md before setting one behind a proxy)")
+	f.float(&c.ConnectRate, "connect-rate-per-ip", "PARLEY_CONNECT_RATE_PER_IP", 0, "new WebSocket connections per second per client IP; 0: no cap")
+	f.int(&c.ConnectBurst, "connect-burst-per-ip", "PARLEY_CONNECT_BURST_PER_IP", 0, "burst of new connections per client IP; 0: twice the rate")
 	f.bool(&c.TrustProxy, "trust-proxy", "PARLEY_TRUST_PROXY", false, "take the client IP from X-Forwarded-For (only behind a proxy that sets it)")
 	f.int64(&c.MaxTurns, "session-max-turns", "PARLEY_SESSION_MAX_TURNS", 10000, "user turns a session may have")
 
@@ -270,15 +270,6 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 }
 
 func (c *config) origins() []string { return list(c.Origins) }
-
-// noCap turns a flag's "0: no cap" into signaling.Config's, where zero
-// means the default and a negative value no cap.
-func noCap[T int | float64](v T) T {
-	if v <= 0 {
-		return -1
-	}
-	return v
-}
 
 // list splits a comma-separated setting.
 func list(s string) []string {

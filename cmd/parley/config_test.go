@@ -119,16 +119,3 @@ func TestWebRTCSettings(t *testing.T) {
 		})
 	}
 }
-
-// The flags' "0: no cap" must reach signaling.Config as a negative value:
-// there zero means the default caps.
-func TestNoCap(t *testing.T) {
-	for _, tc := range []struct{ in, want float64 }{{0, -1}, {-5, -1}, {0.5, 0.5}, {20, 20}} {
-		if got := noCap(tc.in); got != tc.want {
-			t.Errorf("noCap(%g) = %g, want %g", tc.in, got, tc.want)
-		}
-	}
-	if got := noCap(0); got != -1 {
-		t.Errorf("noCap(int 0) = %d", got)
-	}
-}

@@ -118,7 +118,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
-		MaxConnsPerIP: noCap(cfg.MaxConnsPerIP), ConnectRatePerIP: noCap(cfg.ConnectRate), ConnectBurst: cfg.ConnectBurst,
+		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
 		TrustProxy: cfg.TrustProxy,
 	}, store, hub, engine, log.With("component", "ws"))
 	if cfg.AuthTokens == "" && cfg.AuthSecret == "" {
