@@ -49,7 +49,7 @@ FUZZTIME ?= 5s
 fuzz: deps
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./signaling/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzBinaryFrames$$' -fuzztime $(FUZZTIME) ./signaling/
-	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/opus/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzResample$$' -fuzztime $(FUZZTIME) ./media/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzVAD$$' -fuzztime $(FUZZTIME) ./media/
 

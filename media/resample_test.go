@@ -4,25 +4,15 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/parleyhq/parley/internal/testkit"
 )
 
-func tone(freq float64, rate, n int, amp float64) []int16 {
-	s := make([]int16, n)
-	for i := range s {
-		s[i] = int16(amp * math.Sin(2*math.Pi*freq*float64(i)/float64(rate)))
-	}
-	return s
-}
-
-func rms(s []int16) float64 {
-	var sum float64
-	for _, v := range s {
-		sum += float64(v) * float64(v)
-	}
-	return math.Sqrt(sum / float64(len(s)))
-}
-
-func db(x float64) float64 { return 20 * math.Log10(x) }
+var (
+	tone = testkit.Tone
+	rms  = testkit.RMS
+	db   = testkit.DB
+)
 
 // The frequency response: a tone in the passband keeps its level, a tone
 // above the output's Nyquist is removed (no aliasing), for the ratios the
@@ -85,8 +75,8 @@ func TestResamplerRoundTrip(t *testing.T) {
 
 func BenchmarkResample48to16(b *testing.B) {
 	r, _ := NewResampler(48000, 16000)
-	frame := tone(1000, 48000, FrameSamples, 8000)
-	out := make([]int16, 0, FrameSamples)
+	frame := tone(1000, 48000, 960, 8000)
+	out := make([]int16, 0, 960)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		out = r.Process(frame, out[:0])
@@ -96,7 +86,7 @@ func BenchmarkResample48to16(b *testing.B) {
 func BenchmarkResample22050to48(b *testing.B) {
 	r, _ := NewResampler(22050, 48000)
 	frame := tone(1000, 22050, 441, 8000)
-	out := make([]int16, 0, FrameSamples*2)
+	out := make([]int16, 0, 960*2)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		out = r.Process(frame, out[:0])

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 )
 
 var (
@@ -233,10 +234,10 @@ func (c *Call) InputRate() int { return InputRate(c.asr) }
 
 // InputRate is Call.InputRate for a call with this recogniser.
 func InputRate(asr ASR) int {
-	if r := asr.SampleRate(); media.OpusRate(r) {
+	if r := asr.SampleRate(); opus.NativeRate(r) {
 		return r
 	}
-	return media.SampleRate
+	return opus.Rate
 }
 
 // Run runs the call until ctx ends.
@@ -251,13 +252,13 @@ func (c *Call) Run(ctx context.Context) error {
 	// call when there is one).
 	var up, down *media.Resampler
 	encRate := c.tts.SampleRate()
-	if !media.OpusRate(encRate) {
-		encRate = media.SampleRate
+	if !opus.NativeRate(encRate) {
+		encRate = opus.Rate
 		if up, err = media.NewResampler(c.tts.SampleRate(), encRate); err != nil {
 			return err
 		}
 	}
-	enc, err := media.NewEncoderRate(encRate, c.cfg.Complexity)
+	enc, err := opus.NewEncoder(encRate, c.cfg.Complexity)
 	if err != nil {
 		return err
 	}
@@ -495,7 +496,7 @@ func (s *speech) heard(sent int64) string {
 // speakLoop: the followed turn's reply text → sentences → speech → Opus
 // frames → the pacer; and, when the reply has been played or cut off,
 // what was heard → FinishSpoken.
-func (c *Call) speakLoop(ctx context.Context, enc *media.Encoder, up *media.Resampler) {
+func (c *Call) speakLoop(ctx context.Context, enc *opus.Encoder, up *media.Resampler) {
 	var cur speech
 	var frame, res []int16 // samples not yet a whole frame; resampler output
 	pushed := int64(0)     // frames given to the pacer, ever

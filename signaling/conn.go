@@ -15,7 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -60,7 +60,7 @@ type conn struct {
 
 	call     atomic.Pointer[pipeline.Call] // set once at hello when the client asked for ws audio
 	callDone chan struct{}                 // closed when the call's Run returns
-	dec      *media.Decoder                // owned by the reader
+	dec      *opus.Decoder                 // owned by the reader
 	rtc      *rtcPeer                      // a WebRTC call's peer; owned by the reader
 
 	// Owned by the reader goroutine.
@@ -655,7 +655,7 @@ func (c *conn) startCall(id, transport string) {
 		// told of it through its own queue.
 		c.media = make(chan []byte, mediaQueue)
 		c.enqueue(frame{media: c.media})
-		dec, err := media.NewDecoderRate(pipeline.InputRate(v.asr))
+		dec, err := opus.NewDecoder(pipeline.InputRate(v.asr))
 		if err != nil {
 			c.log.Error("opus decoder", "err", err)
 			c.sendError(codeInternal, "the audio decoder could not start")

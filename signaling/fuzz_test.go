@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -154,16 +154,16 @@ func callInputDropped(t *testing.T) float64 {
 // is decoded. Never a panic, and a few dozen bad frames do not close the
 // connection.
 func FuzzBinaryFrames(f *testing.F) {
-	enc, err := media.NewEncoder(0)
+	enc, err := opus.NewEncoder(opus.Rate, 0)
 	if err != nil {
 		f.Fatal(err)
 	}
-	good, _ := enc.Encode(make([]int16, media.FrameSamples))
+	good, _ := enc.Encode(make([]int16, opus.FrameSamples))
 	garbage := []byte{0xff, 0xff, 0xff, 0xff, 0x00}
 	for _, call := range []bool{true, false} {
 		f.Add(audioFrames(good, good, good), call)
 		f.Add(audioFrames(good, garbage, good, []byte{}, good), call)
-		f.Add(audioFrames(make([]byte, media.MaxPacket+1), []byte{0x03, 0x81}, good[:len(good)/2]), call)
+		f.Add(audioFrames(make([]byte, opus.MaxPacket+1), []byte{0x03, 0x81}, good[:len(good)/2]), call)
 	}
 	bad := make([][]byte, 30) // past the error budget
 	for i := range bad {
@@ -186,13 +186,13 @@ func FuzzBinaryFrames(f *testing.F) {
 		// No writer (there is no socket): what the connection says stays
 		// queued, for the test to read.
 		c.send.running = true
-		ref, _ := media.NewDecoderRate(pipeline.InputRate(silentASR{}))
+		ref, _ := opus.NewDecoder(pipeline.InputRate(silentASR{}))
 		if withCall {
 			// A queue of one: every frame after the first that reaches the
 			// call pushes one out, and is counted.
 			call := pipeline.NewCall(pipeline.CallConfig{InputQueue: 1}, "s", nil, silentASR{}, silentTTS{}, c, log)
 			c.call.Store(call)
-			c.dec, _ = media.NewDecoderRate(pipeline.InputRate(silentASR{}))
+			c.dec, _ = opus.NewDecoder(pipeline.InputRate(silentASR{}))
 		}
 		badBefore, inBefore := badPackets(t), callInputDropped(t)
 		nbad, ngood, said := 0, 0, 0

@@ -14,7 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/signaling"
 )
@@ -112,11 +112,11 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 	}
 	good = append(good, call)
 
-	enc, err := media.NewEncoder(0)
+	enc, err := opus.NewEncoder(opus.Rate, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opus, _ := enc.Encode(make([]int16, media.FrameSamples))
+	goodPkt, _ := enc.Encode(make([]int16, opus.FrameSamples))
 	hello := map[string]any{"type": "hello"}
 	attacks := []attack{
 		{name: "malformed JSON", hello: hello, says: "malformed JSON",
@@ -131,12 +131,12 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 		{name: "frames past the read cap", hello: hello, closed: true,
 			frames: []wsFrame{textFrame(`{"type":"text","text":"` + strings.Repeat("y", maxMessage) + `"}`), {websocket.BinaryMessage, make([]byte, maxMessage+1)}}},
 		{name: "binary frames without a call", hello: hello, says: "binary frames carry call audio",
-			frames: []wsFrame{{websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd}}, {websocket.BinaryMessage, opus}}},
+			frames: []wsFrame{{websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd}}, {websocket.BinaryMessage, goodPkt}}},
 		{name: "garbage Opus on a call", hello: map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}},
 			says: "not a 20 ms Opus packet",
 			// A good packet among them is taken without a word.
-			frames: []wsFrame{{websocket.BinaryMessage, []byte{0xff, 0xff, 0xff, 0xff, 0x00}}, {websocket.BinaryMessage, nil}, {websocket.BinaryMessage, opus},
-				{websocket.BinaryMessage, make([]byte, media.MaxPacket+1)}, {websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd}}}},
+			frames: []wsFrame{{websocket.BinaryMessage, []byte{0xff, 0xff, 0xff, 0xff, 0x00}}, {websocket.BinaryMessage, nil}, {websocket.BinaryMessage, goodPkt},
+				{websocket.BinaryMessage, make([]byte, opus.MaxPacket+1)}, {websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd}}}},
 		{name: "forged resume", hello: map[string]any{"type": "hello", "session": good[0].session, "token": "forged"},
 			says: "wrong", closes: []string{"4401 unauthorized"}, closed: true,
 			frames: []wsFrame{textFrame(`{"type":"text","text":"let me in"}`)}},

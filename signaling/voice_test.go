@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
@@ -57,14 +58,14 @@ func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Du
 	if err := v.Synthesize(context.Background(), text, func(p []int16) error { pcm16 = append(pcm16, p...); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	up, _ := media.NewResampler(16000, media.SampleRate)
-	pcm := make([]int16, int(before.Seconds()*media.SampleRate))
+	up, _ := media.NewResampler(16000, opus.Rate)
+	pcm := make([]int16, int(before.Seconds()*opus.Rate))
 	pcm = up.Process(pcm16, pcm)
-	pcm = append(pcm, make([]int16, int(after.Seconds()*media.SampleRate))...)
-	enc, _ := media.NewEncoder(0)
+	pcm = append(pcm, make([]int16, int(after.Seconds()*opus.Rate))...)
+	enc, _ := opus.NewEncoder(opus.Rate, 0)
 	var pkts [][]byte
-	for i := 0; i+media.FrameSamples <= len(pcm); i += media.FrameSamples {
-		p, err := enc.Encode(pcm[i : i+media.FrameSamples])
+	for i := 0; i+opus.FrameSamples <= len(pcm); i += opus.FrameSamples {
+		p, err := enc.Encode(pcm[i : i+opus.FrameSamples])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +259,7 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 		*lat.ASR, lat.LLMFirstToken, lat.TTSFirstAudio, *lat.VoiceToVoice, 600*time.Millisecond)
 
 	// The audio decodes, and it is as long as the reply spoken by flite.
-	dec, _ := media.NewDecoder()
+	dec, _ := opus.NewDecoder(opus.Rate)
 	for i, p := range h.audio {
 		if _, err := dec.Decode(p); err != nil {
 			t.Fatalf("frame %d: %v", i, err)
@@ -266,7 +267,7 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	}
 	var want int
 	_ = v.Synthesize(context.Background(), done.Text, func(p []int16) error { want += len(p); return nil })
-	wantFrames := want * 3 / media.FrameSamples
+	wantFrames := want * 3 / opus.FrameSamples
 	if n := len(h.audio); n < wantFrames*9/10 || n > wantFrames*11/10+2 {
 		t.Fatalf("%d frames of bot audio; the reply spoken is about %d", n, wantFrames)
 	}
@@ -595,7 +596,7 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 	}
 	var want int
 	_ = v.Synthesize(context.Background(), done, func(p []int16) error { want += len(p); return nil })
-	wantFrames := want * 3 / media.FrameSamples
+	wantFrames := want * 3 / opus.FrameSamples
 	if after < wantFrames*8/10 {
 		t.Fatalf("%d frames came while Redis was away, of the reply's %d", after, wantFrames)
 	}

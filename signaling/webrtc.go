@@ -12,7 +12,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 
-	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
 )
 
@@ -144,7 +144,7 @@ func (c *conn) startRTC() (*rtcPeer, error) {
 // readAudio decodes the caller's RTP packets into the call. Chrome sends
 // empty padding packets; they are skipped.
 func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
-	dec, err := media.NewDecoderRate(p.call.InputRate())
+	dec, err := opus.NewDecoder(p.call.InputRate())
 	if err != nil {
 		return
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 
-	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/signaling"
 )
@@ -168,7 +168,7 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 	// paced.
 	mu.Lock()
 	defer mu.Unlock()
-	dec, _ := media.NewDecoder()
+	dec, _ := opus.NewDecoder(opus.Rate)
 	for i, p := range audio {
 		if _, err := dec.Decode(p); err != nil {
 			t.Fatalf("frame %d: %v", i, err)

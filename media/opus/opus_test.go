@@ -1,21 +1,30 @@
-package media
+package opus
 
 import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/parleyhq/parley/internal/testkit"
+	"github.com/parleyhq/parley/media"
+)
+
+var (
+	tone = testkit.Tone
+	rms  = testkit.RMS
+	db   = testkit.DB
 )
 
 func TestOpusRoundTrip(t *testing.T) {
-	enc, err := NewEncoder(0)
+	enc, err := NewEncoder(Rate, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := NewDecoder()
+	dec, err := NewDecoder(Rate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := tone(440, SampleRate, SampleRate, 8000) // 1 s
+	src := tone(440, Rate, Rate, 8000) // 1 s
 	var out []int16
 	for i := 0; i+FrameSamples <= len(src); i += FrameSamples {
 		pkt, err := enc.Encode(src[i : i+FrameSamples])
@@ -35,26 +44,26 @@ func TestOpusRoundTrip(t *testing.T) {
 		out = append(out, pcm...)
 	}
 	// A lossy codec: the level survives within a dB or two.
-	if g := db(rms(out[SampleRate/4:]) / rms(src[SampleRate/4:])); g < -2 || g > 2 {
+	if g := db(rms(out[Rate/4:]) / rms(src[Rate/4:])); g < -2 || g > 2 {
 		t.Fatalf("level after Opus: %.1f dB", g)
 	}
 }
 
 func TestBadInput(t *testing.T) {
-	dec, _ := NewDecoder()
+	dec, _ := NewDecoder(Rate)
 	for name, pkt := range map[string][]byte{
 		"empty":     {},
 		"oversized": make([]byte, MaxPacket+1),
 		"garbage":   {0xff, 0xff, 0xff, 0xff, 0x00, 0x13},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := dec.Decode(pkt); !errors.Is(err, ErrPacket) {
+			if _, err := dec.Decode(pkt); !errors.Is(err, media.ErrPacket) {
 				t.Fatalf("got %v, want ErrPacket", err)
 			}
 		})
 	}
 	// The decoder still works after garbage.
-	enc, _ := NewEncoder(0)
+	enc, _ := NewEncoder(Rate, 0)
 	pkt, _ := enc.Encode(make([]int16, FrameSamples))
 	if _, err := dec.Decode(pkt); err != nil {
 		t.Fatalf("after bad packets: %v", err)
@@ -62,15 +71,15 @@ func TestBadInput(t *testing.T) {
 	if _, err := enc.Encode(make([]int16, 100)); err == nil {
 		t.Fatal("a short frame must be refused")
 	}
-	if _, err := NewEncoder(11); err == nil {
+	if _, err := NewEncoder(Rate, 11); err == nil {
 		t.Fatal("complexity 11 must be refused")
 	}
 }
 
 func BenchmarkOpusDecode(b *testing.B) {
-	enc, _ := NewEncoder(0)
-	dec, _ := NewDecoder()
-	pkt, _ := enc.Encode(tone(440, SampleRate, FrameSamples, 8000))
+	enc, _ := NewEncoder(Rate, 0)
+	dec, _ := NewDecoder(Rate)
+	pkt, _ := enc.Encode(tone(440, Rate, FrameSamples, 8000))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		_, _ = dec.Decode(pkt)
@@ -78,8 +87,8 @@ func BenchmarkOpusDecode(b *testing.B) {
 }
 
 func BenchmarkOpusEncode(b *testing.B) {
-	enc, _ := NewEncoder(0)
-	frame := tone(440, SampleRate, FrameSamples, 8000)
+	enc, _ := NewEncoder(Rate, 0)
+	frame := tone(440, Rate, FrameSamples, 8000)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		_, _ = enc.Encode(frame)
@@ -91,11 +100,11 @@ func BenchmarkOpusEncode(b *testing.B) {
 func TestOpusRates(t *testing.T) {
 	for _, tc := range []struct{ enc, dec int }{{16000, 16000}, {16000, 48000}, {24000, 48000}, {48000, 16000}, {8000, 24000}} {
 		t.Run(fmt.Sprintf("%d to %d", tc.enc, tc.dec), func(t *testing.T) {
-			enc, err := NewEncoderRate(tc.enc, 0)
+			enc, err := NewEncoder(tc.enc, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			dec, err := NewDecoderRate(tc.dec)
+			dec, err := NewDecoder(tc.dec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,11 +134,35 @@ func TestOpusRates(t *testing.T) {
 		})
 	}
 	for _, r := range []int{0, 11025, 22050, 44100} {
-		if _, err := NewEncoderRate(r, 0); err == nil {
+		if _, err := NewEncoder(r, 0); err == nil {
 			t.Errorf("an encoder at %d Hz", r)
 		}
-		if _, err := NewDecoderRate(r); err == nil {
+		if _, err := NewDecoder(r); err == nil {
 			t.Errorf("a decoder at %d Hz", r)
 		}
+	}
+}
+
+// Behind the media.Codec seam, encoders and decoders run at the rate asked
+// for when Opus takes it, else at 48 kHz for the caller to resample.
+func TestCodecRates(t *testing.T) {
+	var c media.Codec = Codec{}
+	for _, tc := range []struct{ ask, want int }{{16000, 16000}, {24000, 24000}, {8000, 8000}, {22050, Rate}, {44100, Rate}, {0, Rate}} {
+		t.Run(fmt.Sprint(tc.ask), func(t *testing.T) {
+			enc, err := c.NewEncoder(tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := c.NewDecoder(tc.ask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if enc.Rate() != tc.want || dec.Rate() != tc.want || enc.Frame() != tc.want/50 {
+				t.Fatalf("encoder %d Hz (%d samples), decoder %d Hz; want %d Hz", enc.Rate(), enc.Frame(), dec.Rate(), tc.want)
+			}
+		})
+	}
+	if _, err := (Codec{Complexity: 11}).NewEncoder(Rate); err == nil {
+		t.Fatal("complexity 11 must be refused")
 	}
 }
