@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -23,7 +24,7 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	defer cancel()
 
 	live := make([]*job, 0, len(jobs))
-	convs := make([][]Message, 0, len(jobs))
+	convs := make([][]llm.Message, 0, len(jobs))
 	for _, j := range jobs {
 		conv, ok := e.startJob(bctx, j)
 		if !ok {
@@ -117,7 +118,7 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 // startJob makes this run the owner of the job's turn and builds the
 // conversation the model sees. It reports false when the turn needs no
 // call (already replied, or cut before it started).
-func (e *Engine) startJob(ctx context.Context, j *job) ([]Message, bool) {
+func (e *Engine) startJob(ctx context.Context, j *job) ([]llm.Message, bool) {
 	j.run = e.newRun()
 	// The history comes with the start, in the same round trip.
 	var st int
@@ -157,10 +158,10 @@ func (e *Engine) startJob(ctx context.Context, j *job) ([]Message, bool) {
 // the history up to that turn in turn order (user before assistant), so
 // that the turn's own message comes last even when later turns, or
 // replies to earlier ones, were stored after it.
-func (e *Engine) conversation(hist []session.Turn, turn int64) []Message {
+func (e *Engine) conversation(hist []session.Turn, turn int64) []llm.Message {
 	kept := hist[:0:0]
 	for _, t := range hist {
-		if t.N < turn || (t.N == turn && t.Role == RoleUser) {
+		if t.N < turn || (t.N == turn && t.Role == llm.RoleUser) {
 			kept = append(kept, t)
 		}
 	}
@@ -168,12 +169,12 @@ func (e *Engine) conversation(hist []session.Turn, turn int64) []Message {
 		if kept[a].N != kept[b].N {
 			return kept[a].N < kept[b].N
 		}
-		return kept[a].Role == RoleUser && kept[b].Role != RoleUser
+		return kept[a].Role == llm.RoleUser && kept[b].Role != llm.RoleUser
 	})
-	conv := make([]Message, 0, len(kept)+1)
-	conv = append(conv, Message{Role: RoleSystem, Content: e.cfg.SystemPrompt})
+	conv := make([]llm.Message, 0, len(kept)+1)
+	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: e.cfg.SystemPrompt})
 	for _, t := range kept {
-		conv = append(conv, Message{Role: t.Role, Content: t.Content})
+		conv = append(conv, llm.Message{Role: t.Role, Content: t.Content})
 	}
 	return conv
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"testing"
 
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -11,11 +12,11 @@ import (
 func TestConversationForATurn(t *testing.T) {
 	e := &Engine{cfg: Config{SystemPrompt: "sys"}}
 	hist := []session.Turn{ // as stored: turns 1-3 typed fast, replies finishing out of order
-		{Role: RoleUser, Content: "u1", N: 1},
-		{Role: RoleUser, Content: "u2", N: 2},
-		{Role: RoleUser, Content: "u3", N: 3},
-		{Role: RoleAssistant, Content: "a2", N: 2},
-		{Role: RoleAssistant, Content: "a1", N: 1},
+		{Role: llm.RoleUser, Content: "u1", N: 1},
+		{Role: llm.RoleUser, Content: "u2", N: 2},
+		{Role: llm.RoleUser, Content: "u3", N: 3},
+		{Role: llm.RoleAssistant, Content: "a2", N: 2},
+		{Role: llm.RoleAssistant, Content: "a1", N: 1},
 	}
 	tests := []struct {
 		turn int64

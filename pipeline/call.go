@@ -15,6 +15,8 @@ import (
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/opus"
+	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/speech"
 )
 
 var (
@@ -89,8 +91,8 @@ type Call struct {
 	cfg     CallConfig
 	session string
 	turns   CallTurns
-	asr     ASR
-	tts     TTS
+	asr     speech.ASR
+	tts     speech.TTS
 	out     CallOutput
 	log     *slog.Logger
 
@@ -140,7 +142,7 @@ type writtenReply struct {
 }
 
 // NewCall builds a call; Run starts it.
-func NewCall(cfg CallConfig, session string, turns CallTurns, asr ASR, tts TTS, out CallOutput, log *slog.Logger) *Call {
+func NewCall(cfg CallConfig, session string, turns CallTurns, asr speech.ASR, tts speech.TTS, out CallOutput, log *slog.Logger) *Call {
 	if cfg.PreRoll <= 0 {
 		cfg.PreRoll = 400 * time.Millisecond
 	}
@@ -233,7 +235,7 @@ func (c *Call) submitTimed(ctx context.Context, text, source string, tt turnTimi
 func (c *Call) InputRate() int { return InputRate(c.asr) }
 
 // InputRate is Call.InputRate for a call with this recogniser.
-func InputRate(asr ASR) int {
+func InputRate(asr speech.ASR) int {
 	if r := asr.SampleRate(); opus.NativeRate(r) {
 		return r
 	}
@@ -300,7 +302,7 @@ func (c *Call) partial(text string) {
 }
 
 // listenLoop: caller audio → ASR rate → VAD → recogniser → a user turn.
-func (c *Call) listenLoop(ctx context.Context, rec Recognizer, down *media.Resampler) {
+func (c *Call) listenLoop(ctx context.Context, rec speech.Recognizer, down *media.Resampler) {
 	vad := media.NewVAD(c.cfg.VAD)
 	preMax := int(c.cfg.PreRoll.Seconds() * float64(c.asr.SampleRate()))
 	var pre, buf []int16
@@ -362,7 +364,7 @@ func (c *Call) bargeIn(ctx context.Context) {
 	c.post(callEvent{bargeIn: c.turn.Load()})
 }
 
-func (c *Call) write(rec Recognizer, pcm []int16) {
+func (c *Call) write(rec speech.Recognizer, pcm []int16) {
 	if len(pcm) == 0 {
 		return
 	}
@@ -371,7 +373,7 @@ func (c *Call) write(rec Recognizer, pcm []int16) {
 	}
 }
 
-func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
+func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer) {
 	tt := turnTiming{endOfSpeech: time.Now()}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -379,7 +381,7 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 	tt.transcribed = time.Now()
 	if err != nil {
 		c.log.Warn("recognition failed", "err", err)
-		c.out.SendEvent(ErrorWire(&TurnError{Code: CodeUpstream, Message: "speech recognition failed: " + err.Error()}))
+		c.out.SendEvent(event.Marshal((&TurnError{Code: CodeUpstream, Message: "speech recognition failed: " + err.Error()}).Event()))
 		c.post(callEvent{apology: true})
 		return
 	}
@@ -389,7 +391,7 @@ func (c *Call) endUtterance(ctx context.Context, rec Recognizer) {
 	asrLatency.Observe(tt.transcribed.Sub(tt.endOfSpeech).Seconds())
 	if _, err := c.submitTimed(ctx, text, "voice", tt); err != nil {
 		if te, ok := err.(*TurnError); ok {
-			c.out.SendEvent(ErrorWire(te))
+			c.out.SendEvent(event.Marshal(te.Event()))
 		}
 	}
 }
@@ -449,10 +451,10 @@ func (c *Call) follow(turn int64) {
 }
 
 type replyEvent struct {
-	Type string `json:"type"`
-	Turn int64  `json:"turn"`
-	Text string `json:"text"`
-	Code Code   `json:"code"`
+	Type string     `json:"type"`
+	Turn int64      `json:"turn"`
+	Text string     `json:"text"`
+	Code event.Code `json:"code"`
 }
 
 // spoken is one sentence as it was queued for playing.
@@ -461,8 +463,8 @@ type spoken struct {
 	start, end int64 // frame numbers (Call.sent counts) of its first and past-last frame
 }
 
-// speech is the speak loop's state for one turn.
-type speech struct {
+// spokenReply is the speak loop's state for one turn.
+type spokenReply struct {
 	turn      int64
 	sentences Sentences
 	got       strings.Builder // reply text received so far
@@ -474,7 +476,7 @@ type speech struct {
 
 // heard is the text of what the pacer has sent: whole sentences, and the
 // words of the one cut off in proportion to its frames sent.
-func (s *speech) heard(sent int64) string {
+func (s *spokenReply) heard(sent int64) string {
 	var out []string
 	for _, p := range s.parts {
 		if sent >= p.end {
@@ -497,7 +499,7 @@ func (s *speech) heard(sent int64) string {
 // frames → the pacer; and, when the reply has been played or cut off,
 // what was heard → FinishSpoken.
 func (c *Call) speakLoop(ctx context.Context, enc *opus.Encoder, up *media.Resampler) {
-	var cur speech
+	var cur spokenReply
 	var frame, res []int16 // samples not yet a whole frame; resampler output
 	pushed := int64(0)     // frames given to the pacer, ever
 	idle := time.NewTimer(time.Hour)
@@ -590,7 +592,7 @@ func (c *Call) speakLoop(ctx context.Context, enc *opus.Encoder, up *media.Resam
 		if err != nil {
 			if sctx.Err() == nil && c.cut.Load() != cur.turn {
 				c.log.Warn("speech synthesis failed", "err", err)
-				c.out.SendEvent(ErrorWire(&TurnError{Code: CodeUpstream, Turn: cur.turn, Message: "speech synthesis failed: " + err.Error()}))
+				c.out.SendEvent(event.Marshal((&TurnError{Code: CodeUpstream, Turn: cur.turn, Message: "speech synthesis failed: " + err.Error()}).Event()))
 			}
 			frame = frame[:0]
 			return
@@ -713,14 +715,14 @@ func (c *Call) speakLoop(ctx context.Context, enc *opus.Encoder, up *media.Resam
 const listenFallback = 2 * time.Second
 
 // start makes s the state of turn, if it was another turn's.
-func (c *Call) start(s *speech, turn int64) {
+func (c *Call) start(s *spokenReply, turn int64) {
 	if s.turn != turn {
-		*s = speech{turn: turn}
+		*s = spokenReply{turn: turn}
 	}
 }
 
 // finish reports what was heard of the turn and returns to listening.
-func (c *Call) finish(ctx context.Context, s *speech, heard string, cut bool) {
+func (c *Call) finish(ctx context.Context, s *spokenReply, heard string, cut bool) {
 	s.finished = true
 	c.mu.Lock()
 	delete(c.timing, s.turn) // cut before any audio: no latency event

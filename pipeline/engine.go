@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -111,7 +112,7 @@ type Engine struct {
 	rdb     redis.UniversalClient
 	store   *session.Store
 	limiter Limiter
-	llm     LLM
+	llm     llm.LLM
 	log     *slog.Logger
 	batch   int // effective batch size
 
@@ -155,19 +156,19 @@ type job struct {
 
 // NewEngine builds an Engine. llm is the provider; limiter may be nil for
 // no rate limiting.
-func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter, llm LLM, cfg Config, log *slog.Logger) (*Engine, error) {
+func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter, model llm.LLM, cfg Config, log *slog.Logger) (*Engine, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	b := cfg.Batch
-	if m := llm.MaxBatch(); m < b {
+	if m := model.MaxBatch(); m < b {
 		b = m
 	}
 	if b < 1 {
 		b = 1
 	}
 	return &Engine{
-		cfg: cfg, rdb: rdb, store: store, limiter: limiter, llm: llm,
+		cfg: cfg, rdb: rdb, store: store, limiter: limiter, llm: model,
 		log:    log.With("replica", cfg.ReplicaID),
 		batch:  b,
 		free:   cfg.Slots,
@@ -480,14 +481,6 @@ func (e *Engine) deleteJob(ctx context.Context, j *job) {
 	}
 }
 
-type errorEvent struct {
-	Type         string `json:"type"`
-	Code         Code   `json:"code"`
-	Message      string `json:"message"`
-	Turn         int64  `json:"turn,omitempty"`
-	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
-}
-
 // durably runs a store call, again and again while it fails (Redis away,
 // restarting), with a growing pause, until it succeeds, ctx ends or
 // StoreRetry has passed. It returns the last error.
@@ -519,15 +512,9 @@ func (e *Engine) durably(ctx context.Context, what string, f func(context.Contex
 	}
 }
 
-// ErrorWire is the protocol's error event for err.
-func ErrorWire(err *TurnError) []byte {
-	b, _ := json.Marshal(errorEvent{Type: "error", Code: err.Code, Message: err.Message, Turn: err.Turn, RetryAfterMs: err.RetryAfter.Milliseconds()})
-	return b
-}
-
 // publishError tells every socket of the session, on any replica.
 func (e *Engine) publishError(ctx context.Context, sessionID string, err *TurnError) {
-	if perr := e.store.Publish(ctx, sessionID, ErrorWire(err)); perr != nil {
+	if perr := e.store.Publish(ctx, sessionID, event.Marshal(err.Event())); perr != nil {
 		e.log.Warn("publish error", "session", sessionID, "err", perr)
 	}
 }

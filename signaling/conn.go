@@ -17,6 +17,7 @@ import (
 
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -167,7 +168,7 @@ func (c *conn) sendJSON(v any) {
 }
 
 // sendError tells the client what was wrong, within the error budget.
-func (c *conn) sendError(code, message string) {
+func (c *conn) sendError(code event.Code, message string) {
 	now := time.Now()
 	if now.Sub(c.errWindow) > time.Second {
 		c.errWindow, c.errCount = now, 0
@@ -201,7 +202,7 @@ func (c *conn) Deliver(wire []byte) {
 }
 
 func (c *conn) deliverLocked(wire []byte) {
-	if id := eventID(wire); id != "" {
+	if id := event.IDOf(wire); id != "" {
 		if c.lastID != "" && session.CompareIDs(id, c.lastID) <= 0 {
 			return // already sent (replay and live overlap)
 		}
@@ -374,7 +375,7 @@ func (c *conn) replay() error {
 				break // events were dropped from pending: read the log again
 			}
 			for _, w := range pend {
-				if !c.advance(eventID(w)) {
+				if !c.advance(event.IDOf(w)) {
 					continue
 				}
 				if err := c.write(websocket.TextMessage, w); err != nil {
@@ -751,7 +752,7 @@ func (c *conn) text(m *inMsg) {
 		var te *pipeline.TurnError
 		if errors.As(err, &te) {
 			// Not counted against the error budget: the client did nothing wrong.
-			c.enqueue(frame{data: pipeline.ErrorWire(te)})
+			c.enqueue(frame{data: event.Marshal(te.Event())})
 			return
 		}
 		c.log.Error("submit failed", "err", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -49,11 +50,11 @@ func TestTextRoundTrip(t *testing.T) {
 
 func TestConcurrentSessionsGetOnlyTheirOwnReplies(t *testing.T) {
 	rdb := newRedis(t)
-	llm := &echoLLM{max: 4, delay: time.Millisecond}
+	model := &echoLLM{max: 4, delay: time.Millisecond}
 	// All 200 clients come from 127.0.0.1 at once, with the default
 	// (no) per-IP caps. A queue long enough for every turn at once: this
 	// tests crossed replies, not busy (TestBackpressureBusy does).
-	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 2000}})
+	r := startReplica(t, rdb, model, replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 2000}})
 	const clients, turns = 200, 3
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -111,22 +112,22 @@ func TestConcurrentSessionsGetOnlyTheirOwnReplies(t *testing.T) {
 // missed event once, in order, and the next turn sees the whole history.
 func TestResumeOnAnotherReplica(t *testing.T) {
 	rdb := newRedis(t)
-	llm := newGateLLM()
-	r1 := startReplica(t, rdb, llm, replicaOpts{})
+	model := newGateLLM()
+	r1 := startReplica(t, rdb, model, replicaOpts{})
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 
 	c := dial(t, r1.URL)
 	c.hello()
 	c.send(map[string]any{"type": "text", "text": "tell me a story"})
-	<-llm.started
-	llm.gate <- "Once upon a time, "
+	<-model.started
+	model.gate <- "Once upon a time, "
 	seen := c.until("reply.delta", 1)
 	c.ws.Close() // drops mid-reply
 
 	for _, p := range []string{"there was ", "a replica. ", "The end."} {
-		llm.gate <- p
+		model.gate <- p
 	}
-	close(llm.gate)
+	close(model.gate)
 
 	c2 := dial(t, r2.URL)
 	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" || !ev.Resumed || ev.Session != c.session {
@@ -159,12 +160,12 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 	c2.send(map[string]any{"type": "text", "text": "and then?"})
 	c2.until("reply.done", 2)
 	conv := lastConv(t, r2)
-	want := []pipeline.Message{
-		{Role: pipeline.RoleUser, Content: "tell me a story"},
-		{Role: pipeline.RoleAssistant, Content: story},
-		{Role: pipeline.RoleUser, Content: "and then?"},
+	want := []llm.Message{
+		{Role: llm.RoleUser, Content: "tell me a story"},
+		{Role: llm.RoleAssistant, Content: story},
+		{Role: llm.RoleUser, Content: "and then?"},
 	}
-	if len(conv) != len(want)+1 || conv[0].Role != pipeline.RoleSystem {
+	if len(conv) != len(want)+1 || conv[0].Role != llm.RoleSystem {
 		t.Fatalf("conversation sent to the model: %+v", conv)
 	}
 	for i, m := range want {
@@ -175,15 +176,15 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 }
 
 // lastConv returns the last conversation replica r's echoLLM was given.
-func lastConv(t *testing.T, r *replica) []pipeline.Message {
+func lastConv(t *testing.T, r *replica) []llm.Message {
 	t.Helper()
-	llm := r.llm.(*echoLLM)
-	llm.mu.Lock()
-	defer llm.mu.Unlock()
-	if len(llm.convs) == 0 {
+	model := r.model.(*echoLLM)
+	model.mu.Lock()
+	defer model.mu.Unlock()
+	if len(model.convs) == 0 {
 		t.Fatal("the model was never called")
 	}
-	return llm.convs[len(llm.convs)-1]
+	return model.convs[len(model.convs)-1]
 }
 
 // A replica dies with a turn in flight; another replica takes the turn
@@ -267,8 +268,8 @@ func TestRateLimitedReachesTheClient(t *testing.T) {
 // busy at once, and the server still answers pings and new clients.
 func TestBackpressureBusy(t *testing.T) {
 	rdb := newRedis(t)
-	llm := newGateLLM()
-	r := startReplica(t, rdb, llm, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 1, QueueWait: time.Minute}})
+	model := newGateLLM()
+	r := startReplica(t, rdb, model, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 1, QueueWait: time.Minute}})
 	c := dial(t, r.URL)
 	c.hello()
 	for i := 0; i < 5; i++ {
@@ -307,18 +308,18 @@ func TestBackpressureBusy(t *testing.T) {
 	}
 	other := dial(t, r.URL)
 	other.hello() // the server still serves new sessions
-	close(llm.gate)
+	close(model.gate)
 }
 
 func TestInterruptStoresWhatWasSent(t *testing.T) {
 	rdb := newRedis(t)
-	llm := newGateLLM()
-	r := startReplica(t, rdb, llm, replicaOpts{})
+	model := newGateLLM()
+	r := startReplica(t, rdb, model, replicaOpts{})
 	c := dial(t, r.URL)
 	c.hello()
 	c.send(map[string]any{"type": "text", "text": "talk for a while"})
-	<-llm.started
-	llm.gate <- "First part. "
+	<-model.started
+	model.gate <- "First part. "
 	c.until("reply.delta", 1)
 	c.send(map[string]any{"type": "interrupt"})
 	evs := c.until("reply.done", 1)

@@ -3,7 +3,6 @@ package signaling
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -16,7 +15,9 @@ import (
 
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/speech"
 )
 
 // FuzzDecodeMessage: any text frame is either a message of a known type or
@@ -112,7 +113,7 @@ func audioFrames(frames ...[]byte) []byte {
 type silentASR struct{}
 
 func (silentASR) SampleRate() int { return 16000 }
-func (silentASR) NewCall(context.Context, func(string)) (pipeline.Recognizer, error) {
+func (silentASR) NewCall(context.Context, func(string)) (speech.Recognizer, error) {
 	return nil, errors.New("not run")
 }
 
@@ -216,8 +217,9 @@ func FuzzBinaryFrames(f *testing.F) {
 				t.Fatalf("frame %d (%d bytes, refused: %v): %d replies after %d", i, len(fr), refused, n, said)
 			}
 			for ; said < len(out); said++ {
-				var e errorMsg
-				if err := json.Unmarshal(out[said].data, &e); err != nil || e.Type != "error" || e.Code != codeBadRequest {
+				_, ev, err := event.Decode(out[said].data)
+				e, ok := ev.(event.Error)
+				if err != nil || !ok || e.Code != codeBadRequest {
 					t.Fatalf("frame %d: reply %s", i, out[said].data)
 				}
 				want := "binary frames carry call audio"

@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -25,7 +25,7 @@ import (
 type nullASR struct{}
 
 func (nullASR) SampleRate() int { return 16000 }
-func (nullASR) NewCall(context.Context, func(string)) (pipeline.Recognizer, error) {
+func (nullASR) NewCall(context.Context, func(string)) (speech.Recognizer, error) {
 	return nullRecognizer{}, nil
 }
 

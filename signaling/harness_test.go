@@ -18,9 +18,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -35,7 +37,7 @@ func testLogger(t testing.TB) *slog.Logger {
 // cmd/parley, on an httptest server on 127.0.0.1.
 type replica struct {
 	URL    string
-	llm    pipeline.LLM
+	model  llm.LLM
 	engine *pipeline.Engine
 	ws     *signaling.Server
 	http   *httptest.Server
@@ -47,13 +49,13 @@ type replica struct {
 type replicaOpts struct {
 	engine pipeline.Config
 	ws     signaling.Config
-	asr    pipeline.ASR // with tts: voice calls enabled
-	tts    pipeline.TTS
+	asr    speech.ASR // with tts: voice calls enabled
+	tts    speech.TTS
 	call   pipeline.CallConfig
 	store  session.Config
 }
 
-func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOpts) *replica {
+func startReplica(t testing.TB, rdb *redis.Client, model llm.LLM, o replicaOpts) *replica {
 	t.Helper()
 	log := testLogger(t)
 	// As cmd/parley does: commands through the autopipeliner, Pub/Sub on
@@ -65,7 +67,7 @@ func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOp
 	store := session.NewStore(cmds, o.store)
 	hub := session.NewHub(rdb, store, log)
 	limiter := ratelimit.New(cmds, ratelimit.Config{})
-	eng, err := pipeline.NewEngine(cmds, store, limiter, llm, o.engine, log)
+	eng, err := pipeline.NewEngine(cmds, store, limiter, model, o.engine, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func startReplica(t testing.TB, rdb *redis.Client, llm pipeline.LLM, o replicaOp
 		srv.SetVoice(eng, o.asr, o.tts, o.call)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{llm: llm, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}
+	r := &replica{model: model, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = hub.Run(ctx) }()
@@ -239,12 +241,12 @@ type echoLLM struct {
 	delay time.Duration // between pieces
 
 	mu    sync.Mutex
-	convs [][]pipeline.Message
+	convs [][]llm.Message
 }
 
 func (l *echoLLM) MaxBatch() int { return l.max }
 
-func (l *echoLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (l *echoLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	l.mu.Lock()
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()
@@ -273,9 +275,9 @@ func (l *echoLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit f
 	}
 }
 
-func lastUser(conv []pipeline.Message) string {
+func lastUser(conv []llm.Message) string {
 	for i := len(conv) - 1; i >= 0; i-- {
-		if conv[i].Role == pipeline.RoleUser {
+		if conv[i].Role == llm.RoleUser {
 			return conv[i].Content
 		}
 	}
@@ -288,7 +290,7 @@ type gateLLM struct {
 	gate    chan string
 	started chan struct{} // one value per call
 	mu      sync.Mutex
-	convs   [][]pipeline.Message
+	convs   [][]llm.Message
 }
 
 func newGateLLM() *gateLLM {
@@ -297,7 +299,7 @@ func newGateLLM() *gateLLM {
 
 func (l *gateLLM) MaxBatch() int { return 1 }
 
-func (l *gateLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (l *gateLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	l.mu.Lock()
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()

@@ -2,17 +2,18 @@ package signaling
 
 import (
 	"encoding/json"
-	"strings"
+
+	"github.com/parleyhq/parley/pipeline/event"
 )
 
-// Error codes of the protocol's error event that signaling itself sends;
-// the pipeline's codes (rate_limited, busy, upstream, …) pass through.
+// Error codes that signaling itself sends, from the one list in
+// pipeline/event.
 const (
-	codeBadRequest   = "bad_request"
-	codeUnauthorized = "unauthorized"
-	codeExpired      = "session_expired"
-	codeUnsupported  = "unsupported"
-	codeInternal     = "internal"
+	codeBadRequest   = event.CodeBadRequest
+	codeUnauthorized = event.CodeUnauthorized
+	codeExpired      = event.CodeSessionExpired
+	codeUnsupported  = event.CodeUnsupported
+	codeInternal     = event.CodeInternal
 )
 
 // inMsg is any client message; which fields matter depends on Type.
@@ -48,28 +49,6 @@ type sessionMsg struct {
 // (to any replica) and resume with last_event; nothing is lost.
 var reconnectWire = []byte(`{"type":"reconnect","reason":"shutdown","message":"this server is shutting down; reconnect (to any replica) and resume with last_event"}`)
 
-type errorMsg struct {
-	Type         string `json:"type"`
-	Code         string `json:"code"`
-	Message      string `json:"message"`
-	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
-}
-
-func errorWire(code, message string) []byte {
-	b, _ := json.Marshal(errorMsg{Type: "error", Code: code, Message: message})
-	return b
-}
-
-// eventID returns the "id" of a stored event's wire form, which always
-// starts with it ({"id":"…",…}); ephemeral events have none.
-func eventID(wire []byte) string {
-	const prefix = `{"id":"`
-	if len(wire) < len(prefix) || string(wire[:len(prefix)]) != prefix {
-		return ""
-	}
-	rest := string(wire[len(prefix):])
-	if i := strings.IndexByte(rest, '"'); i > 0 {
-		return rest[:i]
-	}
-	return ""
+func errorWire(code event.Code, message string) []byte {
+	return event.Marshal(event.Error{Code: code, Message: message})
 }

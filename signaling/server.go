@@ -20,6 +20,7 @@ import (
 
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/speech"
 )
 
 // Config of a Server. A zero field means the default in its comment.
@@ -158,14 +159,14 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 
 type voice struct {
 	turns pipeline.CallTurns
-	asr   pipeline.ASR
-	tts   pipeline.TTS
+	asr   speech.ASR
+	tts   speech.TTS
 	cfg   pipeline.CallConfig
 }
 
 // SetVoice enables voice calls with these providers. Call it before
 // serving.
-func (s *Server) SetVoice(turns pipeline.CallTurns, asr pipeline.ASR, tts pipeline.TTS, cfg pipeline.CallConfig) {
+func (s *Server) SetVoice(turns pipeline.CallTurns, asr speech.ASR, tts speech.TTS, cfg pipeline.CallConfig) {
 	s.voice = &voice{turns: turns, asr: asr, tts: tts, cfg: cfg}
 }
 

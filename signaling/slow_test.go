@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -17,7 +18,7 @@ type bigLLM struct{}
 
 func (bigLLM) MaxBatch() int { return 1 }
 
-func (bigLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (bigLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	sentence := strings.Repeat("word ", 6000) + "end. "
 	for i := 0; i < 400 && ctx.Err() == nil; i++ {
 		emit(0, sentence)

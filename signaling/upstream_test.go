@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/openai"
 )
 
@@ -75,12 +76,12 @@ func TestBatchesFormAgainstACompletionsServer(t *testing.T) {
 	fake := &fakeVLLM{delay: 10 * time.Millisecond}
 	upstream := httptest.NewServer(fake)
 	defer upstream.Close()
-	llm, err := openai.NewCompletions(openai.Config{BaseURL: upstream.URL + "/v1", Model: "m"},
+	model, err := openai.NewCompletions(openai.Config{BaseURL: upstream.URL + "/v1", Model: "m"},
 		"{{range .}}{{.Content}}\n{{end}}", 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startReplica(t, newRedis(t), llm, replicaOpts{engine: pipeline.Config{Slots: 2, Queue: 100}})
+	r := startReplica(t, newRedis(t), model, replicaOpts{engine: pipeline.Config{Slots: 2, Queue: 100}})
 
 	c := dial(t, r.URL)
 	c.hello()
@@ -126,7 +127,7 @@ type failLLM struct {
 
 func (l *failLLM) MaxBatch() int { return 1 }
 
-func (l *failLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (l *failLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	l.mu.Lock()
 	l.calls++
 	n := l.calls
@@ -186,7 +187,7 @@ type tokenLLM struct{ n int }
 
 func (l *tokenLLM) MaxBatch() int { return 1 }
 
-func (l *tokenLLM) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (l *tokenLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	for i := 0; i < l.n; i++ {
 		emit(0, "la ")
 	}

@@ -24,9 +24,11 @@ import (
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/flite"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/sphinx"
 )
 
@@ -163,7 +165,7 @@ func speak(c *client, pkts [][]byte) error {
 
 // remoteSpeech is the OpenAI-compatible recogniser and synthesiser on a
 // fake speech server that hears transcript.
-func remoteSpeech(t *testing.T, transcript string) (pipeline.ASR, pipeline.TTS, *sync.Map) {
+func remoteSpeech(t *testing.T, transcript string) (speech.ASR, speech.TTS, *sync.Map) {
 	t.Helper()
 	base, seen := fakeSpeechServer(t, transcript)
 	asr, err := openai.NewTranscription(openai.Config{BaseURL: base, Model: "whisper-1"}, 0, "")
@@ -181,10 +183,10 @@ func remoteSpeech(t *testing.T, transcript string) (pipeline.ASR, pipeline.TTS, 
 type recorder struct {
 	*local.Responder
 	mu    sync.Mutex
-	convs [][]pipeline.Message
+	convs [][]llm.Message
 }
 
-func (r *recorder) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (r *recorder) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	r.mu.Lock()
 	r.convs = append(r.convs, convs...)
 	r.mu.Unlock()
@@ -193,8 +195,8 @@ func (r *recorder) Stream(ctx context.Context, convs [][]pipeline.Message, emit 
 
 func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	asr, v := offline(t)
-	llm := &recorder{Responder: local.New(local.Config{})}
-	r := startReplica(t, newRedis(t), llm, replicaOpts{asr: asr, tts: v})
+	model := &recorder{Responder: local.New(local.Config{})}
+	r := startReplica(t, newRedis(t), model, replicaOpts{asr: asr, tts: v})
 	c := dial(t, r.URL)
 	h := callOn(t, c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
 	defer func() {
@@ -205,9 +207,9 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 		if !strings.HasPrefix(evs[len(evs)-1].Text, "Today is ") {
 			t.Fatalf("typed turn: %q", evs[len(evs)-1].Text)
 		}
-		llm.mu.Lock()
-		conv := llm.convs[len(llm.convs)-1]
-		llm.mu.Unlock()
+		model.mu.Lock()
+		conv := model.convs[len(model.convs)-1]
+		model.mu.Unlock()
 		var got []string
 		for _, m := range conv[1:] {
 			got = append(got, m.Role+": "+m.Content)
@@ -255,7 +257,7 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 		*lat.ASR < 0 || lat.LLMFirstToken < 0 || lat.TTSFirstAudio < 0 || *lat.VoiceToVoice < *lat.ASR {
 		t.Fatalf("latency event: %+v", lat)
 	}
-	t.Logf("latency: asr %d ms, llm first token %d ms, tts first audio %d ms, voice to voice %d ms (plus the VAD's %v of silence)",
+	t.Logf("latency: asr %d ms, model first token %d ms, tts first audio %d ms, voice to voice %d ms (plus the VAD's %v of silence)",
 		*lat.ASR, lat.LLMFirstToken, lat.TTSFirstAudio, *lat.VoiceToVoice, 600*time.Millisecond)
 
 	// The audio decodes, and it is as long as the reply spoken by flite.
@@ -505,7 +507,7 @@ func TestVoiceCallWithRemoteProviders(t *testing.T) {
 type failingLLM struct{}
 
 func (failingLLM) MaxBatch() int { return 1 }
-func (failingLLM) Stream(context.Context, [][]pipeline.Message, func(int, string)) error {
+func (failingLLM) Stream(context.Context, [][]llm.Message, func(int, string)) error {
 	return errors.New("the model is down")
 }
 

@@ -29,10 +29,12 @@ import (
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/flite"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/sphinx"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/web"
@@ -96,11 +98,11 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err := limiter.Load(ctx); err != nil {
 		return err
 	}
-	llm, err := newLLM(cfg, log)
+	model, err := newLLM(cfg, log)
 	if err != nil {
 		return err
 	}
-	engine, err := pipeline.NewEngine(cmds, store, limiter, llm, pipeline.Config{
+	engine, err := pipeline.NewEngine(cmds, store, limiter, model, pipeline.Config{
 		ReplicaID: cfg.ReplicaID, Prefix: cfg.RedisPrefix,
 		Slots: cfg.Slots, Queue: cfg.Queue, QueueWait: cfg.QueueWait, Batch: cfg.Batch,
 		TurnTimeout: cfg.LLMTimeout, SystemPrompt: cfg.SystemPrompt, HistoryTurns: cfg.HistoryTurns,
@@ -267,7 +269,7 @@ func llmName(cfg *config) string {
 	return cfg.LLMAPI + " " + cfg.LLMModel + " at " + shown
 }
 
-func newLLM(cfg *config, log *slog.Logger) (pipeline.LLM, error) {
+func newLLM(cfg *config, log *slog.Logger) (llm.LLM, error) {
 	if cfg.LLMBaseURL == "" {
 		log.Warn("LLM_BASE_URL is not set: replies come from the offline local responder, which is not a language model")
 		return local.New(local.Config{TokenDelay: cfg.LocalDelay}), nil
@@ -300,7 +302,7 @@ func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, lo
 		log.Info("voice calls are off; text chat only")
 		return nil
 	}
-	var asr pipeline.ASR
+	var asr speech.ASR
 	var err error
 	switch cfg.ASR {
 	case "openai":
@@ -311,7 +313,7 @@ func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, lo
 	if err != nil {
 		return fmt.Errorf("speech recogniser: %w", err)
 	}
-	var tts pipeline.TTS
+	var tts speech.TTS
 	switch cfg.TTS {
 	case "openai":
 		tts, err = openai.NewSpeech(openai.Config{BaseURL: cfg.TTSBaseURL, Model: cfg.TTSModel, APIKey: cfg.TTSAPIKey}, cfg.TTSVoice, cfg.TTSRate)

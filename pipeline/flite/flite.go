@@ -104,7 +104,7 @@ func New(cfg Config) (*Voice, error) {
 	return fv, nil
 }
 
-// SampleRate implements pipeline.TTS.
+// SampleRate implements speech.TTS.
 func (v *Voice) SampleRate() int { return v.rate }
 
 type call struct {
@@ -133,7 +133,7 @@ func parleyFliteChunk(samples *C.short, n C.int, rate C.int, last C.int, handle 
 	return C.CST_AUDIO_STREAM_CONT
 }
 
-// Synthesize implements pipeline.TTS.
+// Synthesize implements speech.TTS.
 func (v *Voice) Synthesize(ctx context.Context, text string, emit func(pcm []int16) error) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -20,8 +20,8 @@ var errNoSpeech = errors.New("flite: this build has no offline speech (built wit
 // New reports that this build has no flite.
 func New(Config) (*Voice, error) { return nil, errNoSpeech }
 
-// SampleRate implements pipeline.TTS.
+// SampleRate implements speech.TTS.
 func (*Voice) SampleRate() int { return 0 }
 
-// Synthesize implements pipeline.TTS.
+// Synthesize implements speech.TTS.
 func (*Voice) Synthesize(context.Context, string, func([]int16) error) error { return errNoSpeech }

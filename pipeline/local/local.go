@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 )
 
 // Config of a Responder. A zero field means the default in its comment.
@@ -23,7 +23,7 @@ type Responder struct {
 	cfg Config
 }
 
-var _ pipeline.LLM = (*Responder)(nil)
+var _ llm.LLM = (*Responder)(nil)
 
 // New returns a Responder.
 func New(cfg Config) *Responder {
@@ -44,7 +44,7 @@ func (r *Responder) MaxBatch() int { return r.cfg.Batch }
 
 // Stream answers every conversation, one word of each reply in turn, so a
 // batch streams like a batched model would.
-func (r *Responder) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+func (r *Responder) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	words := make([][]string, len(convs))
 	for i, c := range convs {
 		words[i] = pieces(r.Reply(lastUser(c)))
@@ -128,9 +128,9 @@ func pieces(s string) []string {
 	return strings.SplitAfter(s, " ")
 }
 
-func lastUser(conv []pipeline.Message) string {
+func lastUser(conv []llm.Message) string {
 	for i := len(conv) - 1; i >= 0; i-- {
-		if conv[i].Role == pipeline.RoleUser {
+		if conv[i].Role == llm.RoleUser {
 			return conv[i].Content
 		}
 	}

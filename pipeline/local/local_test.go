@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 )
 
 var fixed = time.Date(2026, 11, 23, 15, 4, 0, 0, time.UTC)
@@ -38,14 +38,14 @@ func TestReplies(t *testing.T) {
 	}
 }
 
-func conv(user string) []pipeline.Message {
-	return []pipeline.Message{{Role: pipeline.RoleSystem, Content: "sys"}, {Role: pipeline.RoleUser, Content: user}}
+func conv(user string) []llm.Message {
+	return []llm.Message{{Role: llm.RoleSystem, Content: "sys"}, {Role: llm.RoleUser, Content: user}}
 }
 
 func TestBatchStreamsEachReplyWhole(t *testing.T) {
 	r := newFixed()
 	in := []string{"what time is it", "hello", "echo this please", "date"}
-	convs := make([][]pipeline.Message, len(in))
+	convs := make([][]llm.Message, len(in))
 	for i, s := range in {
 		convs[i] = conv(s)
 	}
@@ -68,7 +68,7 @@ func TestStreamStopsOnCancel(t *testing.T) {
 	r := New(Config{TokenDelay: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	err := r.Stream(ctx, [][]pipeline.Message{conv("help")}, func(int, string) {
+	err := r.Stream(ctx, [][]llm.Message{conv("help")}, func(int, string) {
 		n++
 		if n == 2 {
 			cancel()

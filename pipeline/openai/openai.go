@@ -15,7 +15,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 )
 
 // Config of a client. A zero field means the default in its comment.
@@ -232,7 +232,7 @@ type Chat struct {
 	cfg Config
 }
 
-var _ pipeline.LLM = (*Chat)(nil)
+var _ llm.LLM = (*Chat)(nil)
 
 // NewChat returns a chat completions client.
 func NewChat(cfg Config) (*Chat, error) {
@@ -246,11 +246,11 @@ func NewChat(cfg Config) (*Chat, error) {
 func (c *Chat) MaxBatch() int { return 1 }
 
 type chatRequest struct {
-	Model       string             `json:"model"`
-	Messages    []pipeline.Message `json:"messages"`
-	Stream      bool               `json:"stream"`
-	MaxTokens   int                `json:"max_tokens,omitempty"`
-	Temperature *float64           `json:"temperature,omitempty"`
+	Model       string        `json:"model"`
+	Messages    []llm.Message `json:"messages"`
+	Stream      bool          `json:"stream"`
+	MaxTokens   int           `json:"max_tokens,omitempty"`
+	Temperature *float64      `json:"temperature,omitempty"`
 }
 
 type chatChunk struct {
@@ -262,8 +262,8 @@ type chatChunk struct {
 	} `json:"choices"`
 }
 
-// Stream implements pipeline.LLM.
-func (c *Chat) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+// Stream implements llm.LLM.
+func (c *Chat) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	if len(convs) != 1 {
 		return fmt.Errorf("openai: chat completions take one conversation per call, got %d", len(convs))
 	}
@@ -316,10 +316,10 @@ type Completions struct {
 	batch int
 }
 
-var _ pipeline.LLM = (*Completions)(nil)
+var _ llm.LLM = (*Completions)(nil)
 
 // NewCompletions returns a batching completions client. tmpl renders a
-// []pipeline.Message into a prompt (empty: DefaultTemplate); batch is the
+// []llm.Message into a prompt (empty: DefaultTemplate); batch is the
 // most prompts per call (0: 4).
 func NewCompletions(cfg Config, tmpl string, batch int) (*Completions, error) {
 	if err := cfg.check(); err != nil {
@@ -338,7 +338,7 @@ func NewCompletions(cfg Config, tmpl string, batch int) (*Completions, error) {
 	return &Completions{cfg: cfg, tmpl: t, batch: batch}, nil
 }
 
-// MaxBatch implements pipeline.LLM.
+// MaxBatch implements llm.LLM.
 func (c *Completions) MaxBatch() int { return c.batch }
 
 type completionsRequest struct {
@@ -358,7 +358,7 @@ type completionsChunk struct {
 }
 
 // Render is the prompt for one conversation.
-func (c *Completions) Render(conv []pipeline.Message) (string, error) {
+func (c *Completions) Render(conv []llm.Message) (string, error) {
 	var b strings.Builder
 	if err := c.tmpl.Execute(&b, conv); err != nil {
 		return "", fmt.Errorf("openai: prompt template: %w", err)
@@ -366,8 +366,8 @@ func (c *Completions) Render(conv []pipeline.Message) (string, error) {
 	return b.String(), nil
 }
 
-// Stream implements pipeline.LLM.
-func (c *Completions) Stream(ctx context.Context, convs [][]pipeline.Message, emit func(int, string)) error {
+// Stream implements llm.LLM.
+func (c *Completions) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
 	prompts := make([]string, len(convs))
 	for i, conv := range convs {
 		p, err := c.Render(conv)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/llm"
 )
 
 const key = "sk-test-secret-key"
@@ -31,15 +31,15 @@ func chatDelta(s string) string {
 	return string(b)
 }
 
-func conv(user string) []pipeline.Message {
-	return []pipeline.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: user}}
+func conv(user string) []llm.Message {
+	return []llm.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: user}}
 }
 
 func TestChatStreams(t *testing.T) {
 	var got struct {
-		Model    string             `json:"model"`
-		Messages []pipeline.Message `json:"messages"`
-		Stream   bool               `json:"stream"`
+		Model    string        `json:"model"`
+		Messages []llm.Message `json:"messages"`
+		Stream   bool          `json:"stream"`
 	}
 	var auth, path string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +55,7 @@ func TestChatStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pieces []string
-	if err := c.Stream(context.Background(), [][]pipeline.Message{conv("hi")}, func(i int, s string) { pieces = append(pieces, s) }); err != nil {
+	if err := c.Stream(context.Background(), [][]llm.Message{conv("hi")}, func(i int, s string) { pieces = append(pieces, s) }); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(pieces, "") != "Hello, world." || len(pieces) != 3 {
@@ -96,7 +96,7 @@ func TestCompletionsDemultiplexesABatch(t *testing.T) {
 		t.Fatalf("MaxBatch %d", c.MaxBatch())
 	}
 	got := make([]string, 3)
-	convs := [][]pipeline.Message{conv("a"), conv("b"), conv("c")}
+	convs := [][]llm.Message{conv("a"), conv("b"), conv("c")}
 	if err := c.Stream(context.Background(), convs, func(i int, s string) { got[i] += s }); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestUpstreamFailures(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
 			c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m", APIKey: key})
-			err := c.Stream(context.Background(), [][]pipeline.Message{conv("x")}, func(int, string) {})
+			err := c.Stream(context.Background(), [][]llm.Message{conv("x")}, func(int, string) {})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -150,7 +150,7 @@ func TestUpstreamFailures(t *testing.T) {
 		url := srv.URL
 		srv.Close()
 		c, _ := NewChat(Config{BaseURL: "http://user:" + key + "@" + strings.TrimPrefix(url, "http://"), Model: "m", APIKey: key})
-		err := c.Stream(context.Background(), [][]pipeline.Message{conv("x")}, func(int, string) {})
+		err := c.Stream(context.Background(), [][]llm.Message{conv("x")}, func(int, string) {})
 		if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "refused") {
 			t.Fatalf("got %v", err)
 		}
@@ -173,7 +173,7 @@ func TestCancelWhileTheUpstreamStalls(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		errc <- c.Stream(ctx, [][]pipeline.Message{conv("x")}, func(int, string) { cancel() })
+		errc <- c.Stream(ctx, [][]llm.Message{conv("x")}, func(int, string) { cancel() })
 	}()
 	select {
 	case err := <-errc:

@@ -11,7 +11,7 @@ import (
 	"mime/multipart"
 
 	"github.com/parleyhq/parley/media"
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/speech"
 )
 
 // Speech speaks text through POST {base}/audio/speech with
@@ -22,7 +22,7 @@ type Speech struct {
 	rate  int
 }
 
-var _ pipeline.TTS = (*Speech)(nil)
+var _ speech.TTS = (*Speech)(nil)
 
 // NewSpeech returns a TTS client. voice defaults to "alloy"; rate is the
 // sample rate the server sends PCM at (OpenAI: 24000, the default).
@@ -39,7 +39,7 @@ func NewSpeech(cfg Config, voice string, rate int) (*Speech, error) {
 	return &Speech{cfg: cfg, voice: voice, rate: rate}, nil
 }
 
-// SampleRate implements pipeline.TTS.
+// SampleRate implements speech.TTS.
 func (s *Speech) SampleRate() int { return s.rate }
 
 type speechRequest struct {
@@ -49,7 +49,7 @@ type speechRequest struct {
 	ResponseFormat string `json:"response_format"`
 }
 
-// Synthesize implements pipeline.TTS.
+// Synthesize implements speech.TTS.
 func (s *Speech) Synthesize(ctx context.Context, text string, emit func(pcm []int16) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -101,7 +101,7 @@ type Transcription struct {
 	maxSamp  int
 }
 
-var _ pipeline.ASR = (*Transcription)(nil)
+var _ speech.ASR = (*Transcription)(nil)
 
 // NewTranscription returns an ASR client that uploads audio at rate Hz
 // (default 16000) and language ("" lets the server detect it).
@@ -115,11 +115,11 @@ func NewTranscription(cfg Config, rate int, language string) (*Transcription, er
 	return &Transcription{cfg: cfg, rate: rate, language: language, maxSamp: rate * 60}, nil
 }
 
-// SampleRate implements pipeline.ASR.
+// SampleRate implements speech.ASR.
 func (t *Transcription) SampleRate() int { return t.rate }
 
-// NewCall implements pipeline.ASR.
-func (t *Transcription) NewCall(ctx context.Context, partial func(string)) (pipeline.Recognizer, error) {
+// NewCall implements speech.ASR.
+func (t *Transcription) NewCall(ctx context.Context, partial func(string)) (speech.Recognizer, error) {
 	return &utterance{t: t}, nil
 }
 

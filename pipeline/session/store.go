@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -179,17 +179,8 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 	return err
 }
 
-// wire builds the client's JSON for a stored body: the id goes first.
-func wire(id string, body string) []byte {
-	b := make([]byte, 0, len(body)+len(id)+8)
-	b = append(b, `{"id":"`...)
-	b = append(b, id...)
-	b = append(b, `",`...)
-	return append(b, body[1:]...)
-}
-
-// The scripts build the same wire form as wire(), so that the bytes a
-// replica publishes are the bytes every socket sends.
+// The scripts build the same wire form as event.WithID, so that the bytes
+// a replica publishes are the bytes every socket sends.
 
 var userTurnScript = redis.NewScript(`
 local last = redis.call('HGET', KEYS[3], 'turn')
@@ -208,9 +199,7 @@ return {turn, id}
 // a final transcript event to the log and the text to the history, and
 // publishes the event. source is "text" or "voice".
 func (s *Store) AppendUserTurn(ctx context.Context, id, text, source string) (turn int64, eventID string, err error) {
-	tj, _ := json.Marshal(text)
-	pre := `{"type":"transcript","turn":`
-	post := `,"text":` + string(tj) + `,"final":true,"source":` + strconv.Quote(source) + `}`
+	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: event.Source(source)})
 	res, err := userTurnScript.Run(ctx, s.rdb,
 		[]string{s.logKey(id), s.histKey(id), s.metaKey(id)},
 		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id), s.cfg.MaxTurns).Slice()
@@ -326,18 +315,11 @@ const (
 	Cut      AppendStatus = appendCut   // the caller interrupted the turn: stop
 )
 
-type deltaBody struct {
-	Type  string `json:"type"`
-	Turn  int64  `json:"turn"`
-	Text  string `json:"text"`
-	Reset bool   `json:"reset,omitempty"`
-}
-
 // AppendDelta appends a reply.delta event if run still owns the turn and
 // the turn has not been interrupted. reset marks the first delta of a run
 // that took the turn over: the client drops the deltas it had for the turn.
 func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, text string, reset bool) (AppendStatus, error) {
-	body, _ := json.Marshal(deltaBody{Type: "reply.delta", Turn: turn, Text: text, Reset: reset})
+	body := event.Marshal(event.ReplyDelta{Turn: turn, Text: text, Reset: reset})
 	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id)},
 		s.ttl, s.cfg.MaxEvents, s.Channel(id), turn, run, body).Slice()
 	if err != nil {
@@ -368,18 +350,6 @@ markdone(KEYS[3], turn)
 redis.call('HDEL', KEYS[3], 'run:' .. turn)
 return status
 `)
-
-type turnBody struct {
-	Type string `json:"type"`
-	Turn int64  `json:"turn"`
-}
-
-type doneBody struct {
-	Type        string `json:"type"`
-	Turn        int64  `json:"turn"`
-	Text        string `json:"text"`
-	Interrupted bool   `json:"interrupted,omitempty"`
-}
 
 // FinishTurn stores the turn's reply: an "interrupted" event first when the
 // turn was cut, then "reply.done" with text, and text as the assistant's
@@ -420,15 +390,15 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 	var tail, ib, cutIB, cutDB []byte
 	var cutText string
 	if f.Tail != "" {
-		tail, _ = json.Marshal(deltaBody{Type: "reply.delta", Turn: f.Turn, Text: f.Tail, Reset: f.Reset})
+		tail = event.Marshal(event.ReplyDelta{Turn: f.Turn, Text: f.Tail, Reset: f.Reset})
 		cutText = strings.TrimSuffix(f.Text, f.Tail)
-		cutIB, _ = json.Marshal(turnBody{Type: "interrupted", Turn: f.Turn})
-		cutDB, _ = json.Marshal(doneBody{Type: "reply.done", Turn: f.Turn, Text: cutText, Interrupted: true})
+		cutIB = event.Marshal(event.Interrupted{Turn: f.Turn})
+		cutDB = event.Marshal(event.ReplyDone{Turn: f.Turn, Text: cutText, Interrupted: true})
 	}
 	if f.Interrupted {
-		ib, _ = json.Marshal(turnBody{Type: "interrupted", Turn: f.Turn})
+		ib = event.Marshal(event.Interrupted{Turn: f.Turn})
 	}
-	db, _ := json.Marshal(doneBody{Type: "reply.done", Turn: f.Turn, Text: f.Text, Interrupted: f.Interrupted})
+	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Text, Interrupted: f.Interrupted})
 	cmd := s.evalWith(ctx, finishScript, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), f.Turn, f.Run, f.Text,
 			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText}, with)
@@ -553,7 +523,7 @@ func (s *Store) Range(ctx context.Context, id, after string, count int64) ([]Eve
 		if len(body) < 2 || body[0] != '{' {
 			continue
 		}
-		out = append(out, Event{ID: m.ID, Wire: wire(m.ID, body)})
+		out = append(out, Event{ID: m.ID, Wire: event.WithID(m.ID, body)})
 	}
 	return out, nil
 }

@@ -35,10 +35,9 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-
-	"github.com/parleyhq/parley/pipeline"
 )
 
 var behind = promauto.NewCounter(prometheus.CounterOpts{
@@ -70,7 +69,7 @@ type ASR struct {
 	idle          []*C.ps_decoder_t
 }
 
-var _ pipeline.ASR = (*ASR)(nil)
+var _ speech.ASR = (*ASR)(nil)
 
 var silenceOnce sync.Once
 
@@ -105,12 +104,12 @@ func New(cfg Config) (*ASR, error) {
 	return a, nil
 }
 
-// SampleRate implements pipeline.ASR: the model is for 16 kHz speech.
+// SampleRate implements speech.ASR: the model is for 16 kHz speech.
 func (a *ASR) SampleRate() int { return 16000 }
 
-// NewCall implements pipeline.ASR. It waits for a free decoder until ctx
+// NewCall implements speech.ASR. It waits for a free decoder until ctx
 // ends, then returns ErrNoDecoder.
-func (a *ASR) NewCall(ctx context.Context, partial func(string)) (pipeline.Recognizer, error) {
+func (a *ASR) NewCall(ctx context.Context, partial func(string)) (speech.Recognizer, error) {
 	select {
 	case a.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -146,7 +145,7 @@ type recognizer struct {
 	closed  bool
 }
 
-// Write implements pipeline.Recognizer.
+// Write implements speech.Recognizer.
 func (r *recognizer) Write(pcm []int16) error {
 	if r.closed || len(pcm) == 0 {
 		return nil
@@ -160,7 +159,7 @@ func (r *recognizer) Write(pcm []int16) error {
 	}
 }
 
-// End implements pipeline.Recognizer.
+// End implements speech.Recognizer.
 func (r *recognizer) End(ctx context.Context) (string, error) {
 	if r.closed {
 		return "", errors.New("sphinx: recogniser closed")
@@ -179,7 +178,7 @@ func (r *recognizer) End(ctx context.Context) (string, error) {
 	}
 }
 
-// Close implements pipeline.Recognizer.
+// Close implements speech.Recognizer.
 func (r *recognizer) Close() {
 	if !r.closed {
 		r.closed = true

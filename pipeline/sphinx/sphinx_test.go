@@ -11,9 +11,9 @@ import (
 	"github.com/parleyhq/parley/pipeline/flite"
 )
 
-// speech is flite's kal16 voice (16 kHz), which pocketsphinx recognises
+// fliteSpeech is flite's kal16 voice (16 kHz), which pocketsphinx recognises
 // almost perfectly.
-func speech(t *testing.T, text string) []int16 {
+func fliteSpeech(t *testing.T, text string) []int16 {
 	t.Helper()
 	v, err := flite.New(flite.Config{})
 	if err != nil {
@@ -58,7 +58,7 @@ func TestRecognisesFliteSpeech(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if got := recognise(t, r, speech(t, "what time is it")); got != "what time is it" {
+	if got := recognise(t, r, fliteSpeech(t, "what time is it")); got != "what time is it" {
 		t.Fatalf("recognised %q", got)
 	}
 	mu.Lock()
@@ -67,7 +67,7 @@ func TestRecognisesFliteSpeech(t *testing.T) {
 	}
 	mu.Unlock()
 	// A second utterance on the same call.
-	if got := recognise(t, r, speech(t, "hello there")); got != "hello there" {
+	if got := recognise(t, r, fliteSpeech(t, "hello there")); got != "hello there" {
 		t.Fatalf("second utterance: %q", got)
 	}
 }
@@ -89,7 +89,7 @@ func TestCallsGetTheirOwnDecoders(t *testing.T) {
 				return
 			}
 			defer r.Close()
-			if got := recognise(t, r, speech(t, text)); got != text {
+			if got := recognise(t, r, fliteSpeech(t, text)); got != text {
 				t.Errorf("recognised %q, want %q", got, text)
 			}
 		}()

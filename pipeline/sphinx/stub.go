@@ -7,7 +7,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/speech"
 )
 
 // Config of an ASR.
@@ -26,10 +26,10 @@ var errNoSpeech = errors.New("sphinx: this build has no offline speech (built wi
 // New reports that this build has no pocketsphinx.
 func New(Config) (*ASR, error) { return nil, errNoSpeech }
 
-// SampleRate implements pipeline.ASR.
+// SampleRate implements speech.ASR.
 func (*ASR) SampleRate() int { return 16000 }
 
-// NewCall implements pipeline.ASR.
-func (*ASR) NewCall(context.Context, func(string)) (pipeline.Recognizer, error) {
+// NewCall implements speech.ASR.
+func (*ASR) NewCall(context.Context, func(string)) (speech.Recognizer, error) {
 	return nil, errNoSpeech
 }

@@ -1,4 +1,4 @@
-package pipeline
+package llm
 
 import (
 	"context"
@@ -18,8 +18,8 @@ const (
 )
 
 // LLM streams replies for a batch of conversations. Providers (the
-// OpenAI-compatible clients, the offline responder) implement it; the Pool
-// is its only caller.
+// OpenAI-compatible clients, the offline responder) implement it; the
+// turn engine is its only caller.
 type LLM interface {
 	// MaxBatch is how many conversations one Stream call may carry. 1 means
 	// the provider cannot batch and gets turns one by one.

@@ -1,0 +1,77 @@
+package event
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func ms(v int64) *int64 { return &v }
+
+// The stored form of each event, byte for byte as docs/protocol.md gives
+// it (and as the Parley protocol's clients read it), and back.
+func TestStoredForm(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ev   Event
+		want string
+	}{
+		{"user turn", Transcript{Turn: 3, Text: "hi \"you\"", Final: true, Source: SourceText}, `{"type":"transcript","turn":3,"text":"hi \"you\"","final":true,"source":"text"}`},
+		{"partial transcript", Transcript{Text: "wha"}, `{"type":"transcript","text":"wha","final":false}`},
+		{"delta", ReplyDelta{Turn: 1, Text: "It is "}, `{"type":"reply.delta","turn":1,"text":"It is "}`},
+		{"delta after takeover", ReplyDelta{Turn: 1, Text: "It", Reset: true}, `{"type":"reply.delta","turn":1,"text":"It","reset":true}`},
+		{"done", ReplyDone{Turn: 2, Text: "Bye."}, `{"type":"reply.done","turn":2,"text":"Bye."}`},
+		{"done, cut", ReplyDone{Turn: 2, Text: "By", Interrupted: true}, `{"type":"reply.done","turn":2,"text":"By","interrupted":true}`},
+		{"interrupted", Interrupted{Turn: 4}, `{"type":"interrupted","turn":4}`},
+		{"error of a turn", Error{Code: CodeUpstream, Message: "down", Turn: 5}, `{"type":"error","code":"upstream","message":"down","turn":5}`},
+		{"refusal", Error{Code: CodeBusy, Message: "full", RetryAfterMs: 1000}, `{"type":"error","code":"busy","message":"full","retry_after_ms":1000}`},
+		{"state", State{State: Speaking}, `{"type":"state","state":"speaking"}`},
+		{"typed turn's latency", Latency{Turn: 1, Server: 40, LLMFirstToken: 12, TTSFirstAudio: 20},
+			`{"type":"latency","turn":1,"server_ms":40,"llm_first_token_ms":12,"tts_first_audio_ms":20}`},
+		{"spoken turn's latency", Latency{Turn: 1, VoiceToVoice: ms(700), Endpoint: ms(600), Server: 100, ASR: ms(30), LLMFirstToken: 12, TTSFirstAudio: 20},
+			`{"type":"latency","turn":1,"voice_to_voice_ms":700,"endpoint_ms":600,"server_ms":100,"asr_ms":30,"llm_first_token_ms":12,"tts_first_audio_ms":20}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := string(Marshal(tc.ev))
+			if got != tc.want {
+				t.Fatalf("stored form\n got %s\nwant %s", got, tc.want)
+			}
+			wire := WithID("1700000000000-3", []byte(got))
+			if string(wire) != `{"id":"1700000000000-3",`+tc.want[1:] {
+				t.Fatalf("wire form %s", wire)
+			}
+			if IDOf(wire) != "1700000000000-3" || IDOf([]byte(got)) != "" {
+				t.Fatalf("IDOf: %q, %q", IDOf(wire), IDOf([]byte(got)))
+			}
+			id, back, err := Decode(wire)
+			if err != nil || id != "1700000000000-3" || !reflect.DeepEqual(back, tc.ev) {
+				t.Fatalf("Decode: %q %#v %v; want %#v", id, back, err, tc.ev)
+			}
+		})
+	}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	if _, _, err := Decode([]byte(`{"type":"dance"}`)); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("unknown type: %v", err)
+	}
+	for _, b := range []string{`not json`, `{"type":"reply.delta","turn":"x"}`, ``} {
+		if _, _, err := Decode([]byte(b)); err == nil {
+			t.Errorf("%q decoded", b)
+		}
+	}
+}
+
+// A script that numbers the turn as it stores the event gets the same
+// bytes as Marshal would.
+func TestAroundTurn(t *testing.T) {
+	for _, ev := range []Event{
+		Transcript{Text: "a \"turn\":-1 b", Final: true, Source: SourceVoice},
+		ReplyDone{Text: "x"},
+	} {
+		pre, post := AroundTurn(ev)
+		if got, want := pre+"42"+post, string(Marshal(withTurn(ev, 42))); got != want {
+			t.Errorf("%s, want %s", got, want)
+		}
+	}
+}
