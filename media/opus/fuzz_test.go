@@ -64,4 +64,3 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
-
