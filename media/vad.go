@@ -62,6 +62,7 @@ type VAD struct {
 	voiced   time.Duration // speech run while not speaking (gaps bridged)
 	gap      time.Duration // current non-speech run while counting voiced
 	silence  time.Duration // non-speech run while speaking
+	trailing time.Duration // the silence that ended the last utterance
 	level    float64       // last frame's level, dBFS
 }
 
@@ -82,6 +83,11 @@ func (v *VAD) Speaking() bool { return v.speaking }
 
 // Level is the last frame's voice-band level in dBFS.
 func (v *VAD) Level() float64 { return v.level }
+
+// TrailingSilence is, after a VADSpeechEnd, the silence that ended the
+// utterance: from the end of its last voiced frame to the decision, in
+// audio time (Stop, or a frame more).
+func (v *VAD) TrailingSilence() time.Duration { return v.trailing }
 
 // Floor is the current noise floor estimate in dBFS.
 func (v *VAD) Floor() float64 { return v.floor }
@@ -129,7 +135,7 @@ func (v *VAD) Process(frame []int16) VADEvent {
 	}
 	v.silence += dur
 	if v.silence >= v.cfg.Stop {
-		v.speaking, v.silence = false, 0
+		v.speaking, v.trailing, v.silence = false, v.silence, 0
 		return VADSpeechEnd
 	}
 	return VADNone

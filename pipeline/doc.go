@@ -1,14 +1,17 @@
-// Package pipeline owns what happens to a user turn once it has been
-// received: rate limiting, persistence, the LLM pool (slots, bounded queue,
-// micro-batching), streaming the reply into the session's event log, and
-// takeover of turns whose replica died.
+// Package pipeline is the core of Parley: everything that happens to a
+// conversation once a front end (signaling/...) has decoded what a client
+// said, and nothing of any protocol's names or any codec. It holds no code
+// of its own; its packages are:
 //
-// Sub-packages hold the parts that stand alone: session (the Redis Streams
-// event log, resume tokens and cross-replica delivery), ratelimit (the Redis
-// token bucket), openai and local (LLM providers), redistest (a throwaway
-// redis-server for tests).
+//	event      the typed session events and error codes, and their stored form
+//	session    sessions in Redis Streams: the event log, history, resume tokens, live delivery
+//	ratelimit  the Redis token bucket
+//	turn       the turn engine: admission, persistence, slots, batches, takeover, held turns
+//	call       a voice call: VAD → recogniser → turn → sentences → synthesiser → frames
+//	llm        what the engine asks of a language model
+//	speech     what a call asks of a recogniser and a synthesiser
+//	openai, local, sphinx, flite   the providers
 //
-// Engine's methods are safe for concurrent use. Run must be called exactly
-// once; it returns when its context is cancelled and the in-flight turns
-// have stopped.
+// Nothing under pipeline/ imports signaling/; call and turn import no
+// protocol and no codec.
 package pipeline

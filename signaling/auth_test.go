@@ -269,7 +269,7 @@ func TestTokensAreNotLogged(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(5000, 0)}
 	srv := signaling.NewServer(signaling.Config{
 		Auth: signaling.AuthConfig{Tokens: []string{"static-token-value"}, Secret: secret}, Now: clock.Now,
-	}, nil, nil, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}, nil, nil, nil, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	expired := signaling.SignToken(secret, "bob", time.Second, clock.Now().Add(-time.Hour))
 	for _, tok := range []string{"static-token-valuX", expired, "pt1.garbage.garbage"} {
 		for _, r := range []*http.Request{

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/pipeline/turn"
 )
 
 // BenchmarkTextTurn is one client's typed turn, from sending "text" to
@@ -40,7 +40,7 @@ func BenchmarkParallelSessions(b *testing.B) {
 			// Every session dials from 127.0.0.1 at once (the default: no
 			// per-IP caps); a queue that never says busy, to measure turns.
 			r := startReplica(b, newRedis(b), local.New(local.Config{}),
-				replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 4096}})
+				replicaOpts{engine: turn.Config{Slots: 16, Queue: 4096}})
 			var done atomic.Int64
 			b.SetParallelism((sessions + 1) / 2) // GOMAXPROCS is 2 here
 			start := time.Now()

@@ -15,10 +15,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/turn"
 )
 
 // frame is one entry of the writer's queue: a text frame, or the order to
@@ -59,10 +61,10 @@ type conn struct {
 	ctx       context.Context // ends when the connection closes
 	cancel    context.CancelFunc
 
-	call     atomic.Pointer[pipeline.Call] // set once at hello when the client asked for ws audio
-	callDone chan struct{}                 // closed when the call's Run returns
-	dec      *opus.Decoder                 // owned by the reader
-	rtc      *rtcPeer                      // a WebRTC call's peer; owned by the reader
+	call     atomic.Pointer[call.Call] // set once at hello when the client asked for audio
+	callDone chan struct{}             // closed when the call's Run returns
+	dec      media.Decoder             // a WebSocket call's; owned by the reader
+	rtc      *rtcPeer                  // a WebRTC call's peer; owned by the reader
 
 	// Owned by the reader goroutine.
 	sessionID  string
@@ -185,9 +187,6 @@ func (c *conn) sendError(code event.Code, message string) {
 
 // Deliver implements session.Sink; it runs on the Hub's goroutine.
 func (c *conn) Deliver(wire []byte) {
-	if call := c.call.Load(); call != nil {
-		call.Event(wire)
-	}
 	c.fmu.Lock()
 	defer c.fmu.Unlock()
 	if c.replaying {
@@ -544,8 +543,8 @@ func (c *conn) handle(data []byte) {
 	case "interrupt":
 		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 		defer cancel()
-		if call := c.call.Load(); call != nil {
-			call.Interrupt(ctx) // stops the audio too
+		if cl := c.call.Load(); cl != nil {
+			cl.Interrupt(ctx) // stops the audio too
 			return
 		}
 		if err := c.srv.turns.Interrupt(ctx, c.sessionID); err != nil {
@@ -642,9 +641,18 @@ func (c *conn) hello(m *inMsg) {
 // the connection's context does.
 func (c *conn) startCall(id, transport string) {
 	v := c.srv.voice
-	var out pipeline.CallOutput = c
+	codec := opus.Codec{Complexity: c.srv.cfg.OpusComplexity}
+	// Opus decodes the caller's audio to the recogniser's rate where it
+	// can (no resampler).
+	dec, err := codec.NewDecoder(v.ListenRate())
+	if err != nil {
+		c.log.Error("opus decoder", "err", err)
+		c.sendError(codeInternal, "the audio decoder could not start")
+		return
+	}
+	var out call.Output = c
 	if transport == "webrtc" {
-		p, err := c.startRTC()
+		p, err := c.startRTC(dec)
 		if err != nil {
 			c.log.Error("webrtc peer", "err", err)
 			c.sendError(codeInternal, "the WebRTC peer could not start: "+err.Error())
@@ -656,23 +664,17 @@ func (c *conn) startCall(id, transport string) {
 		// told of it through its own queue.
 		c.media = make(chan []byte, mediaQueue)
 		c.enqueue(frame{media: c.media})
-		dec, err := opus.NewDecoder(pipeline.InputRate(v.asr))
-		if err != nil {
-			c.log.Error("opus decoder", "err", err)
-			c.sendError(codeInternal, "the audio decoder could not start")
-			return
-		}
 		c.dec = dec
 	}
-	call := pipeline.NewCall(v.cfg, id, v.turns, v.asr, v.tts, out, c.log.With("call", transport))
+	cl := v.NewCall(id, call.Media{InRate: dec.Rate(), Out: codec}, out, c.log.With("call", transport))
 	if c.rtc != nil {
-		c.rtc.call = call
+		c.rtc.call = cl
 	}
 	c.callDone = make(chan struct{})
-	c.call.Store(call)
+	c.call.Store(cl)
 	go func() { // ends with the connection
 		defer close(c.callDone)
-		if err := call.Run(c.ctx); err != nil {
+		if err := cl.Run(c.ctx); err != nil {
 			c.log.Error("call failed", "err", err)
 			c.sendError(codeInternal, "the call could not start: "+err.Error())
 		}
@@ -681,8 +683,8 @@ func (c *conn) startCall(id, transport string) {
 
 // audio handles one binary frame: an Opus packet of the caller's.
 func (c *conn) audio(data []byte) {
-	call := c.call.Load()
-	if call == nil || c.dec == nil {
+	cl := c.call.Load()
+	if cl == nil || c.dec == nil {
 		c.sendError(codeBadRequest, `binary frames carry call audio, and this session has no WebSocket audio channel (say hello with "audio": {"transport": "ws"})`)
 		return
 	}
@@ -692,10 +694,10 @@ func (c *conn) audio(data []byte) {
 		c.sendError(codeBadRequest, "a binary frame was not a 20 ms Opus packet and was dropped: "+err.Error())
 		return
 	}
-	call.Audio(pcm)
+	cl.Audio(pcm)
 }
 
-// SendAudio implements pipeline.CallOutput: it queues a packet for the
+// SendAudio implements call.Output: it queues a packet for the
 // writer, dropping the oldest when the client is behind.
 func (c *conn) SendAudio(pkt []byte) error {
 	for {
@@ -714,8 +716,8 @@ func (c *conn) SendAudio(pkt []byte) error {
 	}
 }
 
-// SendEvent implements pipeline.CallOutput.
-func (c *conn) SendEvent(wire []byte) { c.enqueue(frame{data: wire}) }
+// SendEvent implements call.Output.
+func (c *conn) SendEvent(ev event.Event) { c.enqueue(frame{data: event.Marshal(ev)}) }
 
 // turnText is a text message's turn, trimmed, or what is wrong with it.
 func turnText(m *inMsg, maxText int) (string, string) {
@@ -744,12 +746,14 @@ func (c *conn) text(m *inMsg) {
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
 	submit := c.srv.turns.Submit
-	if call := c.call.Load(); call != nil {
+	if cl := c.call.Load(); cl != nil {
 		// During a call a typed turn is answered aloud too.
-		submit = func(ctx context.Context, _, text, _ string) (int64, error) { return call.SubmitText(ctx, text) }
+		submit = func(ctx context.Context, _, text string, _ event.Source) (int64, error) {
+			return cl.SubmitText(ctx, text)
+		}
 	}
-	if _, err := submit(ctx, c.sessionID, text, "text"); err != nil {
-		var te *pipeline.TurnError
+	if _, err := submit(ctx, c.sessionID, text, event.SourceText); err != nil {
+		var te *turn.TurnError
 		if errors.As(err, &te) {
 			// Not counted against the error budget: the client did nothing wrong.
 			c.enqueue(frame{data: event.Marshal(te.Event())})

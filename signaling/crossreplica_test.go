@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/turn"
 )
 
 // Events appended by one replica reach, live, a socket of the same session
@@ -42,7 +42,7 @@ func TestLiveDeliveryAcrossReplicas(t *testing.T) {
 // turn number, while the slot stays taken.
 func TestQueuedTurnTimesOutWithBusy(t *testing.T) {
 	llm := newGateLLM()
-	r := startReplica(t, newRedis(t), llm, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 10, QueueWait: 200 * time.Millisecond}})
+	r := startReplica(t, newRedis(t), llm, replicaOpts{engine: turn.Config{Slots: 1, Queue: 10, QueueWait: 200 * time.Millisecond}})
 	c := dial(t, r.URL)
 	c.hello()
 	for _, s := range []string{"one", "two", "three"} {

@@ -9,10 +9,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/turn"
 )
 
 func TestTextRoundTrip(t *testing.T) {
@@ -54,7 +54,7 @@ func TestConcurrentSessionsGetOnlyTheirOwnReplies(t *testing.T) {
 	// All 200 clients come from 127.0.0.1 at once, with the default
 	// (no) per-IP caps. A queue long enough for every turn at once: this
 	// tests crossed replies, not busy (TestBackpressureBusy does).
-	r := startReplica(t, rdb, model, replicaOpts{engine: pipeline.Config{Slots: 16, Queue: 2000}})
+	r := startReplica(t, rdb, model, replicaOpts{engine: turn.Config{Slots: 16, Queue: 2000}})
 	const clients, turns = 200, 3
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -192,7 +192,7 @@ func lastConv(t *testing.T, r *replica) []llm.Message {
 func TestDeadReplicasTurnIsTakenOver(t *testing.T) {
 	rdb := newRedis(t)
 	stuck := newGateLLM()
-	cfg := pipeline.Config{ClaimAfter: 600 * time.Millisecond}
+	cfg := turn.Config{ClaimAfter: 600 * time.Millisecond}
 	r1 := startReplica(t, rdb, stuck, replicaOpts{engine: cfg})
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{engine: cfg})
 
@@ -240,7 +240,7 @@ func TestDeadReplicasTurnIsTakenOver(t *testing.T) {
 
 func TestRateLimitedReachesTheClient(t *testing.T) {
 	rdb := newRedis(t)
-	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{engine: pipeline.Config{
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{engine: turn.Config{
 		SessionRate: ratelimit.Rule{Rate: 0.2, Burst: 2},
 	}})
 	c := dial(t, r.URL)
@@ -248,7 +248,7 @@ func TestRateLimitedReachesTheClient(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
 	}
-	var limited *event
+	var limited *msg
 	replies := 0
 	for limited == nil || replies < 2 {
 		ev := c.next()
@@ -269,7 +269,7 @@ func TestRateLimitedReachesTheClient(t *testing.T) {
 func TestBackpressureBusy(t *testing.T) {
 	rdb := newRedis(t)
 	model := newGateLLM()
-	r := startReplica(t, rdb, model, replicaOpts{engine: pipeline.Config{Slots: 1, Queue: 1, QueueWait: time.Minute}})
+	r := startReplica(t, rdb, model, replicaOpts{engine: turn.Config{Slots: 1, Queue: 1, QueueWait: time.Minute}})
 	c := dial(t, r.URL)
 	c.hello()
 	for i := 0; i < 5; i++ {

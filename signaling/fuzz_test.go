@@ -14,7 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
@@ -187,13 +187,13 @@ func FuzzBinaryFrames(f *testing.F) {
 		// No writer (there is no socket): what the connection says stays
 		// queued, for the test to read.
 		c.send.running = true
-		ref, _ := opus.NewDecoder(pipeline.InputRate(silentASR{}))
+		ref, _ := opus.NewDecoder(silentASR{}.SampleRate())
 		if withCall {
 			// A queue of one: every frame after the first that reaches the
 			// call pushes one out, and is counted.
-			call := pipeline.NewCall(pipeline.CallConfig{InputQueue: 1}, "s", nil, silentASR{}, silentTTS{}, c, log)
-			c.call.Store(call)
-			c.dec, _ = opus.NewDecoder(pipeline.InputRate(silentASR{}))
+			v := &call.Voice{ASR: silentASR{}, TTS: silentTTS{}, Config: call.Config{InputQueue: 1}}
+			c.call.Store(v.NewCall("s", call.Media{Out: opus.Codec{}}, c, log))
+			c.dec, _ = opus.NewDecoder(silentASR{}.SampleRate())
 		}
 		badBefore, inBefore := badPackets(t), callInputDropped(t)
 		nbad, ngood, said := 0, 0, 0

@@ -322,7 +322,7 @@ func attackOnce(url string, a attack, k int, stop <-chan struct{}) (outcome, err
 				}
 				return
 			}
-			var ev event
+			var ev msg
 			if json.Unmarshal(b, &ev) != nil || ev.Type != "error" {
 				continue
 			}

@@ -17,12 +17,13 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
+	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -38,7 +39,7 @@ func testLogger(t testing.TB) *slog.Logger {
 type replica struct {
 	URL    string
 	model  llm.LLM
-	engine *pipeline.Engine
+	engine *turn.Engine
 	ws     *signaling.Server
 	http   *httptest.Server
 	cancel context.CancelFunc
@@ -47,11 +48,11 @@ type replica struct {
 }
 
 type replicaOpts struct {
-	engine pipeline.Config
+	engine turn.Config
 	ws     signaling.Config
 	asr    speech.ASR // with tts: voice calls enabled
 	tts    speech.TTS
-	call   pipeline.CallConfig
+	call   call.Config
 	store  session.Config
 }
 
@@ -67,14 +68,15 @@ func startReplica(t testing.TB, rdb *redis.Client, model llm.LLM, o replicaOpts)
 	store := session.NewStore(cmds, o.store)
 	hub := session.NewHub(rdb, store, log)
 	limiter := ratelimit.New(cmds, ratelimit.Config{})
-	eng, err := pipeline.NewEngine(cmds, store, limiter, model, o.engine, log)
+	eng, err := turn.NewEngine(cmds, store, limiter, model, o.engine, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := signaling.NewServer(o.ws, store, hub, eng, log)
+	var voice *call.Voice
 	if o.asr != nil {
-		srv.SetVoice(eng, o.asr, o.tts, o.call)
+		voice = &call.Voice{Turns: eng, Events: hub, ASR: o.asr, TTS: o.tts, Config: o.call}
 	}
+	srv := signaling.NewServer(o.ws, store, hub, eng, voice, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{model: model, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
@@ -117,7 +119,7 @@ func (r *replica) kill() {
 }
 
 // event is any server message, decoded loosely.
-type event struct {
+type msg struct {
 	Type         string `json:"type"`
 	ID           string `json:"id"`
 	Turn         int64  `json:"turn"`
@@ -173,7 +175,7 @@ func (c *client) sendRaw(kind int, b []byte) {
 
 // next reads the next message, failing the test after a generous timeout
 // (a hang, not a timing assertion).
-func (c *client) next() event {
+func (c *client) next() msg {
 	c.t.Helper()
 	ev, err := c.read(10 * time.Second)
 	if err != nil {
@@ -183,18 +185,18 @@ func (c *client) next() event {
 }
 
 // read returns the next text event; audio frames are skipped.
-func (c *client) read(timeout time.Duration) (event, error) {
+func (c *client) read(timeout time.Duration) (msg, error) {
 	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
 	kind, b, err := c.ws.ReadMessage()
 	for err == nil && kind == websocket.BinaryMessage {
 		kind, b, err = c.ws.ReadMessage()
 	}
 	if err != nil {
-		return event{}, err
+		return msg{}, err
 	}
-	var ev event
+	var ev msg
 	if err := json.Unmarshal(b, &ev); err != nil {
-		return event{}, fmt.Errorf("bad JSON from server %q: %v", b, err)
+		return msg{}, fmt.Errorf("bad JSON from server %q: %v", b, err)
 	}
 	ev.raw = string(b)
 	if ev.ID != "" {
@@ -205,9 +207,9 @@ func (c *client) read(timeout time.Duration) (event, error) {
 
 // until reads until an event of type typ (for turn, if turn > 0) and
 // returns everything read, that event last.
-func (c *client) until(typ string, turn int64) []event {
+func (c *client) until(typ string, turn int64) []msg {
 	c.t.Helper()
-	var evs []event
+	var evs []msg
 	for {
 		ev := c.next()
 		evs = append(evs, ev)
@@ -227,7 +229,7 @@ func (c *client) hello() {
 	c.session, c.token = ev.Session, ev.Token
 }
 
-func (c *client) resume(session, token, last string) event {
+func (c *client) resume(session, token, last string) msg {
 	c.t.Helper()
 	c.send(map[string]any{"type": "hello", "session": session, "token": token, "last_event": last})
 	c.session, c.token = session, token

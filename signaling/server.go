@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
-	"github.com/parleyhq/parley/pipeline/speech"
 )
 
 // Config of a Server. A zero field means the default in its comment.
@@ -37,6 +37,7 @@ type Config struct {
 	ReadTimeout    time.Duration // silence (no frame, no pong) that closes the socket; default 75s
 	HelloTimeout   time.Duration // time to say hello after connecting; default 10s
 	WebRTC         WebRTCConfig
+	OpusComplexity int // of the bot's audio, 1 to 10; default 5
 
 	Auth AuthConfig // who may connect; default: anyone
 	// Per client IP, opt-in: open connections, and new connections per
@@ -84,9 +85,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Turns is what a socket asks of the pipeline.
+// Turns is what a socket asks of the turn engine.
 type Turns interface {
-	Submit(ctx context.Context, sessionID, text, source string) (int64, error)
+	Submit(ctx context.Context, sessionID, text string, source event.Source) (int64, error)
 	Interrupt(ctx context.Context, sessionID string) error
 }
 
@@ -127,7 +128,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	ipLimit  *ipLimiter
 
-	voice *voice      // nil: text only
+	voice *call.Voice // nil: text only
 	rtc   *webrtc.API // nil: no WebRTC
 
 	mu       sync.Mutex
@@ -136,10 +137,11 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
-// NewServer returns a Server.
-func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, log *slog.Logger) *Server {
+// NewServer returns a Server. voice is the replica's voice stack; nil
+// serves text only.
+func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, voice *call.Voice, log *slog.Logger) *Server {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, log: log, conns: make(map[*conn]struct{}),
+	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, voice: voice, log: log, conns: make(map[*conn]struct{}),
 		ipLimit: newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now)}
 	if api, err := newWebRTCAPI(cfg.WebRTC); err != nil {
 		log.Error("WebRTC is off", "err", err)
@@ -155,19 +157,6 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 		CheckOrigin:     s.checkOrigin,
 	}
 	return s
-}
-
-type voice struct {
-	turns pipeline.CallTurns
-	asr   speech.ASR
-	tts   speech.TTS
-	cfg   pipeline.CallConfig
-}
-
-// SetVoice enables voice calls with these providers. Call it before
-// serving.
-func (s *Server) SetVoice(turns pipeline.CallTurns, asr speech.ASR, tts speech.TTS, cfg pipeline.CallConfig) {
-	s.voice = &voice{turns: turns, asr: asr, tts: tts, cfg: cfg}
 }
 
 func (s *Server) checkOrigin(r *http.Request) bool {

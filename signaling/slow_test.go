@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/llm"
+	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -31,7 +31,7 @@ func (bigLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, 
 func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
 	r := startReplica(t, newRedis(t), bigLLM{}, replicaOpts{
 		ws:     signaling.Config{SendQueue: 4, WriteTimeout: 2 * time.Second},
-		engine: pipeline.Config{Coalesce: time.Nanosecond}, // every piece its own frame
+		engine: turn.Config{Coalesce: time.Nanosecond}, // every piece its own frame
 	})
 	c := dial(t, r.URL)
 	c.hello()

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/pipeline"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/openai"
+	"github.com/parleyhq/parley/pipeline/turn"
 )
 
 // fakeVLLM is an OpenAI-compatible completions server that takes a list of
@@ -81,7 +81,7 @@ func TestBatchesFormAgainstACompletionsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startReplica(t, newRedis(t), model, replicaOpts{engine: pipeline.Config{Slots: 2, Queue: 100}})
+	r := startReplica(t, newRedis(t), model, replicaOpts{engine: turn.Config{Slots: 2, Queue: 100}})
 
 	c := dial(t, r.URL)
 	c.hello()
@@ -160,7 +160,7 @@ func TestUpstreamErrorReachesTheClientAndTheSessionGoesOn(t *testing.T) {
 // A long reply streamed token by token is stored in far fewer deltas.
 func TestDeltasAreCoalesced(t *testing.T) {
 	tokens := &tokenLLM{n: 300}
-	r := startReplica(t, newRedis(t), tokens, replicaOpts{engine: pipeline.Config{Coalesce: time.Second}})
+	r := startReplica(t, newRedis(t), tokens, replicaOpts{engine: turn.Config{Coalesce: time.Second}})
 	c := dial(t, r.URL)
 	c.hello()
 	c.send(map[string]any{"type": "text", "text": "go on"})

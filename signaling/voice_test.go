@@ -22,7 +22,8 @@ import (
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/local"
@@ -77,7 +78,7 @@ func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Du
 }
 
 type heard struct {
-	events  []event
+	events  []msg
 	audio   [][]byte
 	at      []time.Time // arrival of each audio frame
 	audioAt []int       // for each event, how many audio frames had arrived
@@ -118,7 +119,7 @@ func callRun(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
 				h.at = append(h.at, time.Now())
 				continue
 			}
-			var ev event
+			var ev msg
 			_ = json.Unmarshal(b, &ev)
 			ev.raw = string(b)
 			h.events = append(h.events, ev)
@@ -219,7 +220,7 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 		}
 	}()
 
-	var final, done *event
+	var final, done *msg
 	var states []string
 	for i, ev := range h.events {
 		switch {
@@ -246,19 +247,25 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 		t.Fatalf("states %s", got)
 	}
 	// The turn's latency figures: all there, and consistent with each other.
-	var lat *pipeline.LatencyEvent
+	var lat *event.Latency
 	for _, ev := range h.events {
 		if ev.Type == "latency" {
-			lat = &pipeline.LatencyEvent{}
+			lat = &event.Latency{}
 			_ = json.Unmarshal([]byte(ev.raw), lat)
 		}
 	}
-	if lat == nil || lat.Turn != 1 || lat.ASR == nil || lat.VoiceToVoice == nil ||
-		*lat.ASR < 0 || lat.LLMFirstToken < 0 || lat.TTSFirstAudio < 0 || *lat.VoiceToVoice < *lat.ASR {
+	// Voice-to-voice starts at the end of the caller's voiced audio, so it
+	// holds the VAD's end-of-turn silence (the default -vad-stop, 600 ms),
+	// reported as endpoint_ms; server_ms starts at the decision.
+	if lat == nil || lat.Turn != 1 || lat.ASR == nil || lat.VoiceToVoice == nil || lat.Endpoint == nil ||
+		*lat.ASR < 0 || lat.LLMFirstToken < 0 || lat.TTSFirstAudio < 0 || lat.Server < *lat.ASR ||
+		*lat.Endpoint < 600 || *lat.Endpoint > 700 || // the silence, and at most a few frames more
+		*lat.VoiceToVoice-(*lat.Endpoint+lat.Server) > 1 || *lat.VoiceToVoice < *lat.Endpoint+lat.Server { // each rounded down to a ms
+
 		t.Fatalf("latency event: %+v", lat)
 	}
-	t.Logf("latency: asr %d ms, model first token %d ms, tts first audio %d ms, voice to voice %d ms (plus the VAD's %v of silence)",
-		*lat.ASR, lat.LLMFirstToken, lat.TTSFirstAudio, *lat.VoiceToVoice, 600*time.Millisecond)
+	t.Logf("latency: voice to voice %d ms = endpoint %d ms + server %d ms (asr %d ms, model first token %d ms, tts first audio %d ms)",
+		*lat.VoiceToVoice, *lat.Endpoint, lat.Server, *lat.ASR, lat.LLMFirstToken, lat.TTSFirstAudio)
 
 	// The audio decodes, and it is as long as the reply spoken by flite.
 	dec, _ := opus.NewDecoder(opus.Rate)
@@ -283,7 +290,7 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 
 func TestGarbageAudioIsDroppedAndTheCallGoesOn(t *testing.T) {
 	asr, v := offline(t)
-	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, call: pipeline.CallConfig{}})
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, call: call.Config{}})
 	c := dial(t, r.URL)
 	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
 	if ev := c.next(); ev.Type != "session" {
@@ -321,11 +328,11 @@ func TestBargeIn(t *testing.T) {
 	}
 	full := local.New(local.Config{}).Reply("help") // about 8 s spoken
 
-	type msg struct {
-		ev    event
+	type item struct {
+		ev    msg
 		audio bool
 	}
-	msgs := make(chan msg, 10000)
+	msgs := make(chan item, 10000)
 	go func() { // ends when the socket closes
 		for {
 			kind, b, err := c.ws.ReadMessage()
@@ -333,7 +340,7 @@ func TestBargeIn(t *testing.T) {
 				close(msgs)
 				return
 			}
-			m := msg{audio: kind == websocket.BinaryMessage}
+			m := item{audio: kind == websocket.BinaryMessage}
 			if !m.audio {
 				_ = json.Unmarshal(b, &m.ev)
 				m.ev.raw = string(b)
@@ -341,7 +348,7 @@ func TestBargeIn(t *testing.T) {
 			msgs <- m
 		}
 	}()
-	next := func() msg {
+	next := func() item {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
@@ -351,7 +358,7 @@ func TestBargeIn(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("nothing received for 30 s")
 		}
-		return msg{}
+		return item{}
 	}
 
 	c.send(map[string]any{"type": "text", "text": "help"})
@@ -369,7 +376,7 @@ func TestBargeIn(t *testing.T) {
 		_ = speak(c, speech)
 	}()
 	botFrames := 0
-	var interrupted, done1 *event
+	var interrupted, done1 *msg
 	for done1 == nil {
 		m := next()
 		switch {
@@ -395,7 +402,7 @@ func TestBargeIn(t *testing.T) {
 		t.Fatalf("stored reply %q is not a strict prefix of %q", done1.Text, full)
 	}
 	// The caller's words are the next turn, answered.
-	var final *event
+	var final *msg
 	for {
 		m := next()
 		if m.ev.Type == "transcript" && m.ev.Final && m.ev.Turn == 2 {
@@ -477,7 +484,7 @@ func TestVoiceCallWithRemoteProviders(t *testing.T) {
 	rasr, rtts, seen := remoteSpeech(t, "what time is it")
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: rasr, tts: rtts})
 	h := callClient(t, r.URL, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond))
-	var final, done *event
+	var final, done *msg
 	for i, ev := range h.events {
 		if ev.Type == "transcript" && ev.Final {
 			final = &h.events[i]
@@ -534,7 +541,7 @@ func TestUpstreamFailureIsSpokenAndTheCallGoesOn(t *testing.T) {
 	// The apology's audio comes after the error: 60 ms per character from
 	// the fake synthesiser.
 	after := len(h.audio) - h.audioAt[errAt]
-	if want := len(pipeline.DefaultApology) * 3; after < want*9/10 || after > want*11/10+3 {
+	if want := len(call.DefaultApology) * 3; after < want*9/10 || after > want*11/10+3 {
 		t.Fatalf("%d frames after the error, want the apology's %d", after, want)
 	}
 	// The socket and the session go on: a typed turn is answered (with the
@@ -591,7 +598,7 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 		case kind == websocket.BinaryMessage:
 			after++
 		}
-		var ev event
+		var ev msg
 		if kind == websocket.TextMessage && json.Unmarshal(b, &ev) == nil && ev.Type == "reply.done" && ev.Turn == 1 {
 			done = ev.Text
 		}

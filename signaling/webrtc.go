@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	pionmedia "github.com/pion/webrtc/v4/pkg/media"
-
-	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline"
 )
 
 // WebRTCConfig configures the WebRTC transport. The zero value suits a
@@ -72,7 +71,8 @@ type rtcPeer struct {
 	pc    *webrtc.PeerConnection
 	track *webrtc.TrackLocalStaticSample
 	c     *conn
-	call  *pipeline.Call // set before the offer can arrive
+	dec   media.Decoder // the caller's audio; used on pion's track goroutine
+	call  *call.Call    // set before the offer can arrive
 
 	// Candidates that came before the offer (a client may trickle them as
 	// soon as it gathers them): added once the offer is set. Reader-owned.
@@ -90,7 +90,7 @@ const maxEarlyCandidates = 32
 
 // startRTC creates the peer for a webrtc call. Pion's goroutines and the
 // track reader end when the peer connection closes (with the socket).
-func (c *conn) startRTC() (*rtcPeer, error) {
+func (c *conn) startRTC(dec media.Decoder) (*rtcPeer, error) {
 	pc, err := c.srv.rtc.NewPeerConnection(webrtc.Configuration{ICEServers: c.srv.cfg.WebRTC.ICEServers})
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func (c *conn) startRTC() (*rtcPeer, error) {
 		pc.Close()
 		return nil, err
 	}
-	p := &rtcPeer{pc: pc, track: track, c: c}
+	p := &rtcPeer{pc: pc, track: track, c: c, dec: dec}
 	go func() { // drains RTCP; ends when the sender closes
 		buf := make([]byte, 1500)
 		for {
@@ -144,10 +144,6 @@ func (c *conn) startRTC() (*rtcPeer, error) {
 // readAudio decodes the caller's RTP packets into the call. Chrome sends
 // empty padding packets; they are skipped.
 func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
-	dec, err := opus.NewDecoder(p.call.InputRate())
-	if err != nil {
-		return
-	}
 	for {
 		pkt, _, err := remote.ReadRTP()
 		if err != nil {
@@ -156,7 +152,7 @@ func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
 		if len(pkt.Payload) == 0 {
 			continue
 		}
-		pcm, err := dec.Decode(pkt.Payload)
+		pcm, err := p.dec.Decode(pkt.Payload)
 		if err != nil {
 			droppedAudio.WithLabelValues("bad_packet").Inc()
 			continue
@@ -165,13 +161,13 @@ func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
 	}
 }
 
-// SendAudio implements pipeline.CallOutput for a WebRTC call.
+// SendAudio implements call.Output for a WebRTC call.
 func (p *rtcPeer) SendAudio(pkt []byte) error {
-	return p.track.WriteSample(pionmedia.Sample{Data: pkt, Duration: 20 * time.Millisecond})
+	return p.track.WriteSample(pionmedia.Sample{Data: pkt, Duration: media.FrameDuration})
 }
 
-// SendEvent implements pipeline.CallOutput.
-func (p *rtcPeer) SendEvent(wire []byte) { p.c.enqueue(frame{data: wire}) }
+// SendEvent implements call.Output.
+func (p *rtcPeer) SendEvent(ev event.Event) { p.c.SendEvent(ev) }
 
 type candidateMsg struct {
 	Type      string                  `json:"type"`

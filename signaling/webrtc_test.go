@@ -96,7 +96,7 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 	<-gathered
 	c.send(map[string]any{"type": "offer", "sdp": map[string]string{"type": "offer", "sdp": offer.SDP}})
 
-	events := make(chan event, 1000)
+	events := make(chan msg, 1000)
 	go func() { // the socket's reader: negotiation here, the rest to events
 		for {
 			ev, err := c.read(60 * time.Second)
@@ -142,7 +142,7 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 	}
 	tick.Stop()
 
-	var final, done *event
+	var final, done *msg
 	for done == nil {
 		select {
 		case ev, ok := <-events:

@@ -43,7 +43,8 @@ type voiceStep struct {
 	Seconds     float64          `json:"seconds"`
 	Turns       int64            `json:"turns"`
 	NoReply     int64            `json:"turns_without_reply"`
-	ServerV2V   stats            `json:"server_voice_to_voice_ms"` // the latency event: VAD decision → first frame
+	ServerMs    stats            `json:"server_ms"`         // the latency event: the end-of-turn decision → first frame
+	V2V         stats            `json:"voice_to_voice_ms"` // the latency event: end of voiced audio → first frame
 	ClientV2V   stats            `json:"client_end_of_speech_to_first_frame_ms"`
 	Jitter      stats            `json:"frame_gap_minus_20ms_ms"`
 	ClientUnder int64            `json:"client_underruns"` // gaps > 80 ms inside a reply
@@ -175,21 +176,22 @@ func runVoice(ctx context.Context, bin, stack string, steps []int, dur time.Dura
 		}
 		st := voiceStepRun(ctx, "ws://"+addr+"/ws", "http://"+addr+"/metrics", cmd.Process.Pid, n, dur, speech, silence)
 		run.Steps = append(run.Steps, st)
-		fmt.Printf("%4d calls: %d turns (%d unanswered); server end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call)\n",
-			n, st.Turns, st.NoReply, st.ServerV2V.P50, st.ServerV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall)
+		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) p50 %.0f p99 %.0f ms, voice-to-voice p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call)\n",
+			n, st.Turns, st.NoReply, st.ServerMs.P50, st.ServerMs.P99, st.V2V.P50, st.V2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall)
 	}
 	return run, nil
 }
 
 func voiceStepRun(ctx context.Context, url, metricsURL string, pid, calls int, dur time.Duration, speech [][]byte, silence []byte) voiceStep {
 	var (
-		mu                   sync.Mutex
-		serverV2V, clientV2V []time.Duration
-		gaps                 []time.Duration
-		turns, noReply       atomic.Int64
-		under, frames        atomic.Int64
-		disc, cfail          atomic.Int64
-		errs                 = map[string]int64{}
+		mu             sync.Mutex
+		serverMs, v2v  []time.Duration
+		clientV2V      []time.Duration
+		gaps           []time.Duration
+		turns, noReply atomic.Int64
+		under, frames  atomic.Int64
+		disc, cfail    atomic.Int64
+		errs           = map[string]int64{}
 	)
 	pacer0 := metricSum(metricsURL, "parley_media_pacer_underruns_total")
 	measure := watch(pid)
@@ -217,7 +219,8 @@ func voiceStepRun(ctx context.Context, url, metricsURL string, pid, calls int, d
 				disc.Add(1)
 			}
 			mu.Lock()
-			serverV2V = append(serverV2V, res.serverV2V...)
+			serverMs = append(serverMs, res.serverMs...)
+			v2v = append(v2v, res.v2v...)
 			clientV2V = append(clientV2V, res.clientV2V...)
 			gaps = append(gaps, res.gaps...)
 			for k, v := range res.errors {
@@ -230,7 +233,7 @@ func voiceStepRun(ctx context.Context, url, metricsURL string, pid, calls int, d
 	srv := measure()
 	st := voiceStep{
 		Calls: calls, Seconds: round(time.Since(t0).Seconds()), Turns: turns.Load(), NoReply: noReply.Load(),
-		ServerV2V: summarize(serverV2V, 0), ClientV2V: summarize(clientV2V, 0), Jitter: summarize(gaps, frameDur),
+		ServerMs: summarize(serverMs, 0), V2V: summarize(v2v, 0), ClientV2V: summarize(clientV2V, 0), Jitter: summarize(gaps, frameDur),
 		ClientUnder: under.Load(), Frames: frames.Load(), Disconnects: disc.Load(), ConnectFail: cfail.Load(), Errors: errs,
 		PacerUnder: metricSum(metricsURL, "parley_media_pacer_underruns_total") - pacer0,
 		Server:     srv,
@@ -265,7 +268,8 @@ func dialCall(ctx context.Context, url string) (*callClient, error) {
 
 type callResult struct {
 	turns, noReply, under, frames int64
-	serverV2V, clientV2V, gaps    []time.Duration
+	serverMs, v2v, clientV2V      []time.Duration
+	gaps                          []time.Duration
 	errors                        map[string]int64
 	disconnected                  bool
 }
@@ -307,6 +311,7 @@ func (c *callClient) run(stop time.Time, speech [][]byte, silence []byte) callRe
 			}
 			var ev struct {
 				Type, Code       string
+				Server           *int64 `json:"server_ms"`
 				VoiceToVoice     *int64 `json:"voice_to_voice_ms"`
 				Turn             int64
 				Final, Interrupt bool
@@ -314,8 +319,11 @@ func (c *callClient) run(stop time.Time, speech [][]byte, silence []byte) callRe
 			if json.Unmarshal(b, &ev) == nil {
 				switch ev.Type {
 				case "latency":
+					if ev.Server != nil {
+						res.serverMs = append(res.serverMs, time.Duration(*ev.Server)*time.Millisecond)
+					}
 					if ev.VoiceToVoice != nil {
-						res.serverV2V = append(res.serverV2V, time.Duration(*ev.VoiceToVoice)*time.Millisecond)
+						res.v2v = append(res.v2v, time.Duration(*ev.VoiceToVoice)*time.Millisecond)
 					}
 				case "reply.done":
 					if !endOfSpeech.IsZero() {

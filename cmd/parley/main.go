@@ -27,7 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/parleyhq/parley/media"
-	"github.com/parleyhq/parley/pipeline"
+	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/local"
@@ -36,6 +36,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/sphinx"
+	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/web"
 )
@@ -102,7 +103,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	engine, err := pipeline.NewEngine(cmds, store, limiter, model, pipeline.Config{
+	engine, err := turn.NewEngine(cmds, store, limiter, model, turn.Config{
 		ReplicaID: cfg.ReplicaID, Prefix: cfg.RedisPrefix,
 		Slots: cfg.Slots, Queue: cfg.Queue, QueueWait: cfg.QueueWait, Batch: cfg.Batch,
 		TurnTimeout: cfg.LLMTimeout, SystemPrompt: cfg.SystemPrompt, HistoryTurns: cfg.HistoryTurns,
@@ -113,22 +114,22 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	voice, err := newVoice(cfg, engine, hub, log)
+	if err != nil {
+		return err
+	}
 	rtc, _ := cfg.webrtc() // checked by parseConfig
 	ws := signaling.NewServer(signaling.Config{
-		WebRTC:         rtc,
+		WebRTC: rtc, OpusComplexity: cfg.Complexity,
 		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
 		TrustProxy: cfg.TrustProxy,
-	}, store, hub, engine, log.With("component", "ws"))
+	}, store, hub, engine, voice, log.With("component", "ws"))
 	if cfg.AuthTokens == "" && cfg.AuthSecret == "" {
 		log.Warn("no -auth-tokens or -auth-secret: anyone who reaches /ws may use it")
-	}
-
-	if err := enableVoice(cfg, ws, engine, log); err != nil {
-		return err
 	}
 
 	mux := http.NewServeMux()
@@ -295,12 +296,12 @@ func debugHandler() http.Handler {
 	return mux
 }
 
-// enableVoice builds the speech providers and turns voice calls on, unless
-// either is off.
-func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, log *slog.Logger) error {
+// newVoice builds the speech providers and the voice stack that calls
+// share; nil (text only) when either is off.
+func newVoice(cfg *config, turns call.Turns, events call.Follower, log *slog.Logger) (*call.Voice, error) {
 	if cfg.ASR == "off" || cfg.TTS == "off" {
 		log.Info("voice calls are off; text chat only")
-		return nil
+		return nil, nil
 	}
 	var asr speech.ASR
 	var err error
@@ -311,7 +312,7 @@ func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, lo
 		asr, err = sphinx.New(sphinx.Config{Decoders: cfg.ASRDecoders})
 	}
 	if err != nil {
-		return fmt.Errorf("speech recogniser: %w", err)
+		return nil, fmt.Errorf("speech recogniser: %w", err)
 	}
 	var tts speech.TTS
 	switch cfg.TTS {
@@ -321,14 +322,12 @@ func enableVoice(cfg *config, ws *signaling.Server, turns pipeline.CallTurns, lo
 		tts, err = flite.New(flite.Config{Voice: cfg.TTSVoice})
 	}
 	if err != nil {
-		return fmt.Errorf("speech synthesiser: %w", err)
+		return nil, fmt.Errorf("speech synthesiser: %w", err)
 	}
-	ws.SetVoice(turns, asr, tts, pipeline.CallConfig{
-		VAD:        media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
-		Complexity: cfg.Complexity,
-	})
 	log.Info("voice calls on (WebRTC and WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
-	return nil
+	return &call.Voice{Turns: turns, Events: events, ASR: asr, TTS: tts, Config: call.Config{
+		VAD: media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
+	}}, nil
 }
 
 // raiseFileLimit lifts the soft limit on open files to the hard one: every

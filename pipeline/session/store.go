@@ -198,8 +198,8 @@ return {turn, id}
 // AppendUserTurn stores a user turn: it takes the next turn number, appends
 // a final transcript event to the log and the text to the history, and
 // publishes the event. source is "text" or "voice".
-func (s *Store) AppendUserTurn(ctx context.Context, id, text, source string) (turn int64, eventID string, err error) {
-	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: event.Source(source)})
+func (s *Store) AppendUserTurn(ctx context.Context, id, text string, source event.Source) (turn int64, eventID string, err error) {
+	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: source})
 	res, err := userTurnScript.Run(ctx, s.rdb,
 		[]string{s.logKey(id), s.histKey(id), s.metaKey(id)},
 		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id), s.cfg.MaxTurns).Slice()

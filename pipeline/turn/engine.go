@@ -1,4 +1,4 @@
-package pipeline
+package turn
 
 import (
 	"context"
@@ -203,7 +203,7 @@ func signal(ch chan struct{}) {
 // queue and the rate limits, stores the turn, persists its job and queues
 // it. It returns the turn number, or a *TurnError the client is told. It
 // does not wait for the LLM.
-func (e *Engine) Submit(ctx context.Context, sessionID, text, source string) (int64, error) {
+func (e *Engine) Submit(ctx context.Context, sessionID, text string, source event.Source) (int64, error) {
 	return e.submit(ctx, sessionID, text, source, nil)
 }
 
@@ -213,14 +213,14 @@ func (e *Engine) Submit(ctx context.Context, sessionID, text, source string) (in
 // FinishSpoken, what the caller heard. Only then are reply.done (and
 // interrupted) stored, so a turn's audio comes before its reply.done. A
 // turn the call never reports is finished in full after HoldMax.
-func (e *Engine) SubmitSpoken(ctx context.Context, sessionID, text, source string, written func(turn int64, reply string)) (int64, error) {
+func (e *Engine) SubmitSpoken(ctx context.Context, sessionID, text string, source event.Source, written func(turn int64, reply string)) (int64, error) {
 	if written == nil {
 		written = func(int64, string) {}
 	}
 	return e.submit(ctx, sessionID, text, source, written)
 }
 
-func (e *Engine) submit(ctx context.Context, sessionID, text, source string, written func(int64, string)) (int64, error) {
+func (e *Engine) submit(ctx context.Context, sessionID, text string, source event.Source, written func(int64, string)) (int64, error) {
 	// Until Run has queued what a previous process left in this replica's
 	// stream, a new job there would be queued twice.
 	select {

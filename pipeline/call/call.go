@@ -1,0 +1,326 @@
+package call
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parleyhq/parley/internal/clock"
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/speech"
+)
+
+// Config tunes a voice call. A zero field means the default in its
+// comment.
+type Config struct {
+	VAD     media.VADConfig   // SampleRate is set to the recogniser's; Start is also the barge-in threshold
+	PreRoll time.Duration     // caller audio kept from before speech is detected, so the first word is whole; default 400ms
+	Pacer   media.PacerConfig // outbound pacing
+	// InputQueue: caller frames queued for the listening loop (the oldest
+	// dropped past it); default 50 (1 s).
+	InputQueue int
+	// Ahead: synthesised audio waiting to be played past which synthesis
+	// pauses until the pacer catches up; default 2s. A long reply is not
+	// made all at once, and a barge-in wastes little.
+	Ahead time.Duration
+	// Apology is said when a turn fails upstream (the model, or the
+	// recogniser), so that the caller is not left in silence; the error
+	// event says what failed. Default DefaultApology; "-": say nothing.
+	Apology string
+	Clock   clock.Clock // default the system's
+}
+
+// DefaultApology is what a call says when a turn fails upstream.
+const DefaultApology = "Sorry, I could not answer that just now. Please try again."
+
+func (c *Config) setDefaults(asrRate int) {
+	if c.PreRoll <= 0 {
+		c.PreRoll = 400 * time.Millisecond
+	}
+	if c.InputQueue <= 0 {
+		c.InputQueue = 50
+	}
+	if c.Ahead <= 0 {
+		c.Ahead = 2 * time.Second
+	}
+	if c.Apology == "" {
+		c.Apology = DefaultApology
+	}
+	c.Clock = clock.Or(c.Clock)
+	c.VAD.SampleRate = asrRate
+}
+
+// Turns is what a call needs of the turn engine (pipeline/turn.Engine).
+type Turns interface {
+	// SubmitSpoken submits a user turn whose reply the call speaks:
+	// written gets the model's whole reply, and the turn stays open until
+	// FinishSpoken says what was heard.
+	SubmitSpoken(ctx context.Context, sessionID, text string, source event.Source, written func(turn int64, reply string)) (int64, error)
+	FinishSpoken(ctx context.Context, sessionID string, turn int64, heard string, cut bool)
+	Interrupt(ctx context.Context, sessionID string) error
+}
+
+// Follower delivers a session's live events (session.Hub).
+type Follower interface {
+	Follow(ctx context.Context, id string, sink session.Sink) (stop func(), err error)
+}
+
+// Output is where a call sends what the caller hears and sees. Both are
+// called from the call's goroutines and must not block.
+type Output interface {
+	SendAudio(frame []byte) error // one frame of media.FrameDuration, in the codec of Media.Out
+	SendEvent(ev event.Event)     // an event that is not stored: state, partial transcript, latency, error
+}
+
+// Played is implemented by an Output that learns from its client how much
+// of the audio it sent has been played (Twilio's echoed marks): a barge-in
+// then keeps what was played. Without it, the frames sent stand for what
+// was heard.
+type Played interface {
+	Played() int64 // frames played, of those given to SendAudio, ever
+}
+
+// Media is what a front end's audio is: PCM in at InRate, the bot's audio
+// out through the Out codec.
+type Media struct {
+	InRate int         // of the PCM given to Call.Audio; 0: the recogniser's (Voice.ListenRate)
+	Out    media.Codec // encodes the bot's audio for the front end's wire
+}
+
+// Voice is what the calls of a replica share: the turn engine, the
+// session events, the speech providers and the configuration. Safe for
+// concurrent use.
+type Voice struct {
+	Turns  Turns
+	Events Follower
+	ASR    speech.ASR
+	TTS    speech.TTS
+	Config Config
+}
+
+// ListenRate is the rate of the PCM a call wants: the recogniser's. A
+// front end decodes the caller's audio to it where its codec can.
+func (v *Voice) ListenRate() int { return v.ASR.SampleRate() }
+
+// Call is one voice call. See the package doc.
+type Call struct {
+	cfg     Config
+	v       *Voice
+	session string
+	media   Media
+	out     Output
+	log     *slog.Logger
+	clk     clock.Clock
+
+	in       chan []int16   // caller frames at media.InRate
+	events   chan callEvent // for the speaker
+	pacer    *media.Pacer
+	sent     atomic.Int64  // frames the pacer has sent, ever
+	progress chan struct{} // signalled at each frame sent: the speaker may wait for room
+	turn     atomic.Int64  // the turn whose reply is spoken
+	active   atomic.Bool   // that turn's reply is being written or spoken
+	cut      atomic.Int64  // the last turn cut off: none of it is spoken any more
+	state    atomic.Value  // event.BotState
+	first    atomic.Int64  // the frame (of sent) whose sending starts firstTurn's audio; 0: none
+
+	mu         sync.Mutex
+	stopSpeech context.CancelFunc // cancels the synthesis under way
+	timing     map[int64]*turnTiming
+	firstTurn  int64
+}
+
+// callEvent is one item for the speaker.
+type callEvent struct {
+	ev      event.Event   // a session event of one of our turns
+	written *writtenReply // the model finished a turn of ours
+	bargeIn int64         // the caller cut this turn off
+	apology bool          // say the apology: the recogniser failed
+	wake    bool          // the speaker's timer
+}
+
+type writtenReply struct {
+	turn int64
+	text string
+}
+
+// NewCall builds a call of sessionID; Run starts it.
+func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger) *Call {
+	cfg := v.Config
+	cfg.setDefaults(v.ASR.SampleRate())
+	if m.InRate <= 0 {
+		m.InRate = v.ListenRate()
+	}
+	c := &Call{
+		cfg: cfg, v: v, session: sessionID, media: m, out: out, log: log, clk: cfg.Clock,
+		in:       make(chan []int16, cfg.InputQueue),
+		events:   make(chan callEvent, 256),
+		progress: make(chan struct{}, 1),
+		timing:   make(map[int64]*turnTiming),
+	}
+	c.pacer = media.NewPacer(cfg.Pacer, c.sendFrame)
+	c.state.Store(event.BotState(""))
+	return c
+}
+
+// sendFrame is the pacer's: the frame leaves the server now.
+func (c *Call) sendFrame(frame []byte) error {
+	n := c.sent.Add(1)
+	select {
+	case c.progress <- struct{}{}:
+	default:
+	}
+	if n == c.first.Load() {
+		c.firstAudio(n)
+	}
+	return c.out.SendAudio(frame)
+}
+
+// played is how many of the frames sent the caller has heard.
+func (c *Call) played() int64 {
+	if p, ok := c.out.(Played); ok {
+		return min(p.Played(), c.sent.Load())
+	}
+	return c.sent.Load()
+}
+
+// Audio queues caller PCM at Media.InRate, typically one 20 ms frame. It
+// never blocks: when the listening loop is behind, the oldest frame is
+// dropped and counted.
+func (c *Call) Audio(pcm []int16) {
+	f := append([]int16(nil), pcm...)
+	for {
+		select {
+		case c.in <- f:
+			return
+		default:
+		}
+		select {
+		case <-c.in:
+			droppedInput.Inc()
+		default:
+		}
+	}
+}
+
+// Deliver implements session.Sink: the session's live events, on the
+// Hub's goroutine. The call keeps those of the turn it speaks.
+func (c *Call) Deliver(wire []byte) {
+	_, ev, err := event.Decode(wire)
+	if err != nil {
+		return // a type the call has no use for
+	}
+	switch ev.(type) {
+	case event.ReplyDelta, event.ReplyDone, event.Error:
+		if event.TurnOf(ev) != 0 {
+			c.post(callEvent{ev: ev})
+		}
+	}
+}
+
+// Resync implements session.Sink. A call needs no missed events: a spoken
+// turn's whole reply comes to it with written.
+func (c *Call) Resync() {}
+
+func (c *Call) post(ev callEvent) {
+	select {
+	case c.events <- ev:
+	default:
+		c.log.Warn("call event queue full; event dropped")
+	}
+}
+
+// SubmitText submits a typed turn during the call: it is answered aloud,
+// like a spoken one.
+func (c *Call) SubmitText(ctx context.Context, text string) (int64, error) {
+	return c.submit(ctx, text, event.SourceText, turnTiming{decided: c.clk.Now()})
+}
+
+func (c *Call) submit(ctx context.Context, text string, source event.Source, tt turnTiming) (int64, error) {
+	// Before the submit: a fast model's reply can start playing before
+	// SubmitSpoken returns.
+	c.setState(event.Thinking)
+	tt.submitted = c.clk.Now()
+	turn, err := c.v.Turns.SubmitSpoken(ctx, c.session, text, source, func(turn int64, reply string) {
+		c.post(callEvent{written: &writtenReply{turn: turn, text: reply}})
+	})
+	if err != nil {
+		if !c.active.Load() {
+			c.setState(event.Listening)
+		}
+		return 0, err
+	}
+	c.mu.Lock()
+	if old := c.timing[turn]; old != nil { // the reply started before we got here
+		tt.firstText, tt.ttsStart = old.firstText, old.ttsStart
+	}
+	c.timing[turn] = &tt
+	c.mu.Unlock()
+	c.follow(turn)
+	return turn, nil
+}
+
+// follow makes turn the one whose reply is spoken, unless a later one is.
+func (c *Call) follow(turn int64) {
+	for {
+		cur := c.turn.Load()
+		if turn <= cur {
+			return
+		}
+		if c.turn.CompareAndSwap(cur, turn) {
+			c.active.Store(true)
+			return
+		}
+	}
+}
+
+// Run runs the call until ctx ends.
+func (c *Call) Run(ctx context.Context) error {
+	rec, err := c.v.ASR.NewCall(ctx, c.partial)
+	if err != nil {
+		return fmt.Errorf("call: speech recogniser: %w", err)
+	}
+	defer rec.Close()
+	sp, err := c.newSpeaker()
+	if err != nil {
+		return err
+	}
+	var down *media.Resampler
+	if in, want := c.media.InRate, c.v.ASR.SampleRate(); in != want {
+		if down, err = media.NewResampler(in, want); err != nil {
+			return fmt.Errorf("call: %w", err)
+		}
+	}
+	// Before the first turn: its reply's events must find us following.
+	stop, err := c.v.Events.Follow(ctx, c.session, c)
+	if err != nil {
+		return fmt.Errorf("call: follow the session: %w", err)
+	}
+	defer stop()
+	c.setState(event.Listening)
+	ticks, stopTicks := c.clk.NewTicker(media.FrameDuration)
+	defer stopTicks()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = c.pacer.RunTicks(ctx, ticks) }() // ends with ctx
+	go func() { defer wg.Done(); sp.run(ctx) }()                      // ends with ctx
+	c.listen(ctx, rec, down)
+	wg.Wait()
+	return nil
+}
+
+func (c *Call) setState(s event.BotState) {
+	if c.state.Swap(s) == s {
+		return
+	}
+	c.out.SendEvent(event.State{State: s})
+}
+
+// partial is the recogniser's best guess so far, on its goroutine.
+func (c *Call) partial(text string) {
+	c.out.SendEvent(event.Transcript{Text: text})
+}

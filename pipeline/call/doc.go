@@ -1,0 +1,18 @@
+// Package call owns a voice call: the caller's PCM in, through the voice
+// activity detector and a streaming recogniser, into the turn engine as a
+// user turn; the reply's text out, sentence by sentence through the
+// synthesiser, as frames of the codec the front end chose, paced at real
+// time. The caller speaking over the reply cuts it off (barge-in), and the
+// turn keeps only what was heard.
+//
+// A call knows no protocol and no codec: it speaks PCM and typed events
+// (pipeline/event), and a front end (signaling/...) gives it a media.Codec
+// for its wire, an Output for what it sends, and the PCM it hears. It
+// follows the session's events itself, so it sees its turns' replies from
+// whichever replica writes them.
+//
+// Voice is shared by a replica's calls and safe for concurrent use. A
+// Call's Audio, SubmitText, Interrupt and Deliver are safe from any
+// goroutine; Run owns the rest and runs three goroutines (listen, speak,
+// pacer) that end with its context.
+package call
