@@ -116,7 +116,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		WebRTC:         rtc,
 		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
-		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
+		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout, ReconnectSpread: cfg.DrainSpread,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
 		TrustProxy: cfg.TrustProxy,
