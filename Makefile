@@ -4,8 +4,11 @@ GO      ?= go
 TAGS    := -tags nolibopusfile
 BIN     := bin/parley
 # Everything a full call and its tests need, from Debian/Ubuntu packages.
+# (nginx is the proxy of TestDrainBehindNginx, which runs its own; Debian
+# also enables the packaged service on port 80: `systemctl disable --now
+# nginx` if you do not want it.)
 APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us \
-                flite flite1-dev sox pkg-config redis-server chromium iproute2
+                flite flite1-dev sox pkg-config redis-server chromium iproute2 nginx
 
 export PATH := $(PATH):/usr/local/go/bin
 

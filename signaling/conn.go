@@ -278,26 +278,37 @@ func (c *conn) callWriter(media chan []byte) {
 	for {
 		select {
 		case <-c.send.ready:
-			for {
-				f, ok := c.send.pop()
-				if !ok {
-					break
-				}
-				if f.media != nil {
-					continue
-				}
-				if err := c.writeFrame(f, media); err != nil {
-					c.close(ReasonWriteFailed)
-					break
-				}
+			if err := c.writeQueued(media); err != nil {
+				c.close(ReasonWriteFailed)
 			}
 		case pkt := <-media:
 			if err := c.write(websocket.BinaryMessage, pkt); err != nil {
 				c.close(ReasonWriteFailed)
 			}
 		case <-c.done:
+			// Frames queued before the close (the reconnect event of a
+			// drain) go before its close frame, as in writer: the select
+			// may pick done first while both are ready.
+			_ = c.writeQueued(media)
 			c.finish()
 			return
+		}
+	}
+}
+
+// writeQueued writes the text frames queued for a call's writer, until
+// the queue is empty or a write fails.
+func (c *conn) writeQueued(media chan []byte) error {
+	for {
+		f, ok := c.send.pop()
+		if !ok {
+			return nil
+		}
+		if f.media != nil {
+			continue
+		}
+		if err := c.writeFrame(f, media); err != nil {
+			return err
 		}
 	}
 }

@@ -28,5 +28,8 @@
 // Server's methods are safe for concurrent use, except SetVoice, which is
 // called once before serving. SignToken is a pure function, safe anywhere.
 // A connection's goroutines end when the socket closes or Shutdown is
-// called.
+// called. Shutdown (a drain) refuses new sockets and tells each open one
+// to reconnect after its own random delay below Config.ReconnectSpread,
+// before its close frame; a socket upgraded while Shutdown runs is told
+// too.
 package signaling

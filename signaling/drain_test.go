@@ -1,29 +1,46 @@
 package signaling_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/signaling"
 )
 
 // A replica drained (SIGTERM) with a turn under way: its client is told to
-// reconnect, then closed with 1012; new sockets are refused; the replica
-// finishes the turn during its drain; the client, resumed on another
-// replica, receives the rest of the turn, each event once.
+// reconnect, with a delay within the default spread, then closed with
+// 1012; so are its idle sockets and a WebSocket call, each told before its
+// close frame; new sockets are refused; the replica finishes the turn
+// during its drain; the client, resumed on another replica, receives the
+// rest of the turn, each event once.
 func TestGracefulDrain(t *testing.T) {
 	rdb := newRedis(t)
 	slow := newGateLLM()
-	r1 := startReplica(t, rdb, slow, replicaOpts{})
+	r1 := startReplica(t, rdb, slow, replicaOpts{asr: nullASR{}, tts: shortTTS{}})
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 
 	c := dial(t, r1.URL)
 	c.hello()
+	idle := make([]*client, 20)
+	for i := range idle {
+		idle[i] = dial(t, r1.URL)
+		idle[i].hello()
+	}
+	call := dial(t, r1.URL)
+	call.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	if ev := call.next(); ev.Type != "session" {
+		t.Fatalf("call hello: %s", ev.raw)
+	}
+	call.until("state", 0) // the call is on: its writer serves audio now
 	c.send(map[string]any{"type": "text", "text": "tell me a story"})
 	<-slow.started
 	slow.gate <- "Once "
@@ -31,13 +48,16 @@ func TestGracefulDrain(t *testing.T) {
 
 	drained := make(chan error, 1)
 	go func() { drained <- r1.drain(10 * time.Second) }()
-	if ev := c.next(); ev.Type != "reconnect" || !strings.Contains(ev.raw, `"reason":"shutdown"`) {
-		t.Fatalf("want a reconnect event first, got %s", ev.raw)
+	delays := map[int64]bool{}
+	for _, cl := range append([]*client{c, call}, idle...) {
+		ev := toldToReconnect(t, cl)
+		if ev.RetryAfterMs < 0 || ev.RetryAfterMs >= 2000 {
+			t.Fatalf("retry_after_ms %d: want a delay within the default 2 s spread", ev.RetryAfterMs)
+		}
+		delays[ev.RetryAfterMs] = true
 	}
-	_, err := c.read(5 * time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || ce.Text != "shutdown" {
-		t.Fatalf("want close 1012 shutdown, got %v", err)
+	if len(delays) < 2 {
+		t.Fatalf("22 sockets were all told to wait the same %v ms: the delay is not spread", delays)
 	}
 	if _, status, body, _ := tryDial(t, r1.URL, nil); status != http.StatusServiceUnavailable || !strings.HasPrefix(body, "shutdown:") {
 		t.Fatalf("a new socket on the draining replica: %d %q", status, body)
@@ -72,5 +92,169 @@ func TestGracefulDrain(t *testing.T) {
 	c2.send(map[string]any{"type": "text", "text": "thanks"})
 	if evs := c2.until("reply.done", 2); evs[len(evs)-1].Text != "echo: thanks" {
 		t.Fatalf("next turn: %v", evs)
+	}
+}
+
+// toldToReconnect reads a drained socket to its end: a reconnect event
+// (after any call state), then the close frame 1012 shutdown.
+func toldToReconnect(t *testing.T, c *client) msg {
+	t.Helper()
+	ev := c.next()
+	for ev.Type == "state" {
+		ev = c.next()
+	}
+	if ev.Type != "reconnect" || !strings.Contains(ev.raw, `"reason":"shutdown"`) || !strings.Contains(ev.raw, `"retry_after_ms":`) {
+		t.Fatalf("want a reconnect event with retry_after_ms before the close, got %s", ev.raw)
+	}
+	_, err := c.read(5 * time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || ce.Text != "shutdown" {
+		t.Fatalf("want close 1012 shutdown after the reconnect event, got %v", err)
+	}
+	return ev
+}
+
+// Config.ReconnectSpread sets the window of the suggested delays.
+func TestReconnectSpread(t *testing.T) {
+	rdb := newRedis(t)
+	const spread = 50 * time.Millisecond
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{ReconnectSpread: spread}})
+	cs := make([]*client, 10)
+	for i := range cs {
+		cs[i] = dial(t, r.URL)
+		cs[i].hello()
+	}
+	go func() { _ = r.drain(10 * time.Second) }()
+	for _, c := range cs {
+		if ev := toldToReconnect(t, c); ev.RetryAfterMs < 0 || ev.RetryAfterMs >= spread.Milliseconds() {
+			t.Fatalf("retry_after_ms %d, want within [0, %d)", ev.RetryAfterMs, spread.Milliseconds())
+		}
+	}
+}
+
+// Sockets that are being upgraded while the replica starts draining are
+// either refused (503 shutdown) or told to reconnect and closed: none is
+// left open, unseen by the drain, until its client gives up.
+func TestDrainWhileClientsConnect(t *testing.T) {
+	rdb := newRedis(t)
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
+	const dialers = 20
+	var dials, checks sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	fail := func(msg string) {
+		mu.Lock()
+		failures = append(failures, msg)
+		mu.Unlock()
+	}
+	for range dialers {
+		dials.Add(1)
+		go func() { // ends at the first refusal, or a failed dial
+			defer dials.Done()
+			for {
+				ws, resp, err := websocket.DefaultDialer.Dial(r.URL, nil)
+				if err != nil {
+					if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+						fail("dial: " + err.Error())
+					}
+					return
+				}
+				checks.Add(1)
+				go func() { // ends when the server has ended the socket
+					defer checks.Done()
+					defer ws.Close()
+					if msg := endsWithReconnect(ws); msg != "" {
+						fail(msg)
+					}
+				}()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // dials under way
+	done := make(chan error, 1)
+	go func() { done <- r.ws.Shutdown(t.Context()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("Shutdown still waits for a socket 20 s later: one was never told to reconnect")
+	}
+	dials.Wait()
+	checks.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+}
+
+// endsWithReconnect reads a socket until the server ends it: with the
+// reconnect event, then 1012. It returns what went wrong, or "".
+func endsWithReconnect(ws *websocket.Conn) string {
+	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		return "no reconnect event before the socket ended: " + err.Error()
+	}
+	var ev struct{ Type string }
+	if json.Unmarshal(b, &ev) != nil || ev.Type != "reconnect" {
+		return "want reconnect first, got " + string(b)
+	}
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart {
+		return fmt.Sprintf("want close 1012 after reconnect, got %v", err)
+	}
+	return ""
+}
+
+// WebSocket calls drained while their replies are being spoken: the
+// reconnect event still comes before the close frame (the call's writer,
+// busy with audio, must not skip the queued event when the socket closes).
+func TestDrainDuringSpokenReplies(t *testing.T) {
+	rdb := newRedis(t)
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{asr: nullASR{}, tts: shortTTS{}})
+	long := strings.TrimSpace(strings.Repeat("word ", 300)) // 6 s of audio
+	calls := make([]*client, 8)
+	for i := range calls {
+		calls[i] = dial(t, r.URL)
+		calls[i].send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+		if ev := calls[i].next(); ev.Type != "session" {
+			t.Fatalf("call hello: %s", ev.raw)
+		}
+		calls[i].send(map[string]any{"type": "text", "text": long})
+	}
+	for _, c := range calls {
+		_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			kind, _, err := c.ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("before the drain: %v", err)
+			}
+			if kind == websocket.BinaryMessage {
+				break // the reply is being spoken
+			}
+		}
+	}
+	go func() { _ = r.drain(10 * time.Second) }()
+	for i, c := range calls {
+		_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			kind, b, err := c.ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("call %d ended without a reconnect event: %v", i, err)
+			}
+			if kind == websocket.TextMessage && strings.Contains(string(b), `"type":"reconnect"`) {
+				break
+			}
+		}
+		kind, b, err := c.ws.ReadMessage()
+		for err == nil && kind == websocket.BinaryMessage { // audio already queued may follow
+			kind, b, err = c.ws.ReadMessage()
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart {
+			t.Fatalf("call %d: want close 1012 after reconnect, got %v %s", i, err, b)
+		}
 	}
 }

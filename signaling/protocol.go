@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/parleyhq/parley/pipeline/event"
 )
@@ -45,9 +46,22 @@ type sessionMsg struct {
 	Resumed bool   `json:"resumed"`
 }
 
-// reconnectWire tells a client that this replica is going away: reconnect
-// (to any replica) and resume with last_event; nothing is lost.
-var reconnectWire = []byte(`{"type":"reconnect","reason":"shutdown","message":"this server is shutting down; reconnect (to any replica) and resume with last_event"}`)
+// reconnectWire tells a client that this replica is going away: wait
+// retryAfter, then reconnect (to any replica) and resume with last_event;
+// nothing is lost.
+func reconnectWire(retryAfter time.Duration) []byte {
+	b, _ := json.Marshal(reconnectMsg{Type: "reconnect", Reason: ReasonShutdown.String(),
+		Message:      "this server is shutting down; reconnect (to any replica) after retry_after_ms and resume with last_event",
+		RetryAfterMs: retryAfter.Milliseconds()})
+	return b
+}
+
+type reconnectMsg struct {
+	Type         string `json:"type"`
+	Reason       string `json:"reason"`
+	Message      string `json:"message"`
+	RetryAfterMs int64  `json:"retry_after_ms"` // 0 is a delay too: always sent
+}
 
 func errorWire(code event.Code, message string) []byte {
 	return event.Marshal(event.Error{Code: code, Message: message})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -36,8 +37,13 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping period; default 30s
 	ReadTimeout    time.Duration // silence (no frame, no pong) that closes the socket; default 75s
 	HelloTimeout   time.Duration // time to say hello after connecting; default 10s
-	WebRTC         WebRTCConfig
-	OpusComplexity int // of the bot's audio, 1 to 10; default 5
+	// ReconnectSpread is the window of the delays that Shutdown suggests to
+	// its clients (retry_after_ms, uniform in [0, ReconnectSpread) per
+	// socket), so that a drained replica's clients do not all reconnect to
+	// the others in the same instant. Default 2s.
+	ReconnectSpread time.Duration
+	WebRTC          WebRTCConfig
+	OpusComplexity  int // of the bot's audio, 1 to 10; default 5
 
 	Auth AuthConfig // who may connect; default: anyone
 	// Per client IP, opt-in: open connections, and new connections per
@@ -75,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = 10 * time.Second
+	}
+	if c.ReconnectSpread <= 0 {
+		c.ReconnectSpread = 2 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -245,7 +254,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.cork = cw.conn
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
+	late := s.shutdown // Shutdown began during the upgrade and did not see c
 	s.mu.Unlock()
+	if late {
+		s.sendReconnect(c)
+	}
 	connections.Inc()
 	// The socket is served on a goroutine of its own and this handler
 	// returns: the HTTP server then lets go of its buffers and of the
@@ -261,9 +274,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// Shutdown refuses new sockets, closes the open ones with ReasonShutdown
-// (clients reconnect, to any replica) and waits for their goroutines, or
-// for ctx.
+// Shutdown refuses new sockets, tells the open ones to reconnect (to any
+// replica, each after its own delay within ReconnectSpread), closes them
+// with ReasonShutdown, and waits for their goroutines, or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
@@ -273,9 +286,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		// Said before the close frame, which follows the queued frames.
-		c.enqueue(frame{data: reconnectWire})
-		c.close(ReasonShutdown)
+		s.sendReconnect(c)
 	}
 	done := make(chan struct{})
 	go func() { // ends when every connection has ended
@@ -288,4 +299,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// sendReconnect queues the reconnect event and closes the socket: the
+// close frame follows the queued frames, so the client reads the event
+// first. The socket closes at once; the client waits on its side, and a
+// turn this replica still finishes reaches it through the session log
+// wherever it resumes.
+func (s *Server) sendReconnect(c *conn) {
+	c.enqueue(frame{data: reconnectWire(s.reconnectDelay())})
+	c.close(ReasonShutdown)
+}
+
+// reconnectDelay is one socket's suggested delay, uniform over the spread:
+// a replica's clients come back to the others spread out, not at once.
+func (s *Server) reconnectDelay() time.Duration {
+	return time.Duration(rand.Int64N(int64(s.cfg.ReconnectSpread)))
 }

@@ -86,6 +86,7 @@ type config struct {
 	WriteTimeout time.Duration
 	PingInterval time.Duration
 	ReadTimeout  time.Duration
+	DrainSpread  time.Duration
 
 	AuthTokens    string
 	AuthSecret    string
@@ -164,6 +165,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	f.dur(&c.Drain, "drain-timeout", "PARLEY_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM/SIGINT, time to finish in-flight turns before handing them to other replicas")
+	f.dur(&c.DrainSpread, "drain-reconnect-spread", "PARLEY_DRAIN_RECONNECT_SPREAD", 2*time.Second, "on drain, each client is told to wait a random delay below this before reconnecting (retry_after_ms), so that they do not all arrive at once; 0: 2s")
 
 	f.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL (redis://host:port/db); empty starts an in-process Redis (miniredis) for a one-machine demo")
 	f.str(&c.RedisPrefix, "redis-prefix", "PARLEY_REDIS_PREFIX", "parley", "prefix of every Redis key")

@@ -123,7 +123,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		WebRTC: rtc, OpusComplexity: cfg.Complexity,
 		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
-		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
+		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout, ReconnectSpread: cfg.DrainSpread,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
 		TrustProxy: cfg.TrustProxy,
@@ -192,7 +192,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		dctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 		defer cancel()
 		// Sockets first: clients reconnect elsewhere and resume, and see the
-		// replies that this replica still finishes.
+		// replies that this replica still finishes. The listener closes
+		// before they are told: a proxy then finds this replica refusing
+		// connections and tries the next one (nginx does not retry a 503),
+		// so no reconnect lands here (TestDrainBehindNginx).
 		_ = httpSrv.Shutdown(dctx)
 		_ = ws.Shutdown(dctx)
 		if err := engine.Drain(dctx); err != nil {

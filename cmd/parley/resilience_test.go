@@ -40,12 +40,20 @@ type replicaProc struct {
 	log  *bytes.Buffer
 }
 
+// startProc starts a parley process for the resilience tests: text only
+// (no speech model to load), warnings only, no per-session turn rate.
 func startProc(t *testing.T, env ...string) *replicaProc {
+	t.Helper()
+	return startDefaultProc(t, append([]string{"PARLEY_ASR=off", "PARLEY_LOG_LEVEL=warn", "PARLEY_RATE_SESSION=0"}, env...)...)
+}
+
+// startDefaultProc starts a parley process with every default but its
+// listen address and env.
+func startDefaultProc(t *testing.T, env ...string) *replicaProc {
 	t.Helper()
 	p := &replicaProc{addr: freeAddr(t), log: &bytes.Buffer{}}
 	p.cmd = exec.Command(os.Args[0])
-	p.cmd.Env = append(os.Environ(), append([]string{"PARLEY_TEST_SERVE=1", "PARLEY_ADDR=" + p.addr,
-		"PARLEY_ASR=off", "PARLEY_LOG_LEVEL=warn", "PARLEY_RATE_SESSION=0"}, env...)...)
+	p.cmd.Env = append(os.Environ(), append([]string{"PARLEY_TEST_SERVE=1", "PARLEY_ADDR=" + p.addr}, env...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
