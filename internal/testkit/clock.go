@@ -85,6 +85,19 @@ func (c *Clock) Timers() int {
 	return n
 }
 
+// Tickers is how many tickers are running.
+func (c *Clock) Tickers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.tickers {
+		if !t.done {
+			n++
+		}
+	}
+	return n
+}
+
 // Advance moves the time forward by d, running what falls due on the
 // way. Each function runs on its own goroutine, so Advance does not wait
 // for them: a test waits for their effects.

@@ -50,34 +50,7 @@ func New(rdb redis.Scripter, cfg Config) *Limiter {
 //
 // ARGV: rate (tokens/s), burst, cost (negative refunds). Returns {allowed,
 // retry_after_ms, remaining as a string}.
-var bucket = redis.NewScript(`
-local rate = tonumber(ARGV[1]) / 1000000
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local s = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(s[1])
-local ts = tonumber(s[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate)
-end
-local allowed = 0
-local retry = 0
-if cost <= tokens then
-  tokens = math.min(burst, tokens - cost)
-  allowed = 1
-else
-  retry = math.ceil((cost - tokens) / rate / 1000)
-end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate / 1000) + 1000)
-return {allowed, retry, tostring(tokens)}
-`)
+var bucket = redis.NewScript(lua("bucket.lua"))
 
 // Load loads the script, so a broken Redis is found at start-up.
 func (l *Limiter) Load(ctx context.Context) error {

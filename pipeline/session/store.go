@@ -97,7 +97,7 @@ func (s *Store) Channel(id string) string { return s.cfg.Prefix + ":{" + id + "}
 // Load loads the Lua scripts, so that the first turn does not pay for it
 // and a broken Redis is found at start-up.
 func (s *Store) Load(ctx context.Context) error {
-	for _, sc := range []*redis.Script{userTurnScript, startScript, deltaScript, finishScript, failScript, cutScript} {
+	for _, sc := range []*redis.Script{userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("session: load script: %w", err)
 		}
@@ -182,37 +182,57 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 // The scripts build the same wire form as event.WithID, so that the bytes
 // a replica publishes are the bytes every socket sends.
 
-var userTurnScript = redis.NewScript(`
-local last = redis.call('HGET', KEYS[3], 'turn')
-if not last then return redis.error_reply('NOSESSION') end
-if tonumber(last) >= tonumber(ARGV[8]) then return redis.error_reply('TURNLIMIT') end
-local turn = redis.call('HINCRBY', KEYS[3], 'turn', 1)
-local body = ARGV[4] .. turn .. ARGV[5]
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', body)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'user', 'c', ARGV[6], 'n', turn)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-redis.call('PUBLISH', ARGV[7], '{"id":"' .. id .. '",' .. string.sub(body, 2))
-return {turn, id}
-`)
+var userTurnScript = redis.NewScript(lua("item.lua"))
 
-// AppendUserTurn stores a user turn: it takes the next turn number, appends
-// a final transcript event to the log and the text to the history, and
-// publishes the event. source is "text" or "voice".
+// AppendUserTurn stores a user turn that gets a response: it takes the
+// next turn number, appends a final transcript event to the log and the
+// text to the history, and publishes the event.
 func (s *Store) AppendUserTurn(ctx context.Context, id, text string, source event.Source) (turn int64, eventID string, err error) {
+	return s.appendUser(ctx, id, text, source, true)
+}
+
+// AppendItem stores a user item without asking for a response (Respond
+// asks for one later): as AppendUserTurn otherwise.
+func (s *Store) AppendItem(ctx context.Context, id, text string, source event.Source) (turn int64, eventID string, err error) {
+	return s.appendUser(ctx, id, text, source, false)
+}
+
+func (s *Store) appendUser(ctx context.Context, id, text string, source event.Source, respond bool) (int64, string, error) {
 	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: source})
+	flag := "0"
+	if respond {
+		flag = "1"
+	}
 	res, err := userTurnScript.Run(ctx, s.rdb,
 		[]string{s.logKey(id), s.histKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id), s.cfg.MaxTurns).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id), s.cfg.MaxTurns, flag).Slice()
 	if err != nil {
-		if strings.Contains(err.Error(), "NOSESSION") {
-			return 0, "", ErrNotFound
-		}
-		if strings.Contains(err.Error(), "TURNLIMIT") {
-			return 0, "", ErrTurnLimit
-		}
-		return 0, "", fmt.Errorf("session: append turn: %w", err)
+		return 0, "", scriptErr("append turn", err)
 	}
 	return res[0].(int64), res[1].(string), nil
+}
+
+var respondScript = redis.NewScript(lua("respond.lua"))
+
+// Respond gives a response its turn: the latest turn when its items have
+// no response yet, else a new turn without an item of its own.
+func (s *Store) Respond(ctx context.Context, id string) (turn int64, err error) {
+	turn, err = respondScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.cfg.MaxTurns).Int64()
+	if err != nil {
+		return 0, scriptErr("respond", err)
+	}
+	return turn, nil
+}
+
+// scriptErr maps a script's error replies onto the package's errors.
+func scriptErr(what string, err error) error {
+	switch {
+	case strings.Contains(err.Error(), "NOSESSION"):
+		return ErrNotFound
+	case strings.Contains(err.Error(), "TURNLIMIT"):
+		return ErrTurnLimit
+	}
+	return fmt.Errorf("session: %s: %w", what, err)
 }
 
 // Start results.
@@ -229,51 +249,32 @@ const (
 // doneLua decides whether a turn has its reply. Turns of one session may
 // finish out of order, so "replied" is a watermark (every turn up to it is
 // done) plus a d:<turn> field for each done turn above it.
-const doneLua = `
-local function isdone(meta, turn)
-  local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
-  return turn <= w or redis.call('HEXISTS', meta, 'd:' .. turn) == 1
-end
-local function markdone(meta, turn)
-  local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
-  if turn ~= w + 1 then
-    redis.call('HSET', meta, 'd:' .. turn, 1)
-    return
-  end
-  -- The common case, turns finishing in order: no marker to store.
-  w = turn
-  while redis.call('HEXISTS', meta, 'd:' .. (w + 1)) == 1 do
-    w = w + 1
-    redis.call('HDEL', meta, 'd:' .. w)
-  end
-  redis.call('HSET', meta, 'replied', w)
-end
-`
+var doneLua = lua("done.lua")
 
-var startScript = redis.NewScript(doneLua + `
-local turn = tonumber(ARGV[1])
-if isdone(KEYS[1], turn) then return {0, ''} end
-local prev = redis.call('HGET', KEYS[1], 'run:' .. turn) or ''
-redis.call('HSET', KEYS[1], 'run:' .. turn, ARGV[2])
-local cut = tonumber(redis.call('HGET', KEYS[1], 'cut') or '0')
-if cut >= turn then return {-1, prev} end
-return {1, prev}
-`)
+var startScript = redis.NewScript(doneLua + lua("start.lua"))
 
 // StartTurn makes run the owner of turn. It reports StartDone when the turn
 // already has its reply (a redelivered job), StartCut when the caller
 // interrupted it before it started, and whether another run had owned the
 // turn before (a takeover).
 func (s *Store) StartTurn(ctx context.Context, id string, turn int64, run string) (status int, takeover bool, err error) {
-	status, takeover, _, err = s.StartTurnHistory(ctx, id, turn, run, 0)
-	return status, takeover, err
+	st, err := s.Start(ctx, id, turn, run, 0)
+	return st.Status, st.Takeover, err
 }
 
-// StartTurnHistory is StartTurn that also returns, when the run owns the
-// turn, up to max of the latest history entries (as History does), read in
-// the same round trip. (Read by the script, the entries would cost Redis
-// more: each is converted to Lua and back.)
-func (s *Store) StartTurnHistory(ctx context.Context, id string, turn int64, run string, max int) (status int, takeover bool, hist []Turn, err error) {
+// Started is what Start found.
+type Started struct {
+	Status   int  // StartOK, StartDone or StartCut
+	Takeover bool // another run had owned the turn: this one takes it over
+	History  []Turn
+	Settings Settings
+}
+
+// Start is StartTurn that also returns, when the run owns the turn, the
+// session's settings and up to max of the latest history entries (as
+// History does), read in the same round trip. (Read by the script, the
+// entries would cost Redis more: each is converted to Lua and back.)
+func (s *Store) Start(ctx context.Context, id string, turn int64, run string, max int) (Started, error) {
 	var with []redis.Cmder
 	var hcmd *redis.XMessageSliceCmd
 	if max > 0 {
@@ -282,28 +283,26 @@ func (s *Store) StartTurnHistory(ctx context.Context, id string, turn int64, run
 	}
 	res, err := s.evalWith(ctx, startScript, []string{s.metaKey(id)}, []any{turn, run}, with).Slice()
 	if err != nil {
-		return 0, false, nil, fmt.Errorf("session: start turn: %w", err)
+		return Started{}, fmt.Errorf("session: start turn: %w", err)
 	}
-	status, takeover = int(res[0].(int64)), res[1].(string) != ""
-	if status == StartOK && hcmd != nil {
+	st := Started{Status: int(res[0].(int64)), Takeover: res[1].(string) != ""}
+	if st.Status != StartOK {
+		return st, nil
+	}
+	if st.Settings, err = parseSettings(res[2].(string)); err != nil {
+		return Started{}, err
+	}
+	if hcmd != nil {
 		msgs, err := hcmd.Result()
 		if err != nil {
-			return 0, false, nil, fmt.Errorf("session: history: %w", err)
+			return Started{}, fmt.Errorf("session: history: %w", err)
 		}
-		hist = historyOf(msgs)
+		st.History = historyOf(msgs)
 	}
-	return status, takeover, hist, nil
+	return st, nil
 }
 
-var deltaScript = redis.NewScript(`
-local turn = tonumber(ARGV[4])
-if redis.call('HGET', KEYS[2], 'run:' .. turn) ~= ARGV[5] then return {0, ''} end
-local cut = tonumber(redis.call('HGET', KEYS[2], 'cut') or '0')
-if cut >= turn then return {-1, ''} end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[6])
-redis.call('PUBLISH', ARGV[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[6], 2))
-return {1, id}
-`)
+var deltaScript = redis.NewScript(lua("delta.lua"))
 
 // AppendStatus says what happened to an append.
 type AppendStatus int
@@ -328,28 +327,7 @@ func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, tex
 	return AppendStatus(res[0].(int64)), nil
 }
 
-var finishScript = redis.NewScript(doneLua + `
-local turn = tonumber(ARGV[5])
-if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
-if isdone(KEYS[3], turn) then return 0 end
-local status, events, content = 1, {ARGV[8], ARGV[9], ARGV[10]}, ARGV[7]
-if ARGV[8] ~= '' and tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then
-  -- Cut before the tail was stored: the reply is what the client was sent.
-  status, events, content = 2, {ARGV[11], ARGV[12]}, ARGV[13]
-end
-for _, e in ipairs(events) do
-  if e ~= '' then
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
-    redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
-  end
-end
-if content ~= '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
-end
-markdone(KEYS[3], turn)
-redis.call('HDEL', KEYS[3], 'run:' .. turn)
-return status
-`)
+var finishScript = redis.NewScript(doneLua + lua("finish.lua"))
 
 // FinishTurn stores the turn's reply: an "interrupted" event first when the
 // turn was cut, then "reply.done" with text, and text as the assistant's
@@ -444,13 +422,7 @@ func (s *Store) evalWith(ctx context.Context, sc *redis.Script, keys []string, a
 	return cmd
 }
 
-var failScript = redis.NewScript(doneLua + `
-local turn = tonumber(ARGV[1])
-if redis.call('HGET', KEYS[1], 'run:' .. turn) ~= ARGV[2] then return 0 end
-if not isdone(KEYS[1], turn) then markdone(KEYS[1], turn) end
-redis.call('HDEL', KEYS[1], 'run:' .. turn)
-return 1
-`)
+var failScript = redis.NewScript(doneLua + lua("fail.lua"))
 
 // FailTurn marks a turn as finished without a reply (the upstream failed),
 // so that no other replica retries it. It returns false when run no longer
@@ -463,12 +435,7 @@ func (s *Store) FailTurn(ctx context.Context, id string, turn int64, run string)
 	return n == 1, nil
 }
 
-var cutScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local t = redis.call('HGET', KEYS[1], 'turn') or '0'
-redis.call('HSET', KEYS[1], 'cut', t)
-return tonumber(t)
-`)
+var cutScript = redis.NewScript(lua("cut.lua"))
 
 // Cut interrupts every turn of the session up to the latest one: runs
 // that own them stop at their next append. It returns the latest turn.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -200,7 +201,7 @@ func TestTurnsFinishOutOfOrder(t *testing.T) {
 	}
 }
 
-func TestStartTurnHistory(t *testing.T) {
+func TestStartReadsHistoryAndSettings(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client()
 	s := session.NewStore(rdb, session.Config{})
@@ -208,22 +209,72 @@ func TestStartTurnHistory(t *testing.T) {
 	for i, text := range []string{"one", "two"} {
 		turn, _, _ := s.AppendUserTurn(ctx, id, text, "text")
 		run := "r" + text
-		if st, _, hist, err := s.StartTurnHistory(ctx, id, turn, run, 10); err != nil || st != session.StartOK || len(hist) != 2*i+1 {
-			t.Fatalf("turn %d: status %d, history %+v, err %v", turn, st, hist, err)
+		if st, err := s.Start(ctx, id, turn, run, 10); err != nil || st.Status != session.StartOK || len(st.History) != 2*i+1 {
+			t.Fatalf("turn %d: %+v, err %v", turn, st, err)
 		}
 		if ok, err := s.FinishTurn(ctx, id, turn, run, "re "+text, false); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 	}
+	set := session.Settings{Instructions: "Speak like a pirate.", Voice: "slt", TurnDetection: &session.TurnDetection{Mode: "manual"}}
+	if err := s.SetSettings(ctx, id, set); err != nil {
+		t.Fatal(err)
+	}
 	turn, _, _ := s.AppendUserTurn(ctx, id, "three", "text")
-	_, _, hist, err := s.StartTurnHistory(ctx, id, turn, "r3", 3)
+	st, err := s.Start(ctx, id, turn, "r3", 3)
 	// The newest three entries, the turn just stored among them, oldest first.
 	want := []session.Turn{{Role: "user", Content: "two", N: 2}, {Role: "assistant", Content: "re two", N: 2}, {Role: "user", Content: "three", N: 3}}
-	if err != nil || fmt.Sprint(hist) != fmt.Sprint(want) {
-		t.Fatalf("history %+v (%v), want %+v", hist, err, want)
+	if err != nil || fmt.Sprint(st.History) != fmt.Sprint(want) {
+		t.Fatalf("history %+v (%v), want %+v", st.History, err, want)
 	}
-	if st, _, hist, _ := s.StartTurnHistory(ctx, id, 1, "again", 10); st != session.StartDone || hist != nil {
-		t.Fatalf("a finished turn started again: %d %+v", st, hist)
+	if !reflect.DeepEqual(st.Settings, set) {
+		t.Fatalf("settings %+v, want %+v", st.Settings, set)
+	}
+	if got, err := s.Settings(ctx, id); err != nil || !reflect.DeepEqual(got, set) {
+		t.Fatalf("Settings: %+v %v", got, err)
+	}
+	if st, _ := s.Start(ctx, id, 1, "again", 10); st.Status != session.StartDone || st.History != nil {
+		t.Fatalf("a finished turn started again: %+v", st)
+	}
+	if err := s.SetSettings(ctx, "0123456789abcdef0123456789abcdef", set); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("settings of no session: %v", err)
+	}
+}
+
+// Items appended without a response share the turn that a later Respond
+// takes; a Respond with nothing new takes a turn of its own.
+func TestItemsAndResponses(t *testing.T) {
+	ctx := context.Background()
+	s := session.NewStore(redistest.Start(t).Client(), session.Config{MaxTurns: 4})
+	id, _, _ := s.Create(ctx)
+	for i, step := range []struct {
+		do   func() (int64, error)
+		want int64
+	}{
+		{func() (int64, error) { n, _, err := s.AppendItem(ctx, id, "a", "text"); return n, err }, 1},
+		{func() (int64, error) { n, _, err := s.AppendItem(ctx, id, "b", "text"); return n, err }, 2},
+		{func() (int64, error) { return s.Respond(ctx, id) }, 2}, // the latest item's turn
+		{func() (int64, error) { return s.Respond(ctx, id) }, 3}, // nothing new: a turn of its own
+		{func() (int64, error) { n, _, err := s.AppendUserTurn(ctx, id, "c", "text"); return n, err }, 4},
+		{func() (int64, error) { return s.Respond(ctx, id) }, -1}, // the fifth turn: over MaxTurns
+	} {
+		n, err := step.do()
+		if step.want < 0 {
+			if !errors.Is(err, session.ErrTurnLimit) {
+				t.Fatalf("step %d: %d %v, want ErrTurnLimit", i, n, err)
+			}
+			continue
+		}
+		if err != nil || n != step.want {
+			t.Fatalf("step %d: turn %d %v, want %d", i, n, err, step.want)
+		}
+	}
+	hist, _ := s.History(ctx, id, 10)
+	if len(hist) != 3 || hist[0].N != 1 || hist[1].N != 2 || hist[2].N != 4 {
+		t.Fatalf("history %+v", hist)
+	}
+	if _, err := s.Respond(ctx, "0123456789abcdef0123456789abcdef"); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("respond in no session: %v", err)
 	}
 }
 

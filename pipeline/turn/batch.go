@@ -37,7 +37,7 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		return
 	}
 	batchSize.Observe(float64(len(live)))
-	now := time.Now()
+	now := e.clk.Now()
 	e.mu.Lock()
 	for _, j := range live {
 		queueWait.Observe(now.Sub(j.accepted).Seconds())
@@ -64,16 +64,16 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	// Stores text that waited longer than Coalesce when the model pauses.
 	tickDone := make(chan struct{})
 	go func() { // ends when Stream has returned
-		t := time.NewTicker(e.cfg.Coalesce)
-		defer t.Stop()
+		ticks, stop := e.clk.NewTicker(e.cfg.Coalesce)
+		defer stop()
 		for {
 			select {
 			case <-tickDone:
 				return
-			case <-t.C:
+			case <-ticks:
 				for _, j := range live {
 					j.mu.Lock()
-					if j.buf.Len() > 0 && time.Since(j.lastFlush) >= e.cfg.Coalesce {
+					if j.buf.Len() > 0 && e.clk.Now().Sub(j.lastFlush) >= e.cfg.Coalesce {
 						e.flushLocked(bctx, j)
 					}
 					j.mu.Unlock()
@@ -96,7 +96,7 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		// The first piece goes at once (time to first token); then when
 		// Coalesce has passed, or at a clause end once a fifth of it has:
 		// natural chunks for a slow model, few writes for a fast one.
-		since := time.Since(j.lastFlush)
+		since := e.clk.Now().Sub(j.lastFlush)
 		if !j.flushed || since >= e.cfg.Coalesce || (since >= e.cfg.Coalesce/5 && clauseEnd(text)) {
 			e.flushLocked(bctx, j)
 		}
@@ -120,12 +120,11 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 // call (already replied, or cut before it started).
 func (e *Engine) startJob(ctx context.Context, j *job) ([]llm.Message, bool) {
 	j.run = e.newRun()
-	// The history comes with the start, in the same round trip.
-	var st int
-	var takeover bool
-	var hist []session.Turn
+	// The history and the session's settings come with the start, in the
+	// same round trip.
+	var st session.Started
 	err := e.durably(ctx, "start turn", func(ctx context.Context) (err error) {
-		st, takeover, hist, err = e.store.StartTurnHistory(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns)
+		st, err = e.store.Start(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns)
 		return err
 	})
 	if err != nil {
@@ -136,7 +135,7 @@ func (e *Engine) startJob(ctx context.Context, j *job) ([]llm.Message, bool) {
 		}
 		return nil, false
 	}
-	switch st {
+	switch st.Status {
 	case session.StartDone:
 		turnsTotal.WithLabelValues("duplicate").Inc()
 		e.deleteJob(ctx, j)
@@ -149,16 +148,28 @@ func (e *Engine) startJob(ctx context.Context, j *job) ([]llm.Message, bool) {
 		e.deleteJob(ctx, j)
 		return nil, false
 	}
-	j.reset = takeover
+	j.reset = st.Takeover
 	j.status = session.Appended
-	return e.conversation(hist, j.turn), true
+	return e.conversation(st.History, j.turn, e.instructions(st.Settings, j.opts)), true
+}
+
+// instructions is a response's system prompt: its own, else the
+// session's, else the server's.
+func (e *Engine) instructions(set session.Settings, opts ResponseOptions) string {
+	switch {
+	case opts.Instructions != "":
+		return opts.Instructions
+	case set.Instructions != "":
+		return set.Instructions
+	}
+	return e.cfg.SystemPrompt
 }
 
 // conversation is what the model sees for turn: the system prompt, then
 // the history up to that turn in turn order (user before assistant), so
 // that the turn's own message comes last even when later turns, or
 // replies to earlier ones, were stored after it.
-func (e *Engine) conversation(hist []session.Turn, turn int64) []llm.Message {
+func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []llm.Message {
 	kept := hist[:0:0]
 	for _, t := range hist {
 		if t.N < turn || (t.N == turn && t.Role == llm.RoleUser) {
@@ -172,7 +183,7 @@ func (e *Engine) conversation(hist []session.Turn, turn int64) []llm.Message {
 		return kept[a].Role == llm.RoleUser && kept[b].Role != llm.RoleUser
 	})
 	conv := make([]llm.Message, 0, len(kept)+1)
-	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: e.cfg.SystemPrompt})
+	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: system})
 	for _, t := range kept {
 		conv = append(conv, llm.Message{Role: t.Role, Content: t.Content})
 	}
@@ -192,12 +203,12 @@ func (e *Engine) flushLocked(ctx context.Context, j *job) {
 		return // kept in buf and retried at the next flush
 	}
 	if !j.flushed {
-		firstToken.Observe(time.Since(j.accepted).Seconds())
+		firstToken.Observe(e.clk.Now().Sub(j.accepted).Seconds())
 	}
 	j.buf.Reset()
 	j.reset = false
 	j.flushed = true
-	j.lastFlush = time.Now()
+	j.lastFlush = e.clk.Now()
 	if st != session.Appended {
 		j.status = st
 		if j.stop != nil {
@@ -302,7 +313,7 @@ func (e *Engine) finishReply(ctx context.Context, j *job) {
 		e.deleteJob(ctx, j)
 	}
 	if err == nil && tail != "" && !j.flushed {
-		firstToken.Observe(time.Since(j.accepted).Seconds())
+		firstToken.Observe(e.clk.Now().Sub(j.accepted).Seconds())
 	}
 	switch {
 	case err != nil:

@@ -28,7 +28,7 @@ func TestConversationForATurn(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(string(rune('0'+tc.turn)), func(t *testing.T) {
-			conv := e.conversation(hist, tc.turn)
+			conv := e.conversation(hist, tc.turn, "sys")
 			if len(conv) != len(tc.want) {
 				t.Fatalf("got %v", conv)
 			}

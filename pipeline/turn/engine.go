@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parleyhq/parley/internal/clock"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
@@ -45,6 +47,8 @@ type Config struct {
 	// HoldMax: a spoken turn whose call never reports what was heard is
 	// finished in full after this. Default 2m.
 	HoldMax time.Duration
+
+	Clock clock.Clock // default the system's
 
 	// StoreRetry: a turn's start and its finished reply are stored again
 	// and again through a Redis outage (a restart) for this long, so that
@@ -109,6 +113,7 @@ type Limiter interface {
 // session's log. See doc.go.
 type Engine struct {
 	cfg     Config
+	clk     clock.Clock
 	rdb     redis.UniversalClient
 	store   *session.Store
 	limiter Limiter
@@ -138,7 +143,8 @@ type job struct {
 	entry    string // id in stream
 	stream   string // the job stream that holds it
 	accepted time.Time
-	adopted  bool                           // taken over: exempt from the queue's wait deadline
+	adopted  bool // taken over: exempt from the queue's wait deadline
+	opts     ResponseOptions
 	written  func(turn int64, reply string) // non-nil: a call speaks the reply and finishes the turn
 
 	// Set while running; guarded by mu.
@@ -168,7 +174,7 @@ func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter,
 		b = 1
 	}
 	return &Engine{
-		cfg: cfg, rdb: rdb, store: store, limiter: limiter, llm: model,
+		cfg: cfg, clk: clock.Or(cfg.Clock), rdb: rdb, store: store, limiter: limiter, llm: model,
 		log:    log.With("replica", cfg.ReplicaID),
 		batch:  b,
 		free:   cfg.Slots,
@@ -199,12 +205,13 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// Submit accepts a user turn for the session: it checks the replica's
-// queue and the rate limits, stores the turn, persists its job and queues
-// it. It returns the turn number, or a *TurnError the client is told. It
-// does not wait for the LLM.
+// Submit accepts a user turn for the session and asks for its reply: it
+// checks the replica's queue and the rate limits, stores the turn, persists
+// its job and queues it. It returns the turn number, or a *TurnError the
+// client is told. It does not wait for the model. It is AppendItem and
+// CreateResponse in one, for the price of one.
 func (e *Engine) Submit(ctx context.Context, sessionID, text string, source event.Source) (int64, error) {
-	return e.submit(ctx, sessionID, text, source, nil)
+	return e.respond(ctx, sessionID, ResponseOptions{}, nil, e.userTurn(sessionID, text, source))
 }
 
 // SubmitSpoken is Submit for a turn whose reply a call speaks: when the
@@ -217,32 +224,49 @@ func (e *Engine) SubmitSpoken(ctx context.Context, sessionID, text string, sourc
 	if written == nil {
 		written = func(int64, string) {}
 	}
-	return e.submit(ctx, sessionID, text, source, written)
+	return e.respond(ctx, sessionID, ResponseOptions{}, written, e.userTurn(sessionID, text, source))
 }
 
-func (e *Engine) submit(ctx context.Context, sessionID, text string, source event.Source, written func(int64, string)) (int64, error) {
-	// Until Run has queued what a previous process left in this replica's
-	// stream, a new job there would be queued twice.
-	select {
-	case <-e.ready:
-	case <-ctx.Done():
-		return 0, &TurnError{Code: CodeBusy, Message: "the server is starting; try again", RetryAfter: time.Second}
+// ResponseOptions are one response's own settings; a zero field means the
+// session's (session.Settings), or the server's.
+type ResponseOptions struct {
+	Instructions string `json:"instructions,omitempty"` // the system prompt of this response
+}
+
+// AppendItem adds a user item to the conversation without asking for a
+// reply (CreateResponse asks later). It returns the item's turn number.
+func (e *Engine) AppendItem(ctx context.Context, sessionID, text string, source event.Source) (int64, error) {
+	turn, _, err := e.store.AppendItem(ctx, sessionID, text, source)
+	if err != nil {
+		return 0, e.storeError(sessionID, err)
 	}
-	e.mu.Lock()
-	if e.draining {
-		e.mu.Unlock()
-		turnsTotal.WithLabelValues(string(CodeBusy)).Inc()
-		return 0, &TurnError{Code: CodeBusy, Message: "this server is shutting down; reconnect and try again", RetryAfter: time.Second}
+	return turn, nil
+}
+
+// CreateResponse asks for a reply to the conversation as it stands, with
+// opts: the turn of the items appended since the last response, or a turn
+// of its own. It goes through the same admission, rate limits and
+// persistence as Submit.
+func (e *Engine) CreateResponse(ctx context.Context, sessionID string, opts ResponseOptions) (int64, error) {
+	return e.respond(ctx, sessionID, opts, nil, func(ctx context.Context) (int64, error) {
+		return e.store.Respond(ctx, sessionID)
+	})
+}
+
+// userTurn stores a user turn that gets a response.
+func (e *Engine) userTurn(sessionID, text string, source event.Source) func(context.Context) (int64, error) {
+	return func(ctx context.Context) (int64, error) {
+		turn, _, err := e.store.AppendUserTurn(ctx, sessionID, text, source)
+		return turn, err
 	}
-	// Waiting turns (queued or being admitted) beyond what the free slots
-	// take at once and the queue holds: refuse now rather than wait.
-	if len(e.queue)+e.reserved >= e.free+e.cfg.Queue {
-		e.mu.Unlock()
-		turnsTotal.WithLabelValues(string(CodeBusy)).Inc()
-		return 0, &TurnError{Code: CodeBusy, Message: fmt.Sprintf("all %d model slots and %d queue places are taken; try again shortly", e.cfg.Slots, e.cfg.Queue), RetryAfter: time.Second}
+}
+
+// respond admits a response, gives it its turn with alloc, persists its
+// job and queues it.
+func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOptions, written func(int64, string), alloc func(context.Context) (int64, error)) (int64, error) {
+	if err := e.admit(ctx); err != nil {
+		return 0, err
 	}
-	e.reserved++
-	e.mu.Unlock()
 	queuedOK := false
 	defer func() {
 		if !queuedOK {
@@ -251,31 +275,20 @@ func (e *Engine) submit(ctx context.Context, sessionID, text string, source even
 			e.mu.Unlock()
 		}
 	}()
-
 	if err := e.rateLimit(ctx, sessionID); err != nil {
 		return 0, err
 	}
-	turn, _, err := e.store.AppendUserTurn(ctx, sessionID, text, source)
-	if errors.Is(err, session.ErrNotFound) {
-		return 0, &TurnError{Code: CodeNotFound, Message: "the session has expired; start a new one"}
-	}
-	if errors.Is(err, session.ErrTurnLimit) {
-		turnsTotal.WithLabelValues(string(CodeTurnLimit)).Inc()
-		return 0, &TurnError{Code: CodeTurnLimit, Message: fmt.Sprintf("this session has had its %d turns; start a new one", e.store.MaxTurns())}
-	}
+	turn, err := alloc(ctx)
 	if err != nil {
-		e.log.Error("store turn", "session", sessionID, "err", err)
-		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
-		return 0, &TurnError{Code: CodeInternal, Message: "the turn could not be stored; try again"}
+		return 0, e.storeError(sessionID, err)
 	}
-	stream := e.jobsKey(e.cfg.ReplicaID)
-	entry, err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"s", sessionID, "t", turn}}).Result()
-	if err != nil {
+	j := &job{session: sessionID, turn: turn, stream: e.jobsKey(e.cfg.ReplicaID), opts: opts, written: written}
+	if j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result(); err != nil {
 		e.log.Error("persist job", "session", sessionID, "turn", turn, "err", err)
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
 		return turn, &TurnError{Code: CodeInternal, Message: "the turn could not be queued; try again", Turn: turn}
 	}
-	j := &job{session: sessionID, turn: turn, entry: entry, stream: stream, accepted: time.Now(), written: written}
+	j.accepted = e.clk.Now()
 	e.mu.Lock()
 	e.reserved--
 	queuedOK = true
@@ -284,6 +297,69 @@ func (e *Engine) submit(ctx context.Context, sessionID, text string, source even
 	e.mu.Unlock()
 	signal(e.wake)
 	return turn, nil
+}
+
+// admit reserves a place for a response among this replica's slots and
+// queue, or refuses it at once: the decision is local, and costs no
+// round trip. The caller gives the place back (e.reserved) unless the
+// response is queued.
+func (e *Engine) admit(ctx context.Context) error {
+	// Until Run has queued what a previous process left in this replica's
+	// stream, a new job there would be queued twice.
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return &TurnError{Code: CodeBusy, Message: "the server is starting; try again", RetryAfter: time.Second}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining {
+		turnsTotal.WithLabelValues(string(CodeBusy)).Inc()
+		return &TurnError{Code: CodeBusy, Message: "this server is shutting down; reconnect and try again", RetryAfter: time.Second}
+	}
+	// Waiting turns (queued or being admitted) beyond what the free slots
+	// take at once and the queue holds: refuse now rather than wait.
+	if len(e.queue)+e.reserved >= e.free+e.cfg.Queue {
+		turnsTotal.WithLabelValues(string(CodeBusy)).Inc()
+		return &TurnError{Code: CodeBusy, Message: fmt.Sprintf("all %d model slots and %d queue places are taken; try again shortly", e.cfg.Slots, e.cfg.Queue), RetryAfter: time.Second}
+	}
+	e.reserved++
+	return nil
+}
+
+// storeError is the client's word for a failure to store a turn.
+func (e *Engine) storeError(sessionID string, err error) error {
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return &TurnError{Code: CodeNotFound, Message: "the session has expired; start a new one"}
+	case errors.Is(err, session.ErrTurnLimit):
+		turnsTotal.WithLabelValues(string(CodeTurnLimit)).Inc()
+		return &TurnError{Code: CodeTurnLimit, Message: fmt.Sprintf("this session has had its %d turns; start a new one", e.store.MaxTurns())}
+	}
+	e.log.Error("store turn", "session", sessionID, "err", err)
+	turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
+	return &TurnError{Code: CodeInternal, Message: "the turn could not be stored; try again"}
+}
+
+// jobValues is a job's entry in its stream: the session, the turn, and the
+// response's options when it has any, so that a replica that takes the
+// job over answers it alike.
+func jobValues(j *job) []any {
+	v := []any{"s", j.session, "t", j.turn}
+	if j.opts != (ResponseOptions{}) {
+		b, _ := json.Marshal(j.opts)
+		v = append(v, "o", string(b))
+	}
+	return v
+}
+
+// jobOptions reads the options of a job's entry.
+func jobOptions(values map[string]any) ResponseOptions {
+	var o ResponseOptions
+	if s, _ := values["o"].(string); s != "" {
+		_ = json.Unmarshal([]byte(s), &o) // written by jobValues; a bad one means none
+	}
+	return o
 }
 
 func (e *Engine) rateLimit(ctx context.Context, sessionID string) error {
@@ -382,11 +458,12 @@ func (e *Engine) Run(ctx context.Context) error {
 // jobs are spread over them: batching happens only when work waits for
 // slots, so a lone turn goes at once as a batch of one.
 func (e *Engine) dispatch(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	stopTimer := func() bool { return false }
+	defer func() { stopTimer() }()
 	for {
 		e.mu.Lock()
-		e.expireLocked(time.Now())
+		now := e.clk.Now()
+		e.expireLocked(now)
 		for e.free > 0 && len(e.queue) > 0 {
 			n := (len(e.queue) + e.free - 1) / e.free
 			if n > e.batch {
@@ -411,20 +488,15 @@ func (e *Engine) dispatch(ctx context.Context) {
 		next := e.nextExpiryLocked()
 		e.mu.Unlock()
 
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		// The next queued turn to wait too long wakes the loop to refuse it.
+		stopTimer()
 		if !next.IsZero() {
-			timer.Reset(time.Until(next))
+			stopTimer = e.clk.AfterFunc(next.Sub(now), func() { signal(e.wake) })
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.wake:
-		case <-timer.C:
 		}
 	}
 }
@@ -485,13 +557,13 @@ func (e *Engine) deleteJob(ctx context.Context, j *job) {
 // restarting), with a growing pause, until it succeeds, ctx ends or
 // StoreRetry has passed. It returns the last error.
 func (e *Engine) durably(ctx context.Context, what string, f func(context.Context) error) error {
-	deadline := time.Now().Add(e.cfg.StoreRetry)
+	deadline := e.clk.Now().Add(e.cfg.StoreRetry)
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := f(cctx)
 		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if err == nil || ctx.Err() != nil || e.clk.Now().Add(wait).After(deadline) {
 			if err != nil && attempt > 1 {
 				e.log.Error("redis still unavailable; giving up", "what", what, "attempts", attempt, "err", err)
 			}
@@ -501,12 +573,13 @@ func (e *Engine) durably(ctx context.Context, what string, f func(context.Contex
 			e.log.Warn("redis unavailable; retrying", "what", what, "err", err)
 		}
 		storeRetries.Inc()
-		t := time.NewTimer(wait)
+		waited := make(chan struct{})
+		stop := e.clk.AfterFunc(wait, func() { close(waited) })
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			stop()
 			return err
-		case <-t.C:
+		case <-waited:
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
@@ -526,6 +599,10 @@ func (e *Engine) Drain(ctx context.Context) error {
 	e.mu.Lock()
 	e.draining = true
 	e.mu.Unlock()
+	// A turn refused while it was being admitted signals nothing: look
+	// now and then too.
+	poll, stopPoll := e.clk.NewTicker(50 * time.Millisecond)
+	defer stopPoll()
 	for {
 		e.mu.Lock()
 		done := len(e.queue) == 0 && e.free == e.cfg.Slots && e.reserved == 0
@@ -538,7 +615,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 			e.log.Warn("drain deadline reached; handing turns over")
 			goto handover
 		case <-e.idle:
-		case <-time.After(50 * time.Millisecond):
+		case <-poll:
 		}
 	}
 handover:

@@ -17,7 +17,7 @@ type heldTurn struct {
 	written string  // what the model wrote
 	heard   *string // set when the call has reported
 	cut     bool
-	timeout *time.Timer
+	stop    func() bool // stops the HoldMax timeout
 }
 
 // hold parks a spoken job whose model call has finished, with the text it
@@ -34,7 +34,7 @@ func (e *Engine) hold(j *job, written string) {
 	h.job, h.written = j, written
 	ready := h.heard != nil
 	if !ready {
-		h.timeout = time.AfterFunc(e.cfg.HoldMax, func() { e.finishHeld(k, true) })
+		h.stop = e.clk.AfterFunc(e.cfg.HoldMax, func() { e.finishHeld(k, true) })
 	}
 	e.mu.Unlock()
 	if ready {
@@ -54,7 +54,7 @@ func (e *Engine) FinishSpoken(ctx context.Context, sessionID string, turn int64,
 	if h == nil {
 		// The model has not finished yet (a barge-in): the decision waits
 		// for it, and is dropped if no job ever comes (taken over).
-		h = &heldTurn{timeout: time.AfterFunc(e.cfg.HoldMax, func() {
+		h = &heldTurn{stop: e.clk.AfterFunc(e.cfg.HoldMax, func() {
 			e.mu.Lock()
 			if cur := e.held[k]; cur != nil && cur.job == nil {
 				delete(e.held, k)
@@ -81,8 +81,8 @@ func (e *Engine) finishHeld(k turnKey, timedOut bool) {
 		return
 	}
 	delete(e.held, k)
-	if h.timeout != nil {
-		h.timeout.Stop()
+	if h.stop != nil {
+		h.stop()
 	}
 	e.mu.Unlock()
 	text, cut := h.written, false

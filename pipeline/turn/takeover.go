@@ -20,18 +20,10 @@ import (
 
 // heartbeatScript records this replica's beat with Redis' clock (no clock
 // skew between replicas) and returns the replicas that stopped beating.
-var heartbeatScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-`)
+var heartbeatScript = redis.NewScript(lua("heartbeat.lua"))
 
 // dropIfEmptyScript deletes a dead replica's job stream once it is empty.
-var dropIfEmptyScript = redis.NewScript(`
-if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) return 1 end
-return 0
-`)
+var dropIfEmptyScript = redis.NewScript(lua("drop_if_empty.lua"))
 
 func (e *Engine) heartbeat(ctx context.Context) ([]string, error) {
 	return heartbeatScript.Run(ctx, e.rdb, []string{e.registryKey()}, e.cfg.ReplicaID, e.cfg.ClaimAfter.Milliseconds()).StringSlice()
@@ -40,13 +32,13 @@ func (e *Engine) heartbeat(ctx context.Context) ([]string, error) {
 // keepAlive beats three times per ClaimAfter and adopts the jobs of dead
 // replicas. It returns when ctx ends.
 func (e *Engine) keepAlive(ctx context.Context) {
-	t := time.NewTicker(e.cfg.ClaimAfter / 3)
-	defer t.Stop()
+	ticks, stop := e.clk.NewTicker(e.cfg.ClaimAfter / 3)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
 		}
 		if e.handedOver.Load() {
 			return
@@ -90,12 +82,12 @@ func (e *Engine) adopt(ctx context.Context, r string) {
 		for _, m := range msgs {
 			sid, _ := m.Values["s"].(string)
 			turn, _ := strconv.ParseInt(asString(m.Values["t"]), 10, 64)
-			j := &job{session: sid, turn: turn, entry: m.ID, stream: src, accepted: entryTime(m.ID), adopted: true}
+			j := &job{session: sid, turn: turn, entry: m.ID, stream: src, accepted: entryTime(m.ID), adopted: true, opts: jobOptions(m.Values)}
 			if !self {
 				// Into our stream first, then out of theirs: a crash between
 				// leaves two copies, and the turn's run ownership makes the
 				// second a no-op.
-				id, err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: mine, Values: []any{"s", sid, "t", turn}}).Result()
+				id, err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: mine, Values: jobValues(j)}).Result()
 				if err != nil {
 					e.log.Warn("adopt: move job", "from", r, "err", err)
 					return

@@ -1,0 +1,26 @@
+local rate = tonumber(ARGV[1]) / 1000000
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(s[1])
+local ts = tonumber(s[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+end
+local allowed = 0
+local retry = 0
+if cost <= tokens then
+  tokens = math.min(burst, tokens - cost)
+  allowed = 1
+else
+  retry = math.ceil((cost - tokens) / rate / 1000)
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate / 1000) + 1000)
+return {allowed, retry, tostring(tokens)}

@@ -1,0 +1,22 @@
+-- Stores a turn's end once: the tail delta, interrupted, reply.done, the
+-- assistant's message in the history. KEYS: log, hist, meta.
+local turn = tonumber(ARGV[5])
+if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
+if isdone(KEYS[3], turn) then return 0 end
+local status, events, content = 1, {ARGV[8], ARGV[9], ARGV[10]}, ARGV[7]
+if ARGV[8] ~= '' and tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then
+  -- Cut before the tail was stored: the reply is what the client was sent.
+  status, events, content = 2, {ARGV[11], ARGV[12]}, ARGV[13]
+end
+for _, e in ipairs(events) do
+  if e ~= '' then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
+    redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
+  end
+end
+if content ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
+end
+markdone(KEYS[3], turn)
+redis.call('HDEL', KEYS[3], 'run:' .. turn)
+return status

@@ -1,0 +1,77 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Settings are a session's own settings, stored with it, so that whichever
+// replica runs a turn, or takes it over, has them. A zero field means the
+// server's default. Front ends set them (the OpenAI Realtime protocol's
+// session.update); the Parley protocol uses the server's.
+type Settings struct {
+	Instructions  string         `json:"instructions,omitempty"` // the system prompt
+	Voice         string         `json:"voice,omitempty"`        // a voice of the synthesiser
+	Modalities    []string       `json:"modalities,omitempty"`   // what replies are: "text", "audio"
+	TurnDetection *TurnDetection `json:"turn_detection,omitempty"`
+}
+
+// TurnDetection says how a call decides that the caller's turn ended.
+type TurnDetection struct {
+	// Mode: "vad" (the voice activity detector's silence), "semantic"
+	// (the silence chosen from what was said), or "manual" (the client
+	// says when); empty: the server's default.
+	Mode      string `json:"mode,omitempty"`
+	SilenceMs int    `json:"silence_ms,omitempty"` // the end-of-turn silence; 0: the server's
+	PrefixMs  int    `json:"prefix_ms,omitempty"`  // audio kept from before speech starts; 0: the server's
+	// CreateResponse and InterruptResponse: whether a turn's end asks for a
+	// reply, and whether the caller's voice cuts one off; nil: yes.
+	CreateResponse    *bool  `json:"create_response,omitempty"`
+	InterruptResponse *bool  `json:"interrupt_response,omitempty"`
+	Eagerness         string `json:"eagerness,omitempty"` // for "semantic": low, medium, high, auto
+}
+
+var settingsScript = redis.NewScript(lua("settings.lua"))
+
+// SetSettings replaces the session's settings.
+func (s *Store) SetSettings(ctx context.Context, id string, set Settings) error {
+	b, err := json.Marshal(set)
+	if err != nil {
+		return fmt.Errorf("session: settings: %w", err)
+	}
+	if err := settingsScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, string(b)).Err(); err != nil {
+		if strings.Contains(err.Error(), "NOSESSION") {
+			return ErrNotFound
+		}
+		return fmt.Errorf("session: settings: %w", err)
+	}
+	return nil
+}
+
+// Settings returns the session's settings (zero when none were set).
+func (s *Store) Settings(ctx context.Context, id string) (Settings, error) {
+	b, err := s.rdb.HGet(ctx, s.metaKey(id), "settings").Result()
+	if errors.Is(err, redis.Nil) {
+		return Settings{}, nil
+	}
+	if err != nil {
+		return Settings{}, fmt.Errorf("session: settings: %w", err)
+	}
+	return parseSettings(b)
+}
+
+func parseSettings(b string) (Settings, error) {
+	var set Settings
+	if b == "" {
+		return set, nil
+	}
+	if err := json.Unmarshal([]byte(b), &set); err != nil {
+		return set, fmt.Errorf("session: stored settings: %w", err)
+	}
+	return set, nil
+}

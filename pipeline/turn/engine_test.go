@@ -1,0 +1,431 @@
+package turn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/internal/testkit"
+	"github.com/parleyhq/parley/internal/testkit/fakes"
+	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/llm"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
+	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/turn"
+)
+
+// rig is one replica's engine on a real Redis, with a fake clock, and a
+// follower of one session's events.
+type rig struct {
+	t      *testing.T
+	store  *session.Store
+	hub    *session.Hub
+	eng    *turn.Engine
+	clk    *testkit.Clock
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newRig(t *testing.T, rdb *redis.Client, model llm.LLM, cfg turn.Config) *rig {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("PARLEY_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	clk := testkit.NewClock()
+	cfg.Clock = clk
+	store := session.NewStore(rdb, session.Config{})
+	hub := session.NewHub(rdb, store, log)
+	eng, err := turn.NewEngine(rdb, store, ratelimit.New(rdb, ratelimit.Config{}), model, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rig{t: t, store: store, hub: hub, eng: eng, clk: clk, cancel: cancel, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = hub.Run(ctx) }()
+	go func() { defer wg.Done(); _ = eng.Run(ctx) }()
+	go func() { wg.Wait(); close(r.done) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stop ends the replica as a crash would: no drain.
+func (r *rig) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// session creates a session and follows its events.
+func (r *rig) session() (string, *sink) {
+	r.t.Helper()
+	ctx := context.Background()
+	id, _, err := r.store.Create(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return id, r.follow(id)
+}
+
+// follow collects the session's live events, through this replica.
+func (r *rig) follow(id string) *sink {
+	r.t.Helper()
+	s := &sink{events: make(chan event.Event, 1000)}
+	stop, err := r.hub.Follow(context.Background(), id, s)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(stop)
+	return s
+}
+
+// sink collects a session's live events.
+type sink struct{ events chan event.Event }
+
+func (s *sink) Deliver(wire []byte) {
+	if _, ev, err := event.Decode(wire); err == nil {
+		s.events <- ev
+	}
+}
+func (s *sink) Resync() {}
+
+// until returns the events up to the first one that done accepts.
+func (s *sink) until(t *testing.T, done func(event.Event) bool) []event.Event {
+	t.Helper()
+	var got []event.Event
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-s.events:
+			got = append(got, ev)
+			if done(ev) {
+				return got
+			}
+		case <-timeout:
+			t.Fatalf("no such event; got %+v", got)
+		}
+	}
+}
+
+func doneOf(turn int64) func(event.Event) bool {
+	return func(ev event.Event) bool {
+		d, ok := ev.(event.ReplyDone)
+		return ok && d.Turn == turn
+	}
+}
+
+func errorOf(turn int64) func(event.Event) bool {
+	return func(ev event.Event) bool {
+		e, ok := ev.(event.Error)
+		return ok && e.Turn == turn
+	}
+}
+
+func contents(conv []llm.Message) string {
+	var b []string
+	for _, m := range conv {
+		b = append(b, m.Role+": "+m.Content)
+	}
+	return strings.Join(b, " | ")
+}
+
+func TestSubmitStreamsTheReplyIntoTheLog(t *testing.T) {
+	model := &fakes.Echo{}
+	r := newRig(t, redistest.Start(t).Client(), model, turn.Config{SystemPrompt: "sys"})
+	id, s := r.session()
+	n, err := r.eng.Submit(context.Background(), id, "hello there", event.SourceText)
+	if err != nil || n != 1 {
+		t.Fatalf("turn %d, %v", n, err)
+	}
+	evs := s.until(t, doneOf(1))
+	if tr, ok := evs[0].(event.Transcript); !ok || tr.Text != "hello there" || !tr.Final || tr.Source != event.SourceText {
+		t.Fatalf("first event %+v: want the user's turn", evs[0])
+	}
+	var deltas string
+	for _, ev := range evs[1 : len(evs)-1] {
+		deltas += ev.(event.ReplyDelta).Text
+	}
+	if done := evs[len(evs)-1].(event.ReplyDone); done.Text != "echo: hello there" || deltas != done.Text {
+		t.Fatalf("deltas %q, done %+v", deltas, done)
+	}
+	if got := contents(model.Convs()[0]); got != "system: sys | user: hello there" {
+		t.Fatalf("the model saw %s", got)
+	}
+	// Stored as it was sent: a client that resumes reads the same.
+	stored, _ := r.store.Range(context.Background(), id, "", 100)
+	if len(stored) != len(evs) {
+		t.Fatalf("%d events stored, %d sent", len(stored), len(evs))
+	}
+}
+
+// With the clock standing still, the first piece is stored at once (time
+// to first token) and the rest, which came within the coalescing window,
+// with the reply's end: few writes for a fast model.
+func TestDeltasCoalesce(t *testing.T) {
+	r := newRig(t, redistest.Start(t).Client(), &fakes.Echo{}, turn.Config{})
+	id, s := r.session()
+	if _, err := r.eng.Submit(context.Background(), id, "one two three four", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	var deltas []string
+	for _, ev := range s.until(t, doneOf(1)) {
+		if d, ok := ev.(event.ReplyDelta); ok {
+			deltas = append(deltas, d.Text)
+		}
+	}
+	if fmt.Sprint(deltas) != "[echo:  one two three four]" {
+		t.Fatalf("deltas %q: want the first piece, then the rest at the end", deltas)
+	}
+}
+
+// Items appended without a response wait; a response sees them all, under
+// the last item's turn; a response with nothing new gets a turn of its own
+// and sees the earlier reply.
+func TestItemsAndResponses(t *testing.T) {
+	model := &fakes.Echo{}
+	r := newRig(t, redistest.Start(t).Client(), model, turn.Config{SystemPrompt: "sys"})
+	id, s := r.session()
+	ctx := context.Background()
+	for i, text := range []string{"first", "second"} {
+		if n, err := r.eng.AppendItem(ctx, id, text, event.SourceText); err != nil || n != int64(i+1) {
+			t.Fatalf("item %d: turn %d, %v", i+1, n, err)
+		}
+	}
+	s.until(t, func(ev event.Event) bool { tr, ok := ev.(event.Transcript); return ok && tr.Turn == 2 })
+	if len(model.Convs()) != 0 {
+		t.Fatal("an item without a response reached the model")
+	}
+	n, err := r.eng.CreateResponse(ctx, id, turn.ResponseOptions{})
+	if err != nil || n != 2 {
+		t.Fatalf("response turn %d, %v; want 2, the last item's", n, err)
+	}
+	s.until(t, doneOf(2))
+	if got := contents(model.Convs()[0]); got != "system: sys | user: first | user: second" {
+		t.Fatalf("the model saw %s", got)
+	}
+	if n, err = r.eng.CreateResponse(ctx, id, turn.ResponseOptions{}); err != nil || n != 3 {
+		t.Fatalf("a second response: turn %d, %v; want a turn of its own", n, err)
+	}
+	s.until(t, doneOf(3))
+	if got := contents(model.Convs()[1]); got != "system: sys | user: first | user: second | assistant: echo: second" {
+		t.Fatalf("the model saw %s", got)
+	}
+}
+
+// The system prompt is the response's own, else the session's (stored
+// with it), else the server's.
+func TestInstructions(t *testing.T) {
+	model := &fakes.Echo{}
+	r := newRig(t, redistest.Start(t).Client(), model, turn.Config{SystemPrompt: "server"})
+	ctx := context.Background()
+	plain, ps := r.session()
+	styled, ss := r.session()
+	if err := r.store.SetSettings(ctx, styled, session.Settings{Instructions: "session"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id   string
+		s    *sink
+		opts turn.ResponseOptions
+		want string
+	}{
+		{plain, ps, turn.ResponseOptions{}, "server"},
+		{styled, ss, turn.ResponseOptions{}, "session"},
+		{styled, ss, turn.ResponseOptions{Instructions: "response"}, "response"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			before := len(model.Convs())
+			if _, err := r.eng.AppendItem(ctx, tc.id, "hi", event.SourceText); err != nil {
+				t.Fatal(err)
+			}
+			n, err := r.eng.CreateResponse(ctx, tc.id, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.s.until(t, doneOf(n))
+			if conv := model.Convs()[before]; conv[0].Content != tc.want {
+				t.Fatalf("system prompt %q, want %q", conv[0].Content, tc.want)
+			}
+		})
+	}
+}
+
+// A replica that takes a response over from a dead one answers it with
+// the response's options and the session's settings.
+func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	stuck := fakes.NewGate()
+	a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a", ClaimAfter: 3 * time.Second})
+	ctx := context.Background()
+	id, _ := a.session()
+	if _, err := a.eng.AppendItem(ctx, id, "hi", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.eng.CreateResponse(ctx, id, turn.ResponseOptions{Instructions: "be brief"}); err != nil {
+		t.Fatal(err)
+	}
+	<-stuck.Started
+	// a hands its turns over and dies with the call under way.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = a.eng.Drain(gone)
+	a.stop()
+
+	model := &fakes.Echo{}
+	b := newRig(t, rdb, model, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
+	s := b.follow(id)
+	for b.clk.Tickers() == 0 { // b's heartbeat is running
+		time.Sleep(time.Millisecond)
+	}
+	b.clk.Advance(time.Second) // b's next beat finds a gone
+	done := s.until(t, doneOf(1))
+	if d := done[len(done)-1].(event.ReplyDone); d.Text != "echo: hi" {
+		t.Fatalf("reply %+v", d)
+	}
+	if conv := model.Convs()[0]; conv[0].Content != "be brief" {
+		t.Fatalf("the takeover's system prompt %q, want the response's", conv[0].Content)
+	}
+}
+
+// A turn that waits for a slot longer than QueueWait is refused with busy
+// (and marked finished); time is the fake clock's, so nothing sleeps.
+func TestQueueWaitGivesBusy(t *testing.T) {
+	gate := fakes.NewGate()
+	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{Slots: 1, Queue: 4, QueueWait: 10 * time.Second})
+	id, s := r.session()
+	ctx := context.Background()
+	if _, err := r.eng.Submit(ctx, id, "first", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.Started // the one slot is taken
+	n, err := r.eng.Submit(ctx, id, "second", event.SourceText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, func(ev event.Event) bool { tr, ok := ev.(event.Transcript); return ok && tr.Turn == n })
+	for r.clk.Timers() == 0 { // the dispatcher's wake-up for the queued turn
+		time.Sleep(time.Millisecond)
+	}
+	r.clk.Advance(10*time.Second + 2*time.Millisecond)
+	evs := s.until(t, errorOf(n))
+	if e := evs[len(evs)-1].(event.Error); e.Code != event.CodeBusy || e.RetryAfterMs <= 0 {
+		t.Fatalf("queued turn: %+v", e)
+	}
+	gate.Finish()
+	s.until(t, doneOf(1))
+}
+
+// Past the slots and the queue, a response is refused at once, before
+// anything is stored; a refused turn gives its place back.
+func TestBusyAtAdmission(t *testing.T) {
+	gate := fakes.NewGate()
+	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{Slots: 1, Queue: 1})
+	id, _ := r.session()
+	ctx := context.Background()
+	for _, text := range []string{"runs", "waits"} {
+		if _, err := r.eng.Submit(ctx, id, text, event.SourceText); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-gate.Started
+	for _, try := range []func() (int64, error){
+		func() (int64, error) { return r.eng.Submit(ctx, id, "refused", event.SourceText) },
+		func() (int64, error) { return r.eng.CreateResponse(ctx, id, turn.ResponseOptions{}) },
+	} {
+		var te *turn.TurnError
+		if _, err := try(); !errors.As(err, &te) || te.Code != event.CodeBusy || te.Turn != 0 {
+			t.Fatalf("over the queue: %v", err)
+		}
+	}
+	stored, _ := r.store.Range(ctx, id, "", 100)
+	if len(stored) != 2 {
+		t.Fatalf("%d events stored; the refused turns must not be", len(stored))
+	}
+	gate.Finish()
+}
+
+func TestRateLimited(t *testing.T) {
+	r := newRig(t, redistest.Start(t).Client(), &fakes.Echo{}, turn.Config{SessionRate: ratelimit.Rule{Rate: 1, Burst: 1}})
+	id, s := r.session()
+	ctx := context.Background()
+	if _, err := r.eng.Submit(ctx, id, "one", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, doneOf(1))
+	var te *turn.TurnError
+	if _, err := r.eng.Submit(ctx, id, "two", event.SourceText); !errors.As(err, &te) || te.Code != event.CodeRateLimited || te.RetryAfter <= 0 {
+		t.Fatalf("second turn within the second: %v", err)
+	}
+}
+
+// A spoken turn's reply goes to the call whole (written) and is stored
+// only when the call says what was heard; unreported, it is finished in
+// full after HoldMax.
+func TestSpokenTurnsAreHeldForTheCall(t *testing.T) {
+	r := newRig(t, redistest.Start(t).Client(), &fakes.Echo{}, turn.Config{HoldMax: time.Minute})
+	ctx := context.Background()
+	written := make(chan string, 4)
+	spoken := func(turn int64, reply string) { written <- reply }
+
+	t.Run("cut by the caller", func(t *testing.T) {
+		id, s := r.session()
+		n, err := r.eng.SubmitSpoken(ctx, id, "tell me more", event.SourceVoice, spoken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := <-written; got != "echo: tell me more" {
+			t.Fatalf("written %q", got)
+		}
+		r.eng.FinishSpoken(ctx, id, n, "echo: tell", true)
+		evs := s.until(t, doneOf(n))
+		if _, ok := evs[len(evs)-2].(event.Interrupted); !ok {
+			t.Fatalf("interrupted must come before reply.done: %+v", evs)
+		}
+		if d := evs[len(evs)-1].(event.ReplyDone); d.Text != "echo: tell" || !d.Interrupted {
+			t.Fatalf("reply.done %+v: want what was heard", d)
+		}
+	})
+	t.Run("never reported", func(t *testing.T) {
+		id, s := r.session()
+		n, err := r.eng.SubmitSpoken(ctx, id, "and then", event.SourceVoice, spoken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-written
+		for r.clk.Timers() == 0 { // the hold's timeout is set after written
+			time.Sleep(time.Millisecond)
+		}
+		r.clk.Advance(time.Minute)
+		evs := s.until(t, doneOf(n))
+		if d := evs[len(evs)-1].(event.ReplyDone); d.Text != "echo: and then" || d.Interrupted {
+			t.Fatalf("reply.done %+v: want the whole reply", d)
+		}
+	})
+}
+
+func TestNoSession(t *testing.T) {
+	r := newRig(t, redistest.Start(t).Client(), &fakes.Echo{}, turn.Config{})
+	ctx := context.Background()
+	const gone = "0123456789abcdef0123456789abcdef"
+	var te *turn.TurnError
+	if _, err := r.eng.Submit(ctx, gone, "hi", event.SourceText); !errors.As(err, &te) || te.Code != event.CodeSessionExpired {
+		t.Fatalf("Submit: %v", err)
+	}
+	if _, err := r.eng.AppendItem(ctx, gone, "hi", event.SourceText); !errors.As(err, &te) || te.Code != event.CodeSessionExpired {
+		t.Fatalf("AppendItem: %v", err)
+	}
+	if _, err := r.eng.CreateResponse(ctx, gone, turn.ResponseOptions{}); !errors.As(err, &te) || te.Code != event.CodeSessionExpired {
+		t.Fatalf("CreateResponse: %v", err)
+	}
+}
