@@ -119,7 +119,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
-		TrustProxy: cfg.TrustProxy,
+		AuthFailBurst: cfg.AuthFailBurst, AuthFailRate: cfg.AuthFailRate, TrustedProxies: cfg.proxies,
 	}, store, hub, engine, log.With("component", "ws"))
 	if cfg.AuthTokens == "" && cfg.AuthSecret == "" {
 		log.Warn("no -auth-tokens or -auth-secret: anyone who reaches /ws may use it")
