@@ -190,7 +190,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.dur(&c.LocalDelay, "local-delay", "PARLEY_LOCAL_DELAY", 0, "pause between the offline responder's words, to show streaming; 0: none")
 
 	f.int(&c.Slots, "llm-slots", "PARLEY_LLM_SLOTS", 16, "upstream LLM calls in flight per replica")
-	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 64, "turns waiting for a slot before new ones get busy")
+	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 1024, "turns waiting for a slot before new ones get busy (absorbs a burst of turns at once; -llm-queue-wait bounds each wait)")
 	f.dur(&c.QueueWait, "llm-queue-wait", "PARLEY_LLM_QUEUE_WAIT", 10*time.Second, "a turn waiting longer than this for a slot gets busy")
 	f.int(&c.Batch, "llm-batch", "PARLEY_LLM_BATCH", 4, "most turns per upstream call, for providers that batch")
 	f.str(&c.SystemPrompt, "system-prompt", "PARLEY_SYSTEM_PROMPT", "", "system prompt; empty: a short voice-assistant prompt")
