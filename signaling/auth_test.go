@@ -407,7 +407,21 @@ func TestTokensAreNotLogged(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(logs.String(), `msg="auth failed"`) || !strings.Contains(logs.String(), "reason=token_expired") {
+	// Past the address's budget of failures (four were spent above), the
+	// refusals are auth_rate and say nothing of the token either.
+	for i := 0; i < 8; i++ {
+		r := httptest.NewRequest("GET", "/ws?access_token=static-token-valuZ", nil)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if i >= 6 && (w.Code != http.StatusTooManyRequests || !strings.HasPrefix(w.Body.String(), "auth_rate:")) {
+			t.Fatalf("failure %d: %d %q", 4+i+1, w.Code, w.Body.String())
+		}
+		if strings.Contains(w.Body.String(), "static-token-valu") {
+			t.Fatalf("the answer repeats the token: %s", w.Body.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `msg="auth failed"`) || !strings.Contains(logs.String(), "reason=token_expired") ||
+		!strings.Contains(logs.String(), `msg="failed authentications throttled"`) || !strings.Contains(logs.String(), "reason=auth_rate") {
 		t.Fatalf("auth failures are not logged with their reason:\n%s", logs.String())
 	}
 	for _, secretish := range []string{"static-token-valu", string(secret), expired[:20], "garbage"} {
