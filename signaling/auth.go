@@ -88,26 +88,44 @@ func requestToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-// authenticate checks the request's token. It never logs the token.
-func (a AuthConfig) authenticate(r *http.Request, now time.Time) error {
-	if !a.on() {
+// verifier checks requests' tokens against an AuthConfig. The static
+// tokens' digests are computed once, so a check costs one SHA-256 of the
+// presented token and a 32-byte compare per configured token, or one
+// HMAC for a signed token, whatever the outcome: a refusal, throttled or
+// not, costs no more than a success. Safe for concurrent use.
+type verifier struct {
+	on      bool
+	digests [][sha256.Size]byte
+	secret  []byte
+}
+
+func newVerifier(a AuthConfig) *verifier {
+	v := &verifier{on: a.on(), secret: a.Secret}
+	for _, t := range a.Tokens {
+		v.digests = append(v.digests, sha256.Sum256([]byte(t)))
+	}
+	return v
+}
+
+// check checks the request's token. It never logs the token.
+func (v *verifier) check(r *http.Request, now time.Time) error {
+	if !v.on {
 		return nil
 	}
 	tok := requestToken(r)
 	if tok == "" {
 		return errNoToken
 	}
-	if len(a.Secret) > 0 && strings.HasPrefix(tok, tokenPrefix) {
-		return verifySigned(a.Secret, tok, now)
+	if len(v.secret) > 0 && strings.HasPrefix(tok, tokenPrefix) {
+		return verifySigned(v.secret, tok, now)
 	}
 	// Every configured token is compared, with no early exit, as SHA-256
 	// digests: ConstantTimeCompare returns at once on a length mismatch,
 	// which would tell a guesser how long a token is.
 	presented := sha256.Sum256([]byte(tok))
 	ok := 0
-	for _, t := range a.Tokens {
-		want := sha256.Sum256([]byte(t))
-		ok |= ctCompare(want[:], presented[:])
+	for i := range v.digests {
+		ok |= ctCompare(v.digests[i][:], presented[:])
 	}
 	if ok == 1 {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,7 +36,12 @@ func (c *fakeClock) Add(d time.Duration) {
 // the body and the Retry-After header.
 func tryDial(t *testing.T, url string, h http.Header) (*websocket.Conn, int, string, string) {
 	t.Helper()
-	ws, resp, err := websocket.DefaultDialer.Dial(url, h)
+	return tryDialWith(t, websocket.DefaultDialer, url, h)
+}
+
+func tryDialWith(t *testing.T, d *websocket.Dialer, url string, h http.Header) (*websocket.Conn, int, string, string) {
+	t.Helper()
+	ws, resp, err := d.Dial(url, h)
 	if err == nil {
 		t.Cleanup(func() { ws.Close() })
 		return ws, http.StatusSwitchingProtocols, "", ""
@@ -59,7 +65,7 @@ func refusedCount(t *testing.T, reason string) float64 {
 // than reason, or a reason outside the fixed set (never an address).
 func checkRefusedLabels(t *testing.T) {
 	t.Helper()
-	known := map[string]bool{"unauthorized": true, "token_expired": true, "origin": true, "ip_connections": true, "ip_rate": true, "shutdown": true}
+	known := map[string]bool{"unauthorized": true, "token_expired": true, "origin": true, "ip_connections": true, "ip_rate": true, "auth_rate": true, "shutdown": true}
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +97,6 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 	// The same signature on a payload with a later expiry.
 	parts := strings.Split(good, ".")
 	tampered := parts[0] + "." + strings.Split(signaling.SignToken(secret, "alice", time.Hour, clock.Now()), ".")[1] + "." + parts[2]
-	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 	tests := []struct {
 		name    string
 		query   string
@@ -190,29 +195,6 @@ func TestPerIPCaps(t *testing.T) {
 			ws.Close()
 		}
 	})
-	t.Run("refused requests count too", func(t *testing.T) {
-		// Token guesses spend the address's rate like any request, and
-		// give back the connection slot they held while being checked.
-		clock := &fakeClock{t: time.Unix(1000, 0)}
-		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
-			Auth:          signaling.AuthConfig{Tokens: []string{"the-token"}},
-			MaxConnsPerIP: 1, ConnectRatePerIP: 1, ConnectBurst: 3, Now: clock.Now,
-		}})
-		bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
-		for i := 0; i < 3; i++ {
-			if _, status, body, _ := tryDial(t, r.URL, bearer("a-guess")); status != http.StatusUnauthorized {
-				t.Fatalf("guess %d: %d %q", i+1, status, body)
-			}
-		}
-		if _, status, body, _ := tryDial(t, r.URL, bearer("the-token")); status != http.StatusTooManyRequests || !strings.HasPrefix(body, "ip_rate:") {
-			t.Fatalf("after the guesses used the burst: %d %q", status, body)
-		}
-		clock.Add(time.Second)
-		// One token back, and the one slot is free: the refusals released it.
-		if ws, status, body, _ := tryDial(t, r.URL, bearer("the-token")); ws == nil {
-			t.Fatalf("a second later, with the token: %d %s", status, body)
-		}
-	})
 	t.Run("new connections per second", func(t *testing.T) {
 		clock := &fakeClock{t: time.Unix(1000, 0)}
 		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{ConnectRatePerIP: 1, ConnectBurst: 2, Now: clock.Now}})
@@ -233,6 +215,144 @@ func TestPerIPCaps(t *testing.T) {
 		if ws, status, body, _ := tryDial(t, r.URL, nil); ws == nil {
 			t.Fatalf("a second later: %d %s", status, body)
 		}
+	})
+	checkRefusedLabels(t)
+}
+
+// fromAddress dials from another loopback address (all of 127/8 is lo's),
+// to be another client address.
+func fromAddress(ip string) *websocket.Dialer {
+	nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &websocket.Dialer{NetDial: nd.Dial, HandshakeTimeout: 10 * time.Second}
+}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+// expectStatus dials and fails unless the answer has the status and, for
+// a refusal, a body starting with the reason.
+func expectStatus(t *testing.T, d *websocket.Dialer, url string, h http.Header, status int, reason string) (*websocket.Conn, string) {
+	t.Helper()
+	ws, got, body, retry := tryDialWith(t, d, url, h)
+	if got != status || !strings.HasPrefix(body, reason) {
+		t.Fatalf("status %d %q, want %d %s", got, body, status, reason)
+	}
+	return ws, retry
+}
+
+// Failed authentications are counted per client address whenever
+// authentication is on (with the default budget: 10, then 1 a second).
+// Past the budget a wrong token gets 429 auth_rate; a good token from the
+// same address still passes, as a proxy's good clients share its address.
+func TestFailedAuthLimiter(t *testing.T) {
+	secret := []byte("the backend's secret")
+	t.Run("wrong tokens are throttled, good ones pass", func(t *testing.T) {
+		// A frozen clock: the budget refills only when the test says so.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
+			Auth: signaling.AuthConfig{Tokens: []string{"the-token"}, Secret: secret}, Now: clock.Now,
+		}})
+		d := websocket.DefaultDialer
+		forged := signaling.SignToken([]byte("a guessed secret"), "mallory", time.Hour, clock.Now())
+		kinds := []http.Header{nil, bearer("guess"), bearer(forged), bearer("pt1.x.y")}
+		for i := 0; i < 10; i++ { // ten failures, of four kinds
+			expectStatus(t, d, r.URL, kinds[i%len(kinds)], http.StatusUnauthorized, "unauthorized:")
+		}
+		before := refusedCount(t, "auth_rate")
+		if _, retry := expectStatus(t, d, r.URL, bearer("guess"), http.StatusTooManyRequests, "auth_rate:"); retry != "1" {
+			t.Fatalf("Retry-After %q, want 1", retry)
+		}
+		expectStatus(t, d, r.URL, nil, http.StatusTooManyRequests, "auth_rate:")
+		if got := refusedCount(t, "auth_rate") - before; got != 2 {
+			t.Fatalf("auth_rate refusals counted: +%v, want 2", got)
+		}
+
+		// Meanwhile, good tokens from the same address pass.
+		good := signaling.SignToken(secret, "alice", time.Hour, clock.Now())
+		for _, h := range []http.Header{bearer("the-token"), bearer(good)} {
+			ws, _ := expectStatus(t, d, r.URL, h, http.StatusSwitchingProtocols, "")
+			c := &client{t: t, ws: ws}
+			c.hello()
+			c.send(map[string]any{"type": "text", "text": "hi"})
+			for ev := c.next(); ev.Type != "reply.done"; ev = c.next() {
+				if ev.Type == "error" {
+					t.Fatalf("a good client of a throttled address: %s", ev.raw)
+				}
+			}
+		}
+		// Another address has its own budget.
+		expectStatus(t, fromAddress("127.0.0.2"), r.URL, bearer("guess"), http.StatusUnauthorized, "unauthorized:")
+
+		// The budget refills with the clock, a failure a second. An expired
+		// token is not a guess (we signed it): it is told so, and spends
+		// nothing.
+		clock.Add(time.Second)
+		expired := signaling.SignToken(secret, "alice", time.Second, clock.Now().Add(-time.Minute))
+		expectStatus(t, d, r.URL, bearer(expired), http.StatusUnauthorized, "token_expired:")
+		expectStatus(t, d, r.URL, bearer("guess"), http.StatusUnauthorized, "unauthorized:")
+		expectStatus(t, d, r.URL, bearer("guess"), http.StatusTooManyRequests, "auth_rate:")
+		expectStatus(t, d, r.URL, bearer(expired), http.StatusUnauthorized, "token_expired:")
+		clock.Add(time.Minute)
+		for i := 0; i < 10; i++ {
+			expectStatus(t, d, r.URL, bearer("guess"), http.StatusUnauthorized, "unauthorized:")
+		}
+		expectStatus(t, d, r.URL, bearer("guess"), http.StatusTooManyRequests, "auth_rate:")
+	})
+	t.Run("behind a trusted proxy, per client", func(t *testing.T) {
+		// The test client is the proxy: 127.0.0.1 is trusted, and the
+		// header it sends names the client.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		proxies, _ := signaling.ParseTrustedProxies([]string{"127.0.0.1"})
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
+			Auth: signaling.AuthConfig{Tokens: []string{"the-token"}}, TrustedProxies: proxies, Now: clock.Now,
+		}})
+		d := websocket.DefaultDialer
+		via := func(client, tok string) http.Header {
+			h := bearer(tok)
+			h.Set("X-Forwarded-For", client)
+			return h
+		}
+		for i := 0; i < 10; i++ {
+			expectStatus(t, d, r.URL, via("198.51.100.1", "guess"), http.StatusUnauthorized, "unauthorized:")
+		}
+		expectStatus(t, d, r.URL, via("198.51.100.1", "guess"), http.StatusTooManyRequests, "auth_rate:")
+		expectStatus(t, d, r.URL, via("198.51.100.2", "guess"), http.StatusUnauthorized, "unauthorized:")
+		expectStatus(t, d, r.URL, via("198.51.100.1", "the-token"), http.StatusSwitchingProtocols, "")
+		// A direct client (not a trusted proxy) cannot spend another's
+		// budget, nor escape its own, by naming an address.
+		for i := 0; i < 10; i++ {
+			expectStatus(t, fromAddress("127.0.0.2"), r.URL, via("198.51.100.3", "guess"), http.StatusUnauthorized, "unauthorized:")
+		}
+		expectStatus(t, fromAddress("127.0.0.2"), r.URL, via("198.51.100.4", "guess"), http.StatusTooManyRequests, "auth_rate:")
+		expectStatus(t, d, r.URL, via("198.51.100.3", "guess"), http.StatusUnauthorized, "unauthorized:")
+	})
+	t.Run("off when authentication is off", func(t *testing.T) {
+		// The default: no tokens, /ws open. Whatever a request carries,
+		// it is let in, however many there are on a frozen clock.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{Now: clock.Now}})
+		before := refusedCount(t, "auth_rate") + refusedCount(t, "unauthorized")
+		for i := 0; i < 30; i++ {
+			ws, _ := expectStatus(t, websocket.DefaultDialer, r.URL, bearer("anything"), http.StatusSwitchingProtocols, "")
+			ws.Close()
+		}
+		if got := refusedCount(t, "auth_rate") + refusedCount(t, "unauthorized") - before; got != 0 {
+			t.Fatalf("%v refusals with authentication off", got)
+		}
+	})
+	t.Run("with the per-IP rate set, guesses spend it too", func(t *testing.T) {
+		// The opt-in connect rate (off by default) is checked first:
+		// every request spends it, a guess like any other.
+		clock := &fakeClock{t: time.Unix(1000, 0)}
+		r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{
+			Auth:             signaling.AuthConfig{Tokens: []string{"the-token"}},
+			ConnectRatePerIP: 1, ConnectBurst: 3, Now: clock.Now,
+		}})
+		for i := 0; i < 3; i++ {
+			expectStatus(t, websocket.DefaultDialer, r.URL, bearer("guess"), http.StatusUnauthorized, "unauthorized:")
+		}
+		expectStatus(t, websocket.DefaultDialer, r.URL, bearer("the-token"), http.StatusTooManyRequests, "ip_rate:")
+		clock.Add(time.Second)
+		expectStatus(t, websocket.DefaultDialer, r.URL, bearer("the-token"), http.StatusSwitchingProtocols, "")
 	})
 	checkRefusedLabels(t)
 }
@@ -287,7 +407,21 @@ func TestTokensAreNotLogged(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(logs.String(), `msg="auth failed"`) || !strings.Contains(logs.String(), "reason=token_expired") {
+	// Past the address's budget of failures (four were spent above), the
+	// refusals are auth_rate and say nothing of the token either.
+	for i := 0; i < 8; i++ {
+		r := httptest.NewRequest("GET", "/ws?access_token=static-token-valuZ", nil)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if i >= 6 && (w.Code != http.StatusTooManyRequests || !strings.HasPrefix(w.Body.String(), "auth_rate:")) {
+			t.Fatalf("failure %d: %d %q", 4+i+1, w.Code, w.Body.String())
+		}
+		if strings.Contains(w.Body.String(), "static-token-valu") {
+			t.Fatalf("the answer repeats the token: %s", w.Body.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `msg="auth failed"`) || !strings.Contains(logs.String(), "reason=token_expired") ||
+		!strings.Contains(logs.String(), `msg="failed authentications throttled"`) || !strings.Contains(logs.String(), "reason=auth_rate") {
 		t.Fatalf("auth failures are not logged with their reason:\n%s", logs.String())
 	}
 	for _, secretish := range []string{"static-token-valu", string(secret), expired[:20], "garbage"} {

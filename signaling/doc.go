@@ -3,16 +3,22 @@
 // and writer goroutines. It turns client messages into calls on the
 // pipeline and session events into frames.
 //
-// Before the upgrade, a request must pass, in this order, the per-IP caps
-// on open connections and on new connections per second (on by default;
-// a refused request has still spent its rate, so token guessing is slowed
-// too), the optional authentication (a static bearer token or an
-// HMAC-signed token with an expiry, see SignToken), and the allowed
-// origins. A refusal is a plain HTTP 429 (with Retry-After), 401 or 403
-// that names its Reason, counted in parley_ws_refused_total{reason}; the
-// log has the reason and the peer's address, never a token. A session's
-// user turns are capped in the session store; past the cap a text turn
-// gets the error turn_limit and the socket goes on.
+// Before the upgrade, a request's client address is the TCP peer, or,
+// from one of the trusted proxies (Config.TrustedProxies), the address the
+// proxies recorded in X-Forwarded-For or Forwarded, read right to left
+// (clientIP). The request must then pass, in this order: the per-IP caps
+// on open connections and new connections per second (off by default;
+// when set, every request spends the rate, a token guess too); the
+// optional authentication (a static bearer token or an HMAC-signed token
+// with an expiry, see SignToken), with a budget of failed authentications
+// per address (on whenever authentication is: a good token always passes,
+// a wrong one past the budget gets 429 auth_rate); the allowed origins;
+// and the drain. A refusal is a plain HTTP 429 (with Retry-After), 401,
+// 403 or 503 that names its Reason, counted in
+// parley_ws_refused_total{reason}; the log has the reason and the client's
+// address, never a token. A session's user turns are capped in the
+// session store; past the cap a text turn gets the error turn_limit and
+// the socket goes on.
 //
 // Per connection there is exactly one reader goroutine (it reads frames,
 // with a size cap and a read deadline refreshed by pongs) and at most one
@@ -26,7 +32,8 @@
 // sent once, in order.
 //
 // Server's methods are safe for concurrent use, except SetVoice, which is
-// called once before serving. SignToken is a pure function, safe anywhere.
+// called once before serving. SignToken and ParseTrustedProxies are pure
+// functions, safe anywhere.
 // A connection's goroutines end when the socket closes or Shutdown is
 // called. Shutdown (a drain) refuses new sockets and tells each open one
 // to reconnect after its own random delay below Config.ReconnectSpread,

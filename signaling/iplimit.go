@@ -2,9 +2,6 @@ package signaling
 
 import (
 	"math"
-	"net"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
@@ -94,22 +91,4 @@ func (l *ipLimiter) sweepLocked(now time.Time) {
 			delete(l.ips, ip)
 		}
 	}
-}
-
-// clientIP is the request's client address: the TCP peer, or, behind a
-// trusted proxy, the first address of X-Forwarded-For.
-func clientIP(r *http.Request, trustProxy bool) string {
-	if trustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
-				return ip.String()
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

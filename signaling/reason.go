@@ -24,6 +24,7 @@ const (
 	ReasonOrigin        // a browser origin not allowed
 	ReasonIPConnections // the client IP has too many open connections
 	ReasonIPRate        // the client IP opens connections too fast
+	ReasonAuthRate      // the client IP has failed authentication too often
 	numReasons
 )
 
@@ -43,6 +44,7 @@ var reasonNames = [numReasons]string{
 	ReasonOrigin:        "origin",
 	ReasonIPConnections: "ip_connections",
 	ReasonIPRate:        "ip_rate",
+	ReasonAuthRate:      "auth_rate",
 }
 
 // String is the reason's name in logs, metrics and close frames.

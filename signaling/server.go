@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -46,18 +47,28 @@ type Config struct {
 	OpusComplexity  int // of the bot's audio, 1 to 10; default 5
 
 	Auth AuthConfig // who may connect; default: anyone
+	// Failed authentications per client address, counted whenever Auth is
+	// on: AuthFailBurst at once, then AuthFailRate a second (default 10
+	// and 1). Past that a wrong token gets 429 auth_rate, so guessing is
+	// slow; a good token from the same address still passes, so a proxy's
+	// good clients are never refused for another's mistakes.
+	AuthFailBurst int
+	AuthFailRate  float64
 	// Per client IP, opt-in: open connections, and new connections per
 	// second with a burst (default twice the rate). Zero (the default)
 	// means no cap, as in nginx, Centrifugo and LiveKit: behind a proxy or
 	// a NAT many good clients share one address, and a cap on it refuses
 	// them (docs/operations.md has values for a server exposed directly).
-	// Behind a proxy every client has the proxy's IP unless TrustProxy
-	// takes X-Forwarded-For.
 	MaxConnsPerIP    int
 	ConnectRatePerIP float64
 	ConnectBurst     int
-	TrustProxy       bool
-	Now              func() time.Time // the clock of token expiry and the caps; default time.Now
+	// TrustedProxies are the addresses and networks of the proxies in
+	// front of the server (see ParseTrustedProxies). From a peer among
+	// them, the client's address is read from X-Forwarded-For or Forwarded,
+	// right to left, past the trusted ones. Empty (the default): no header
+	// is believed, the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+	Now            func() time.Time // the clock of token expiry and the limiters; default time.Now
 }
 
 func (c *Config) setDefaults() {
@@ -87,6 +98,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AuthFailBurst <= 0 {
+		c.AuthFailBurst = 10
+	}
+	if c.AuthFailRate <= 0 {
+		c.AuthFailRate = 1
 	}
 	// The caps are off unless set (the limiter treats <= 0 as off).
 	if c.ConnectBurst <= 0 && c.ConnectRatePerIP > 0 {
@@ -136,6 +153,8 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 	ipLimit  *ipLimiter
+	auth     *verifier
+	authFail *authLimiter
 
 	voice *call.Voice // nil: text only
 	rtc   *webrtc.API // nil: no WebRTC
@@ -151,7 +170,9 @@ type Server struct {
 func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, voice *call.Voice, log *slog.Logger) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, voice: voice, log: log, conns: make(map[*conn]struct{}),
-		ipLimit: newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now)}
+		ipLimit:  newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now),
+		auth:     newVerifier(cfg.Auth),
+		authFail: newAuthLimiter(cfg.AuthFailRate, cfg.AuthFailBurst, cfg.Now)}
 	if api, err := newWebRTCAPI(cfg.WebRTC); err != nil {
 		log.Error("WebRTC is off", "err", err)
 	} else {
@@ -187,56 +208,73 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 
 // refuse answers a request that may not be upgraded, with the reason's
 // name and a message in words. Never the token: it is not logged either,
-// only the reason and the peer's address.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason Reason, msg string) {
+// only the reason and the client's address. Throttled guesses are logged
+// at debug level, so that a guessing client cannot flood the log.
+func (s *Server) refuse(w http.ResponseWriter, remote string, status int, reason Reason, msg string) {
 	refused.WithLabelValues(reason.String()).Inc()
-	what := "refused"
-	if status == http.StatusUnauthorized {
+	what, level := "refused", slog.LevelInfo
+	switch {
+	case reason == ReasonAuthRate:
+		what, level = "auth failed", slog.LevelDebug
+	case status == http.StatusUnauthorized:
 		what = "auth failed"
 	}
-	s.log.Info(what, "remote", r.RemoteAddr, "reason", reason.String())
+	s.log.Log(context.Background(), level, what, "remote", remote, "reason", reason.String())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(reason.String() + ": " + msg + "\n"))
 }
 
+// retryAfter sets the Retry-After header: wait in whole seconds, at least 1.
+func retryAfter(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(wait.Seconds())), 1)))
+}
+
 // ServeHTTP upgrades the request to a WebSocket and serves it until it
-// closes.
+// closes. The checks, in order:
+//
+//  1. the client's address: the TCP peer, or, from a trusted proxy, what
+//     the proxy recorded (clientIP);
+//  2. the per-IP caps, when set: the cheapest check, and one that every
+//     request spends, so that a client guessing tokens is slowed by them
+//     too; a request refused later gives its connection slot back;
+//  3. the token, when authentication is on, and the failed-auth limiter:
+//     a good token passes whatever the address's failures; a wrong one
+//     spends a failure, and past the budget it gets 429 auth_rate instead
+//     of a 401. The token is checked before anything is said about it, so
+//     a throttled guess costs what any refusal costs;
+//  4. the browser origin;
+//  5. the drain (503 shutdown), last, so that a draining replica answers
+//     the checks above like the others.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The per-IP caps come first, so that a client guessing tokens spends
-	// its address's budget (and our HMACs) like any other; a request
-	// refused later gives its connection slot back.
-	ip := clientIP(r, s.cfg.TrustProxy)
+	addr := clientIP(r, s.cfg.TrustedProxies)
+	ip := addr.String()
+	if !addr.IsValid() {
+		ip = r.RemoteAddr // not an IP (a test's made-up peer): its own key
+	}
 	if reason, wait, ok := s.ipLimit.admit(ip); !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		retryAfter(w, wait)
 		msg := fmt.Sprintf("more than %d open connections from this address", s.cfg.MaxConnsPerIP)
 		if reason == ReasonIPRate {
 			msg = fmt.Sprintf("more than %g new connections per second from this address", s.cfg.ConnectRatePerIP)
 		}
-		s.refuse(w, r, http.StatusTooManyRequests, reason, msg)
+		s.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
 		return
 	}
-	if err := s.cfg.Auth.authenticate(r, s.cfg.Now()); err != nil {
+	if !s.authenticate(w, r, addr, ip) {
 		s.ipLimit.release(ip)
-		reason := ReasonUnauthorized
-		if errors.Is(err, errTokenExpired) {
-			reason = ReasonTokenExpired
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
 		return
 	}
 	if !s.checkOrigin(r) {
 		s.ipLimit.release(ip)
-		s.refuse(w, r, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
+		s.refuse(w, ip, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
 		return
 	}
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
 		s.ipLimit.release(ip)
-		s.refuse(w, r, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
+		s.refuse(w, ip, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
 		return
 	}
 	s.wg.Add(1)
@@ -247,10 +285,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.wg.Done()
 		s.ipLimit.release(ip)
-		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("upgrade failed", "remote", ip, "err", err)
 		return // the upgrader has answered
 	}
-	c := newConn(s, ws, s.log.With("remote", r.RemoteAddr))
+	c := newConn(s, ws, s.log.With("remote", ip))
 	c.cork = cw.conn
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
@@ -272,6 +310,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
+}
+
+// authenticate checks the request's token, if authentication is on, and
+// answers a refusal. A missing or wrong token spends one of the address's
+// failures (an expired one does not: only a token we signed has a valid
+// signature, and its client must be told to fetch a new one).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string) bool {
+	err := s.auth.check(r, s.cfg.Now())
+	if err == nil {
+		return true
+	}
+	reason := ReasonUnauthorized
+	if errors.Is(err, errTokenExpired) {
+		reason = ReasonTokenExpired
+	} else if wait, over, first := s.authFail.failed(addr); over {
+		if first {
+			s.log.Warn("failed authentications throttled", "remote", ip,
+				"burst", s.cfg.AuthFailBurst, "per_second", s.cfg.AuthFailRate)
+		}
+		retryAfter(w, wait)
+		s.refuse(w, ip, http.StatusTooManyRequests, ReasonAuthRate,
+			fmt.Sprintf("more than %d failed authentications from this address; wait, or present a valid token", s.cfg.AuthFailBurst))
+		return false
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+	s.refuse(w, ip, http.StatusUnauthorized, reason, err.Error())
+	return false
 }
 
 // Shutdown refuses new sockets, tells the open ones to reconnect (to any

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -88,13 +90,17 @@ type config struct {
 	ReadTimeout  time.Duration
 	DrainSpread  time.Duration
 
-	AuthTokens    string
-	AuthSecret    string
-	MaxConnsPerIP int
-	ConnectRate   float64
-	ConnectBurst  int
-	TrustProxy    bool
-	MaxTurns      int64
+	AuthTokens     string
+	AuthSecret     string
+	AuthFailBurst  int
+	AuthFailRate   float64
+	MaxConnsPerIP  int
+	ConnectRate    float64
+	ConnectBurst   int
+	TrustedProxies string
+	MaxTurns       int64
+
+	proxies []netip.Prefix // TrustedProxies, parsed by parseConfig
 }
 
 // settings lists every flag with its environment variable, in README order.
@@ -186,7 +192,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.dur(&c.LocalDelay, "local-delay", "PARLEY_LOCAL_DELAY", 0, "pause between the offline responder's words, to show streaming; 0: none")
 
 	f.int(&c.Slots, "llm-slots", "PARLEY_LLM_SLOTS", 16, "upstream LLM calls in flight per replica")
-	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 64, "turns waiting for a slot before new ones get busy")
+	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 1024, "turns waiting for a slot before new ones get busy (absorbs a burst of turns at once; -llm-queue-wait bounds each wait)")
 	f.dur(&c.QueueWait, "llm-queue-wait", "PARLEY_LLM_QUEUE_WAIT", 10*time.Second, "a turn waiting longer than this for a slot gets busy")
 	f.int(&c.Batch, "llm-batch", "PARLEY_LLM_BATCH", 4, "most turns per upstream call, for providers that batch")
 	f.str(&c.SystemPrompt, "system-prompt", "PARLEY_SYSTEM_PROMPT", "", "system prompt; empty: a short voice-assistant prompt")
@@ -231,14 +237,19 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 
 	f.str(&c.AuthTokens, "auth-tokens", "PARLEY_AUTH_TOKENS", "", "comma-separated bearer tokens accepted on /ws (never logged); empty: see -auth-secret")
 	f.str(&c.AuthSecret, "auth-secret", "PARLEY_AUTH_SECRET", "", "HMAC key of signed tokens with an expiry accepted on /ws (mint with 'parley token'); with neither, /ws is open")
+	f.int(&c.AuthFailBurst, "auth-fail-burst", "PARLEY_AUTH_FAIL_BURST", 10, "failed authentications per client IP before its wrong tokens get 429 auth_rate (good ones still pass); 0: 10")
+	f.float(&c.AuthFailRate, "auth-fail-rate", "PARLEY_AUTH_FAIL_RATE", 1, "failed authentications per second per client IP once past the burst; 0: 1")
 	f.int(&c.MaxConnsPerIP, "max-conns-per-ip", "PARLEY_MAX_CONNS_PER_IP", 0, "open WebSocket connections per client IP; 0: no cap (see docs/operations.md before setting one behind a proxy)")
 	f.float(&c.ConnectRate, "connect-rate-per-ip", "PARLEY_CONNECT_RATE_PER_IP", 0, "new WebSocket connections per second per client IP; 0: no cap")
 	f.int(&c.ConnectBurst, "connect-burst-per-ip", "PARLEY_CONNECT_BURST_PER_IP", 0, "burst of new connections per client IP; 0: twice the rate")
-	f.bool(&c.TrustProxy, "trust-proxy", "PARLEY_TRUST_PROXY", false, "take the client IP from X-Forwarded-For (only behind a proxy that sets it)")
+	f.str(&c.TrustedProxies, "trusted-proxies", "PARLEY_TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of the proxies in front (e.g. 127.0.0.1,10.0.0.0/8); from them the client IP is read from X-Forwarded-For or Forwarded; empty: none, the TCP peer is the client")
 	f.int64(&c.MaxTurns, "session-max-turns", "PARLEY_SESSION_MAX_TURNS", 10000, "user turns a session may have")
 
 	if f.err != nil {
 		return nil, f.err
+	}
+	if err := removedSettings(args, env); err != nil {
+		return nil, err
 	}
 	for i := range settings {
 		settings[i].dflt = f.fs.Lookup(settings[i].flag).DefValue
@@ -265,10 +276,30 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	if _, err := c.webrtc(); err != nil {
 		return nil, err
 	}
+	proxies, err := signaling.ParseTrustedProxies(list(c.TrustedProxies))
+	if err != nil {
+		return nil, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	c.proxies = proxies
 	if c.LLMBaseURL != "" && c.LLMModel == "" {
 		return nil, fmt.Errorf("LLM_BASE_URL is set but LLM_MODEL is not: name the model to use")
 	}
 	return c, nil
+}
+
+// removedSettings fails on a setting that no longer exists, saying what
+// replaces it: ignored, it would change what the server does unseen.
+func removedSettings(args []string, env func(string) string) error {
+	const trustProxy = "-trust-proxy and PARLEY_TRUST_PROXY are gone: list your proxies' addresses in -trusted-proxies (PARLEY_TRUSTED_PROXIES), e.g. 10.0.0.0/8; see docs/operations.md"
+	if env("PARLEY_TRUST_PROXY") != "" {
+		return errors.New(trustProxy)
+	}
+	for _, a := range args {
+		if name, _, _ := strings.Cut(a, "="); name == "-trust-proxy" || name == "--trust-proxy" {
+			return errors.New(trustProxy)
+		}
+	}
+	return nil
 }
 
 func (c *config) origins() []string { return list(c.Origins) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -115,6 +116,40 @@ func TestWebRTCSettings(t *testing.T) {
 				return ""
 			}); err == nil {
 				t.Fatal("want an error")
+			}
+		})
+	}
+}
+
+func TestTrustedProxiesSetting(t *testing.T) {
+	cfg, err := parseConfig(nil, func(k string) string {
+		return map[string]string{"PARLEY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,fd00::/8"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg.proxies) != "[127.0.0.1/32 10.0.0.0/8 fd00::/8]" {
+		t.Fatalf("proxies %v", cfg.proxies)
+	}
+	if cfg, _ := parseConfig(nil, func(string) string { return "" }); len(cfg.proxies) != 0 {
+		t.Fatalf("by default %v are trusted, want none", cfg.proxies)
+	}
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		inErr string
+	}{
+		{"a bad CIDR", map[string]string{"PARLEY_TRUSTED_PROXIES": "10.0.0.0/8,10.0.0.0/40"}, nil, `-trusted-proxies: trusted proxy "10.0.0.0/40" is neither`},
+		{"a host name", nil, []string{"-trusted-proxies", "proxy.internal"}, `"proxy.internal"`},
+		{"the removed variable", map[string]string{"PARLEY_TRUST_PROXY": "true"}, nil, "-trusted-proxies (PARLEY_TRUSTED_PROXIES)"},
+		{"the removed flag", nil, []string{"-trust-proxy"}, "are gone"},
+		{"the removed flag with a value", nil, []string{"--trust-proxy=true"}, "are gone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.inErr) {
+				t.Fatalf("error %v, want one with %q", err, tc.inErr)
 			}
 		})
 	}

@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -126,7 +125,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout, ReconnectSpread: cfg.DrainSpread,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
-		TrustProxy: cfg.TrustProxy,
+		AuthFailBurst: cfg.AuthFailBurst, AuthFailRate: cfg.AuthFailRate, TrustedProxies: cfg.proxies,
 	}, store, hub, engine, voice, log.With("component", "ws"))
 	if cfg.AuthTokens == "" && cfg.AuthSecret == "" {
 		log.Warn("no -auth-tokens or -auth-secret: anyone who reaches /ws may use it")
@@ -230,15 +229,7 @@ func openRedis(cfg *config, log *slog.Logger) (redis.UniversalClient, func(), er
 		rdb := redis.NewClient(opt)
 		return rdb, func() { rdb.Close() }, nil
 	}
-	m := miniredis.NewMiniRedis()
-	m.ClockTTL(true) // else keys never expire: sessions and buckets would pile up
-	if err := m.StartAddr("127.0.0.1:0"); err != nil {
-		return nil, nil, fmt.Errorf("embedded redis: %w", err)
-	}
-	log.Warn("REDIS_URL is not set: using an embedded in-process Redis (miniredis) for a one-machine demo; "+
-		"state is lost on exit and it is slow under load. Set REDIS_URL for anything else.", "addr", m.Addr())
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	return rdb, func() { rdb.Close(); m.Close() }, nil
+	return embeddedRedis(log)
 }
 
 // autoPipeline returns the client that sends commands: rdb itself, or its

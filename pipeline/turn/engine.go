@@ -31,8 +31,13 @@ type Config struct {
 	ReplicaID string
 	Prefix    string // Redis key prefix; default "parley"
 
-	Slots     int           // upstream LLM calls in flight on this replica; default 16
-	Queue     int           // turns waiting for a slot before new ones get "busy"; default 64
+	Slots int // upstream LLM calls in flight on this replica; default 16
+	// Queue: turns waiting for a slot before new ones get "busy"; default
+	// 1024, so that a crowd that sends at once is queued, not refused (with
+	// 64, 220 of 300 users got busy from the offline responder). QueueWait
+	// bounds each wait; the bound on the count keeps overload shed at the
+	// door (docs/benchmarks.md).
+	Queue     int
 	QueueWait time.Duration // a turn waiting longer than this gets "busy"; default 10s
 	Batch     int           // most turns per upstream call (capped by the provider); default 4
 
@@ -87,7 +92,7 @@ func (c *Config) setDefaults() error {
 		c.Prefix = "parley"
 	}
 	def(&c.Slots, 16)
-	def(&c.Queue, 64)
+	def(&c.Queue, 1024)
 	def(&c.Batch, 4)
 	def(&c.HistoryTurns, 20)
 	defd(&c.QueueWait, 10*time.Second)
