@@ -1,6 +1,3 @@
-// Package certstest makes self-signed TLS certificates for tests: each for
-// 127.0.0.1, ::1 and localhost, with a fresh ECDSA P-256 key and a random
-// serial, written as the PEM files a server is given.
 package certstest
 
 import (
@@ -27,8 +24,9 @@ type Cert struct {
 	Leaf            *x509.Certificate
 }
 
-// New makes a certificate valid from an hour ago for a day.
-func New(tb testing.TB) Cert {
+// New makes a certificate valid from an hour ago for a day, for the
+// loopback addresses, localhost and names.
+func New(tb testing.TB, names ...string) Cert {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -46,7 +44,7 @@ func New(tb testing.TB) Cert {
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		DNSNames:              []string{"localhost"},
+		DNSNames:              append([]string{"localhost"}, names...),
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
