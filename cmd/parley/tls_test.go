@@ -74,6 +74,15 @@ func tlsFiles(t *testing.T, c certstest.Cert) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
+// port is the port of a host:port address.
+func port(t *testing.T, addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func httpsClient(trust ...certstest.Cert) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: certstest.ClientConfig(trust...)}}
 }
