@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -155,7 +157,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second} // also bounds a TLS handshake
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, // also bounds a TLS handshake
+		ErrorLog: httpErrorLog(log.With("component", "http"))}
 	serve, scheme := func() error { return httpSrv.Serve(ln) }, "http://"
 	if cert != nil {
 		useTLS(httpSrv, cert)
@@ -238,6 +241,26 @@ func useTLS(srv *http.Server, cert *certs.Reloader) {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	srv.Protocols = &p
+}
+
+// httpErrorLog carries net/http's own messages into log: a failed TLS
+// handshake (a scanner, plain HTTP on the TLS port, a browser refusing a
+// self-signed certificate) at debug level, as it is the client's affair;
+// anything else as a warning.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(httpLogWriter{log}, "", 0)
+}
+
+type httpLogWriter struct{ log *slog.Logger }
+
+func (w httpLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 // reloadOnHangup returns the worker that reloads the certificate on each

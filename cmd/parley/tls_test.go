@@ -165,7 +165,9 @@ func TestTLS(t *testing.T) {
 	logs := &syncBuf{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
+	go func() {
+		done <- run(ctx, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -185,6 +187,20 @@ func TestTLS(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+
+	t.Run("plain HTTP on the TLS port is refused and logged at debug level", func(t *testing.T) {
+		resp, err := http.Get("http://" + cfg.Addr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP got %s, want 400", resp.Status)
+		}
+		waitFor(t, "the handshake error in the log", func() bool {
+			return logs.has("level=DEBUG", "component=http", `msg="http: TLS handshake error`)
+		})
+	})
 
 	t.Run("HTTP/1.1 even when the client offers h2 first", func(t *testing.T) {
 		cc := certstest.ClientConfig(a)
