@@ -186,7 +186,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return nil
 		})
 	}
-	if cert != nil {
+	if cert != nil { // both end when work ends
 		g.Go(func() error { return cert.Run(gctx) })
 		g.Go(reloadOnHangup(gctx, cert, log))
 	}
