@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/signaling/certs/certstest"
 )
 
 // TestBrowser drives the page in headless Chromium against the real
@@ -110,6 +111,41 @@ func TestBrowser(t *testing.T) {
 		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
 	})
 
+	t.Run("over https from a name that is not loopback, as on a LAN", func(t *testing.T) {
+		// Chromium maps parley.test to 127.0.0.1 and trusts this one
+		// certificate (by its key's hash), as a LAN caller's browser would
+		// once the certificate is accepted.
+		cert := certstest.New(t, "parley.test")
+		certFile, keyFile := tlsFiles(t, cert)
+		tenv := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": env["REDIS_URL"], "PARLEY_RATE_SESSION": "0",
+			"PARLEY_DRAIN_TIMEOUT": "1s", "PARLEY_ASR": "off", "PARLEY_TLS_CERT": certFile, "PARLEY_TLS_KEY": keyFile}
+		tcfg, err := parseConfig(nil, func(k string) string { return tenv[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		tctx, tcancel := context.WithCancel(context.Background())
+		tdone := make(chan error, 1)
+		go func() { tdone <- run(tctx, tcfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+		defer func() { tcancel(); <-tdone }()
+		waitHTTPS(t, httpsClient(cert), "https://"+tcfg.Addr+"/readyz")
+		b := newBrowser(t, chromium, "", chromedp.Flag("host-resolver-rules", "MAP parley.test 127.0.0.1"),
+			chromedp.Flag("ignore-certificate-errors-spki-list", cert.SPKIHash()))
+		// Over plain HTTP, a name that is not loopback gets no microphone:
+		// why a LAN needs TLS.
+		b.run(chromedp.Navigate("http://parley.test:" + port(t, cfg.Addr) + "/"))
+		if got := b.eval(`window.isSecureContext + ' ' + typeof navigator.mediaDevices`); got != "false undefined" {
+			t.Fatalf("over http://parley.test the page has secure context and media devices %q, want false undefined", got)
+		}
+		b.run(chromedp.Navigate("https://parley.test:" + port(t, tcfg.Addr) + "/"))
+		b.run(chromedp.WaitVisible("#send"))
+		b.poll(`window.parley.ws && window.parley.ws.url.startsWith('wss://parley.test:') && window.parley.ws.readyState === WebSocket.OPEN`)
+		b.run(chromedp.SendKeys("#text", "what time is it"))
+		b.run(chromedp.Click("#send"))
+		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
+		b.eval(`navigator.mediaDevices.getUserMedia({audio: true}).then(s => { window.micTracks = s.getAudioTracks().length; })`)
+		b.poll(`window.micTracks === 1`)
+	})
+
 	t.Run("reconnect mid-reply shows nothing twice and loses nothing", func(t *testing.T) {
 		full := local.New(local.Config{}).Reply("help")
 		b := newBrowser(t, chromium, "")
@@ -185,7 +221,7 @@ type browser struct {
 	ctx context.Context
 }
 
-func newBrowser(t *testing.T, chromium, micWAV string) *browser {
+func newBrowser(t *testing.T, chromium, micWAV string, extra ...chromedp.ExecAllocatorOption) *browser {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
@@ -207,7 +243,7 @@ func newBrowser(t *testing.T, chromium, micWAV string) *browser {
 	if micWAV != "" {
 		opts = append(opts, chromedp.Flag("use-file-for-fake-audio-capture", micWAV+"%noloop"))
 	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), append(opts, extra...)...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); acancel() })
 	return &browser{t: t, ctx: ctx}

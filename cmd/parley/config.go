@@ -25,6 +25,8 @@ type setting struct {
 type config struct {
 	Addr      string
 	DebugAddr string
+	TLSCert   string
+	TLSKey    string
 	LogLevel  string
 	LogFormat string
 	Drain     time.Duration
@@ -168,6 +170,8 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 
 	f.str(&c.Addr, "addr", "PARLEY_ADDR", "127.0.0.1:8080", "HTTP listen address (/, /ws, /healthz, /readyz, /metrics)")
 	f.str(&c.DebugAddr, "debug-addr", "PARLEY_DEBUG_ADDR", "", "listen address of /debug/pprof/ (profiling); keep it on loopback; empty: off")
+	f.str(&c.TLSCert, "tls-cert", "PARLEY_TLS_CERT", "", "PEM certificate (and chain) file: with -tls-key, serve HTTPS and WSS on -addr; reloaded on SIGHUP and when the files change")
+	f.str(&c.TLSKey, "tls-key", "PARLEY_TLS_KEY", "", "PEM private key file of -tls-cert")
 	f.str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	f.dur(&c.Drain, "drain-timeout", "PARLEY_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM/SIGINT, time to finish in-flight turns before handing them to other replicas")
@@ -256,6 +260,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	}
 	if err := f.fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, fmt.Errorf("-tls-cert and -tls-key go together: set both to serve HTTPS, or neither for HTTP")
 	}
 	switch c.LLMAPI {
 	case "chat", "completions":

@@ -79,6 +79,8 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		{"bad number", map[string]string{"PARLEY_LLM_SLOTS": "many"}, nil},
 		{"bad api", nil, []string{"-llm-api", "grpc"}},
 		{"url without model", map[string]string{"LLM_BASE_URL": "http://127.0.0.1:1/v1"}, nil},
+		{"tls certificate without key", map[string]string{"PARLEY_TLS_CERT": "cert.pem"}, nil},
+		{"tls key without certificate", nil, []string{"-tls-key", "key.pem"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

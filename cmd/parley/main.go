@@ -4,13 +4,16 @@
 //
 // main only wires: it reads the configuration, builds each component in
 // order and runs the background workers under one errgroup until the first
-// SIGINT or SIGTERM, then drains.
+// SIGINT or SIGTERM, then drains. With -tls-cert, SIGHUP reloads the
+// certificate.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +41,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/sphinx"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/certs"
 	"github.com/parleyhq/parley/web"
 )
 
@@ -146,12 +151,22 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	mux.Handle("GET /metrics", promhttp.Handler())
 	mux.Handle("GET /", pageHandler())
 
+	cert, err := loadCert(cfg, log)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("parley listening", "addr", "http://"+ln.Addr().String(), "replica", engine.ReplicaID(),
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, // also bounds a TLS handshake
+		ErrorLog: httpErrorLog(log.With("component", "http"))}
+	serve, scheme := func() error { return httpSrv.Serve(ln) }, "http://"
+	if cert != nil {
+		useTLS(httpSrv, cert)
+		serve, scheme = func() error { return httpSrv.ServeTLS(ln, "", "") }, "https://"
+	}
+	log.Info("parley listening", "addr", scheme+ln.Addr().String(), "replica", engine.ReplicaID(),
 		"llm", llmName(cfg), "batch", engine.BatchSize())
 
 	// Workers run until work ends; drain happens first on a signal.
@@ -173,10 +188,14 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return nil
 		})
 	}
+	if cert != nil { // both end when work ends
+		g.Go(func() error { return cert.Run(gctx) })
+		g.Go(reloadOnHangup(gctx, cert, log))
+	}
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -206,6 +225,67 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("parley stopped")
 	return err
+}
+
+// loadCert loads -tls-cert and -tls-key, or returns nil without them.
+func loadCert(cfg *config, log *slog.Logger) (*certs.Reloader, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	return certs.New(certs.Config{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey}, log.With("component", "tls"))
+}
+
+// useTLS makes srv serve TLS with cert's current certificate, over
+// HTTP/1.1 only. A WebSocket is an HTTP/1.1 upgrade here: gorilla does
+// not speak WebSockets over HTTP/2 (RFC 8441), which a browser would try
+// on an HTTP/2 connection whose server offers it (Go's does with
+// GODEBUG=http2xconnect=1). The page is a few small files; HTTP/2 would
+// not make it faster.
+func useTLS(srv *http.Server, cert *certs.Reloader) {
+	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.GetCertificate}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	srv.Protocols = &p
+}
+
+// httpErrorLog carries net/http's own messages into log: a failed TLS
+// handshake (a scanner, plain HTTP on the TLS port, a browser refusing a
+// self-signed certificate) at debug level, as it is the client's affair;
+// anything else as a warning.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(httpLogWriter{log}, "", 0)
+}
+
+type httpLogWriter struct{ log *slog.Logger }
+
+func (w httpLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
+}
+
+// reloadOnHangup returns the worker that reloads the certificate on each
+// SIGHUP; it ends when ctx ends. It listens for the signal before it
+// returns: from then on a SIGHUP reloads and never stops the process.
+func reloadOnHangup(ctx context.Context, cert *certs.Reloader, log *slog.Logger) func() error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return func() error {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				log.Info("SIGHUP: reloading the TLS certificate")
+				_ = cert.Reload() // a bad pair is logged and the old one stays
+			}
+		}
+	}
 }
 
 // openRedis connects to REDIS_URL, or starts an in-process miniredis.
