@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/flite"
+	"github.com/parleyhq/parley/pipeline/llm"
+	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/pipeline/openai"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
+	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/speech"
+	"github.com/parleyhq/parley/pipeline/sphinx"
+	"github.com/parleyhq/parley/pipeline/turn"
+	"github.com/redis/go-redis/v9"
+)
+
+// core is what every front end shares: Redis, the session store and its
+// live delivery, the turn engine and the voice stack.
+type core struct {
+	rdb    redis.UniversalClient // Pub/Sub and /readyz
+	store  *session.Store
+	hub    *session.Hub
+	engine *turn.Engine
+	voice  *call.Voice // nil: text only
+	close  func()
+}
+
+// buildCore connects to Redis (or starts the embedded one) and builds the
+// core, in order.
+func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error) {
+	rdb, closeRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &core{rdb: rdb, close: closeRedis}
+	fail := func(err error) (*core, error) { closeRedis(); return nil, err }
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("redis: %w", err))
+	}
+	// Commands go through go-redis' autopipeliner: the many small commands
+	// of concurrent turns share round trips (docs/benchmarks.md). Pub/Sub
+	// keeps its own connection.
+	cmds, err := autoPipeline(rdb, cfg.RedisAutoPipeline)
+	if err != nil {
+		return fail(err)
+	}
+	c.store = session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents, MaxTurns: cfg.MaxTurns})
+	c.hub = session.NewHub(rdb, c.store, log.With("component", "hub"))
+	limiter := ratelimit.New(cmds, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
+	if err := limiter.Load(ctx); err != nil {
+		return fail(err)
+	}
+	model, err := newLLM(cfg, log)
+	if err != nil {
+		return fail(err)
+	}
+	c.engine, err = turn.NewEngine(cmds, c.store, limiter, model, turn.Config{
+		ReplicaID: cfg.ReplicaID, Prefix: cfg.RedisPrefix,
+		Slots: cfg.Slots, Queue: cfg.Queue, QueueWait: cfg.QueueWait, Batch: cfg.Batch,
+		TurnTimeout: cfg.LLMTimeout, SystemPrompt: cfg.SystemPrompt, HistoryTurns: cfg.HistoryTurns,
+		Coalesce: cfg.Coalesce, ClaimAfter: cfg.ClaimAfter,
+		SessionRate: ratelimit.Rule{Rate: cfg.RateSession, Burst: cfg.BurstSession},
+		GlobalRate:  ratelimit.Rule{Rate: cfg.RateGlobal, Burst: cfg.BurstGlobal},
+	}, log.With("component", "engine"))
+	if err != nil {
+		return fail(err)
+	}
+	if c.voice, err = newVoice(cfg, c.engine, c.hub, log); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+// openRedis connects to REDIS_URL, or starts an in-process miniredis.
+func openRedis(cfg *config, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	if cfg.RedisURL != "" && cfg.RedisCluster {
+		// A session's keys share a hash tag (its id) and each replica's
+		// job stream is its own key: every script runs on one slot.
+		opt, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("REDIS_URL (cluster): %w", err)
+		}
+		rdb := redis.NewClusterClient(opt)
+		log.Info("redis cluster", "seeds", opt.Addrs)
+		return rdb, func() { rdb.Close() }, nil
+	}
+	if cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		return rdb, func() { rdb.Close() }, nil
+	}
+	return embeddedRedis(log)
+}
+
+// autoPipeline returns the client that sends commands: rdb itself, or its
+// autopipeliner, which batches the commands that concurrent callers issue
+// while a round trip is under way into one pipeline.
+func autoPipeline(rdb redis.UniversalClient, on bool) (redis.UniversalClient, error) {
+	if !on {
+		return rdb, nil
+	}
+	type autoPipeliner interface {
+		AutoPipeline() (*redis.AutoPipeliner, error)
+	}
+	c, ok := rdb.(autoPipeliner)
+	if !ok {
+		return rdb, nil
+	}
+	ap, err := c.AutoPipeline()
+	if err != nil {
+		return nil, fmt.Errorf("redis autopipeline: %w", err)
+	}
+	return ap, nil
+}
+
+func llmName(cfg *config) string {
+	if cfg.LLMBaseURL == "" {
+		return "offline local responder (no language model)"
+	}
+	shown := cfg.LLMBaseURL
+	if u, err := url.Parse(shown); err == nil {
+		shown = u.Redacted() // a password in the URL is not logged
+	}
+	return cfg.LLMAPI + " " + cfg.LLMModel + " at " + shown
+}
+
+func newLLM(cfg *config, log *slog.Logger) (llm.LLM, error) {
+	if cfg.LLMBaseURL == "" {
+		log.Warn("LLM_BASE_URL is not set: replies come from the offline local responder, which is not a language model")
+		return local.New(local.Config{TokenDelay: cfg.LocalDelay}), nil
+	}
+	oc := openai.Config{BaseURL: cfg.LLMBaseURL, Model: cfg.LLMModel, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout, MaxTokens: cfg.LLMMaxTok}
+	if cfg.LLMAPI == "completions" {
+		return openai.NewCompletions(oc, cfg.LLMTemplate, cfg.Batch)
+	}
+	return openai.NewChat(oc)
+}
+
+// newVoice builds the speech providers and the voice stack that calls
+// share; nil (text only) when either is off.
+func newVoice(cfg *config, turns call.Turns, events call.Follower, log *slog.Logger) (*call.Voice, error) {
+	if cfg.ASR == "off" || cfg.TTS == "off" {
+		log.Info("voice calls are off; text chat only")
+		return nil, nil
+	}
+	var asr speech.ASR
+	var err error
+	switch cfg.ASR {
+	case "openai":
+		asr, err = openai.NewTranscription(openai.Config{BaseURL: cfg.ASRBaseURL, Model: cfg.ASRModel, APIKey: cfg.ASRAPIKey}, 16000, cfg.ASRLanguage)
+	default:
+		asr, err = sphinx.New(sphinx.Config{Decoders: cfg.ASRDecoders})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("speech recogniser: %w", err)
+	}
+	var tts speech.TTS
+	switch cfg.TTS {
+	case "openai":
+		tts, err = openai.NewSpeech(openai.Config{BaseURL: cfg.TTSBaseURL, Model: cfg.TTSModel, APIKey: cfg.TTSAPIKey}, cfg.TTSVoice, cfg.TTSRate)
+	default:
+		tts, err = flite.New(flite.Config{Voice: cfg.TTSVoice})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("speech synthesiser: %w", err)
+	}
+	log.Info("voice calls on (WebRTC and WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
+	return &call.Voice{Turns: turns, Events: events, ASR: asr, TTS: tts, Config: call.Config{
+		VAD: media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
+	}}, nil
+}
