@@ -17,10 +17,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
-	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/turn"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/call"
@@ -28,7 +29,6 @@ import (
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/openai"
-	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/sphinx"
 )

@@ -17,10 +17,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
-	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/signaling/certs/certstest"
 )
 

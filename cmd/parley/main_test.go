@@ -15,7 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/parleyhq/parley/pipeline/redistest"
+	"github.com/parleyhq/parley/internal/testkit/redistest"
 )
 
 func freeAddr(t *testing.T) string {

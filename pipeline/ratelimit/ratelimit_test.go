@@ -8,8 +8,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
-	"github.com/parleyhq/parley/pipeline/redistest"
 )
 
 // backends: the real server the product runs on, and the embedded

@@ -16,10 +16,10 @@ import (
 
 	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/internal/testkit/fakes"
+	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
-	"github.com/parleyhq/parley/pipeline/redistest"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/turn"
 )
