@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -126,8 +125,8 @@ type Server struct {
 	upgrader websocket.Upgrader
 	ipLimit  *ipLimiter
 
-	voice *voice      // nil: text only
-	rtc   *webrtc.API // nil: no WebRTC
+	voice *voice   // nil: text only
+	rtc   *rtcAPIs // nil: no WebRTC
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -140,10 +139,10 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, log: log, conns: make(map[*conn]struct{}),
 		ipLimit: newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now)}
-	if api, err := newWebRTCAPI(cfg.WebRTC); err != nil {
+	if apis, err := newRTCAPIs(cfg.WebRTC); err != nil {
 		log.Error("WebRTC is off", "err", err)
 	} else {
-		s.rtc = api
+		s.rtc = apis
 	}
 	s.upgrader = websocket.Upgrader{
 		// Memory per idle socket decides how many fit in a replica: no
