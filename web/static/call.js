@@ -61,7 +61,12 @@ export class Call {
       // The socket dropped during a move: this hello said ws already.
       this.settle();
     } else if (this.transport === 'webrtc') {
-      await this.negotiate();
+      try {
+        await this.negotiate();
+      } catch (e) {
+        console.warn('WebRTC negotiation failed', e);
+        this.fallBack();
+      }
     }
   }
 
@@ -111,11 +116,16 @@ export class Call {
 
   async signal(m) {
     if (!this.pc) return;
-    try {
-      if (m.type === 'answer') await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
-      else if (m.type === 'candidate' && m.candidate) await this.pc.addIceCandidate(m.candidate);
-    } catch (e) {
-      this.fallBack();
+    if (m.type === 'answer') {
+      try {
+        await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+      } catch (e) {
+        console.warn('the WebRTC answer was refused', e);
+        this.fallBack();
+      }
+    } else if (m.type === 'candidate' && m.candidate) {
+      // One candidate this browser cannot use is no reason to give up.
+      await this.pc.addIceCandidate(m.candidate).catch((e) => console.warn('candidate refused', e));
     }
   }
 
