@@ -111,7 +111,9 @@ export class Client {
   async probe() {
     try {
       const r = await fetch(this.probeUrl);
-      if ([401, 403, 429, 503].includes(r.status)) this.hooks.refused?.((await r.text()).trim());
+      const text = (await r.text()).trim();
+      // Said only while no newer attempt is under way: it would be stale.
+      if ([401, 403, 429, 503].includes(r.status) && !this.ws) this.hooks.refused?.(text);
     } catch (e) { /* unreachable: the status says so already */ }
   }
 
