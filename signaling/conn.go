@@ -692,18 +692,19 @@ func (c *conn) openAudioChannel() error {
 // the WebSocket audio channel opens, and the call itself goes on (its
 // turns, its history, the reply being spoken), on the same socket.
 func (c *conn) moveAudio(m *inMsg) {
-	from := "webrtc"
-	if c.dec != nil {
-		from = "ws"
+	if c.call.Load() == nil {
+		c.sendError(codeBadRequest, `there is no call on this connection to move: say hello with "audio": {"transport": "webrtc"} for one`)
+		return
 	}
 	if bad := audioProblem(m.Transport, m.Codec); bad != "" {
 		c.sendError(codeBadRequest, bad)
 		return
 	}
+	from := "webrtc"
+	if c.dec != nil {
+		from = "ws"
+	}
 	switch {
-	case c.call.Load() == nil:
-		c.sendError(codeBadRequest, `there is no call on this connection to move: say hello with "audio": {"transport": "webrtc"} for one`)
-		return
 	case m.Transport == from:
 		c.sendError(codeBadRequest, fmt.Sprintf("the call's audio is already over %s", m.Transport))
 		return
@@ -723,7 +724,7 @@ func (c *conn) moveAudio(m *inMsg) {
 	c.rtc, c.moved = nil, true
 	_ = p.pc.Close()
 	movedCalls.Inc()
-	c.log.Info("call moved", "from", from, "to", m.Transport, "webrtc_connected", p.heard.Load())
+	c.log.Info("call moved", "from", from, "to", m.Transport, "webrtc_audio_heard", p.heard.Load())
 	c.sendJSON(audioMsg{Type: "audio", Transport: "ws", Codec: "opus"})
 }
 

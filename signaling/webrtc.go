@@ -98,7 +98,7 @@ func newRTCAPIs(cfg WebRTCConfig) (*rtcAPIs, error) {
 
 // forClient is the API for a client whose socket comes from addr.
 func (a *rtcAPIs) forClient(addr net.Addr) *webrtc.API {
-	if ap, err := netip.ParseAddrPort(addr.String()); err == nil && ap.Addr().IsLoopback() {
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil && ap.Addr().Unmap().IsLoopback() {
 		return a.local
 	}
 	return a.remote

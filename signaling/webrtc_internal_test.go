@@ -8,7 +8,7 @@ import (
 // Which clients get the API with loopback candidates, per setting.
 func TestLoopbackCandidatesPerClient(t *testing.T) {
 	addr := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 5000} }
-	local := []net.Addr{addr("127.0.0.1"), addr("127.8.9.10"), addr("::1")}
+	local := []net.Addr{addr("127.0.0.1"), addr("127.8.9.10"), addr("::1"), addr("::ffff:127.0.0.1")}
 	remote := []net.Addr{addr("192.0.2.7"), addr("2001:db8::7")}
 	for _, tc := range []struct {
 		mode          Loopback
