@@ -143,6 +143,7 @@ func TestBrowser(t *testing.T) {
 		})
 	})
 
+	t.Run("a call whose fallback fails too is shown as failed", func(t *testing.T) { failedFallback(t, chromium, mic) })
 	t.Run("reconnects wait as the server says, and back off when refused", func(t *testing.T) { reconnectPolicy(t, chromium) })
 
 	t.Run("reconnect mid-reply shows nothing twice and loses nothing", func(t *testing.T) {

@@ -179,3 +179,66 @@ func reconnectPolicy(t *testing.T, chromium string) {
 		t.Fatalf("status %q", b.eval(`document.getElementById('status').textContent`))
 	}
 }
+
+// read returns the next client message, skipping candidates.
+func (c *scriptedConn) read(t *testing.T) map[string]any {
+	t.Helper()
+	for {
+		_ = c.ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		kind, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m map[string]any
+		if kind != websocket.TextMessage || json.Unmarshal(b, &m) != nil {
+			t.Fatalf("unexpected frame %q", b)
+		}
+		if m["type"] != "candidate" {
+			return m
+		}
+	}
+}
+
+// failedFallback: a WebRTC call that does not connect, and a server that
+// refuses to move it. The page says the call failed, gives the Call
+// button back, and shows no state of a dead call, whatever comes after.
+func failedFallback(t *testing.T, chromium, mic string) {
+	s := newScripted(t)
+	b := newBrowser(t, chromium, mic)
+	b.run(chromedp.Navigate(s.srv.URL + "/"))
+	c := s.accept(t)
+	c.hello(t)
+	c.send(t, `{"type":"session","session":"s1","token":"t1","resumed":false}`)
+	b.run(chromedp.WaitVisible("#call"))
+	b.eval(`document.getElementById('transport').value = 'webrtc'`)
+	b.run(chromedp.Click("#call"))
+
+	c = s.accept(t)
+	if m := c.read(t); m["type"] != "hello" || fmt.Sprint(m["audio"]) != "map[codec:opus transport:webrtc]" {
+		t.Fatalf("want the call's hello, got %v", m)
+	}
+	c.send(t, `{"type":"session","session":"s1","token":"t1","resumed":true}`, `{"type":"state","state":"listening"}`)
+	if m := c.read(t); m["type"] != "offer" {
+		t.Fatalf("want the offer, got %v", m)
+	}
+	// No answer: WebRTC cannot connect, and the page asks to move.
+	if m := c.read(t); m["type"] != "audio" || m["transport"] != "ws" {
+		t.Fatalf("want the move, got %v", m)
+	}
+	c.send(t, `{"type":"error","code":"bad_request","message":"scripted: no move"}`)
+	b.poll(`[...document.querySelectorAll('.msg.err')].some(e => e.textContent.includes('could not move to the WebSocket: scripted: no move'))`)
+	b.poll(`document.getElementById('state').textContent === 'call failed' && document.getElementById('call').textContent === 'Call'`)
+
+	// The page hangs up: hello without audio. A late state of the dead
+	// call changes nothing.
+	c = s.accept(t)
+	if h := c.hello(t); h.Session != "s1" {
+		t.Fatalf("%+v", h)
+	}
+	c.send(t, `{"type":"session","session":"s1","token":"t1","resumed":true}`, `{"type":"state","state":"listening"}`, transcriptWire("100-1", 1, "typed"))
+	b.poll(`[...document.querySelectorAll('.msg.user')].some(e => e.textContent === 'typed')`)
+	if got := b.eval(`document.getElementById('state').textContent + ' | ' + document.getElementById('status').textContent`); got != "call failed | connected" {
+		t.Fatalf("after the failed call: %s", got)
+	}
+	b.expectNoLine(fallbackLine)
+}
