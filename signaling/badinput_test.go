@@ -43,6 +43,7 @@ func TestBadInputGetsAClearError(t *testing.T) {
 		{"wrong codec", false, websocket.TextMessage, `{"type":"hello","audio":{"transport":"ws","codec":"pcmu"}}`, "bad_request", `codec "pcmu": only opus`},
 		{"unknown transport", false, websocket.TextMessage, `{"type":"hello","audio":{"transport":"carrier-pigeon"}}`, "bad_request", `use "ws" or "webrtc"`},
 		{"offer without a call", true, websocket.TextMessage, `{"type":"offer","sdp":"v=0"}`, "bad_request", "an offer needs a call"},
+		{"audio move without a call", true, websocket.TextMessage, `{"type":"audio","transport":"ws"}`, "bad_request", "no call on this connection to move"},
 		{"bad last_event", false, websocket.TextMessage, `{"type":"hello","session":"00000000000000000000000000000000","token":"x","last_event":"nope"}`, "bad_request", "not an event id"},
 		{"unknown session", false, websocket.TextMessage, `{"type":"hello","session":"00000000000000000000000000000000","token":"x"}`, "session_expired", "expired"},
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/media"
-	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
@@ -63,8 +62,10 @@ type conn struct {
 
 	call     atomic.Pointer[call.Call] // set once at hello when the client asked for audio
 	callDone chan struct{}             // closed when the call's Run returns
-	dec      media.Decoder             // a WebSocket call's; owned by the reader
+	dec      media.Decoder             // the WebSocket audio channel's; owned by the reader
 	rtc      *rtcPeer                  // a WebRTC call's peer; owned by the reader
+	rtcOut   atomic.Pointer[rtcPeer]   // where the call's audio goes while it is on WebRTC
+	moved    bool                      // the call moved from WebRTC to the WebSocket; reader-owned
 
 	// Owned by the reader goroutine.
 	sessionID  string
@@ -568,6 +569,8 @@ func (c *conn) handle(data []byte) {
 		c.offer(&m)
 	case "candidate":
 		c.candidate(&m)
+	case "audio":
+		c.moveAudio(&m)
 	}
 }
 
@@ -578,13 +581,11 @@ func (c *conn) hello(m *inMsg) {
 	}
 	transport := ""
 	if a := m.Audio; a != nil {
+		if bad := audioProblem(a.Transport, a.Codec); bad != "" {
+			c.sendError(codeBadRequest, bad)
+			return
+		}
 		switch {
-		case a.Codec != "" && a.Codec != "opus":
-			c.sendError(codeBadRequest, fmt.Sprintf("audio codec %q: only opus is supported", truncate(a.Codec, 20)))
-			return
-		case a.Transport != "ws" && a.Transport != "webrtc":
-			c.sendError(codeBadRequest, fmt.Sprintf(`audio transport %q: use "ws" or "webrtc"`, truncate(a.Transport, 20)))
-			return
 		case c.srv.voice == nil:
 			c.sendError(codeUnsupported, "this server has no speech recogniser or synthesiser configured; the session is text only")
 		case a.Transport == "webrtc" && c.srv.rtc == nil:
@@ -652,32 +653,30 @@ func (c *conn) hello(m *inMsg) {
 // the connection's context does.
 func (c *conn) startCall(id, transport string) {
 	v := c.srv.voice
-	codec := opus.Codec{Complexity: c.srv.cfg.OpusComplexity}
-	// Opus decodes the caller's audio to the recogniser's rate where it
-	// can (no resampler).
-	dec, err := codec.NewDecoder(v.ListenRate())
-	if err != nil {
-		c.log.Error("opus decoder", "err", err)
-		c.sendError(codeInternal, "the audio decoder could not start")
-		return
-	}
-	var out call.Output = c
+	// One Opus codec both ways; it decodes the caller's audio to the
+	// recogniser's rate where it can (no resampler).
+	codec, rate := c.srv.opus(), c.srv.callRate()
 	if transport == "webrtc" {
+		dec, err := codec.NewDecoder(rate)
+		if err != nil {
+			c.log.Error("opus decoder", "err", err)
+			c.notify(codeCallFailed, "the audio decoder could not start")
+			return
+		}
 		p, err := c.startRTC(dec)
 		if err != nil {
 			c.log.Error("webrtc peer", "err", err)
-			c.sendError(codeInternal, "the WebRTC peer could not start: "+err.Error())
+			c.notify(codeCallFailed, "the WebRTC peer could not start: "+err.Error())
 			return
 		}
-		c.rtc, out = p, p
-	} else {
-		// The media queue exists only for a WebSocket call; the writer is
-		// told of it through its own queue.
-		c.media = make(chan []byte, mediaQueue)
-		c.enqueue(frame{media: c.media})
-		c.dec = dec
+		c.rtc = p
+		c.rtcOut.Store(p)
+	} else if err := c.openAudioChannel(); err != nil {
+		c.log.Error("opus decoder", "err", err)
+		c.notify(codeCallFailed, "the audio decoder could not start")
+		return
 	}
-	cl := v.NewCall(id, call.Media{InRate: dec.Rate(), Out: codec}, out, c.log.With("call", transport))
+	cl := v.NewCall(id, call.Media{InRate: rate, Out: codec}, c, c.log.With("call", transport))
 	if c.rtc != nil {
 		c.rtc.call = cl
 	}
@@ -687,9 +686,65 @@ func (c *conn) startCall(id, transport string) {
 		defer close(c.callDone)
 		if err := cl.Run(c.ctx); err != nil {
 			c.log.Error("call failed", "err", err)
-			c.sendError(codeInternal, "the call could not start: "+err.Error())
+			c.notify(codeCallFailed, "the call could not start: "+err.Error())
 		}
 	}()
+}
+
+// openAudioChannel opens the WebSocket audio channel: the caller's Opus
+// decoder, and the media queue, which the writer is told of through its
+// own queue. It exists only for a call over the WebSocket.
+func (c *conn) openAudioChannel() error {
+	dec, err := c.srv.opus().NewDecoder(c.srv.callRate())
+	if err != nil {
+		return err
+	}
+	c.dec = dec
+	c.media = make(chan []byte, mediaQueue)
+	c.enqueue(frame{media: c.media})
+	return nil
+}
+
+// moveAudio moves the call's audio to another transport on the client's
+// word ({"type":"audio","transport":"ws"}): a page does so when WebRTC
+// does not connect. Only from WebRTC to the WebSocket: the peer closes,
+// the WebSocket audio channel opens, and the call itself goes on (its
+// turns, its history, the reply being spoken), on the same socket.
+func (c *conn) moveAudio(m *inMsg) {
+	if c.call.Load() == nil {
+		c.sendError(codeBadRequest, `there is no call on this connection to move: say hello with "audio": {"transport": "webrtc"} for one`)
+		return
+	}
+	if bad := audioProblem(m.Transport, m.Codec); bad != "" {
+		c.sendError(codeBadRequest, bad)
+		return
+	}
+	from := "webrtc"
+	if c.dec != nil {
+		from = "ws"
+	}
+	switch {
+	case m.Transport == from:
+		c.sendError(codeBadRequest, fmt.Sprintf("the call's audio is already over %s", m.Transport))
+		return
+	case m.Transport == "webrtc":
+		c.sendError(codeBadRequest, `a call moves from WebRTC to the WebSocket, not back; for WebRTC, say hello with "transport": "webrtc" on a new connection`)
+		return
+	}
+	if err := c.openAudioChannel(); err != nil {
+		c.log.Error("opus decoder", "err", err)
+		c.notify(codeCallFailed, "the audio decoder could not start; the call stays on WebRTC")
+		return
+	}
+	// From here the call's audio goes to the media queue; the track gets
+	// no more of it, and the peer can close.
+	c.rtcOut.Store(nil)
+	p := c.rtc
+	c.rtc, c.moved = nil, true
+	_ = p.pc.Close()
+	movedCalls.Inc()
+	c.log.Info("call moved", "from", from, "to", m.Transport, "webrtc_audio_heard", p.heard.Load())
+	c.sendJSON(audioMsg{Type: "audio", Transport: "ws", Codec: "opus"})
 }
 
 // audio handles one binary frame: an Opus packet of the caller's.
@@ -708,9 +763,15 @@ func (c *conn) audio(data []byte) {
 	cl.Audio(pcm)
 }
 
-// SendAudio implements call.Output: it queues a packet for the
-// writer, dropping the oldest when the client is behind.
+// SendAudio implements call.Output: it sends a packet on the call's
+// transport, WebRTC's track or the socket's media queue; the queue drops
+// its oldest packet when the client is behind.
 func (c *conn) SendAudio(pkt []byte) error {
+	if p := c.rtcOut.Load(); p != nil {
+		p.sendAudio(pkt)
+		return nil
+	}
+	// c.media was set before rtcOut was cleared (or the call started).
 	for {
 		select {
 		case c.media <- pkt:
@@ -729,6 +790,13 @@ func (c *conn) SendAudio(pkt []byte) error {
 
 // SendEvent implements call.Output.
 func (c *conn) SendEvent(ev event.Event) { c.enqueue(frame{data: event.Marshal(ev)}) }
+
+// notify sends an error that the server raises itself (a call that
+// failed), from any goroutine. The error budget is for replies to the
+// client's bad input, and is the reader's.
+func (c *conn) notify(code event.Code, message string) {
+	c.enqueue(frame{data: errorWire(code, message)})
+}
 
 // turnText is a text message's turn, trimmed, or what is wrong with it.
 func turnText(m *inMsg, maxText int) (string, string) {

@@ -31,6 +31,12 @@
 // writer, before live ones; events are de-duplicated by id, so each is
 // sent once, in order.
 //
+// A call is over the WebSocket (Opus in binary frames) or WebRTC (a pion
+// peer negotiated on the socket, from one of two APIs: with loopback
+// candidates for a client on this host, or without). A WebRTC call moves
+// to the WebSocket on the client's word, on the same socket, the call
+// going on.
+//
 // Server's methods are safe for concurrent use, except SetVoice, which is
 // called once before serving. SignToken and ParseTrustedProxies are pure
 // functions, safe anywhere.

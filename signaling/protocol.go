@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/parleyhq/parley/pipeline/event"
@@ -15,6 +16,8 @@ const (
 	codeExpired      = event.CodeSessionExpired
 	codeUnsupported  = event.CodeUnsupported
 	codeInternal     = event.CodeInternal
+	codeCallFailed   = event.CodeCallFailed
+	codeWebRTCFailed = event.CodeWebRTCFailed
 )
 
 // inMsg is any client message; which fields matter depends on Type.
@@ -27,6 +30,8 @@ type inMsg struct {
 	Text      *string         `json:"text"`
 	SDP       json.RawMessage `json:"sdp"`
 	Candidate json.RawMessage `json:"candidate"`
+	Transport string          `json:"transport"` // of an audio message (a move), as in hello's audio
+	Codec     string          `json:"codec"`
 }
 
 type audioSpec struct {
@@ -37,6 +42,27 @@ type audioSpec struct {
 // Message types a client may send; anything else is refused by name.
 var knownTypes = map[string]bool{
 	"hello": true, "text": true, "offer": true, "candidate": true, "interrupt": true, "bye": true,
+	"audio": true,
+}
+
+// audioProblem says what is wrong with an audio transport and codec a
+// client asked for, or "".
+func audioProblem(transport, codec string) string {
+	switch {
+	case codec != "" && codec != "opus":
+		return fmt.Sprintf("audio codec %q: only opus is supported", truncate(codec, 20))
+	case transport != "ws" && transport != "webrtc":
+		return fmt.Sprintf(`audio transport %q: use "ws" or "webrtc"`, truncate(transport, 20))
+	}
+	return ""
+}
+
+// audioMsg tells the client which transport its call's audio is on, once
+// a move is done.
+type audioMsg struct {
+	Type      string `json:"type"` // "audio"
+	Transport string `json:"transport"`
+	Codec     string `json:"codec"`
 }
 
 type sessionMsg struct {

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
@@ -157,7 +157,7 @@ type Server struct {
 	authFail *authLimiter
 
 	voice *call.Voice // nil: text only
-	rtc   *webrtc.API // nil: no WebRTC
+	rtc   *rtcAPIs    // nil: no WebRTC
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -173,10 +173,10 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 		ipLimit:  newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now),
 		auth:     newVerifier(cfg.Auth),
 		authFail: newAuthLimiter(cfg.AuthFailRate, cfg.AuthFailBurst, cfg.Now)}
-	if api, err := newWebRTCAPI(cfg.WebRTC); err != nil {
+	if apis, err := newRTCAPIs(cfg.WebRTC); err != nil {
 		log.Error("WebRTC is off", "err", err)
 	} else {
-		s.rtc = api
+		s.rtc = apis
 	}
 	s.upgrader = websocket.Upgrader{
 		// Memory per idle socket decides how many fit in a replica: no
@@ -187,6 +187,18 @@ func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, 
 		CheckOrigin:     s.checkOrigin,
 	}
 	return s
+}
+
+// opus is the codec of the Parley protocol's call audio, both ways.
+func (s *Server) opus() opus.Codec { return opus.Codec{Complexity: s.cfg.OpusComplexity} }
+
+// callRate is the rate Opus decodes a caller's audio to: the recogniser's
+// where Opus can (no resampler), else its own 48 kHz.
+func (s *Server) callRate() int {
+	if r := s.voice.ListenRate(); opus.NativeRate(r) {
+		return r
+	}
+	return opus.Rate
 }
 
 func (s *Server) checkOrigin(r *http.Request) bool {

@@ -102,6 +102,14 @@ func callOn(t *testing.T, c *client, pkts [][]byte) *heard {
 func callRun(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
 	t.Helper()
 	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	return hearCall(t, c, pkts, allowErrors)
+}
+
+// hearCall streams pkts on c's call over the WebSocket, at real time, and
+// reads until the reply to the caller's turn has been played (state
+// listening after speaking).
+func hearCall(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
+	t.Helper()
 	h := &heard{}
 	done := make(chan struct{})
 	go func() { // the reader: ends when the reply has been heard or the socket fails

@@ -4,31 +4,107 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/call"
-	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	pionmedia "github.com/pion/webrtc/v4/pkg/media"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // WebRTCConfig configures the WebRTC transport. The zero value suits a
-// laptop: host candidates on every interface, no STUN or TURN, any UDP
-// port, no loopback candidates.
+// laptop, online or not: host candidates on every interface, no STUN or
+// TURN, any UDP port, and loopback candidates for a browser on this host.
 type WebRTCConfig struct {
 	ICEServers []webrtc.ICEServer // STUN/TURN servers given to the server's peer
 	PortMin    uint16             // UDP port range for media; 0: any
 	PortMax    uint16
 	PublicIPs  []string // the host's public addresses, when it is behind a 1:1 NAT
-	Interfaces []string // network interfaces to gather candidates on; empty: all
-	Loopback   bool     // also offer 127.0.0.1 candidates (a browser on the same host)
+	Interfaces []string // network interfaces to gather candidates on; empty: all (loopback is Loopback's)
+	Loopback   Loopback // when to offer loopback candidates; default LoopbackAuto
 }
 
-// webrtcAPI builds the pion API: Opus only, and the network settings.
-func newWebRTCAPI(cfg WebRTCConfig) (*webrtc.API, error) {
+// Loopback says which clients are offered loopback candidates (127.0.0.1,
+// ::1), besides those of the other interfaces.
+type Loopback uint8
+
+const (
+	// LoopbackAuto offers them to a client whose socket comes from a
+	// loopback address: a browser on this host. Loopback is the one path
+	// that always joins two programs on one host, with the network down, in
+	// a container or a sandbox that has only lo; without it such a call
+	// has no candidate pair. A client elsewhere is not offered them (they
+	// name its own host, not ours). Behind a proxy on this host every
+	// client looks local: it is offered loopback candidates as well as the
+	// others, and they fail harmlessly.
+	LoopbackAuto Loopback = iota
+	LoopbackOn            // to every client
+	LoopbackOff           // to none
+)
+
+// ParseLoopback reads a Loopback setting: auto (or empty), on, off; true
+// and false are on and off.
+func ParseLoopback(s string) (Loopback, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return LoopbackAuto, nil
+	case "on", "true":
+		return LoopbackOn, nil
+	case "off", "false":
+		return LoopbackOff, nil
+	}
+	return LoopbackAuto, fmt.Errorf("%q: use auto, on or off", s)
+}
+
+func (l Loopback) String() string {
+	switch l {
+	case LoopbackOn:
+		return "on"
+	case LoopbackOff:
+		return "off"
+	}
+	return "auto"
+}
+
+// rtcAPIs are a server's pion APIs. A SettingEngine belongs to its API, so
+// offering loopback candidates to some clients only takes two of them.
+type rtcAPIs struct {
+	remote *webrtc.API // for a client elsewhere
+	local  *webrtc.API // for a client on this host
+}
+
+func newRTCAPIs(cfg WebRTCConfig) (*rtcAPIs, error) {
+	with, err := newWebRTCAPI(cfg, cfg.Loopback != LoopbackOff)
+	if err != nil {
+		return nil, err
+	}
+	apis := &rtcAPIs{remote: with, local: with}
+	if cfg.Loopback == LoopbackAuto {
+		if apis.remote, err = newWebRTCAPI(cfg, false); err != nil {
+			return nil, err
+		}
+	}
+	return apis, nil
+}
+
+// forClient is the API for a client whose socket comes from addr.
+func (a *rtcAPIs) forClient(addr net.Addr) *webrtc.API {
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil && ap.Addr().Unmap().IsLoopback() {
+		return a.local
+	}
+	return a.remote
+}
+
+// newWebRTCAPI builds a pion API: Opus only, and the network settings.
+func newWebRTCAPI(cfg WebRTCConfig, loopback bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: opusCapability,
@@ -40,13 +116,15 @@ func newWebRTCAPI(cfg WebRTCConfig) (*webrtc.API, error) {
 	// No multicast DNS: candidates carry addresses, and nothing is sent to
 	// the mDNS group.
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetIncludeLoopbackCandidate(cfg.Loopback)
+	s.SetIncludeLoopbackCandidate(loopback)
 	if len(cfg.Interfaces) > 0 {
 		allowed := map[string]bool{}
 		for _, i := range cfg.Interfaces {
 			allowed[i] = true
 		}
-		s.SetInterfaceFilter(func(name string) bool { return allowed[name] })
+		// Pion asks about a loopback interface only when loopback
+		// candidates are on; Loopback decides them, not this list.
+		s.SetInterfaceFilter(func(name string) bool { return allowed[name] || isLoopback(name) })
 	}
 	if cfg.PortMin != 0 || cfg.PortMax != 0 {
 		if err := s.SetEphemeralUDPPortRange(cfg.PortMin, cfg.PortMax); err != nil {
@@ -59,6 +137,16 @@ func newWebRTCAPI(cfg WebRTCConfig) (*webrtc.API, error) {
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s)), nil
 }
+
+func isLoopback(name string) bool {
+	i, err := net.InterfaceByName(name)
+	return err == nil && i.Flags&net.FlagLoopback != 0
+}
+
+var movedCalls = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "parley", Subsystem: "ws", Name: "calls_moved_total",
+	Help: "Calls the client moved from WebRTC to the WebSocket (WebRTC did not connect).",
+})
 
 var opusCapability = webrtc.RTPCodecCapability{
 	MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
@@ -73,6 +161,7 @@ type rtcPeer struct {
 	c     *conn
 	dec   media.Decoder // the caller's audio; used on pion's track goroutine
 	call  *call.Call    // set before the offer can arrive
+	heard atomic.Bool   // a packet of the caller's audio has arrived
 
 	// Candidates that came before the offer (a client may trickle them as
 	// soon as it gathers them): added once the offer is set. Reader-owned.
@@ -83,15 +172,24 @@ type rtcPeer struct {
 	mu       sync.Mutex
 	answered bool
 	held     []webrtc.ICECandidateInit
+	watch    *time.Timer // checks that audio arrives once connected
 }
 
-// maxEarlyCandidates bounds the candidates held before the offer.
-const maxEarlyCandidates = 32
+const (
+	// maxEarlyCandidates bounds the candidates held before the offer.
+	maxEarlyCandidates = 32
+	// rtcAudioWait is how long a connected peer may go without the
+	// caller's audio before the client is told WebRTC does not work (a
+	// browser sends a packet every 20 ms, silence included).
+	rtcAudioWait = 5 * time.Second
+)
 
 // startRTC creates the peer for a webrtc call. Pion's goroutines and the
-// track reader end when the peer connection closes (with the socket).
+// track reader end when the peer connection closes (with the socket, or
+// when the call moves to the WebSocket).
 func (c *conn) startRTC(dec media.Decoder) (*rtcPeer, error) {
-	pc, err := c.srv.rtc.NewPeerConnection(webrtc.Configuration{ICEServers: c.srv.cfg.WebRTC.ICEServers})
+	api := c.srv.rtc.forClient(c.ws.NetConn().RemoteAddr())
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: c.srv.cfg.WebRTC.ICEServers})
 	if err != nil {
 		return nil, err
 	}
@@ -114,31 +212,59 @@ func (c *conn) startRTC(dec media.Decoder) (*rtcPeer, error) {
 			}
 		}
 	}()
-	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		if cand == nil {
-			return
-		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if !p.answered {
-			p.held = append(p.held, cand.ToJSON())
-			return
-		}
-		c.sendJSON(candidateMsg{Type: "candidate", Candidate: cand.ToJSON()})
-	})
+	pc.OnICECandidate(p.localCandidate)
 	pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if remote.Kind() != webrtc.RTPCodecTypeAudio {
 			return
 		}
 		p.readAudio(remote) // on pion's goroutine for this track; ends with it
 	})
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		c.log.Info("webrtc", "state", s.String())
-		if s == webrtc.PeerConnectionStateFailed {
-			c.sendError(codeInternal, "the WebRTC connection failed; reconnect the call")
-		}
-	})
+	pc.OnConnectionStateChange(p.stateChanged)
 	return p, nil
+}
+
+// localCandidate sends one of our candidates, or holds it until the answer
+// is out.
+func (p *rtcPeer) localCandidate(cand *webrtc.ICECandidate) {
+	if cand == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.answered {
+		p.held = append(p.held, cand.ToJSON())
+		return
+	}
+	p.c.sendJSON(candidateMsg{Type: "candidate", Candidate: cand.ToJSON()})
+}
+
+// stateChanged tells the client when WebRTC does not carry the call: the
+// connection failed, or it is up and no audio comes. The client may then
+// move the call to the WebSocket (see conn.moveAudio).
+func (p *rtcPeer) stateChanged(s webrtc.PeerConnectionState) {
+	c := p.c
+	c.log.Info("webrtc", "state", s.String())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch s {
+	case webrtc.PeerConnectionStateConnected:
+		if p.watch == nil {
+			// Runs once, rtcAudioWait after the connection came up; stopped
+			// if the peer closes first.
+			p.watch = time.AfterFunc(rtcAudioWait, func() {
+				if !p.heard.Load() && p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+					c.notify(codeWebRTCFailed, fmt.Sprintf("the WebRTC connection is up, but none of your audio arrived over it in %v; "+
+						`send {"type":"audio","transport":"ws"} to go on over the WebSocket`, rtcAudioWait))
+				}
+			})
+		}
+	case webrtc.PeerConnectionStateFailed:
+		c.notify(codeWebRTCFailed, `the WebRTC connection failed; send {"type":"audio","transport":"ws"} to go on over the WebSocket, or call again`)
+	case webrtc.PeerConnectionStateClosed:
+		if p.watch != nil {
+			p.watch.Stop()
+		}
+	}
 }
 
 // readAudio decodes the caller's RTP packets into the call. Chrome sends
@@ -152,6 +278,7 @@ func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
 		if len(pkt.Payload) == 0 {
 			continue
 		}
+		p.heard.Store(true)
 		pcm, err := p.dec.Decode(pkt.Payload)
 		if err != nil {
 			droppedAudio.WithLabelValues("bad_packet").Inc()
@@ -161,13 +288,12 @@ func (p *rtcPeer) readAudio(remote *webrtc.TrackRemote) {
 	}
 }
 
-// SendAudio implements call.Output for a WebRTC call.
-func (p *rtcPeer) SendAudio(pkt []byte) error {
-	return p.track.WriteSample(pionmedia.Sample{Data: pkt, Duration: media.FrameDuration})
+// sendAudio writes one packet to the caller's track. A failed write (the
+// connection is not up, or has just been closed by a move) loses that
+// packet only: the call goes on, and may move to the WebSocket.
+func (p *rtcPeer) sendAudio(pkt []byte) {
+	_ = p.track.WriteSample(pionmedia.Sample{Data: pkt, Duration: media.FrameDuration})
 }
-
-// SendEvent implements call.Output.
-func (p *rtcPeer) SendEvent(ev event.Event) { p.c.SendEvent(ev) }
 
 type candidateMsg struct {
 	Type      string                  `json:"type"`
@@ -196,7 +322,11 @@ func sdpOf(raw json.RawMessage) (string, error) {
 // offer answers the caller's offer.
 func (c *conn) offer(m *inMsg) {
 	p := c.rtc
-	if p == nil {
+	switch {
+	case p == nil && c.moved:
+		c.sendError(codeBadRequest, "the call has moved to the WebSocket; its WebRTC peer is closed")
+		return
+	case p == nil:
 		c.sendError(codeBadRequest, `an offer needs a call: say hello with "audio": {"transport": "webrtc"}`)
 		return
 	}
@@ -235,7 +365,10 @@ func (c *conn) offer(m *inMsg) {
 // candidate adds one of the caller's ICE candidates.
 func (c *conn) candidate(m *inMsg) {
 	p := c.rtc
-	if p == nil {
+	switch {
+	case p == nil && c.moved:
+		return // trickled before the client moved the call: no peer needs it now
+	case p == nil:
 		c.sendError(codeBadRequest, `a candidate needs a call: say hello with "audio": {"transport": "webrtc"}`)
 		return
 	}

@@ -4,8 +4,12 @@ package signaling_test
 
 import (
 	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,12 +19,41 @@ import (
 
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/local"
-	"github.com/parleyhq/parley/signaling"
 )
 
-// loopbackOnly keeps every peer in these tests on 127.0.0.1: the lo
-// interface, loopback candidates, no mDNS, UDP over IPv4.
-var loopbackOnly = signaling.WebRTCConfig{Interfaces: []string{"lo"}, Loopback: true}
+// TestWebRTC runs the WebRTC tests on a host whose only network is
+// loopback (a laptop offline, a container, a sandbox): the test binary
+// re-executes itself in a new network namespace where only lo is up. The
+// server keeps the default WebRTCConfig; the pion client stands for a
+// browser on the same host.
+func TestWebRTC(t *testing.T) {
+	if os.Getenv("PARLEY_IN_NETNS") == "" {
+		reexecInNetns(t)
+		return
+	}
+	asr, v := offline(t)
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
+	speech := opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond)
+
+	t.Run("a call with the defaults", func(t *testing.T) { callOverWebRTC(t, r, speech) })
+	t.Run("a call whose ICE never completes moves to the WebSocket", func(t *testing.T) { moveToWebSocket(t, r, speech) })
+}
+
+// reexecInNetns runs the test again inside `unshare -n` with only lo up.
+func reexecInNetns(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatalf("unshare not found: %v", err)
+	}
+	cmd := exec.Command("unshare", "-n", "sh", "-c",
+		`ip link set lo up && exec "$0" -test.run "^$1\$" -test.v -test.timeout 5m`, os.Args[0], t.Name())
+	cmd.Env = append(os.Environ(), "PARLEY_IN_NETNS=1")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		// Either the test failed inside (its output is above), or unshare
+		// was refused: it needs root or user namespaces.
+		t.Fatalf("%s in its network namespace: %v", t.Name(), err)
+	}
+}
 
 func clientAPI(t *testing.T) *webrtc.API {
 	m := &webrtc.MediaEngine{}
@@ -30,29 +63,63 @@ func clientAPI(t *testing.T) *webrtc.API {
 	var s webrtc.SettingEngine
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	s.SetIncludeLoopbackCandidate(true)
-	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s))
 }
 
-func TestVoiceCallOverWebRTC(t *testing.T) {
-	asr, v := offline(t)
-	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, ws: signaling.Config{WebRTC: loopbackOnly}})
-	c := dial(t, r.URL)
-	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "webrtc", "codec": "opus"}})
-	if ev := c.next(); ev.Type != "session" {
-		t.Fatalf("%s", ev.raw)
-	}
+// caller is a pion peer with a microphone track, as a browser's.
+type caller struct {
+	pc    *webrtc.PeerConnection
+	mic   *webrtc.TrackLocalStaticSample
+	offer webrtc.SessionDescription // without candidates: they are trickled
+}
 
+func newCaller(t *testing.T) *caller {
 	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
 	mic, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", "caller")
 	if _, err := pc.AddTrack(mic); err != nil {
 		t.Fatal(err)
 	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &caller{pc: pc, mic: mic, offer: offer}
+}
+
+// candidateIP is the address of an ICE candidate line
+// ("candidate:<foundation> <component> <protocol> <priority> <address> …").
+func candidateIP(line string) netip.Addr {
+	f := strings.Fields(line)
+	if len(f) < 5 {
+		return netip.Addr{}
+	}
+	ip, _ := netip.ParseAddr(f[4])
+	return ip
+}
+
+func (k *caller) sendOffer(c *client) {
+	c.send(map[string]any{"type": "offer", "sdp": map[string]string{"type": "offer", "sdp": k.offer.SDP}})
+}
+
+// webrtcHello starts a call over WebRTC on a new socket.
+func webrtcHello(t *testing.T, url string) *client {
+	c := dial(t, url)
+	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "webrtc", "codec": "opus"}})
+	if ev := c.next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.raw)
+	}
+	return c
+}
+
+func callOverWebRTC(t *testing.T, r *replica, speech [][]byte) {
+	c := webrtcHello(t, r.URL)
+	k := newCaller(t)
+	pc := k.pc
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand != nil {
 			c.send(map[string]any{"type": "candidate", "candidate": cand.ToJSON()})
@@ -83,25 +150,22 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
+	if err := pc.SetLocalDescription(k.offer); err != nil {
 		t.Fatal(err)
 	}
 	// Every candidate is trickled before the offer: the server holds them
 	// until it has the offer (a client may well send them in that order).
 	<-gathered
-	c.send(map[string]any{"type": "offer", "sdp": map[string]string{"type": "offer", "sdp": offer.SDP}})
+	k.sendOffer(c)
 
 	events := make(chan msg, 1000)
+	var loopback atomic.Int32
 	go func() { // the socket's reader: negotiation here, the rest to events
+		defer close(events)
 		for {
 			ev, err := c.read(60 * time.Second)
 			if err != nil {
-				close(events)
 				return
 			}
 			switch ev.Type {
@@ -114,12 +178,19 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 			case "candidate":
 				var m struct{ Candidate webrtc.ICECandidateInit }
 				_ = json.Unmarshal([]byte(ev.raw), &m)
-				if !strings.Contains(m.Candidate.Candidate, "127.0.0.1") {
-					t.Errorf("the server offered a non-loopback candidate: %s", m.Candidate.Candidate)
+				// The namespace has only lo: a loopback candidate is all the
+				// server can offer, and it offers it by default to a client
+				// on its own host.
+				ip := candidateIP(m.Candidate.Candidate)
+				if !ip.IsLoopback() {
+					t.Errorf("the server offered %q", m.Candidate.Candidate)
 					continue
 				}
-				if err := pc.AddICECandidate(m.Candidate); err != nil {
-					t.Errorf("candidate: %v", err)
+				if ip.Is4() { // the client is UDP4 only
+					loopback.Add(1)
+					if err := pc.AddICECandidate(m.Candidate); err != nil {
+						t.Errorf("candidate: %v", err)
+					}
 				}
 			default:
 				events <- ev
@@ -129,14 +200,14 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 	select {
 	case <-connected:
 	case <-time.After(15 * time.Second):
-		t.Fatal("the WebRTC connection did not come up")
+		t.Fatalf("the WebRTC connection did not come up (%d loopback candidates offered)", loopback.Load())
 	}
 
 	// Speak, at real time, over the connection.
 	tick := time.NewTicker(20 * time.Millisecond)
-	for _, p := range opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond) {
+	for _, p := range speech {
 		<-tick.C
-		if err := mic.WriteSample(pionmedia.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
+		if err := k.mic.WriteSample(pionmedia.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,5 +250,89 @@ func TestVoiceCallOverWebRTC(t *testing.T) {
 	}
 	if span, total := at[len(at)-1].Sub(at[0]), time.Duration(len(audio))*20*time.Millisecond; span < total/2 {
 		t.Fatalf("%v of audio arrived within %v: not paced", total, span)
+	}
+}
+
+// moveToWebSocket: the client offers, but sends no candidate and ignores
+// the answer, so ICE never completes (as when the server has no candidate
+// the browser can reach). It moves the call to the WebSocket; the call
+// goes on there: the turn numbers go on, a spoken turn is heard and
+// answered aloud. Bad moves get clear errors and the call survives them.
+func moveToWebSocket(t *testing.T, r *replica, speech [][]byte) {
+	c := webrtcHello(t, r.URL)
+	k := newCaller(t)
+	k.sendOffer(c)
+	// A typed turn while WebRTC is not up: answered, and spoken into a
+	// track that goes nowhere; that must not stop the call's audio.
+	c.send(map[string]any{"type": "text", "text": "what is the date"})
+	if evs := c.until("reply.done", 1); !strings.HasPrefix(evs[len(evs)-1].Text, "Today is ") {
+		t.Fatalf("typed turn: %s", evs[len(evs)-1].raw)
+	}
+
+	badMove := func(msg map[string]any, inMessage string) {
+		t.Helper()
+		c.send(msg)
+		for {
+			ev := c.next()
+			if ev.Type == "error" {
+				if ev.Code != "bad_request" || !strings.Contains(ev.Message, inMessage) {
+					t.Fatalf("%v: want bad_request containing %q, got %s", msg, inMessage, ev.raw)
+				}
+				return
+			}
+			if ev.Type == "audio" {
+				t.Fatalf("%v moved the call: %s", msg, ev.raw)
+			}
+		}
+	}
+	badMove(map[string]any{"type": "audio", "transport": "carrier-pigeon"}, `use "ws" or "webrtc"`)
+	badMove(map[string]any{"type": "audio", "transport": "ws", "codec": "pcmu"}, `only opus`)
+	badMove(map[string]any{"type": "audio", "transport": "webrtc"}, "already over webrtc")
+
+	c.send(map[string]any{"type": "audio", "transport": "ws", "codec": "opus"})
+	for {
+		ev := c.next()
+		if ev.Type == "error" {
+			t.Fatalf("move: %s", ev.raw)
+		}
+		if ev.Type == "audio" {
+			if !strings.Contains(ev.raw, `"transport":"ws"`) {
+				t.Fatalf("move: %s", ev.raw)
+			}
+			break
+		}
+	}
+	badMove(map[string]any{"type": "audio", "transport": "ws"}, "already over ws")
+	badMove(map[string]any{"type": "audio", "transport": "webrtc"}, "not back")
+	badMove(map[string]any{"type": "offer", "sdp": k.offer.SDP}, "moved to the WebSocket")
+	// A candidate trickled late, after the move, is dropped without a word.
+	c.send(map[string]any{"type": "candidate", "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"})
+
+	h := hearCall(t, c, speech, false)
+	var final, done *msg
+	for i, ev := range h.events {
+		switch ev.Type {
+		case "transcript":
+			if ev.Final {
+				final = &h.events[i]
+			}
+		case "reply.done":
+			done = &h.events[i]
+		}
+	}
+	if final == nil || final.Text != "what time is it" || final.Turn != 2 {
+		t.Fatalf("the spoken turn over the WebSocket: %+v", final)
+	}
+	if done == nil || done.Turn != 2 || !strings.HasPrefix(done.Text, "It is ") {
+		t.Fatalf("its reply: %+v", done)
+	}
+	if len(h.audio) < 40 {
+		t.Fatalf("%d frames of bot audio over the WebSocket after the move", len(h.audio))
+	}
+	dec, _ := opus.NewDecoder(opus.Rate)
+	for i, p := range h.audio {
+		if _, err := dec.Decode(p); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
 	}
 }

@@ -37,26 +37,17 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium not found; run 'make deps': %v", err)
 	}
+	// Every WebRTC setting has its default: a call on a host with only
+	// loopback must work as it comes.
 	env := map[string]string{
-		"PARLEY_ADDR":              freeAddr(t),
-		"REDIS_URL":                redistest.Start(t).URL(),
-		"PARLEY_WEBRTC_INTERFACES": "lo",
-		"PARLEY_WEBRTC_LOOPBACK":   "true",
-		"PARLEY_LOCAL_DELAY":       "40ms",
-		"PARLEY_RATE_SESSION":      "0",
-		"PARLEY_DRAIN_TIMEOUT":     "1s",
+		"PARLEY_ADDR":          freeAddr(t),
+		"REDIS_URL":            redistest.Start(t).URL(),
+		"PARLEY_LOCAL_DELAY":   "40ms",
+		"PARLEY_RATE_SESSION":  "0",
+		"PARLEY_DRAIN_TIMEOUT": "1s",
 	}
-	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	defer func() { cancel(); <-done }()
-	url := "http://" + cfg.Addr + "/"
-	waitUp(t, "http://"+cfg.Addr+"/readyz")
-	mic := fakeMic(t, "what time is it")
+	url := "http://" + startServer(t, env) + "/"
+	mic := fakeMic(t, "what time is it", time.Second)
 
 	t.Run("text chat without a microphone", func(t *testing.T) {
 		b := newBrowser(t, chromium, "")
@@ -79,36 +70,78 @@ func TestBrowser(t *testing.T) {
 			b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
 			// The bot's voice reached the page's AnalyserNode: sound, not silence.
 			b.poll(`window.parley.botLevel > 0.01`)
-			b.poll(`[...document.querySelectorAll('.msg .lat')].some(e => e.textContent.includes('voice-to-voice'))`)
+			b.poll(`[...document.querySelectorAll('.msg .lat')].some(e => /voice-to-voice \d+ ms \(end of turn \d+ ms \+ server \d+ ms\)/.test(e.textContent))`)
 			b.expectUserTurns("what time is it")
+			// The call stayed on the transport asked for: no fallback.
+			if got := b.eval(`window.parley.call.transport`); got != transport {
+				t.Fatalf("the call is over %s, want %s", got, transport)
+			}
+			b.expectNoLine(fallbackLine)
 			if transport == "webrtc" {
 				b.screenshot("../../bin/screenshot.png")
 			}
 		})
 	}
 
+	t.Run("a WebRTC call that cannot connect goes on over the WebSocket", func(t *testing.T) {
+		// A server that gathers no usable candidate: an interface that does
+		// not exist, and loopback off. These are not defaults, on purpose:
+		// they make WebRTC fail here as it fails where no path joins the
+		// browser and the server (a firewall, a NAT without TURN).
+		fenv := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": env["REDIS_URL"], "PARLEY_RATE_SESSION": "0",
+			"PARLEY_DRAIN_TIMEOUT": "1s", "PARLEY_ASR_DECODERS": "1",
+			"PARLEY_WEBRTC_INTERFACES": "parley-none0", "PARLEY_WEBRTC_LOOPBACK": "off"}
+		furl := "http://" + startServer(t, fenv) + "/"
+		// The caller speaks once the call has had time to fall back.
+		b := newBrowser(t, chromium, fakeMic(t, "what time is it", 15*time.Second))
+		b.run(chromedp.Navigate(furl))
+		b.run(chromedp.WaitVisible("#call"))
+		b.eval(`document.getElementById('transport').value = 'webrtc'`)
+		b.run(chromedp.Click("#call"))
+		b.poll(fmt.Sprintf(`[...document.querySelectorAll('.msg.sys')].some(e => e.textContent === %q)`, fallbackLine))
+		b.poll(`[...document.querySelectorAll('.msg.user')].some(e => e.textContent === 'what time is it')`)
+		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
+		b.poll(`window.parley.botLevel > 0.01`)
+		b.expectUserTurns("what time is it")
+		if got := b.eval(`window.parley.call.transport + ' ' + document.getElementById('call').textContent`); got != "ws Hang up" {
+			t.Fatalf("after the fallback: %s", got)
+		}
+		if n := b.eval(`document.querySelectorAll('.msg.err').length`); n != "0" {
+			t.Fatalf("%s error lines: %s", n, b.eval(`document.getElementById('log').innerText`))
+		}
+	})
+
 	t.Run("with authentication the page passes its token on", func(t *testing.T) {
+		// Voice is off on this server (-asr off): a call is refused, which
+		// the page shows.
 		aenv := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": env["REDIS_URL"], "PARLEY_RATE_SESSION": "0",
 			"PARLEY_DRAIN_TIMEOUT": "1s", "PARLEY_AUTH_TOKENS": "page-token", "PARLEY_ASR": "off"}
-		acfg, err := parseConfig(nil, func(k string) string { return aenv[k] })
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, acancel := context.WithCancel(context.Background())
-		adone := make(chan error, 1)
-		go func() { adone <- run(actx, acfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-		defer func() { acancel(); <-adone }()
-		waitUp(t, "http://"+acfg.Addr+"/readyz")
+		addr := startServer(t, aenv)
 		// Without the token the socket is refused: the page says why.
 		nb := newBrowser(t, chromium, "")
-		nb.run(chromedp.Navigate("http://" + acfg.Addr + "/"))
+		nb.run(chromedp.Navigate("http://" + addr + "/"))
 		nb.poll(`document.getElementById('status').textContent.startsWith('unauthorized: a token is required')`)
-		b := newBrowser(t, chromium, "")
-		b.run(chromedp.Navigate("http://" + acfg.Addr + "/?access_token=page-token"))
+		b := newBrowser(t, chromium, mic)
+		b.run(chromedp.Navigate("http://" + addr + "/?access_token=page-token"))
 		b.run(chromedp.WaitVisible("#send"))
 		b.run(chromedp.SendKeys("#text", "what time is it"))
 		b.run(chromedp.Click("#send"))
 		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
+
+		t.Run("a call the server refuses is shown as failed", func(t *testing.T) {
+			b.run(chromedp.Click("#call"))
+			b.poll(`[...document.querySelectorAll('.msg.err')].some(e => e.textContent.startsWith('Voice is not available here'))`)
+			b.poll(`document.getElementById('state').textContent === 'call failed' && document.getElementById('call').textContent === 'Call'`)
+			// It stays so: no "listening" or "in a call" for a dead call.
+			time.Sleep(time.Second)
+			if got := b.eval(`document.getElementById('state').textContent + ' | ' + document.getElementById('status').textContent + ' | ' + !!window.parley.call`); got != "call failed | connected | false" {
+				t.Fatalf("after the refused call: %s", got)
+			}
+			// The session goes on for text.
+			b.run(chromedp.SendKeys("#text", "what is the date"))
+			b.run(chromedp.Click("#send"))
+			b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('Today is '))`)
+		})
 	})
 
 	t.Run("over https from a name that is not loopback, as on a LAN", func(t *testing.T) {
@@ -132,19 +165,21 @@ func TestBrowser(t *testing.T) {
 			chromedp.Flag("ignore-certificate-errors-spki-list", cert.SPKIHash()))
 		// Over plain HTTP, a name that is not loopback gets no microphone:
 		// why a LAN needs TLS.
-		b.run(chromedp.Navigate("http://parley.test:" + port(t, cfg.Addr) + "/"))
+		b.run(chromedp.Navigate("http://parley.test:" + port(t, env["PARLEY_ADDR"]) + "/"))
 		if got := b.eval(`window.isSecureContext + ' ' + typeof navigator.mediaDevices`); got != "false undefined" {
 			t.Fatalf("over http://parley.test the page has secure context and media devices %q, want false undefined", got)
 		}
 		b.run(chromedp.Navigate("https://parley.test:" + port(t, tcfg.Addr) + "/"))
 		b.run(chromedp.WaitVisible("#send"))
-		b.poll(`window.parley.ws && window.parley.ws.url.startsWith('wss://parley.test:') && window.parley.ws.readyState === WebSocket.OPEN`)
+		b.poll(`window.parley.client && window.parley.client.url.startsWith('wss://parley.test:') && window.parley.client.open`)
 		b.run(chromedp.SendKeys("#text", "what time is it"))
 		b.run(chromedp.Click("#send"))
 		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
 		b.eval(`navigator.mediaDevices.getUserMedia({audio: true}).then(s => { window.micTracks = s.getAudioTracks().length; })`)
 		b.poll(`window.micTracks === 1`)
 	})
+	t.Run("a call whose fallback fails too is shown as failed", func(t *testing.T) { failedFallback(t, chromium, mic) })
+	t.Run("reconnects wait as the server says, and back off when refused", func(t *testing.T) { reconnectPolicy(t, chromium) })
 
 	t.Run("reconnect mid-reply shows nothing twice and loses nothing", func(t *testing.T) {
 		full := local.New(local.Config{}).Reply("help")
@@ -163,6 +198,35 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("%s bot messages after the reconnect, want 1", n)
 		}
 	})
+}
+
+// fallbackLine is what the page says when a call moves to the WebSocket.
+const fallbackLine = "WebRTC could not connect; the call goes on over the WebSocket."
+
+// startServer runs the real server with env as its environment until the
+// test ends, and returns its address once it is ready.
+func startServer(t *testing.T, env map[string]string) string {
+	t.Helper()
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUp(t, "http://"+cfg.Addr+"/readyz")
+	return cfg.Addr
+}
+
+// evalAsync is eval of an expression whose value is a promise.
+func (b *browser) evalAsync(js string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("%s: %v", js, err)
+	}
+	return fmt.Sprint(v)
 }
 
 // reexecInNetns runs this test again inside a new network namespace.
@@ -198,8 +262,9 @@ func waitUp(t *testing.T, url string) {
 }
 
 // fakeMic writes what Chromium's fake microphone will say: flite kal16 at
-// 48 kHz, with silence before and after (the VAD needs the pause).
-func fakeMic(t *testing.T, text string) string {
+// 48 kHz, after lead of silence, with silence after (the VAD needs the
+// pause).
+func fakeMic(t *testing.T, text string, lead time.Duration) string {
 	v, err := flite.New(flite.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +272,7 @@ func fakeMic(t *testing.T, text string) string {
 	var pcm16 []int16
 	_ = v.Synthesize(context.Background(), text, func(p []int16) error { pcm16 = append(pcm16, p...); return nil })
 	up, _ := media.NewResampler(16000, 48000)
-	pcm := up.Process(pcm16, make([]int16, 48000))
+	pcm := up.Process(pcm16, make([]int16, int(lead.Seconds()*48000)))
 	pcm = append(pcm, make([]int16, 48000*3)...)
 	path := filepath.Join(t.TempDir(), "mic.wav")
 	if err := os.WriteFile(path, (&media.WAV{Rate: 48000, Channels: 1, Samples: pcm}).Bytes(), 0o644); err != nil {
@@ -271,6 +336,14 @@ func (b *browser) poll(js string) {
 	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 		log, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.getElementById('log').innerText + ' | state: ' + document.getElementById('state').textContent`))
 		b.t.Fatalf("waiting for %s: %v\npage: %s", js, err, log)
+	}
+}
+
+// expectNoLine checks the log has no line with this text.
+func (b *browser) expectNoLine(text string) {
+	b.t.Helper()
+	if got := b.eval(fmt.Sprintf(`[...document.querySelectorAll('.msg')].some(e => e.textContent === %q)`, text)); got != "false" {
+		b.t.Fatalf("the page says %q", text)
 	}
 }
 

@@ -81,7 +81,7 @@ type config struct {
 	UDPPorts    string
 	PublicIPs   string
 	Interfaces  string
-	RTCLoopback bool
+	RTCLoopback string
 
 	Origins      string
 	MaxMessage   int64
@@ -228,8 +228,8 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.ICEServers, "webrtc-ice-servers", "PARLEY_WEBRTC_ICE_SERVERS", "", "comma-separated STUN/TURN URLs for the server's WebRTC peer (turn:user:pass@host:port for TURN with credentials)")
 	f.str(&c.UDPPorts, "webrtc-udp-ports", "PARLEY_WEBRTC_UDP_PORTS", "", "UDP port range for WebRTC media, e.g. 40000-40100; empty: any")
 	f.str(&c.PublicIPs, "webrtc-public-ips", "PARLEY_WEBRTC_PUBLIC_IPS", "", "the host's public IPs behind a 1:1 NAT, offered as candidates")
-	f.str(&c.Interfaces, "webrtc-interfaces", "PARLEY_WEBRTC_INTERFACES", "", "network interfaces to gather WebRTC candidates on, comma-separated; empty: all")
-	f.bool(&c.RTCLoopback, "webrtc-loopback", "PARLEY_WEBRTC_LOOPBACK", false, "also offer 127.0.0.1 candidates (a browser on the same host)")
+	f.str(&c.Interfaces, "webrtc-interfaces", "PARLEY_WEBRTC_INTERFACES", "", "network interfaces to gather WebRTC candidates on, comma-separated; empty: all (loopback candidates follow -webrtc-loopback)")
+	f.str(&c.RTCLoopback, "webrtc-loopback", "PARLEY_WEBRTC_LOOPBACK", "auto", "offer loopback (127.0.0.1, ::1) WebRTC candidates: auto (to a browser on this host, whose socket comes from a loopback address), on (to every client), off")
 
 	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
 	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
@@ -324,7 +324,11 @@ func list(s string) []string {
 
 // webrtc turns the WebRTC settings into the signaling package's config.
 func (c *config) webrtc() (signaling.WebRTCConfig, error) {
-	w := signaling.WebRTCConfig{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces), Loopback: c.RTCLoopback}
+	w := signaling.WebRTCConfig{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces)}
+	var err error
+	if w.Loopback, err = signaling.ParseLoopback(c.RTCLoopback); err != nil {
+		return w, fmt.Errorf("-webrtc-loopback %w", err)
+	}
 	for _, u := range list(c.ICEServers) {
 		srv := webrtc.ICEServer{URLs: []string{u}}
 		// turn:user:pass@host:port carries its credentials.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parleyhq/parley/signaling"
 )
 
 // The README's configuration table must list every setting, with the
@@ -108,6 +110,31 @@ func TestWebRTCSettings(t *testing.T) {
 	}
 	if w.PortMin != 40000 || w.PortMax != 40100 || len(w.Interfaces) != 1 || w.Interfaces[0] != "lo" {
 		t.Fatalf("%+v", w)
+	}
+	if w.Loopback != signaling.LoopbackAuto {
+		t.Fatalf("default loopback %v, want auto", w.Loopback)
+	}
+	for _, tc := range []struct {
+		val  string
+		want signaling.Loopback
+	}{{"auto", signaling.LoopbackAuto}, {"on", signaling.LoopbackOn}, {"true", signaling.LoopbackOn}, {"off", signaling.LoopbackOff}, {"false", signaling.LoopbackOff}} {
+		t.Run("loopback "+tc.val, func(t *testing.T) {
+			cfg, err := parseConfig([]string{"-webrtc-loopback", tc.val}, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w, _ := cfg.webrtc(); w.Loopback != tc.want {
+				t.Fatalf("%v, want %v", w.Loopback, tc.want)
+			}
+		})
+	}
+	if _, err := parseConfig(nil, func(k string) string {
+		if k == "PARLEY_WEBRTC_LOOPBACK" {
+			return "sometimes"
+		}
+		return ""
+	}); err == nil || !strings.Contains(err.Error(), "use auto, on or off") {
+		t.Fatalf("loopback sometimes: %v", err)
 	}
 	for _, bad := range []string{"40100-40000", "x-y", "40000", "0-10"} {
 		t.Run(bad, func(t *testing.T) {

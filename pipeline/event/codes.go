@@ -15,4 +15,6 @@ const (
 	CodeBusy           Code = "busy"            // every slot and the queue are full, or the turn waited too long
 	CodeUpstream       Code = "upstream"        // the model (or recogniser, or synthesiser) failed or timed out
 	CodeTurnLimit      Code = "turn_limit"      // the session has had its most turns; start a new one
+	CodeCallFailed     Code = "call_failed"     // the call could not start or broke; the session goes on
+	CodeWebRTCFailed   Code = "webrtc_failed"   // WebRTC does not carry the call; it can move to the WebSocket
 )

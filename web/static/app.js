@@ -1,20 +1,22 @@
-// The Parley page: one WebSocket for the session (text, events, and the
-// audio of a WebSocket call), resumed after a drop with session, token
-// and last_event, so nothing is shown twice and nothing is lost.
+// The Parley page: the transcript, the buttons, the call's state. The
+// protocol (the socket, resume, reconnects) is client.js's; the call's
+// media is call.js's.
+import { Client } from './client.js';
 import { Call } from './call.js';
 
 const $ = (id) => document.getElementById(id);
 const log = $('log'), statusEl = $('status'), stateEl = $('state'), partialEl = $('partial');
 const callBtn = $('call'), transportSel = $('transport');
 
+export const FALLBACK_LINE = 'WebRTC could not connect; the call goes on over the WebSocket.';
+
 const page = {
-  ws: null, session: null, token: null, lastEvent: '',
-  seen: new Set(),        // event ids already shown
-  turns: new Map(),       // turn -> {user, bot} elements
-  call: null,             // the active Call, if any
+  client: null,
+  turns: new Map(),         // turn -> {user, bot, text} elements
+  call: null,               // the live Call, if any
   botLevel: 0, micLevel: 0, // peak levels, for the meters and for tests
-  reconnects: 0,
-  quietResume: false,     // the next resume is ours (a call starting or ending), not a drop
+  get reconnects() { return this.client.reconnects; },
+  dropSocket() { this.client.drop(); }, // for tests: break the socket as a network drop would
 };
 window.parley = page; // for tests and curious people
 
@@ -44,8 +46,10 @@ function setStatus(text, cls) {
   statusEl.className = 'pill ' + (cls || '');
 }
 
+const stateNames = { listening: 'listening', thinking: 'thinking…', speaking: 'speaking', calling: 'calling…', failed: 'call failed', ready: 'ready' };
+
 function setState(s) {
-  stateEl.textContent = { listening: 'listening', thinking: 'thinking…', speaking: 'speaking' }[s] || s;
+  stateEl.textContent = stateNames[s] || s;
   stateEl.className = 'state ' + s;
 }
 
@@ -56,28 +60,37 @@ export function explain(e) {
     case 'upstream': return 'The assistant could not answer: ' + e.message;
     case 'session_expired': return 'The conversation expired; starting a new one.';
     case 'unsupported': return 'Voice is not available here: ' + e.message;
+    case 'call_failed': return 'The call failed: ' + e.message;
     default: return e.message || e.code;
   }
 }
 
-function onEvent(m) {
-  if (m.id) {
-    if (page.seen.has(m.id)) return; // never show an event twice
-    page.seen.add(m.id);
-    page.lastEvent = m.id;
+function callStatus() {
+  return page.call.transport === 'ws' && transportSel.value === 'webrtc' ? 'in a call (over the WebSocket)' : 'in a call';
+}
+
+// callError handles an error about the call; it says whether it was one.
+function callError(m) {
+  const call = page.call;
+  if (!call) return false;
+  switch (m.code) {
+    case 'webrtc_failed':
+      // The server's side of WebRTC failed: the same fallback as ours.
+      call.fallBack();
+      return true;
+    case 'call_failed': case 'unsupported':
+      endCall(explain(m));
+      return true;
+    case 'bad_request':
+      if (!call.moving) return false;
+      endCall('WebRTC could not connect, and the call could not move to the WebSocket: ' + m.message);
+      return true;
   }
+  return false;
+}
+
+function onEvent(m) {
   switch (m.type) {
-    case 'session':
-      if (page.session && page.session !== m.session) { page.seen.clear(); }
-      page.session = m.session; page.token = m.token;
-      if (m.resumed && !page.quietResume) {
-        setStatus('reconnected', 'ok');
-        add('sys', 'Reconnected; the conversation continues.');
-      } else {
-        setStatus(page.call ? 'in a call' : 'connected', 'ok');
-      }
-      page.quietResume = false;
-      break;
     case 'transcript':
       if (!m.final) { partialEl.textContent = m.text ? '“' + m.text + '…”' : ''; break; }
       partialEl.textContent = '';
@@ -102,7 +115,10 @@ function onEvent(m) {
     case 'latency': {
       const t = botEl(m.turn);
       const parts = [];
-      if (m.voice_to_voice_ms != null) parts.push(`voice-to-voice ${m.voice_to_voice_ms} ms`);
+      // Voice-to-voice is what the caller waited: the end-of-turn silence
+      // (endpoint) and the server's part.
+      if (m.voice_to_voice_ms != null) parts.push(`voice-to-voice ${m.voice_to_voice_ms} ms (end of turn ${m.endpoint_ms} ms + server ${m.server_ms} ms)`);
+      else parts.push(`server ${m.server_ms} ms`);
       if (m.asr_ms != null) parts.push(`ASR ${m.asr_ms} ms`);
       parts.push(`LLM first token ${m.llm_first_token_ms} ms`, `TTS first audio ${m.tts_first_audio_ms} ms`);
       const lat = document.createElement('span');
@@ -112,118 +128,106 @@ function onEvent(m) {
       break;
     }
     case 'state':
-      setState(m.state);
+      // Only a live call has a state: never "listening" for a dead one.
+      if (page.call && !page.call.dead) setState(m.state);
       break;
     case 'answer': case 'candidate':
       page.call?.signal(m);
       break;
+    case 'audio':
+      page.call?.moved(m);
+      break;
+    case 'reconnect':
+      setStatus('the server is restarting; reconnecting…', 'bad');
+      break;
     case 'error':
-      add('err', explain(m));
-      if (m.code === 'session_expired') { page.session = null; page.token = null; page.lastEvent = ''; }
+      if (!callError(m)) add('err', explain(m));
       break;
   }
 }
 
-function send(obj) {
-  if (page.ws && page.ws.readyState === WebSocket.OPEN) page.ws.send(JSON.stringify(obj));
-}
-
-let backoff = 250;
-function connect() {
-  // A server with authentication on wants a token: the page passes on the
-  // one it was opened with (/?access_token=…), as a browser cannot set
-  // headers on a WebSocket.
-  const token = new URLSearchParams(location.search).get('access_token');
-  const query = token ? '?access_token=' + encodeURIComponent(token) : '';
-  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' + query);
-  ws.binaryType = 'arraybuffer';
-  let opened = false;
-  page.ws = ws;
-  // Handlers first: messages may arrive before any await finishes.
-  ws.onmessage = (ev) => {
-    if (typeof ev.data !== 'string') { page.call?.audioIn(ev.data); return; }
-    try { onEvent(JSON.parse(ev.data)); } catch (e) { console.error(e); }
-  };
-  ws.onopen = () => {
-    opened = true;
-    backoff = 250;
-    const hello = { type: 'hello' };
-    if (page.session) Object.assign(hello, { session: page.session, token: page.token, last_event: page.lastEvent });
-    if (page.call) hello.audio = { transport: page.call.transport, codec: 'opus' };
-    ws.send(JSON.stringify(hello));
-    if (page.call) page.call.attach(send, ws); // renegotiate on the new socket
-  };
-  ws.onclose = (ev) => {
-    if (page.ws !== ws) return;
-    if (ev.code === 4401) { page.session = null; page.token = null; page.lastEvent = ''; }
-    page.call?.detach();
-    page.reconnects++;
-    setStatus('server unreachable; reconnecting…', 'bad');
-    if (!opened) {
-      // A refused upgrade tells the browser nothing: ask the server why
-      // (it answers a plain request with the reason, e.g. "unauthorized:
-      // a token is required…", "ip_rate: …").
-      fetch('/ws' + query).then(async (r) => {
-        if ([401, 403, 429, 503].includes(r.status) && page.ws === ws) {
-          setStatus((await r.text()).trim() + ' (retrying)', 'bad');
-        }
-      }).catch(() => {});
+page.client = new Client({
+  hello: () => page.call && { transport: page.call.transport, codec: 'opus' },
+  event: onEvent,
+  audio: (buf) => page.call?.audioIn(buf),
+  open: () => page.call?.attach(page.client),
+  close: () => page.call?.detach(),
+  session: (m, { restart }) => {
+    if (m.resumed && !restart) {
+      setStatus('reconnected', 'ok');
+      add('sys', 'Reconnected; the conversation continues.');
+    } else {
+      setStatus(page.call ? callStatus() : 'connected', 'ok');
     }
-    setTimeout(connect, backoff);
-    backoff = Math.min(backoff * 2, 5000);
-  };
-}
-
-// For tests: break the socket as a network drop would.
-page.dropSocket = () => page.ws?.close();
+  },
+  waiting: ({ delay }) => setStatus(`server unreachable; reconnecting${delay >= 1000 ? ` in ${Math.round(delay / 1000)} s` : ''}…`, 'bad'),
+  refused: (text) => setStatus(text + ' (retrying)', 'bad'),
+});
 
 $('form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   const input = $('text');
   const text = input.value.trim();
   if (!text) return;
-  if (!page.ws || page.ws.readyState !== WebSocket.OPEN) { add('err', 'Not connected to the server; your message was not sent.'); return; }
-  send({ type: 'text', text });
+  if (!page.client.send({ type: 'text', text })) { add('err', 'Not connected to the server; your message was not sent.'); return; }
   input.value = '';
 });
 
-callBtn.addEventListener('click', async () => {
-  if (page.call) { hangUp(); return; }
+callBtn.addEventListener('click', () => (page.call ? endCall() : startCall()));
+
+function callButton(inCall) {
+  callBtn.textContent = inCall ? 'Hang up' : 'Call';
+  callBtn.className = inCall ? 'hangup' : 'primary';
+  transportSel.disabled = inCall;
+}
+
+async function startCall() {
   const call = new Call(transportSel.value, {
     level: (who, v) => {
       page[who + 'Level'] = Math.max(page[who + 'Level'], v);
       $(who + 'Level').style.width = Math.min(100, v * 300) + '%';
     },
     error: (msg) => add('err', msg),
+    moved: () => {
+      add('sys', FALLBACK_LINE);
+      if (page.call === call) setStatus(callStatus(), 'ok');
+    },
+    failed: (msg) => { if (page.call === call) endCall(msg); },
   });
+  callBtn.disabled = true;
+  setState('calling');
   try {
     await call.start();
   } catch (e) {
     add('err', e.name === 'NotAllowedError' ? 'The microphone was not allowed; you can still type.' : 'The call could not start: ' + e.message);
+    call.stop();
+    setState('failed');
     return;
+  } finally {
+    callBtn.disabled = false;
   }
   page.call = call;
-  callBtn.textContent = 'Hang up';
-  callBtn.className = 'hangup';
-  transportSel.disabled = true;
-  // A call is a hello with audio: reconnect the socket with it.
-  page.quietResume = true;
-  page.ws.onclose = null;
-  page.ws.close();
-  connect();
-});
-
-function hangUp() {
-  page.call.stop();
-  page.call = null;
-  callBtn.textContent = 'Call';
-  callBtn.className = 'primary';
-  transportSel.disabled = false;
-  setState('ready');
-  page.quietResume = true;
-  page.ws.onclose = null;
-  page.ws.close();
-  connect();
+  callButton(true);
+  // A call is a hello with audio: say it on a new socket.
+  page.client.restart();
 }
 
-connect();
+// endCall hangs up; with a failure, the page says why and shows the call
+// as failed. Either way the socket says hello again without audio, so the
+// server ends its side of the call.
+function endCall(failure) {
+  const call = page.call;
+  if (!call) return;
+  page.call = null;
+  call.stop();
+  callButton(false);
+  if (failure) {
+    add('err', failure);
+    setState('failed');
+  } else {
+    setState('ready');
+  }
+  page.client.restart();
+}
+
+page.client.connect();

@@ -1,16 +1,30 @@
 // A call's audio: the microphone (echo cancellation and noise suppression
 // on) out, the bot's voice in, over WebRTC or as Opus frames on the
-// WebSocket (WebCodecs).
+// WebSocket (WebCodecs). A WebRTC call that does not connect moves to the
+// WebSocket by itself, on the same socket.
+
+// How long WebRTC may take to connect before the call moves to the
+// WebSocket; on one host it takes well under a second.
+export const CONNECT_TIMEOUT_MS = 6000;
+// How long the server may take to confirm the move.
+const MOVE_TIMEOUT_MS = 5000;
+
 export class Call {
+  // hooks: level(who, v) for the meters; error(msg) for a problem that
+  // does not end the call; moved() once the call is on the WebSocket
+  // after WebRTC failed; failed(msg) when the call is dead.
   constructor(transport, hooks) {
-    this.transport = transport;
+    this.transport = transport; // what the next hello says
     this.hooks = hooks;
     this.ctx = null;
     this.mic = null;
     this.pc = null;
-    this.send = null;
-    this.sources = []; // scheduled bot audio (WebSocket transport)
+    this.client = null;  // the protocol client, while a socket with this call is open
+    this.moving = false; // a move to the WebSocket is asked, not yet confirmed
+    this.timers = [];
+    this.sources = [];   // scheduled bot audio (WebSocket transport)
     this.playAt = 0;
+    this.dead = false;
   }
 
   async start() {
@@ -41,23 +55,43 @@ export class Call {
   }
 
   // attach starts the call on a (new) socket that said hello with audio.
-  async attach(send, ws) {
-    this.send = send;
-    this.ws = ws;
-    if (this.transport === 'webrtc') await this.negotiate();
+  async attach(client) {
+    this.client = client;
+    if (this.moving) {
+      // The socket dropped during a move: this hello said ws already.
+      this.settle();
+    } else if (this.transport === 'webrtc') {
+      try {
+        await this.negotiate();
+      } catch (e) {
+        console.warn('WebRTC negotiation failed', e);
+        this.fallBack();
+      }
+    }
   }
 
   detach() {
-    this.send = null;
-    this.ws = null;
-    if (this.pc) { this.pc.close(); this.pc = null; }
+    this.client = null;
+    this.clearTimers();
+    this.closePeer();
+  }
+
+  closePeer() {
+    if (this.pc) { this.pc.onconnectionstatechange = null; this.pc.close(); this.pc = null; }
+    this.audioEl?.remove();
+    this.audioEl = null;
+  }
+
+  clearTimers() {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
   }
 
   async negotiate() {
     const pc = new RTCPeerConnection();
     this.pc = pc;
     for (const t of this.mic.getAudioTracks()) pc.addTrack(t, this.mic);
-    pc.onicecandidate = (e) => { if (e.candidate) this.send?.({ type: 'candidate', candidate: e.candidate.toJSON() }); };
+    pc.onicecandidate = (e) => { if (e.candidate && this.pc === pc) this.client?.send({ type: 'candidate', candidate: e.candidate.toJSON() }); };
     pc.ontrack = (e) => {
       // A remote stream reaches an AnalyserNode only if an unmuted
       // <audio> element plays it too.
@@ -68,16 +102,74 @@ export class Call {
       this.audioEl = audio;
       this.meter('bot', this.ctx.createMediaStreamSource(audio.srcObject));
     };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed') this.fallBack();
+    };
+    // Connected within a few seconds, or the call goes on over the socket.
+    this.timers.push(setTimeout(() => {
+      if (this.pc === pc && pc.connectionState !== 'connected') this.fallBack();
+    }, CONNECT_TIMEOUT_MS));
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    this.send?.({ type: 'offer', sdp: { type: 'offer', sdp: offer.sdp } });
+    this.client?.send({ type: 'offer', sdp: { type: 'offer', sdp: offer.sdp } });
   }
 
   async signal(m) {
     if (!this.pc) return;
-    if (m.type === 'answer') await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
-    else if (m.type === 'candidate' && m.candidate) await this.pc.addIceCandidate(m.candidate);
+    if (m.type === 'answer') {
+      try {
+        await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+      } catch (e) {
+        console.warn('the WebRTC answer was refused', e);
+        this.fallBack();
+      }
+    } else if (m.type === 'candidate' && m.candidate) {
+      // One candidate this browser cannot use is no reason to give up.
+      await this.pc.addIceCandidate(m.candidate).catch((e) => console.warn('candidate refused', e));
+    }
   }
+
+  // fallBack moves a WebRTC call that does not connect (or carries no
+  // audio) to the WebSocket: the server closes its peer and the call goes
+  // on, the same call, on the same socket.
+  async fallBack() {
+    if (this.transport !== 'webrtc' || this.moving || this.dead || !this.client) return;
+    this.moving = true;
+    this.transport = 'ws'; // a reconnect from now on says hello with ws
+    this.clearTimers();
+    this.closePeer();
+    this.client.send({ type: 'audio', transport: 'ws', codec: 'opus' });
+    this.timers.push(setTimeout(() => {
+      if (this.moving) this.fail('WebRTC could not connect, and the server did not move the call to the WebSocket.');
+    }, MOVE_TIMEOUT_MS));
+    try {
+      await this.startEncoder();
+    } catch (e) {
+      this.fail('WebRTC could not connect, and this browser cannot send audio over the WebSocket: ' + e.message);
+    }
+  }
+
+  // moved is the server's word that the call's audio is on the WebSocket.
+  moved(m) {
+    if (m.transport !== 'ws' || !this.moving) return;
+    this.clearTimers();
+    this.settle();
+  }
+
+  settle() {
+    this.moving = false;
+    this.hooks.moved();
+  }
+
+  fail(msg) {
+    if (this.dead) return;
+    this.dead = true;
+    this.hooks.failed(msg);
+  }
+
+  // sending says whether the microphone's Opus goes on the socket: only
+  // once the server has a WebSocket audio channel for it.
+  get sending() { return this.transport === 'ws' && !this.moving && !!this.client; }
 
   // WebSocket transport: the microphone through WebCodecs' AudioEncoder,
   // one 20 ms Opus packet per binary message.
@@ -85,6 +177,15 @@ export class Call {
     if (!('AudioEncoder' in window) || !('MediaStreamTrackProcessor' in window)) {
       throw new Error('this browser has no WebCodecs audio; use WebRTC');
     }
+    if (this.decoder) return;
+    this.decoder = new AudioDecoder({
+      output: (data) => this.play(data),
+      error: (e) => this.hooks.error('Audio decoding failed: ' + e.message),
+    });
+    this.decoder.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1 });
+    this.botOut = this.ctx.createGain();
+    this.botOut.connect(this.ctx.destination);
+    this.meter('bot', this.botOut);
     const track = this.mic.getAudioTracks()[0];
     const reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
     let enc = null;
@@ -97,10 +198,10 @@ export class Call {
           // give 44.1 kHz stereo.
           enc = new AudioEncoder({
             output: (chunk) => {
-              if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+              if (!this.sending) return;
               const b = new Uint8Array(chunk.byteLength);
               chunk.copyTo(b);
-              this.ws.send(b);
+              this.client.sendBinary(b);
             },
             error: (e) => this.hooks.error('Audio encoding failed: ' + e.message),
           });
@@ -113,14 +214,6 @@ export class Call {
       }
     };
     pump();
-    this.decoder = new AudioDecoder({
-      output: (data) => this.play(data),
-      error: (e) => this.hooks.error('Audio decoding failed: ' + e.message),
-    });
-    this.decoder.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1 });
-    this.botOut = this.ctx.createGain();
-    this.botOut.connect(this.ctx.destination);
-    this.meter('bot', this.botOut);
   }
 
   audioIn(buf) {
@@ -154,13 +247,13 @@ export class Call {
   }
 
   stop() {
+    this.dead = true;
     this.detach();
     this.dropAudio();
     this.mic?.getTracks().forEach((t) => t.stop());
     this.mic = null;
     this.encoder?.close?.();
-    this.decoder?.close?.();
-    this.audioEl?.remove();
+    if (this.decoder?.state !== 'closed') this.decoder?.close?.();
     this.ctx?.close();
     this.ctx = null;
   }
