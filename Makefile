@@ -50,8 +50,8 @@ test: deps vet
 # -fuzz target per package at a time, hence a line each.
 FUZZTIME ?= 5s
 fuzz: deps
-	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./signaling/
-	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzBinaryFrames$$' -fuzztime $(FUZZTIME) ./signaling/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./signaling/parley/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzBinaryFrames$$' -fuzztime $(FUZZTIME) ./signaling/parley/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/opus/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzResample$$' -fuzztime $(FUZZTIME) ./media/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzVAD$$' -fuzztime $(FUZZTIME) ./media/

@@ -1,9 +1,8 @@
 package signaling
 
-import "github.com/gorilla/websocket"
-
-// Reason is why a connection ended. One enum serves the close frame sent to
-// the client, the logs and the metric label.
+// Reason is why a connection ended, or was refused, whatever the protocol.
+// One enum serves the logs, the metric labels and the close frames; each
+// protocol maps it onto its own close codes (Protocol.CloseCode).
 type Reason uint8
 
 // Reasons a connection ends.
@@ -53,26 +52,4 @@ func (r Reason) String() string {
 		return reasonNames[r]
 	}
 	return "unknown"
-}
-
-// CloseCode is the WebSocket close code sent for the reason: standard
-// codes where one fits, else 4000 plus an HTTP-like number.
-func (r Reason) CloseCode() int {
-	switch r {
-	case ReasonBye:
-		return websocket.CloseNormalClosure
-	case ReasonTooBig:
-		return websocket.CloseMessageTooBig
-	case ReasonShutdown:
-		return websocket.CloseServiceRestart // 1012: reconnect
-	case ReasonUnauthorized:
-		return 4401
-	case ReasonSlowClient:
-		return 4408
-	case ReasonReadTimeout, ReasonHelloTimeout:
-		return 4000
-	case ReasonTooManyErrors:
-		return 4429
-	}
-	return websocket.CloseGoingAway
 }

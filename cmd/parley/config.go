@@ -12,6 +12,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/parley"
 )
 
 // setting is one configuration value: a flag, and the environment variable
@@ -323,10 +324,10 @@ func list(s string) []string {
 }
 
 // webrtc turns the WebRTC settings into the signaling package's config.
-func (c *config) webrtc() (signaling.WebRTCConfig, error) {
-	w := signaling.WebRTCConfig{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces)}
+func (c *config) webrtc() (parley.WebRTCConfig, error) {
+	w := parley.WebRTCConfig{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces)}
 	var err error
-	if w.Loopback, err = signaling.ParseLoopback(c.RTCLoopback); err != nil {
+	if w.Loopback, err = parley.ParseLoopback(c.RTCLoopback); err != nil {
 		return w, fmt.Errorf("-webrtc-loopback %w", err)
 	}
 	for _, u := range list(c.ICEServers) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/parley"
 )
 
 // The README's configuration table must list every setting, with the
@@ -111,13 +111,13 @@ func TestWebRTCSettings(t *testing.T) {
 	if w.PortMin != 40000 || w.PortMax != 40100 || len(w.Interfaces) != 1 || w.Interfaces[0] != "lo" {
 		t.Fatalf("%+v", w)
 	}
-	if w.Loopback != signaling.LoopbackAuto {
+	if w.Loopback != parley.LoopbackAuto {
 		t.Fatalf("default loopback %v, want auto", w.Loopback)
 	}
 	for _, tc := range []struct {
 		val  string
-		want signaling.Loopback
-	}{{"auto", signaling.LoopbackAuto}, {"on", signaling.LoopbackOn}, {"true", signaling.LoopbackOn}, {"off", signaling.LoopbackOff}, {"false", signaling.LoopbackOff}} {
+		want parley.Loopback
+	}{{"auto", parley.LoopbackAuto}, {"on", parley.LoopbackOn}, {"true", parley.LoopbackOn}, {"off", parley.LoopbackOff}, {"false", parley.LoopbackOff}} {
 		t.Run("loopback "+tc.val, func(t *testing.T) {
 			cfg, err := parseConfig([]string{"-webrtc-loopback", tc.val}, func(string) string { return "" })
 			if err != nil {

@@ -58,8 +58,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer c.close()
-	ws := buildFrontEnds(cfg, c, log)
-	return serve(ctx, cfg, c, ws, log)
+	return serve(ctx, cfg, c, buildFrontEnds(cfg, c, log), log)
 }
 
 func pageHandler() http.Handler { return web.Handler() }

@@ -18,32 +18,42 @@ import (
 
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/certs"
+	"github.com/parleyhq/parley/signaling/parley"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 )
 
-// buildFrontEnds builds the protocols' servers on the core.
-func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *signaling.Server {
-	rtc, _ := cfg.webrtc() // checked by parseConfig
-	ws := signaling.NewServer(signaling.Config{
-		WebRTC: rtc, OpusComplexity: cfg.Complexity,
-		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage, MaxText: cfg.MaxText,
+// frontEnds are the protocols' servers, on one gateway.
+type frontEnds struct {
+	gw     *signaling.Gateway
+	parley *parley.Server
+}
+
+// buildFrontEnds builds the gateway and the protocols' servers on the
+// core.
+func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
+	gw := signaling.NewGateway(signaling.Config{
+		AllowedOrigins: cfg.origins(), MaxMessage: cfg.MaxMessage,
 		SendQueue: cfg.SendQueue, WriteTimeout: cfg.WriteTimeout,
 		PingInterval: cfg.PingInterval, ReadTimeout: cfg.ReadTimeout, ReconnectSpread: cfg.DrainSpread,
 		Auth:          signaling.AuthConfig{Tokens: list(cfg.AuthTokens), Secret: []byte(cfg.AuthSecret)},
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst,
 		AuthFailBurst: cfg.AuthFailBurst, AuthFailRate: cfg.AuthFailRate, TrustedProxies: cfg.proxies,
-	}, c.store, c.hub, c.engine, c.voice, log.With("component", "ws"))
+	}, log.With("component", "gateway"))
 	if cfg.AuthTokens == "" && cfg.AuthSecret == "" {
-		log.Warn("no -auth-tokens or -auth-secret: anyone who reaches /ws may use it")
+		log.Warn("no -auth-tokens or -auth-secret: anyone who reaches the WebSocket endpoints may use them")
 	}
-	return ws
+	sessions := &signaling.Sessions{Store: c.store, Hub: c.hub}
+	rtc, _ := cfg.webrtc() // checked by parseConfig
+	p := parley.NewServer(parley.Config{MaxText: cfg.MaxText, WebRTC: rtc, OpusComplexity: cfg.Complexity},
+		gw, sessions, c.engine, c.voice, log.With("component", "ws"))
+	return &frontEnds{gw: gw, parley: p}
 }
 
 // newMux routes the HTTP endpoints.
-func newMux(c *core, ws http.Handler) *http.ServeMux {
+func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /ws", ws)
+	mux.Handle("GET /ws", fe.parley)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -61,7 +71,7 @@ func newMux(c *core, ws http.Handler) *http.ServeMux {
 
 // serve listens, runs the workers under one errgroup until ctx ends, and
 // then drains: sockets, then turns.
-func serve(ctx context.Context, cfg *config, c *core, ws *signaling.Server, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config, c *core, fe *frontEnds, log *slog.Logger) error {
 	cert, err := loadCert(cfg, log)
 	if err != nil {
 		return err
@@ -70,7 +80,7 @@ func serve(ctx context.Context, cfg *config, c *core, ws *signaling.Server, log 
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: newMux(c, ws), ReadHeaderTimeout: 10 * time.Second, // also bounds a TLS handshake
+	httpSrv := &http.Server{Handler: newMux(c, fe), ReadHeaderTimeout: 10 * time.Second, // also bounds a TLS handshake
 		ErrorLog: httpErrorLog(log.With("component", "http"))}
 	serveHTTP, scheme := func() error { return httpSrv.Serve(ln) }, "http://"
 	if cert != nil {
@@ -107,7 +117,7 @@ func serve(ctx context.Context, cfg *config, c *core, ws *signaling.Server, log 
 		case <-gctx.Done():
 			return nil
 		}
-		drain(cfg, c, httpSrv, ws, log)
+		drain(cfg, c, httpSrv, fe, log)
 		cancelWork()
 		return nil
 	})
@@ -117,7 +127,7 @@ func serve(ctx context.Context, cfg *config, c *core, ws *signaling.Server, log 
 }
 
 // drain is the graceful stop, within -drain-timeout.
-func drain(cfg *config, c *core, httpSrv *http.Server, ws *signaling.Server, log *slog.Logger) {
+func drain(cfg *config, c *core, httpSrv *http.Server, fe *frontEnds, log *slog.Logger) {
 	log.Info("draining", "timeout", cfg.Drain)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 	defer cancel()
@@ -127,7 +137,7 @@ func drain(cfg *config, c *core, httpSrv *http.Server, ws *signaling.Server, log
 	// connections and tries the next one (nginx does not retry a 503),
 	// so no reconnect lands here (TestDrainBehindNginx).
 	_ = httpSrv.Shutdown(dctx)
-	_ = ws.Shutdown(dctx)
+	_ = fe.gw.Shutdown(dctx)
 	if err := c.engine.Drain(dctx); err != nil {
 		log.Warn("drain", "err", err)
 	}

@@ -1,4 +1,4 @@
-package signaling_test
+package parley_test
 
 import (
 	"errors"
@@ -9,13 +9,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/parley"
 )
 
 // Bad input gets a clear error and the connection goes on; a bystander
 // session is not disturbed.
 func TestBadInputGetsAClearError(t *testing.T) {
 	rdb := newRedis(t)
-	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxMessage: 4096, MaxText: 100}})
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxMessage: 4096}, parley: parley.Config{MaxText: 100}})
 
 	bystander := dial(t, r.URL)
 	bystander.hello()
@@ -89,8 +90,8 @@ func TestBadInputGetsAClearError(t *testing.T) {
 		}
 		_, err := c.read(5 * time.Second)
 		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != signaling.ReasonUnauthorized.CloseCode() || ce.Text != "unauthorized" {
-			t.Fatalf("want close %d unauthorized, got %v", signaling.ReasonUnauthorized.CloseCode(), err)
+		if !errors.As(err, &ce) || ce.Code != parley.CloseCode(signaling.ReasonUnauthorized) || ce.Text != "unauthorized" {
+			t.Fatalf("want close %d unauthorized, got %v", parley.CloseCode(signaling.ReasonUnauthorized), err)
 		}
 	})
 

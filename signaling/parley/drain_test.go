@@ -1,4 +1,4 @@
-package signaling_test
+package parley_test
 
 import (
 	"encoding/json"
@@ -172,7 +172,7 @@ func TestDrainWhileClientsConnect(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // dials under way
 	done := make(chan error, 1)
-	go func() { done <- r.ws.Shutdown(t.Context()) }()
+	go func() { done <- r.gw.Shutdown(t.Context()) }()
 	select {
 	case err := <-done:
 		if err != nil {

@@ -1,4 +1,4 @@
-package signaling_test
+package parley_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/parley"
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -387,9 +388,11 @@ func TestTokensAreNotLogged(t *testing.T) {
 	var logs bytes.Buffer
 	secret := []byte("the-backend-secret")
 	clock := &fakeClock{t: time.Unix(5000, 0)}
-	srv := signaling.NewServer(signaling.Config{
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gw := signaling.NewGateway(signaling.Config{
 		Auth: signaling.AuthConfig{Tokens: []string{"static-token-value"}, Secret: secret}, Now: clock.Now,
-	}, nil, nil, nil, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}, log)
+	srv := parley.NewServer(parley.Config{}, gw, nil, nil, nil, log)
 	expired := signaling.SignToken(secret, "bob", time.Second, clock.Now().Add(-time.Hour))
 	for _, tok := range []string{"static-token-valuX", expired, "pt1.garbage.garbage"} {
 		for _, r := range []*http.Request{

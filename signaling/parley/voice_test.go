@@ -1,6 +1,6 @@
 //go:build !nospeech
 
-package signaling_test
+package parley_test
 
 import (
 	"bytes"

@@ -18,21 +18,16 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-
-	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline/call"
-	"github.com/parleyhq/parley/pipeline/event"
-	"github.com/parleyhq/parley/pipeline/session"
 )
 
-// Config of a Server. A zero field means the default in its comment.
+// Config of a Gateway and its sockets. A zero field means the default in
+// its comment.
 type Config struct {
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
-	// may open /ws. Empty: only the server's own host. "*" allows any.
+	// may open a socket. Empty: only the server's own host. "*" allows any.
 	// Requests without an Origin header (non-browser clients) are allowed.
 	AllowedOrigins []string
 	MaxMessage     int64         // largest frame read, in bytes; larger closes the socket; default 64 KiB
-	MaxText        int           // longest text turn, in characters; default 4000
 	SendQueue      int           // frames queued per socket before it counts as slow; default 256
 	WriteTimeout   time.Duration // deadline of every write; default 10s
 	PingInterval   time.Duration // WebSocket ping period; default 30s
@@ -43,8 +38,6 @@ type Config struct {
 	// socket), so that a drained replica's clients do not all reconnect to
 	// the others in the same instant. Default 2s.
 	ReconnectSpread time.Duration
-	WebRTC          WebRTCConfig
-	OpusComplexity  int // of the bot's audio, 1 to 10; default 5
 
 	Auth AuthConfig // who may connect; default: anyone
 	// Failed authentications per client address, counted whenever Auth is
@@ -74,9 +67,6 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = 64 << 10
-	}
-	if c.MaxText <= 0 {
-		c.MaxText = 4000
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 256
@@ -111,107 +101,94 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Turns is what a socket asks of the turn engine.
-type Turns interface {
-	Submit(ctx context.Context, sessionID, text string, source event.Source) (int64, error)
-	Interrupt(ctx context.Context, sessionID string) error
-}
-
 var (
 	connections = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "ws", Name: "connections",
-		Help: "Open WebSocket connections.",
+		Help: "Open WebSocket connections, of every protocol.",
 	})
 	disconnects = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "ws", Name: "disconnects_total",
 		Help: "Closed WebSocket connections by reason.",
 	}, []string{"reason"})
-	messagesIn = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "parley", Subsystem: "ws", Name: "messages_total",
-		Help: "Client messages by type; invalid ones as \"invalid\".",
-	}, []string{"type"})
-	droppedAudio = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "parley", Subsystem: "ws", Name: "dropped_audio_total",
-		Help: "Audio frames dropped: bad_packet (caller's, not Opus), slow_client (ours, oldest first).",
-	}, []string{"why"})
 	refused = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "ws", Name: "refused_total",
-		Help: "Requests to /ws refused before the upgrade, by reason.",
+		Help: "WebSocket requests refused before the upgrade, by reason.",
 	}, []string{"reason"})
-	replayed = promauto.NewCounter(prometheus.CounterOpts{
-		Namespace: "parley", Subsystem: "ws", Name: "replayed_events_total",
-		Help: "Events sent from the session log to resuming clients.",
-	})
 )
 
-// Server serves the /ws endpoint.
-type Server struct {
+// Gateway admits the WebSocket requests of every front end and keeps
+// their sockets: the client's address (behind trusted proxies), the
+// per-IP caps, authentication and its failure limiter, the browser
+// origin, the drain. Safe for concurrent use.
+type Gateway struct {
 	cfg      Config
-	store    *session.Store
-	hub      *session.Hub
-	turns    Turns
 	log      *slog.Logger
-	upgrader websocket.Upgrader
 	ipLimit  *ipLimiter
 	auth     *verifier
 	authFail *authLimiter
 
-	voice *call.Voice // nil: text only
-	rtc   *rtcAPIs    // nil: no WebRTC
-
 	mu       sync.Mutex
-	conns    map[*conn]struct{}
+	sockets  map[*Socket]struct{}
 	shutdown bool
 	wg       sync.WaitGroup
 }
 
-// NewServer returns a Server. voice is the replica's voice stack; nil
-// serves text only.
-func NewServer(cfg Config, store *session.Store, hub *session.Hub, turns Turns, voice *call.Voice, log *slog.Logger) *Server {
+// NewGateway returns a Gateway.
+func NewGateway(cfg Config, log *slog.Logger) *Gateway {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, store: store, hub: hub, turns: turns, voice: voice, log: log, conns: make(map[*conn]struct{}),
+	return &Gateway{cfg: cfg, log: log, sockets: make(map[*Socket]struct{}),
 		ipLimit:  newIPLimiter(cfg.MaxConnsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurst, cfg.Now),
 		auth:     newVerifier(cfg.Auth),
 		authFail: newAuthLimiter(cfg.AuthFailRate, cfg.AuthFailBurst, cfg.Now)}
-	if apis, err := newRTCAPIs(cfg.WebRTC); err != nil {
-		log.Error("WebRTC is off", "err", err)
-	} else {
-		s.rtc = apis
-	}
-	s.upgrader = websocket.Upgrader{
+}
+
+// Config is the gateway's configuration, defaults filled in.
+func (g *Gateway) Config() Config { return g.cfg }
+
+// Protocol is what a front end tells the gateway of its protocol.
+type Protocol struct {
+	// CloseCode is the WebSocket close code of a reason in this protocol.
+	CloseCode func(Reason) int
+	// GoingAway is the last frame a socket gets when the replica drains:
+	// reconnect (to any replica) after retryAfter. Nil: none.
+	GoingAway func(retryAfter time.Duration) []byte
+	// Subprotocols the server may answer, in order of preference.
+	Subprotocols []string
+}
+
+// Endpoint is one protocol's entry through the gateway.
+type Endpoint struct {
+	gw       *Gateway
+	proto    Protocol
+	upgrader websocket.Upgrader
+}
+
+// Endpoint returns the entry of protocol p.
+func (g *Gateway) Endpoint(p Protocol) *Endpoint {
+	e := &Endpoint{gw: g, proto: p}
+	e.upgrader = websocket.Upgrader{
 		// Memory per idle socket decides how many fit in a replica: no
 		// write buffer between writes (pooled), and a small read buffer of
 		// our own so that the HTTP server's 4 KiB one can go.
 		WriteBufferPool: &sync.Pool{},
 		ReadBufferSize:  1024,
-		CheckOrigin:     s.checkOrigin,
+		CheckOrigin:     g.checkOrigin,
+		Subprotocols:    p.Subprotocols,
 	}
-	return s
+	return e
 }
 
-// opus is the codec of the Parley protocol's call audio, both ways.
-func (s *Server) opus() opus.Codec { return opus.Codec{Complexity: s.cfg.OpusComplexity} }
-
-// callRate is the rate Opus decodes a caller's audio to: the recogniser's
-// where Opus can (no resampler), else its own 48 kHz.
-func (s *Server) callRate() int {
-	if r := s.voice.ListenRate(); opus.NativeRate(r) {
-		return r
-	}
-	return opus.Rate
-}
-
-func (s *Server) checkOrigin(r *http.Request) bool {
+func (g *Gateway) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	for _, o := range s.cfg.AllowedOrigins {
+	for _, o := range g.cfg.AllowedOrigins {
 		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
 			return true
 		}
 	}
-	if len(s.cfg.AllowedOrigins) == 0 {
+	if len(g.cfg.AllowedOrigins) == 0 {
 		u, err := url.Parse(origin)
 		return err == nil && strings.EqualFold(u.Host, r.Host)
 	}
@@ -222,7 +199,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 // name and a message in words. Never the token: it is not logged either,
 // only the reason and the client's address. Throttled guesses are logged
 // at debug level, so that a guessing client cannot flood the log.
-func (s *Server) refuse(w http.ResponseWriter, remote string, status int, reason Reason, msg string) {
+func (g *Gateway) refuse(w http.ResponseWriter, remote string, status int, reason Reason, msg string) {
 	refused.WithLabelValues(reason.String()).Inc()
 	what, level := "refused", slog.LevelInfo
 	switch {
@@ -231,7 +208,7 @@ func (s *Server) refuse(w http.ResponseWriter, remote string, status int, reason
 	case status == http.StatusUnauthorized:
 		what = "auth failed"
 	}
-	s.log.Log(context.Background(), level, what, "remote", remote, "reason", reason.String())
+	g.log.Log(context.Background(), level, what, "remote", remote, "reason", reason.String())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(reason.String() + ": " + msg + "\n"))
@@ -242,8 +219,8 @@ func retryAfter(w http.ResponseWriter, wait time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(wait.Seconds())), 1)))
 }
 
-// ServeHTTP upgrades the request to a WebSocket and serves it until it
-// closes. The checks, in order:
+// Accept admits the request and upgrades it to a WebSocket, or answers
+// the refusal and returns nil. The checks, in order:
 //
 //  1. the client's address: the TCP peer, or, from a trusted proxy, what
 //     the proxy recorded (clientIP);
@@ -258,69 +235,81 @@ func retryAfter(w http.ResponseWriter, wait time.Duration) {
 //  4. the browser origin;
 //  5. the drain (503 shutdown), last, so that a draining replica answers
 //     the checks above like the others.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	addr := clientIP(r, s.cfg.TrustedProxies)
+//
+// The caller serves an accepted socket with Serve.
+func (e *Endpoint) Accept(w http.ResponseWriter, r *http.Request) *Socket {
+	g := e.gw
+	addr := clientIP(r, g.cfg.TrustedProxies)
 	ip := addr.String()
 	if !addr.IsValid() {
 		ip = r.RemoteAddr // not an IP (a test's made-up peer): its own key
 	}
-	if reason, wait, ok := s.ipLimit.admit(ip); !ok {
+	if reason, wait, ok := g.ipLimit.admit(ip); !ok {
 		retryAfter(w, wait)
-		msg := fmt.Sprintf("more than %d open connections from this address", s.cfg.MaxConnsPerIP)
+		msg := fmt.Sprintf("more than %d open connections from this address", g.cfg.MaxConnsPerIP)
 		if reason == ReasonIPRate {
-			msg = fmt.Sprintf("more than %g new connections per second from this address", s.cfg.ConnectRatePerIP)
+			msg = fmt.Sprintf("more than %g new connections per second from this address", g.cfg.ConnectRatePerIP)
 		}
-		s.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
-		return
+		g.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
+		return nil
 	}
-	if !s.authenticate(w, r, addr, ip) {
-		s.ipLimit.release(ip)
-		return
+	if !g.authenticate(w, r, addr, ip) {
+		g.ipLimit.release(ip)
+		return nil
 	}
-	if !s.checkOrigin(r) {
-		s.ipLimit.release(ip)
-		s.refuse(w, ip, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
-		return
+	if !g.checkOrigin(r) {
+		g.ipLimit.release(ip)
+		g.refuse(w, ip, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
+		return nil
 	}
-	s.mu.Lock()
-	if s.shutdown {
-		s.mu.Unlock()
-		s.ipLimit.release(ip)
-		s.refuse(w, ip, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
-		return
+	g.mu.Lock()
+	if g.shutdown {
+		g.mu.Unlock()
+		g.ipLimit.release(ip)
+		g.refuse(w, ip, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
+		return nil
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
+	g.wg.Add(1)
+	g.mu.Unlock()
 
 	cw := &corkWriter{ResponseWriter: w}
-	ws, err := s.upgrader.Upgrade(cw, r, nil)
+	ws, err := e.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
-		s.wg.Done()
-		s.ipLimit.release(ip)
-		s.log.Debug("upgrade failed", "remote", ip, "err", err)
-		return // the upgrader has answered
+		g.wg.Done()
+		g.ipLimit.release(ip)
+		g.log.Debug("upgrade failed", "remote", ip, "err", err)
+		return nil // the upgrader has answered
 	}
-	c := newConn(s, ws, s.log.With("remote", ip))
-	c.cork = cw.conn
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	late := s.shutdown // Shutdown began during the upgrade and did not see c
-	s.mu.Unlock()
+	s := newSocket(&g.cfg, &e.proto, ws, g.log.With("remote", ip))
+	s.cork = cw.conn
+	s.ip = ip
+	g.mu.Lock()
+	g.sockets[s] = struct{}{}
+	late := g.shutdown // Shutdown began during the upgrade and did not see s
+	g.mu.Unlock()
 	if late {
-		s.sendReconnect(c)
+		g.goAway(s)
 	}
 	connections.Inc()
-	// The socket is served on a goroutine of its own and this handler
-	// returns: the HTTP server then lets go of its buffers and of the
-	// handler's deep stack, about a third of an idle socket's memory.
-	go func() { // ends when the connection has closed
-		defer s.wg.Done()
-		defer s.ipLimit.release(ip)
-		c.serve()
+	return s
+}
+
+// Serve runs serve (the protocol's reader, which calls s.Serve) on a
+// goroutine of its own, and lets go of the socket when it returns: the
+// HTTP handler that accepted it can return, and the HTTP server then
+// frees its buffers and the handler's deep stack, about a third of an
+// idle socket's memory.
+func (e *Endpoint) Serve(s *Socket, serve func()) {
+	g := e.gw
+	go func() { // ends when the socket has closed and serve returned
+		defer g.wg.Done()
+		defer g.ipLimit.release(s.ip)
+		serve()
 		connections.Dec()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
+		disconnects.WithLabelValues(s.Reason().String()).Inc()
+		g.mu.Lock()
+		delete(g.sockets, s)
+		g.mu.Unlock()
 	}()
 }
 
@@ -328,46 +317,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // answers a refusal. A missing or wrong token spends one of the address's
 // failures (an expired one does not: only a token we signed has a valid
 // signature, and its client must be told to fetch a new one).
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string) bool {
-	err := s.auth.check(r, s.cfg.Now())
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string) bool {
+	err := g.auth.check(r, g.cfg.Now())
 	if err == nil {
 		return true
 	}
 	reason := ReasonUnauthorized
 	if errors.Is(err, errTokenExpired) {
 		reason = ReasonTokenExpired
-	} else if wait, over, first := s.authFail.failed(addr); over {
+	} else if wait, over, first := g.authFail.failed(addr); over {
 		if first {
-			s.log.Warn("failed authentications throttled", "remote", ip,
-				"burst", s.cfg.AuthFailBurst, "per_second", s.cfg.AuthFailRate)
+			g.log.Warn("failed authentications throttled", "remote", ip,
+				"burst", g.cfg.AuthFailBurst, "per_second", g.cfg.AuthFailRate)
 		}
 		retryAfter(w, wait)
-		s.refuse(w, ip, http.StatusTooManyRequests, ReasonAuthRate,
-			fmt.Sprintf("more than %d failed authentications from this address; wait, or present a valid token", s.cfg.AuthFailBurst))
+		g.refuse(w, ip, http.StatusTooManyRequests, ReasonAuthRate,
+			fmt.Sprintf("more than %d failed authentications from this address; wait, or present a valid token", g.cfg.AuthFailBurst))
 		return false
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-	s.refuse(w, ip, http.StatusUnauthorized, reason, err.Error())
+	g.refuse(w, ip, http.StatusUnauthorized, reason, err.Error())
 	return false
 }
 
 // Shutdown refuses new sockets, tells the open ones to reconnect (to any
 // replica, each after its own delay within ReconnectSpread), closes them
 // with ReasonShutdown, and waits for their goroutines, or for ctx.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.shutdown = true
+	socks := make([]*Socket, 0, len(g.sockets))
+	for s := range g.sockets {
+		socks = append(socks, s)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		s.sendReconnect(c)
+	g.mu.Unlock()
+	for _, s := range socks {
+		g.goAway(s)
 	}
 	done := make(chan struct{})
-	go func() { // ends when every connection has ended
-		s.wg.Wait()
+	go func() { // ends when every socket has ended
+		g.wg.Wait()
 		close(done)
 	}()
 	select {
@@ -378,18 +367,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// sendReconnect queues the reconnect event and closes the socket: the
-// close frame follows the queued frames, so the client reads the event
-// first. The socket closes at once; the client waits on its side, and a
-// turn this replica still finishes reaches it through the session log
+// goAway queues the protocol's reconnect frame and closes the socket: the
+// close frame follows the queued frames, so the client reads it first.
+// The socket closes at once; the client waits on its side, and a turn
+// this replica still finishes reaches it through the session log
 // wherever it resumes.
-func (s *Server) sendReconnect(c *conn) {
-	c.enqueue(frame{data: reconnectWire(s.reconnectDelay())})
-	c.close(ReasonShutdown)
+func (g *Gateway) goAway(s *Socket) {
+	if s.proto.GoingAway != nil {
+		s.Send(s.proto.GoingAway(g.reconnectDelay()))
+	}
+	s.Close(ReasonShutdown)
 }
 
 // reconnectDelay is one socket's suggested delay, uniform over the spread:
 // a replica's clients come back to the others spread out, not at once.
-func (s *Server) reconnectDelay() time.Duration {
-	return time.Duration(rand.Int64N(int64(s.cfg.ReconnectSpread)))
+func (g *Gateway) reconnectDelay() time.Duration {
+	return time.Duration(rand.Int64N(int64(g.cfg.ReconnectSpread)))
 }

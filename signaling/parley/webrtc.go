@@ -1,4 +1,4 @@
-package signaling
+package parley
 
 import (
 	"encoding/json"
@@ -188,7 +188,7 @@ const (
 // track reader end when the peer connection closes (with the socket, or
 // when the call moves to the WebSocket).
 func (c *conn) startRTC(dec media.Decoder) (*rtcPeer, error) {
-	api := c.srv.rtc.forClient(c.ws.NetConn().RemoteAddr())
+	api := c.srv.rtc.forClient(c.sock.RemoteAddr())
 	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: c.srv.cfg.WebRTC.ICEServers})
 	if err != nil {
 		return nil, err
@@ -243,7 +243,7 @@ func (p *rtcPeer) localCandidate(cand *webrtc.ICECandidate) {
 // move the call to the WebSocket (see conn.moveAudio).
 func (p *rtcPeer) stateChanged(s webrtc.PeerConnectionState) {
 	c := p.c
-	c.log.Info("webrtc", "state", s.String())
+	c.sock.Log().Info("webrtc", "state", s.String())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch s {

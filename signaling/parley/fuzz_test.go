@@ -1,4 +1,4 @@
-package signaling
+package parley
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
+	"github.com/parleyhq/parley/signaling"
 )
 
 // FuzzDecodeMessage: any text frame is either a message of a known type or
@@ -182,11 +183,11 @@ func FuzzBinaryFrames(f *testing.F) {
 		}
 		srv := &Server{}
 		srv.cfg.setDefaults()
-		c := newConn(srv, nil, log)
-		defer c.cancel()
 		// No writer (there is no socket): what the connection says stays
 		// queued, for the test to read.
-		c.send.running = true
+		sock := signaling.SocketForTest(signaling.Config{}, log)
+		defer sock.Close(signaling.ReasonBye)
+		c := newConn(srv, sock)
 		ref, _ := opus.NewDecoder(silentASR{}.SampleRate())
 		if withCall {
 			// A queue of one: every frame after the first that reaches the
@@ -208,19 +209,17 @@ func FuzzBinaryFrames(f *testing.F) {
 			default:
 				ngood++
 			}
-			c.send.mu.Lock()
-			out := c.send.items
-			c.send.mu.Unlock()
+			out := sock.SentForTest()
 			// Below the budget every refusal is answered (however the
 			// seconds fall); past it, some are only counted.
 			if n := len(out) - said; n > 1 || !refused && n != 0 || refused && n == 0 && said < errorBudget {
 				t.Fatalf("frame %d (%d bytes, refused: %v): %d replies after %d", i, len(fr), refused, n, said)
 			}
 			for ; said < len(out); said++ {
-				_, ev, err := event.Decode(out[said].data)
+				_, ev, err := event.Decode(out[said])
 				e, ok := ev.(event.Error)
 				if err != nil || !ok || e.Code != codeBadRequest {
-					t.Fatalf("frame %d: reply %s", i, out[said].data)
+					t.Fatalf("frame %d: reply %s", i, out[said])
 				}
 				want := "binary frames carry call audio"
 				if withCall {
@@ -238,8 +237,8 @@ func FuzzBinaryFrames(f *testing.F) {
 			t.Fatalf("%d frames pushed out of the call's queue of one; %d good frames reached it", int(d), ngood)
 		}
 		select {
-		case <-c.done:
-			t.Fatalf("closed (%v) after %d frames", c.reason, len(frames))
+		case <-sock.Done():
+			t.Fatalf("closed (%v) after %d frames", sock.Reason(), len(frames))
 		default:
 		}
 	})

@@ -1,4 +1,4 @@
-package signaling_test
+package parley_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/parley"
 )
 
 // nullASR and shortTTS are speech providers at no cost, so that the hammer
@@ -91,8 +92,9 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{
 		// Smaller caps than the defaults, so that oversized frames and
 		// texts are cheap to send; the defaults have tests of their own.
-		ws:  signaling.Config{MaxMessage: maxMessage, MaxText: maxText},
-		asr: nullASR{}, tts: shortTTS{},
+		ws:     signaling.Config{MaxMessage: maxMessage},
+		parley: parley.Config{MaxText: maxText},
+		asr:    nullASR{}, tts: shortTTS{},
 	})
 	badPackets := metricValue(t, "parley_ws_dropped_audio_total", "why", "bad_packet")
 

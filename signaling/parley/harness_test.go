@@ -1,4 +1,4 @@
-package signaling_test
+package parley_test
 
 import (
 	"context"
@@ -25,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/parley"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -40,7 +41,8 @@ type replica struct {
 	URL    string
 	model  llm.LLM
 	engine *turn.Engine
-	ws     *signaling.Server
+	gw     *signaling.Gateway
+	srv    *parley.Server
 	http   *httptest.Server
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -49,7 +51,8 @@ type replica struct {
 
 type replicaOpts struct {
 	engine turn.Config
-	ws     signaling.Config
+	ws     signaling.Config // the gateway's and the sockets'
+	parley parley.Config
 	asr    speech.ASR // with tts: voice calls enabled
 	tts    speech.TTS
 	call   call.Config
@@ -76,9 +79,10 @@ func startReplica(t testing.TB, rdb *redis.Client, model llm.LLM, o replicaOpts)
 	if o.asr != nil {
 		voice = &call.Voice{Turns: eng, Events: hub, ASR: o.asr, TTS: o.tts, Config: o.call}
 	}
-	srv := signaling.NewServer(o.ws, store, hub, eng, voice, log)
+	gw := signaling.NewGateway(o.ws, log)
+	srv := parley.NewServer(o.parley, gw, &signaling.Sessions{Store: store, Hub: hub}, eng, voice, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{model: model, engine: eng, ws: srv, cancel: cancel, done: make(chan struct{})}
+	r := &replica{model: model, engine: eng, gw: gw, srv: srv, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = hub.Run(ctx) }()
@@ -98,7 +102,7 @@ func startReplica(t testing.TB, rdb *redis.Client, model llm.LLM, o replicaOpts)
 func (r *replica) drain(d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	_ = r.ws.Shutdown(ctx)
+	_ = r.gw.Shutdown(ctx)
 	err := r.engine.Drain(ctx)
 	r.kill()
 	return err
@@ -113,7 +117,7 @@ func (r *replica) kill() {
 		// Hijacked sockets are not closed by httptest: close them here.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = r.ws.Shutdown(ctx)
+		_ = r.gw.Shutdown(ctx)
 		r.http.Close()
 	})
 }

@@ -1,4 +1,4 @@
-package signaling_test
+package parley_test
 
 import (
 	"fmt"

@@ -1,11 +1,13 @@
-package signaling
+package parley
 
 import (
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/signaling"
 )
 
 // Error codes that signaling itself sends, from the one list in
@@ -76,7 +78,7 @@ type sessionMsg struct {
 // retryAfter, then reconnect (to any replica) and resume with last_event;
 // nothing is lost.
 func reconnectWire(retryAfter time.Duration) []byte {
-	b, _ := json.Marshal(reconnectMsg{Type: "reconnect", Reason: ReasonShutdown.String(),
+	b, _ := json.Marshal(reconnectMsg{Type: "reconnect", Reason: signaling.ReasonShutdown.String(),
 		Message:      "this server is shutting down; reconnect (to any replica) after retry_after_ms and resume with last_event",
 		RetryAfterMs: retryAfter.Milliseconds()})
 	return b
@@ -91,4 +93,26 @@ type reconnectMsg struct {
 
 func errorWire(code event.Code, message string) []byte {
 	return event.Marshal(event.Error{Code: code, Message: message})
+}
+
+// CloseCode is the Parley protocol's WebSocket close code for a reason:
+// standard codes where one fits, else 4000 plus an HTTP-like number.
+func CloseCode(r signaling.Reason) int {
+	switch r {
+	case signaling.ReasonBye:
+		return websocket.CloseNormalClosure
+	case signaling.ReasonTooBig:
+		return websocket.CloseMessageTooBig
+	case signaling.ReasonShutdown:
+		return websocket.CloseServiceRestart // 1012: reconnect
+	case signaling.ReasonUnauthorized:
+		return 4401
+	case signaling.ReasonSlowClient:
+		return 4408
+	case signaling.ReasonReadTimeout, signaling.ReasonHelloTimeout:
+		return 4000
+	case signaling.ReasonTooManyErrors:
+		return 4429
+	}
+	return websocket.CloseGoingAway
 }

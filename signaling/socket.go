@@ -1,0 +1,402 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// frame is one entry of the writer's queue: a text frame, a control frame,
+// a job to run on the writer (a feed's replay), or the order to serve a
+// media queue.
+type frame struct {
+	data  []byte
+	run   func(Writer) error // runs on the writer, which may write directly
+	pong  bool               // data is a pong's payload
+	ping  bool               // send a ping
+	media chan []byte        // the writer starts serving this media queue
+}
+
+// Writer writes on a socket's writer goroutine, past its queue: a feed's
+// replay, which may be long, needs no queue space.
+type Writer interface {
+	WriteText(data []byte) error
+}
+
+// Handler is a protocol's side of a socket. Its calls come from the
+// socket's reader goroutine, one at a time.
+type Handler interface {
+	// Frame is one message from the client: websocket.TextMessage or
+	// BinaryMessage.
+	Frame(kind int, data []byte)
+	// Pong says the client answered a ping.
+	Pong()
+}
+
+// Socket is one WebSocket's transport, whatever the protocol on it: one
+// reader (Serve), a writer goroutine only while there is something to
+// write, a bounded send queue (a client that does not keep up is
+// disconnected), an optional media queue that drops its oldest frame,
+// pings, deadlines on every write, a cap on every read, and one close
+// with a reason.
+//
+// Send, SendMedia, Do, Close and Greeted are safe from any goroutine.
+type Socket struct {
+	cfg   *Config
+	proto *Protocol
+	ws    *websocket.Conn
+	log   *slog.Logger
+
+	send      *frameQueue
+	cork      *corkConn   // the TCP connection under ws; nil in tests that build a socket by hand
+	media     chan []byte // outbound media frames, the oldest dropped when full; nil until OpenMedia
+	pinger    *time.Timer // queues a ping every PingInterval
+	done      chan struct{}
+	finished  chan struct{} // closed once the close frame is written
+	closeOnce sync.Once
+	reason    Reason
+	ctx       context.Context // ends when the socket closes
+	cancel    context.CancelFunc
+	ip        string      // the client's address, the key of its per-IP caps
+	greeted   atomic.Bool // the client said who it is: the read deadline is the silence allowed
+}
+
+func newSocket(cfg *Config, proto *Protocol, ws *websocket.Conn, log *slog.Logger) *Socket {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Socket{
+		cfg: cfg, proto: proto, ws: ws, log: log,
+		send: newFrameQueue(cfg.SendQueue),
+		done: make(chan struct{}), finished: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
+	}
+}
+
+// Context ends when the socket closes.
+func (s *Socket) Context() context.Context { return s.ctx }
+
+// Done is closed when the socket closes.
+func (s *Socket) Done() <-chan struct{} { return s.done }
+
+// Log is the socket's logger; SetLog adds to it (before other goroutines
+// use it: at the hello).
+func (s *Socket) Log() *slog.Logger { return s.log }
+
+// SetLog replaces the socket's logger. Call it on the reader goroutine
+// before starting anything that logs through the socket.
+func (s *Socket) SetLog(l *slog.Logger) { s.log = l }
+
+// RemoteAddr is the TCP peer's address.
+func (s *Socket) RemoteAddr() net.Addr { return s.ws.NetConn().RemoteAddr() }
+
+// Greeted says the client has introduced itself (a hello): from now on the
+// read deadline is the silence allowed (ReadTimeout), no longer the
+// hello's, and a timeout is read_timeout, not hello_timeout.
+func (s *Socket) Greeted() {
+	s.greeted.Store(true)
+	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+}
+
+// Serve runs the reader on the calling goroutine until the socket closes,
+// then lingers for the client's close frame and closes the connection.
+// Writers run on their own goroutine, only while there is something to
+// write.
+func (s *Socket) Serve(h Handler) {
+	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
+	s.readLoop(h)
+	s.Close(ReasonClientGone) // no-op if a reason was set first
+	<-s.finished
+	// Linger: read (and drop) until the client answers the close frame, or
+	// for a second. Closing at once, with the client's frames unread,
+	// makes the kernel reset the connection, and the client may lose the
+	// close frame that says why.
+	_ = s.ws.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		if _, _, err := s.ws.NextReader(); err != nil {
+			break
+		}
+	}
+	_ = s.ws.Close()
+	s.pinger.Stop()
+	s.cancel()
+}
+
+// Reason is why the socket closed; valid once Done is closed.
+func (s *Socket) Reason() Reason {
+	<-s.done
+	return s.reason
+}
+
+// Close ends the socket once, for the first reason given: the frames
+// queued before go out, then the close frame.
+func (s *Socket) Close(r Reason) {
+	s.closeOnce.Do(func() {
+		s.reason = r
+		close(s.done)
+		s.cancel()
+		if s.send.closeKick() {
+			go s.writer() // writes the close frame; ends at once
+		}
+	})
+}
+
+// Send queues a text frame without blocking. A full queue means the
+// client does not keep up: it is disconnected, not waited for.
+func (s *Socket) Send(data []byte) { s.enqueue(frame{data: data}) }
+
+// Do queues f to run on the writer, in order with the frames queued.
+func (s *Socket) Do(f func(Writer) error) { s.enqueue(frame{run: f}) }
+
+func (s *Socket) enqueue(f frame) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	ok, start := s.send.push(f)
+	if start {
+		go s.writer() // ends when the queue is empty or the socket closes
+	}
+	if !ok {
+		s.log.Warn("send queue full; disconnecting slow client", "queue", s.send.max)
+		s.Close(ReasonSlowClient)
+		// The writer is stuck in a write to a client that does not read:
+		// fail that write now rather than at its deadline.
+		_ = s.ws.NetConn().SetWriteDeadline(time.Now())
+	}
+}
+
+// OpenMedia gives the socket a media queue of n frames, which the writer
+// serves from then on, before the text frames queued after each media
+// frame. Call it once, on the reader goroutine.
+func (s *Socket) OpenMedia(n int) {
+	s.media = make(chan []byte, n)
+	s.enqueue(frame{media: s.media})
+}
+
+// ErrClosed is returned by SendMedia once the socket is closed.
+var ErrClosed = errors.New("signaling: the socket is closed")
+
+// SendMedia queues a binary media frame, dropping the oldest when the
+// client is behind (late audio is worth less than current audio); drop is
+// called for each frame dropped. OpenMedia must have been called.
+func (s *Socket) SendMedia(pkt []byte, drop func()) error {
+	for {
+		select {
+		case s.media <- pkt:
+			return nil
+		case <-s.done:
+			return ErrClosed
+		default:
+		}
+		select {
+		case <-s.media:
+			drop()
+		default:
+		}
+	}
+}
+
+// writer writes the queued frames and returns when the queue is empty:
+// an idle socket has no writer goroutine (its memory decides how many
+// sockets fit in a replica). At most one writer runs at a time (see
+// frameQueue.running). When the socket has closed it writes the close
+// frame, which ends the reader. A media queue turns it into mediaWriter,
+// which runs until the socket closes.
+func (s *Socket) writer() {
+	failed := false // a write failed: the rest is dropped
+	corked := false // frames gathered for one write (see corkConn)
+	uncork := func() {
+		if corked {
+			corked = false
+			if err := s.cork.uncork(s.cfg.WriteTimeout); err != nil && !failed {
+				failed = true
+				s.Close(ReasonWriteFailed)
+			}
+		}
+	}
+	for {
+		f, st := s.send.popOrStop()
+		switch st {
+		case popStopped:
+			uncork()
+			return
+		case popClosing:
+			uncork()
+			s.finish()
+			return
+		}
+		switch {
+		case failed:
+		case f.media != nil:
+			uncork()
+			s.mediaWriter(f.media)
+			return
+		default:
+			if !corked && s.cork != nil && f.run == nil && s.send.queued() {
+				s.cork.cork()
+				corked = true
+			}
+			if err := s.writeFrame(f, nil); err != nil {
+				failed = true
+				s.Close(ReasonWriteFailed)
+			}
+			if corked && !s.send.queued() {
+				uncork()
+			}
+		}
+	}
+}
+
+// mediaWriter is the writer of a socket with a media queue: it stays on,
+// and writes media as it comes, before the text frames queued after it.
+func (s *Socket) mediaWriter(media chan []byte) {
+	for {
+		select {
+		case <-s.send.ready:
+			if err := s.writeQueued(media); err != nil {
+				s.Close(ReasonWriteFailed)
+			}
+		case pkt := <-media:
+			if err := s.write(websocket.BinaryMessage, pkt); err != nil {
+				s.Close(ReasonWriteFailed)
+			}
+		case <-s.done:
+			// Frames queued before the close (the reconnect event of a
+			// drain) go before its close frame, as in writer: the select
+			// may pick done first while both are ready.
+			_ = s.writeQueued(media)
+			s.finish()
+			return
+		}
+	}
+}
+
+// writeQueued writes the frames queued for a media writer, until the
+// queue is empty or a write fails.
+func (s *Socket) writeQueued(media chan []byte) error {
+	for {
+		f, ok := s.send.pop()
+		if !ok {
+			return nil
+		}
+		if f.media != nil {
+			continue
+		}
+		if err := s.writeFrame(f, media); err != nil {
+			return err
+		}
+	}
+}
+
+// finish writes the close frame with the reason, as the protocol codes
+// it, and lets Serve go on; the reader ends when the client answers it,
+// or within a second. Once only: no writer starts after it.
+func (s *Socket) finish() {
+	s.send.finish()
+	msg := websocket.FormatCloseMessage(s.proto.CloseCode(s.reason), s.reason.String())
+	_ = s.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	_ = s.ws.SetReadDeadline(time.Now().Add(time.Second))
+	close(s.finished)
+}
+
+// writeFrame writes one queued frame.
+func (s *Socket) writeFrame(f frame, media chan []byte) error {
+	// Media queued before a frame goes first: a turn's audio precedes its
+	// reply.done.
+	if err := s.drainMedia(media); err != nil {
+		return err
+	}
+	switch {
+	case f.run != nil:
+		return f.run(s)
+	case f.pong:
+		return s.ws.WriteControl(websocket.PongMessage, f.data, time.Now().Add(s.cfg.WriteTimeout))
+	case f.ping:
+		s.pinger.Reset(s.cfg.PingInterval)
+		return s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout))
+	}
+	return s.write(websocket.TextMessage, f.data)
+}
+
+// drainMedia writes the media frames already queued.
+func (s *Socket) drainMedia(media chan []byte) error {
+	for {
+		select {
+		case pkt := <-media:
+			if err := s.write(websocket.BinaryMessage, pkt); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// WriteText implements Writer.
+func (s *Socket) WriteText(data []byte) error { return s.write(websocket.TextMessage, data) }
+
+func (s *Socket) write(kind int, data []byte) error {
+	_ = s.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	return s.ws.WriteMessage(kind, data)
+}
+
+// readLoop hands every frame to h until a read fails or the socket
+// closes.
+func (s *Socket) readLoop(h Handler) {
+	s.ws.SetReadLimit(s.cfg.MaxMessage)
+	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	// Pongs go through the writer: only the writer writes.
+	s.ws.SetPingHandler(func(data string) error {
+		s.enqueue(frame{data: []byte(data), pong: true})
+		return nil
+	})
+	s.ws.SetPongHandler(func(string) error {
+		if s.greeted.Load() {
+			_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+			h.Pong()
+		}
+		return nil
+	})
+	for {
+		kind, data, err := s.ws.ReadMessage()
+		if err != nil {
+			s.Close(readReason(err, !s.greeted.Load()))
+			return
+		}
+		h.Frame(kind, data)
+		if s.greeted.Load() {
+			_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		}
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+	}
+}
+
+func readReason(err error, beforeHello bool) Reason {
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return ReasonTooBig
+	case errors.As(err, &ne) && ne.Timeout():
+		if beforeHello {
+			return ReasonHelloTimeout
+		}
+		return ReasonReadTimeout
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+		return ReasonClientClosed
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ReasonClientClosed
+	}
+	return ReasonClientGone
+}
