@@ -36,11 +36,11 @@ func TestRedisCluster(t *testing.T) {
 		go func() { // one session's turn on a; ends at its reply.done
 			defer wg.Done()
 			c := dialWS(t, a.addr)
-			c.send(map[string]any{"type": "hello"})
-			s := c.next(10 * time.Second)
-			c.send(map[string]any{"type": "text", "text": fmt.Sprintf("story %d", i)})
+			c.Send(map[string]any{"type": "hello"})
+			s := c.NextWithin(10 * time.Second)
+			c.Send(map[string]any{"type": "text", "text": fmt.Sprintf("story %d", i)})
 			for {
-				ev := c.next(20 * time.Second)
+				ev := c.NextWithin(20 * time.Second)
 				if ev.Type == "error" {
 					t.Errorf("session %d: %+v", i, ev)
 					return
@@ -52,7 +52,7 @@ func TestRedisCluster(t *testing.T) {
 					break
 				}
 			}
-			sessions[i] = sess{s.Session, s.Token, c.last}
+			sessions[i] = sess{s.Session, s.Token, c.LastID}
 		}()
 	}
 	wg.Wait()
@@ -75,13 +75,13 @@ func TestRedisCluster(t *testing.T) {
 	// Replayed on b from the start: transcript, the deltas, reply.done.
 	for i, s := range sessions {
 		c := dialWS(t, b.addr)
-		c.send(map[string]any{"type": "hello", "session": s.id, "token": s.token, "last_event": "0"})
-		if ev := c.next(10 * time.Second); ev.Type != "session" || !ev.Resumed {
+		c.Send(map[string]any{"type": "hello", "session": s.id, "token": s.token, "last_event": "0"})
+		if ev := c.NextWithin(10 * time.Second); ev.Type != "session" || !ev.Resumed {
 			t.Fatalf("session %d resume: %+v", i, ev)
 		}
 		prev, text := "", ""
 		for {
-			ev := c.next(10 * time.Second)
+			ev := c.NextWithin(10 * time.Second)
 			if session.CompareIDs(ev.ID, prev) <= 0 {
 				t.Fatalf("session %d: event %s after %s", i, ev.ID, prev)
 			}
@@ -100,18 +100,18 @@ func TestRedisCluster(t *testing.T) {
 
 	// A turn in flight on a when a is killed: b answers it.
 	c := dialWS(t, a.addr)
-	c.send(map[string]any{"type": "hello"})
-	s := c.next(10 * time.Second)
-	c.send(map[string]any{"type": "text", "text": "one more"})
-	for ev := c.next(10 * time.Second); ev.Type != "reply.delta"; ev = c.next(10 * time.Second) {
+	c.Send(map[string]any{"type": "hello"})
+	s := c.NextWithin(10 * time.Second)
+	c.Send(map[string]any{"type": "text", "text": "one more"})
+	for ev := c.NextWithin(10 * time.Second); ev.Type != "reply.delta"; ev = c.NextWithin(10 * time.Second) {
 	}
 	_ = a.cmd.Process.Signal(syscall.SIGKILL)
 	_ = a.cmd.Wait()
 	c2 := dialWS(t, b.addr)
-	c2.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": c.last})
-	c2.next(10 * time.Second)
+	c2.Send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": c.LastID})
+	c2.NextWithin(10 * time.Second)
 	for {
-		ev := c2.next(30 * time.Second)
+		ev := c2.NextWithin(30 * time.Second)
 		if ev.Type == "error" {
 			t.Fatalf("%+v", ev)
 		}

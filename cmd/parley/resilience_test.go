@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/parleyhq/parley/internal/testkit/redistest"
+	"github.com/parleyhq/parley/internal/testkit/wsclient"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -112,47 +111,11 @@ func slowModel(t *testing.T, words int) (url, story string) {
 	return srv.URL + "/v1", strings.Join(parts, "")
 }
 
-type wsClient struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	last string
-}
+// wsEvent is a server message, as the test kit's client reads it.
+type wsEvent = wsclient.Msg
 
-type wsEvent struct {
-	Type, ID, Text, Session, Token, Code, Message string
-	Turn                                          int64
-	Reset, Resumed                                bool
-}
-
-func dialWS(t *testing.T, addr string) *wsClient {
-	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	return &wsClient{t: t, ws: ws}
-}
-
-func (c *wsClient) send(v any) {
-	c.t.Helper()
-	if err := c.ws.WriteJSON(v); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *wsClient) next(d time.Duration) wsEvent {
-	c.t.Helper()
-	_ = c.ws.SetReadDeadline(time.Now().Add(d))
-	var ev wsEvent
-	if err := c.ws.ReadJSON(&ev); err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	if ev.ID != "" {
-		c.last = ev.ID
-	}
-	return ev
-}
+// dialWS opens a Parley socket on the server at addr.
+func dialWS(t *testing.T, addr string) *wsclient.Client { return wsclient.Dial(t, "ws://"+addr+"/ws") }
 
 // A replica is killed (SIGKILL) mid-reply with two others running: the
 // client resumes on another replica and gets every event once, in order;
@@ -166,12 +129,12 @@ func TestKilledReplicaProcess(t *testing.T) {
 	c := startProc(t, append(env, "PARLEY_REPLICA_ID=c")...)
 
 	cl := dialWS(t, a.addr)
-	cl.send(map[string]any{"type": "hello"})
-	s := cl.next(10 * time.Second)
-	cl.send(map[string]any{"type": "text", "text": "tell me a story"})
+	cl.Send(map[string]any{"type": "hello"})
+	s := cl.NextWithin(10 * time.Second)
+	cl.Send(map[string]any{"type": "text", "text": "tell me a story"})
 	deltas := 0
 	for deltas < 3 {
-		if ev := cl.next(10 * time.Second); ev.Type == "reply.delta" {
+		if ev := cl.NextWithin(10 * time.Second); ev.Type == "reply.delta" {
 			deltas++
 		}
 	}
@@ -179,16 +142,16 @@ func TestKilledReplicaProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = a.cmd.Wait()
-	resumeFrom := cl.last
+	resumeFrom := cl.LastID
 
 	cl2 := dialWS(t, b.addr)
-	cl2.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": resumeFrom})
-	if ev := cl2.next(10 * time.Second); ev.Type != "session" || !ev.Resumed {
+	cl2.Send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": resumeFrom})
+	if ev := cl2.NextWithin(10 * time.Second); ev.Type != "session" || !ev.Resumed {
 		t.Fatalf("resume: %+v", ev)
 	}
 	var evs []wsEvent
 	for {
-		ev := cl2.next(30 * time.Second)
+		ev := cl2.NextWithin(30 * time.Second)
 		if ev.Type == "error" {
 			t.Fatalf("error: %+v", ev)
 		}
@@ -217,12 +180,12 @@ func TestKilledReplicaProcess(t *testing.T) {
 	}
 	// The whole log, read on the third replica: one reply.done for turn 1.
 	cl3 := dialWS(t, c.addr)
-	cl3.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": "0"})
-	cl3.next(10 * time.Second)
-	cl3.send(map[string]any{"type": "text", "text": "and then?"})
+	cl3.Send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": "0"})
+	cl3.NextWithin(10 * time.Second)
+	cl3.Send(map[string]any{"type": "text", "text": "and then?"})
 	dones := 0
 	for {
-		ev := cl3.next(30 * time.Second)
+		ev := cl3.NextWithin(30 * time.Second)
 		if ev.Type == "reply.done" && ev.Turn == 1 {
 			dones++
 		}
@@ -258,28 +221,28 @@ func TestRedisRestart(t *testing.T) {
 	waitReady(t, cfg.Addr, 200)
 
 	cl := dialWS(t, cfg.Addr)
-	cl.send(map[string]any{"type": "hello"})
-	cl.next(10 * time.Second)
+	cl.Send(map[string]any{"type": "hello"})
+	cl.NextWithin(10 * time.Second)
 	until := func(turn int64) wsEvent {
 		for {
-			ev := cl.next(40 * time.Second)
+			ev := cl.NextWithin(40 * time.Second)
 			if ev.Type == "error" || ev.Type == "reply.done" && ev.Turn == turn {
 				return ev
 			}
 		}
 	}
-	cl.send(map[string]any{"type": "text", "text": "hello"})
+	cl.Send(map[string]any{"type": "text", "text": "hello"})
 	if ev := until(1); ev.Type != "reply.done" {
 		t.Fatalf("before the restart: %+v", ev)
 	}
 
-	cl.send(map[string]any{"type": "text", "text": "tell me a story"})
-	for ev := cl.next(10 * time.Second); ev.Type != "reply.delta"; ev = cl.next(10 * time.Second) {
+	cl.Send(map[string]any{"type": "text", "text": "tell me a story"})
+	for ev := cl.NextWithin(10 * time.Second); ev.Type != "reply.delta"; ev = cl.NextWithin(10 * time.Second) {
 	}
 	t0 := time.Now()
 	rdb.Stop()
 	waitReady(t, cfg.Addr, 503)
-	cl.send(map[string]any{"type": "text", "text": "are you there?"})
+	cl.Send(map[string]any{"type": "text", "text": "are you there?"})
 	if ev := until(0); ev.Type != "error" || ev.Code != "internal" || ev.Message == "" {
 		t.Fatalf("a turn while Redis is away: %+v, want an internal error", ev)
 	}
@@ -291,7 +254,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("the reply finished during the outage: %+v, want the whole story", ev)
 	}
 	// The socket goes on; turn 3, as the turn in the gap was not stored.
-	cl.send(map[string]any{"type": "text", "text": "and now?"})
+	cl.Send(map[string]any{"type": "text", "text": "and now?"})
 	if ev := until(3); ev.Type != "reply.done" {
 		t.Fatalf("after the restart: %+v", ev)
 	}
@@ -305,24 +268,24 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	a := startProc(t, "REDIS_URL="+rdb.URL(), "LLM_BASE_URL="+model, "LLM_MODEL=m", "PARLEY_DRAIN_TIMEOUT=10s", "PARLEY_REPLICA_ID=a")
 	b := startProc(t, "REDIS_URL="+rdb.URL(), "LLM_BASE_URL="+model, "LLM_MODEL=m", "PARLEY_REPLICA_ID=b")
 	cl := dialWS(t, a.addr)
-	cl.send(map[string]any{"type": "hello"})
-	s := cl.next(10 * time.Second)
-	cl.send(map[string]any{"type": "text", "text": "a short story"})
-	for ev := cl.next(10 * time.Second); ev.Type != "reply.delta"; ev = cl.next(10 * time.Second) {
+	cl.Send(map[string]any{"type": "hello"})
+	s := cl.NextWithin(10 * time.Second)
+	cl.Send(map[string]any{"type": "text", "text": "a short story"})
+	for ev := cl.NextWithin(10 * time.Second); ev.Type != "reply.delta"; ev = cl.NextWithin(10 * time.Second) {
 	}
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for ev := cl.next(10 * time.Second); ev.Type != "reconnect"; ev = cl.next(10 * time.Second) {
+	for ev := cl.NextWithin(10 * time.Second); ev.Type != "reconnect"; ev = cl.NextWithin(10 * time.Second) {
 	}
 	if err := a.cmd.Wait(); err != nil {
 		t.Fatalf("the drained process exited with %v\n%s", err, a.log)
 	}
 	cl2 := dialWS(t, b.addr)
-	cl2.send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": cl.last})
-	cl2.next(10 * time.Second)
+	cl2.Send(map[string]any{"type": "hello", "session": s.Session, "token": s.Token, "last_event": cl.LastID})
+	cl2.NextWithin(10 * time.Second)
 	for {
-		ev := cl2.next(20 * time.Second)
+		ev := cl2.NextWithin(20 * time.Second)
 		if ev.Type == "reply.done" {
 			if ev.Text != story || ev.Reset {
 				t.Fatalf("reply.done %+v: want the story as the drained replica finished it", ev)

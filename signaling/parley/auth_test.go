@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parleyhq/parley/internal/testkit/wsclient"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/parley"
@@ -132,8 +133,8 @@ func TestAuthBeforeUpgrade(t *testing.T) {
 				}
 			}
 			if tc.session {
-				c := &client{t: t, ws: ws}
-				c.hello()
+				c := wsclient.Wrap(t, ws)
+				c.Hello()
 			}
 		})
 	}
@@ -170,7 +171,7 @@ func TestPerIPCaps(t *testing.T) {
 		for {
 			ws, _, _, _ := tryDial(t, r.URL, nil)
 			if ws != nil {
-				(&client{t: t, ws: ws}).hello()
+				wsclient.Wrap(t, ws).Hello()
 				break
 			}
 			if time.Now().After(deadline) {
@@ -271,12 +272,12 @@ func TestFailedAuthLimiter(t *testing.T) {
 		good := signaling.SignToken(secret, "alice", time.Hour, clock.Now())
 		for _, h := range []http.Header{bearer("the-token"), bearer(good)} {
 			ws, _ := expectStatus(t, d, r.URL, h, http.StatusSwitchingProtocols, "")
-			c := &client{t: t, ws: ws}
-			c.hello()
-			c.send(map[string]any{"type": "text", "text": "hi"})
-			for ev := c.next(); ev.Type != "reply.done"; ev = c.next() {
+			c := wsclient.Wrap(t, ws)
+			c.Hello()
+			c.Send(map[string]any{"type": "text", "text": "hi"})
+			for ev := c.Next(); ev.Type != "reply.done"; ev = c.Next() {
 				if ev.Type == "error" {
-					t.Fatalf("a good client of a throttled address: %s", ev.raw)
+					t.Fatalf("a good client of a throttled address: %s", ev.Raw)
 				}
 			}
 		}
@@ -363,23 +364,23 @@ func TestFailedAuthLimiter(t *testing.T) {
 func TestTurnLimit(t *testing.T) {
 	r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{store: session.Config{MaxTurns: 2}})
 	c := dial(t, r.URL)
-	c.hello()
+	c.Hello()
 	for i := 0; i < 2; i++ {
-		c.send(map[string]any{"type": "text", "text": "hi"})
-		for ev := c.next(); ev.Type != "reply.done"; ev = c.next() {
+		c.Send(map[string]any{"type": "text", "text": "hi"})
+		for ev := c.Next(); ev.Type != "reply.done"; ev = c.Next() {
 			if ev.Type == "error" {
-				t.Fatalf("turn %d: %s", i+1, ev.raw)
+				t.Fatalf("turn %d: %s", i+1, ev.Raw)
 			}
 		}
 	}
-	c.send(map[string]any{"type": "text", "text": "one more"})
-	ev := c.next()
+	c.Send(map[string]any{"type": "text", "text": "one more"})
+	ev := c.Next()
 	if ev.Type != "error" || ev.Code != "turn_limit" || !strings.Contains(ev.Message, "2 turns") {
-		t.Fatalf("third turn: %s", ev.raw)
+		t.Fatalf("third turn: %s", ev.Raw)
 	}
-	c.send(map[string]any{"type": "text", "text": "and another"})
-	if ev := c.next(); ev.Code != "turn_limit" {
-		t.Fatalf("the socket did not go on: %s", ev.raw)
+	c.Send(map[string]any{"type": "text", "text": "and another"})
+	if ev := c.Next(); ev.Code != "turn_limit" {
+		t.Fatalf("the socket did not go on: %s", ev.Raw)
 	}
 }
 

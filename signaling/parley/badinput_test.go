@@ -19,7 +19,7 @@ func TestBadInputGetsAClearError(t *testing.T) {
 	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{MaxMessage: 4096}, parley: parley.Config{MaxText: 100}})
 
 	bystander := dial(t, r.URL)
-	bystander.hello()
+	bystander.Hello()
 
 	cases := []struct {
 		name      string
@@ -52,19 +52,19 @@ func TestBadInputGetsAClearError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, r.URL)
 			if tc.hello {
-				c.hello()
+				c.Hello()
 			}
-			c.sendRaw(tc.kind, []byte(tc.msg))
-			ev := c.next()
+			c.SendRaw(tc.kind, []byte(tc.msg))
+			ev := c.Next()
 			if ev.Type != "error" || ev.Code != tc.code || !strings.Contains(ev.Message, tc.inMessage) {
-				t.Fatalf("want error %s containing %q, got %s", tc.code, tc.inMessage, ev.raw)
+				t.Fatalf("want error %s containing %q, got %s", tc.code, tc.inMessage, ev.Raw)
 			}
 			// The connection goes on.
 			if !tc.hello {
-				c.hello()
+				c.Hello()
 			}
-			c.send(map[string]any{"type": "text", "text": "still there?"})
-			evs := c.until("reply.done", 0)
+			c.Send(map[string]any{"type": "text", "text": "still there?"})
+			evs := c.Until("reply.done", 0)
 			if got := evs[len(evs)-1].Text; got != "echo: still there?" {
 				t.Fatalf("after the error: reply %q", got)
 			}
@@ -73,9 +73,9 @@ func TestBadInputGetsAClearError(t *testing.T) {
 
 	t.Run("oversized frame closes with message_too_big", func(t *testing.T) {
 		c := dial(t, r.URL)
-		c.hello()
-		c.sendRaw(websocket.TextMessage, []byte(`{"type":"text","text":"`+strings.Repeat("a", 5000)+`"}`))
-		_, err := c.read(5 * time.Second)
+		c.Hello()
+		c.SendRaw(websocket.TextMessage, []byte(`{"type":"text","text":"`+strings.Repeat("a", 5000)+`"}`))
+		_, err := c.Read(5 * time.Second)
 		var ce *websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
 			t.Fatalf("want close 1009, got %v", err)
@@ -84,11 +84,11 @@ func TestBadInputGetsAClearError(t *testing.T) {
 
 	t.Run("wrong token closes with unauthorized", func(t *testing.T) {
 		c := dial(t, r.URL)
-		ev := c.resume(bystander.session, "not-the-token", "")
+		ev := c.Resume(bystander.Session, "not-the-token", "")
 		if ev.Type != "error" || ev.Code != "unauthorized" {
-			t.Fatalf("want unauthorized, got %s", ev.raw)
+			t.Fatalf("want unauthorized, got %s", ev.Raw)
 		}
-		_, err := c.read(5 * time.Second)
+		_, err := c.Read(5 * time.Second)
 		var ce *websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != parley.CloseCode(signaling.ReasonUnauthorized) || ce.Text != "unauthorized" {
 			t.Fatalf("want close %d unauthorized, got %v", parley.CloseCode(signaling.ReasonUnauthorized), err)
@@ -96,11 +96,11 @@ func TestBadInputGetsAClearError(t *testing.T) {
 	})
 
 	t.Run("bystander undisturbed", func(t *testing.T) {
-		bystander.send(map[string]any{"type": "text", "text": "fine here"})
-		evs := bystander.until("reply.done", 0)
+		bystander.Send(map[string]any{"type": "text", "text": "fine here"})
+		evs := bystander.Until("reply.done", 0)
 		for _, ev := range evs {
 			if ev.Type == "error" {
-				t.Fatalf("bystander got %s", ev.raw)
+				t.Fatalf("bystander got %s", ev.Raw)
 			}
 		}
 	})
@@ -111,10 +111,10 @@ func TestBadInputGetsAClearError(t *testing.T) {
 func TestSilentClientOutlivesTheHelloTimeout(t *testing.T) {
 	r := startReplica(t, newRedis(t), &echoLLM{max: 1}, replicaOpts{ws: signaling.Config{HelloTimeout: 200 * time.Millisecond, ReadTimeout: time.Minute}})
 	c := dial(t, r.URL)
-	c.hello()
+	c.Hello()
 	time.Sleep(time.Second) // five hello timeouts of silence
-	c.send(map[string]any{"type": "text", "text": "still there?"})
-	if evs := c.until("reply.done", 1); evs[len(evs)-1].Text != "echo: still there?" {
+	c.Send(map[string]any{"type": "text", "text": "still there?"})
+	if evs := c.Until("reply.done", 1); evs[len(evs)-1].Text != "echo: still there?" {
 		t.Fatalf("%v", evs)
 	}
 }

@@ -16,17 +16,17 @@ import (
 func BenchmarkTextTurn(b *testing.B) {
 	r := startReplica(b, newRedis(b), local.New(local.Config{}), replicaOpts{})
 	c := dial(b, r.URL)
-	c.hello()
+	c.Hello()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c.send(map[string]any{"type": "text", "text": "what time is it"})
+		c.Send(map[string]any{"type": "text", "text": "what time is it"})
 		for {
-			ev := c.next()
+			ev := c.Next()
 			if ev.Type == "reply.done" {
 				break
 			}
 			if ev.Type == "error" {
-				b.Fatal(ev.raw)
+				b.Fatal(ev.Raw)
 			}
 		}
 	}
@@ -47,17 +47,17 @@ func BenchmarkParallelSessions(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				c := dial(b, r.URL)
-				c.hello()
+				c.Hello()
 				for pb.Next() {
-					c.send(map[string]any{"type": "text", "text": "hello"})
+					c.Send(map[string]any{"type": "text", "text": "hello"})
 					for {
-						ev := c.next()
+						ev := c.Next()
 						if ev.Type == "reply.done" {
 							done.Add(1)
 							break
 						}
 						if ev.Type == "error" {
-							b.Error(ev.raw)
+							b.Error(ev.Raw)
 							return
 						}
 					}

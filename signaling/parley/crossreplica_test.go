@@ -16,25 +16,25 @@ func TestLiveDeliveryAcrossReplicas(t *testing.T) {
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 
 	writer := dial(t, r1.URL)
-	writer.hello()
+	writer.Hello()
 	watcher := dial(t, r2.URL)
-	if ev := watcher.resume(writer.session, writer.token, ""); ev.Type != "session" {
-		t.Fatalf("second socket: %s", ev.raw)
+	if ev := watcher.Resume(writer.Session, writer.Token, ""); ev.Type != "session" {
+		t.Fatalf("second socket: %s", ev.Raw)
 	}
-	writer.send(map[string]any{"type": "text", "text": "tell both"})
+	writer.Send(map[string]any{"type": "text", "text": "tell both"})
 	<-llm.started // replica 1 runs the turn
-	if ev := watcher.next(); ev.Type != "transcript" || ev.Text != "tell both" {
-		t.Fatalf("watcher: %s", ev.raw)
+	if ev := watcher.Next(); ev.Type != "transcript" || ev.Text != "tell both" {
+		t.Fatalf("watcher: %s", ev.Raw)
 	}
 	for _, p := range []string{"One. ", "Two. ", "Three."} {
 		llm.gate <- p
-		if ev := watcher.next(); ev.Type != "reply.delta" || ev.Text != p {
-			t.Fatalf("watcher on replica 2 got %s, want the delta %q live", ev.raw, p)
+		if ev := watcher.Next(); ev.Type != "reply.delta" || ev.Text != p {
+			t.Fatalf("watcher on replica 2 got %s, want the delta %q live", ev.Raw, p)
 		}
 	}
 	close(llm.gate)
-	if ev := watcher.next(); ev.Type != "reply.done" || ev.Text != "One. Two. Three." {
-		t.Fatalf("watcher: %s", ev.raw)
+	if ev := watcher.Next(); ev.Type != "reply.done" || ev.Text != "One. Two. Three." {
+		t.Fatalf("watcher: %s", ev.Raw)
 	}
 }
 
@@ -44,24 +44,24 @@ func TestQueuedTurnTimesOutWithBusy(t *testing.T) {
 	llm := newGateLLM()
 	r := startReplica(t, newRedis(t), llm, replicaOpts{engine: turn.Config{Slots: 1, Queue: 10, QueueWait: 200 * time.Millisecond}})
 	c := dial(t, r.URL)
-	c.hello()
+	c.Hello()
 	for _, s := range []string{"one", "two", "three"} {
-		c.send(map[string]any{"type": "text", "text": s})
+		c.Send(map[string]any{"type": "text", "text": s})
 	}
 	<-llm.started
 	busy := map[int64]bool{}
 	for len(busy) < 2 {
-		ev := c.next()
+		ev := c.Next()
 		if ev.Type == "error" {
 			if ev.Code != "busy" || ev.Turn < 2 {
-				t.Fatalf("want busy for a queued turn, got %s", ev.raw)
+				t.Fatalf("want busy for a queued turn, got %s", ev.Raw)
 			}
 			busy[ev.Turn] = true
 		}
 	}
 	close(llm.gate)
-	evs := c.until("reply.done", 1)
+	evs := c.Until("reply.done", 1)
 	if evs[len(evs)-1].Text != "" {
-		t.Fatalf("turn 1: %s", evs[len(evs)-1].raw)
+		t.Fatalf("turn 1: %s", evs[len(evs)-1].Raw)
 	}
 }

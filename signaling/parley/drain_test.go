@@ -29,22 +29,22 @@ func TestGracefulDrain(t *testing.T) {
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 
 	c := dial(t, r1.URL)
-	c.hello()
+	c.Hello()
 	idle := make([]*client, 20)
 	for i := range idle {
 		idle[i] = dial(t, r1.URL)
-		idle[i].hello()
+		idle[i].Hello()
 	}
 	call := dial(t, r1.URL)
-	call.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
-	if ev := call.next(); ev.Type != "session" {
-		t.Fatalf("call hello: %s", ev.raw)
+	call.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	if ev := call.Next(); ev.Type != "session" {
+		t.Fatalf("call hello: %s", ev.Raw)
 	}
-	call.until("state", 0) // the call is on: its writer serves audio now
-	c.send(map[string]any{"type": "text", "text": "tell me a story"})
+	call.Until("state", 0) // the call is on: its writer serves audio now
+	c.Send(map[string]any{"type": "text", "text": "tell me a story"})
 	<-slow.started
 	slow.gate <- "Once "
-	c.until("reply.delta", 1)
+	c.Until("reply.delta", 1)
 
 	drained := make(chan error, 1)
 	go func() { drained <- r1.drain(10 * time.Second) }()
@@ -71,10 +71,10 @@ func TestGracefulDrain(t *testing.T) {
 	}
 
 	c2 := dial(t, r2.URL)
-	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" || !ev.Resumed {
-		t.Fatalf("resume: %s", ev.raw)
+	if ev := c2.Resume(c.Session, c.Token, c.LastID); ev.Type != "session" || !ev.Resumed {
+		t.Fatalf("resume: %s", ev.Raw)
 	}
-	evs := c2.until("reply.done", 1)
+	evs := c2.Until("reply.done", 1)
 	if done := evs[len(evs)-1]; done.Text != "Once upon a time." {
 		t.Fatalf("reply.done %q", done.Text)
 	}
@@ -83,14 +83,14 @@ func TestGracefulDrain(t *testing.T) {
 		if ev.ID == "" {
 			continue
 		}
-		if seen[ev.ID] || session.CompareIDs(ev.ID, c.lastID) <= 0 {
-			t.Fatalf("event %s sent twice, or again after the resume point %s: %v", ev.ID, c.lastID, evs)
+		if seen[ev.ID] || session.CompareIDs(ev.ID, c.LastID) <= 0 {
+			t.Fatalf("event %s sent twice, or again after the resume point %s: %v", ev.ID, c.LastID, evs)
 		}
 		seen[ev.ID] = true
 	}
 	// The conversation goes on, on the other replica.
-	c2.send(map[string]any{"type": "text", "text": "thanks"})
-	if evs := c2.until("reply.done", 2); evs[len(evs)-1].Text != "echo: thanks" {
+	c2.Send(map[string]any{"type": "text", "text": "thanks"})
+	if evs := c2.Until("reply.done", 2); evs[len(evs)-1].Text != "echo: thanks" {
 		t.Fatalf("next turn: %v", evs)
 	}
 }
@@ -99,14 +99,14 @@ func TestGracefulDrain(t *testing.T) {
 // (after any call state), then the close frame 1012 shutdown.
 func toldToReconnect(t *testing.T, c *client) msg {
 	t.Helper()
-	ev := c.next()
+	ev := c.Next()
 	for ev.Type == "state" {
-		ev = c.next()
+		ev = c.Next()
 	}
-	if ev.Type != "reconnect" || !strings.Contains(ev.raw, `"reason":"shutdown"`) || !strings.Contains(ev.raw, `"retry_after_ms":`) {
-		t.Fatalf("want a reconnect event with retry_after_ms before the close, got %s", ev.raw)
+	if ev.Type != "reconnect" || !strings.Contains(ev.Raw, `"reason":"shutdown"`) || !strings.Contains(ev.Raw, `"retry_after_ms":`) {
+		t.Fatalf("want a reconnect event with retry_after_ms before the close, got %s", ev.Raw)
 	}
-	_, err := c.read(5 * time.Second)
+	_, err := c.Read(5 * time.Second)
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || ce.Text != "shutdown" {
 		t.Fatalf("want close 1012 shutdown after the reconnect event, got %v", err)
@@ -122,7 +122,7 @@ func TestReconnectSpread(t *testing.T) {
 	cs := make([]*client, 10)
 	for i := range cs {
 		cs[i] = dial(t, r.URL)
-		cs[i].hello()
+		cs[i].Hello()
 	}
 	go func() { _ = r.drain(10 * time.Second) }()
 	for _, c := range cs {
@@ -218,16 +218,16 @@ func TestDrainDuringSpokenReplies(t *testing.T) {
 	calls := make([]*client, 8)
 	for i := range calls {
 		calls[i] = dial(t, r.URL)
-		calls[i].send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
-		if ev := calls[i].next(); ev.Type != "session" {
-			t.Fatalf("call hello: %s", ev.raw)
+		calls[i].Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+		if ev := calls[i].Next(); ev.Type != "session" {
+			t.Fatalf("call hello: %s", ev.Raw)
 		}
-		calls[i].send(map[string]any{"type": "text", "text": long})
+		calls[i].Send(map[string]any{"type": "text", "text": long})
 	}
 	for _, c := range calls {
-		_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = c.WS.SetReadDeadline(time.Now().Add(10 * time.Second))
 		for {
-			kind, _, err := c.ws.ReadMessage()
+			kind, _, err := c.WS.ReadMessage()
 			if err != nil {
 				t.Fatalf("before the drain: %v", err)
 			}
@@ -238,9 +238,9 @@ func TestDrainDuringSpokenReplies(t *testing.T) {
 	}
 	go func() { _ = r.drain(10 * time.Second) }()
 	for i, c := range calls {
-		_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = c.WS.SetReadDeadline(time.Now().Add(10 * time.Second))
 		for {
-			kind, b, err := c.ws.ReadMessage()
+			kind, b, err := c.WS.ReadMessage()
 			if err != nil {
 				t.Fatalf("call %d ended without a reconnect event: %v", i, err)
 			}
@@ -248,9 +248,9 @@ func TestDrainDuringSpokenReplies(t *testing.T) {
 				break
 			}
 		}
-		kind, b, err := c.ws.ReadMessage()
+		kind, b, err := c.WS.ReadMessage()
 		for err == nil && kind == websocket.BinaryMessage { // audio already queued may follow
-			kind, b, err = c.ws.ReadMessage()
+			kind, b, err = c.WS.ReadMessage()
 		}
 		var ce *websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart {

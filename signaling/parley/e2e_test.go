@@ -19,19 +19,19 @@ func TestTextRoundTrip(t *testing.T) {
 	rdb := newRedis(t)
 	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "good morning to you"})
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "good morning to you"})
 
-	evs := c.until("reply.done", 1)
+	evs := c.Until("reply.done", 1)
 	if evs[0].Type != "transcript" || !evs[0].Final || evs[0].Text != "good morning to you" || evs[0].Turn != 1 {
-		t.Fatalf("first event: want the user's turn as a final transcript, got %s", evs[0].raw)
+		t.Fatalf("first event: want the user's turn as a final transcript, got %s", evs[0].Raw)
 	}
 	var deltas strings.Builder
 	n := 0
 	prev := ""
 	for _, ev := range evs {
 		if ev.ID == "" || (prev != "" && session.CompareIDs(ev.ID, prev) <= 0) {
-			t.Fatalf("event ids must be present and increase: %s after %q", ev.raw, prev)
+			t.Fatalf("event ids must be present and increase: %s after %q", ev.Raw, prev)
 		}
 		prev = ev.ID
 		if ev.Type == "reply.delta" {
@@ -64,25 +64,25 @@ func TestConcurrentSessionsGetOnlyTheirOwnReplies(t *testing.T) {
 			defer wg.Done()
 			errs <- func() error {
 				c := dial(t, r.URL)
-				c.send(map[string]any{"type": "hello"})
-				if ev, err := c.read(10 * time.Second); err != nil || ev.Type != "session" {
-					return fmt.Errorf("client %d hello: %v %s", i, err, ev.raw)
+				c.Send(map[string]any{"type": "hello"})
+				if ev, err := c.Read(10 * time.Second); err != nil || ev.Type != "session" {
+					return fmt.Errorf("client %d hello: %v %s", i, err, ev.Raw)
 				}
 				want := map[int64]string{}
 				for k := 1; k <= turns; k++ {
 					text := fmt.Sprintf("client %d turn %d", i, k)
 					want[int64(k)] = "echo: " + text
-					c.send(map[string]any{"type": "text", "text": text})
+					c.Send(map[string]any{"type": "text", "text": text})
 				}
 				got := map[int64]string{}
 				for len(got) < turns {
-					ev, err := c.read(20 * time.Second)
+					ev, err := c.Read(20 * time.Second)
 					if err != nil {
 						return fmt.Errorf("client %d: %v after %d replies", i, err, len(got))
 					}
 					switch ev.Type {
 					case "error":
-						return fmt.Errorf("client %d: %s", i, ev.raw)
+						return fmt.Errorf("client %d: %s", i, ev.Raw)
 					case "reply.done":
 						if _, dup := got[ev.Turn]; dup {
 							return fmt.Errorf("client %d: second reply.done for turn %d", i, ev.Turn)
@@ -117,12 +117,12 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 
 	c := dial(t, r1.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "tell me a story"})
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "tell me a story"})
 	<-model.started
 	model.gate <- "Once upon a time, "
-	seen := c.until("reply.delta", 1)
-	c.ws.Close() // drops mid-reply
+	seen := c.Until("reply.delta", 1)
+	c.WS.Close() // drops mid-reply
 
 	for _, p := range []string{"there was ", "a replica. ", "The end."} {
 		model.gate <- p
@@ -130,10 +130,10 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 	close(model.gate)
 
 	c2 := dial(t, r2.URL)
-	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" || !ev.Resumed || ev.Session != c.session {
-		t.Fatalf("resume: got %s", ev.raw)
+	if ev := c2.Resume(c.Session, c.Token, c.LastID); ev.Type != "session" || !ev.Resumed || ev.Session != c.Session {
+		t.Fatalf("resume: got %s", ev.Raw)
 	}
-	missed := c2.until("reply.done", 1)
+	missed := c2.Until("reply.done", 1)
 	all := append(seen, missed...)
 	var text strings.Builder
 	ids := map[string]bool{}
@@ -157,8 +157,8 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 	}
 
 	// The next turn, answered by replica 2, sees the whole conversation.
-	c2.send(map[string]any{"type": "text", "text": "and then?"})
-	c2.until("reply.done", 2)
+	c2.Send(map[string]any{"type": "text", "text": "and then?"})
+	c2.Until("reply.done", 2)
 	conv := lastConv(t, r2)
 	want := []llm.Message{
 		{Role: llm.RoleUser, Content: "tell me a story"},
@@ -197,18 +197,18 @@ func TestDeadReplicasTurnIsTakenOver(t *testing.T) {
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{engine: cfg})
 
 	c := dial(t, r1.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "are you there"})
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "are you there"})
 	<-stuck.started
 	stuck.gate <- "Partial answer from the replica that dies "
-	seen := c.until("reply.delta", 1)
+	seen := c.Until("reply.delta", 1)
 	r1.kill() // no ack, no drain: its job stays in Redis
 
 	c2 := dial(t, r2.URL)
-	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" {
-		t.Fatalf("resume: %s", ev.raw)
+	if ev := c2.Resume(c.Session, c.Token, c.LastID); ev.Type != "session" {
+		t.Fatalf("resume: %s", ev.Raw)
 	}
-	evs := c2.until("reply.done", 1)
+	evs := c2.Until("reply.done", 1)
 	done := evs[len(evs)-1]
 	if done.Text != "echo: are you there" {
 		t.Fatalf("reply.done %q, want the surviving replica's reply", done.Text)
@@ -224,9 +224,9 @@ func TestDeadReplicasTurnIsTakenOver(t *testing.T) {
 	}
 	// Exactly one reply.done in the whole log for the turn.
 	c3 := dial(t, r2.URL)
-	c3.resume(c.session, c.token, "")
-	c3.send(map[string]any{"type": "text", "text": "again"})
-	all := c3.until("reply.done", 2)
+	c3.Resume(c.Session, c.Token, "")
+	c3.Send(map[string]any{"type": "text", "text": "again"})
+	all := c3.Until("reply.done", 2)
 	dones := 0
 	for _, ev := range all {
 		if ev.Type == "reply.done" && ev.Turn == 1 {
@@ -244,14 +244,14 @@ func TestRateLimitedReachesTheClient(t *testing.T) {
 		SessionRate: ratelimit.Rule{Rate: 0.2, Burst: 2},
 	}})
 	c := dial(t, r.URL)
-	c.hello()
+	c.Hello()
 	for i := 0; i < 3; i++ {
-		c.send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
+		c.Send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
 	}
 	var limited *msg
 	replies := 0
 	for limited == nil || replies < 2 {
-		ev := c.next()
+		ev := c.Next()
 		switch ev.Type {
 		case "error":
 			limited = &ev
@@ -260,7 +260,7 @@ func TestRateLimitedReachesTheClient(t *testing.T) {
 		}
 	}
 	if limited.Code != "rate_limited" || limited.RetryAfterMs <= 0 || limited.RetryAfterMs > 5000 {
-		t.Fatalf("want rate_limited with retry_after_ms in (0, 5000], got %s", limited.raw)
+		t.Fatalf("want rate_limited with retry_after_ms in (0, 5000], got %s", limited.Raw)
 	}
 }
 
@@ -271,32 +271,32 @@ func TestBackpressureBusy(t *testing.T) {
 	model := newGateLLM()
 	r := startReplica(t, rdb, model, replicaOpts{engine: turn.Config{Slots: 1, Queue: 1, QueueWait: time.Minute}})
 	c := dial(t, r.URL)
-	c.hello()
+	c.Hello()
 	for i := 0; i < 5; i++ {
-		c.send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
+		c.Send(map[string]any{"type": "text", "text": fmt.Sprintf("turn %d", i)})
 	}
 	busy := 0
 	for busy < 3 {
-		ev := c.next()
+		ev := c.Next()
 		switch ev.Type {
 		case "error":
 			if ev.Code != "busy" || ev.RetryAfterMs <= 0 {
-				t.Fatalf("want busy, got %s", ev.raw)
+				t.Fatalf("want busy, got %s", ev.Raw)
 			}
 			busy++
 		case "reply.delta", "reply.done":
-			t.Fatalf("the stuck upstream cannot have replied: %s", ev.raw)
+			t.Fatalf("the stuck upstream cannot have replied: %s", ev.Raw)
 		}
 	}
 
 	pong := make(chan struct{}, 1)
-	c.ws.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
-	if err := c.ws.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second)); err != nil {
+	c.WS.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	if err := c.WS.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	go func() { // pongs are handled inside reads: keep reading until the socket closes
 		for {
-			if _, err := c.read(10 * time.Second); err != nil {
+			if _, err := c.Read(10 * time.Second); err != nil {
 				return
 			}
 		}
@@ -307,7 +307,7 @@ func TestBackpressureBusy(t *testing.T) {
 		t.Fatal("no pong while the upstream is stuck")
 	}
 	other := dial(t, r.URL)
-	other.hello() // the server still serves new sessions
+	other.Hello() // the server still serves new sessions
 	close(model.gate)
 }
 
@@ -316,16 +316,16 @@ func TestInterruptStoresWhatWasSent(t *testing.T) {
 	model := newGateLLM()
 	r := startReplica(t, rdb, model, replicaOpts{})
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "talk for a while"})
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "talk for a while"})
 	<-model.started
 	model.gate <- "First part. "
-	c.until("reply.delta", 1)
-	c.send(map[string]any{"type": "interrupt"})
-	evs := c.until("reply.done", 1)
+	c.Until("reply.delta", 1)
+	c.Send(map[string]any{"type": "interrupt"})
+	evs := c.Until("reply.done", 1)
 	done := evs[len(evs)-1]
 	if !done.Interrupted || done.Text != "First part. " {
-		t.Fatalf("want an interrupted reply.done with the text sent so far, got %s", done.raw)
+		t.Fatalf("want an interrupted reply.done with the text sent so far, got %s", done.Raw)
 	}
 	if evs[len(evs)-2].Type != "interrupted" {
 		t.Fatalf("want interrupted before reply.done, got %v", evs)

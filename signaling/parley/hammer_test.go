@@ -104,13 +104,13 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 	var good []*client
 	for range chats {
 		c := dial(t, r.URL)
-		c.hello()
+		c.Hello()
 		good = append(good, c)
 	}
 	call := dial(t, r.URL)
-	call.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
-	if ev := call.next(); ev.Type != "session" {
-		t.Fatalf("call hello: %s", ev.raw)
+	call.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	if ev := call.Next(); ev.Type != "session" {
+		t.Fatalf("call hello: %s", ev.Raw)
 	}
 	good = append(good, call)
 
@@ -139,7 +139,7 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 			// A good packet among them is taken without a word.
 			frames: []wsFrame{{websocket.BinaryMessage, []byte{0xff, 0xff, 0xff, 0xff, 0x00}}, {websocket.BinaryMessage, nil}, {websocket.BinaryMessage, goodPkt},
 				{websocket.BinaryMessage, make([]byte, opus.MaxPacket+1)}, {websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd}}}},
-		{name: "forged resume", hello: map[string]any{"type": "hello", "session": good[0].session, "token": "forged"},
+		{name: "forged resume", hello: map[string]any{"type": "hello", "session": good[0].Session, "token": "forged"},
 			says: "wrong", closes: []string{"4401 unauthorized"}, closed: true,
 			frames: []wsFrame{textFrame(`{"type":"text","text":"let me in"}`)}},
 		{name: "bad hellos", says: "", closes: []string{"4000 hello_timeout"},
@@ -203,19 +203,19 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 			for k := 1; k <= n; k++ {
 				msg := fmt.Sprintf("good %d turn %d", g, k)
 				t0 := time.Now()
-				_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				if err := c.ws.WriteJSON(map[string]any{"type": "text", "text": msg}); err != nil {
+				_ = c.WS.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if err := c.WS.WriteJSON(map[string]any{"type": "text", "text": msg}); err != nil {
 					t.Errorf("good session %d: send: %v", g, err)
 					return
 				}
 				for {
-					ev, err := c.read(30 * time.Second) // a hang, not a timing assertion
+					ev, err := c.Read(30 * time.Second) // a hang, not a timing assertion
 					if err != nil {
 						t.Errorf("good session %d turn %d: %v", g, k, err)
 						return
 					}
 					if ev.Type == "error" {
-						t.Errorf("good session %d got an error: %s", g, ev.raw)
+						t.Errorf("good session %d got an error: %s", g, ev.Raw)
 						return
 					}
 					if ev.Type == "reply.done" && ev.Turn == int64(k) {
@@ -276,15 +276,15 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 
 	// The server is still up for a new session.
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "after the storm"})
-	if evs := c.until("reply.done", 1); evs[len(evs)-1].Text != "echo: after the storm" {
-		t.Fatalf("after the storm: %s", evs[len(evs)-1].raw)
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "after the storm"})
+	if evs := c.Until("reply.done", 1); evs[len(evs)-1].Text != "echo: after the storm" {
+		t.Fatalf("after the storm: %s", evs[len(evs)-1].Raw)
 	}
 
 	// Shut down: every goroutine of the sockets, calls and replica ends.
 	for _, c := range append(good, c) {
-		c.ws.Close()
+		c.WS.Close()
 	}
 	r.kill()
 	deadline := time.Now().Add(10 * time.Second)

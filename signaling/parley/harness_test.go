@@ -2,8 +2,6 @@ package parley_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parleyhq/parley/internal/testkit/redistest"
+	"github.com/parleyhq/parley/internal/testkit/wsclient"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
@@ -122,123 +120,13 @@ func (r *replica) kill() {
 	})
 }
 
-// event is any server message, decoded loosely.
-type msg struct {
-	Type         string `json:"type"`
-	ID           string `json:"id"`
-	Turn         int64  `json:"turn"`
-	Text         string `json:"text"`
-	Final        bool   `json:"final"`
-	Reset        bool   `json:"reset"`
-	Interrupted  bool   `json:"interrupted"`
-	Session      string `json:"session"`
-	Token        string `json:"token"`
-	Resumed      bool   `json:"resumed"`
-	Code         string `json:"code"`
-	Message      string `json:"message"`
-	RetryAfterMs int64  `json:"retry_after_ms"`
-	raw          string
-}
+// The tests' socket: the one WebSocket client of the test kit.
+type (
+	client = wsclient.Client
+	msg    = wsclient.Msg
+)
 
-type client struct {
-	t       testing.TB
-	sendMu  sync.Mutex // pion's goroutines send candidates too
-	ws      *websocket.Conn
-	session string
-	token   string
-	lastID  string
-}
-
-func dial(t testing.TB, url string) *client {
-	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	return &client{t: t, ws: ws}
-}
-
-func (c *client) send(v any) {
-	c.t.Helper()
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := c.ws.WriteJSON(v); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-func (c *client) sendRaw(kind int, b []byte) {
-	c.t.Helper()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := c.ws.WriteMessage(kind, b); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-// next reads the next message, failing the test after a generous timeout
-// (a hang, not a timing assertion).
-func (c *client) next() msg {
-	c.t.Helper()
-	ev, err := c.read(10 * time.Second)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return ev
-}
-
-// read returns the next text event; audio frames are skipped.
-func (c *client) read(timeout time.Duration) (msg, error) {
-	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
-	kind, b, err := c.ws.ReadMessage()
-	for err == nil && kind == websocket.BinaryMessage {
-		kind, b, err = c.ws.ReadMessage()
-	}
-	if err != nil {
-		return msg{}, err
-	}
-	var ev msg
-	if err := json.Unmarshal(b, &ev); err != nil {
-		return msg{}, fmt.Errorf("bad JSON from server %q: %v", b, err)
-	}
-	ev.raw = string(b)
-	if ev.ID != "" {
-		c.lastID = ev.ID
-	}
-	return ev, nil
-}
-
-// until reads until an event of type typ (for turn, if turn > 0) and
-// returns everything read, that event last.
-func (c *client) until(typ string, turn int64) []msg {
-	c.t.Helper()
-	var evs []msg
-	for {
-		ev := c.next()
-		evs = append(evs, ev)
-		if ev.Type == typ && (turn == 0 || ev.Turn == turn) {
-			return evs
-		}
-	}
-}
-
-func (c *client) hello() {
-	c.t.Helper()
-	c.send(map[string]any{"type": "hello"})
-	ev := c.next()
-	if ev.Type != "session" || ev.Session == "" || ev.Token == "" || ev.Resumed {
-		c.t.Fatalf("hello: got %s", ev.raw)
-	}
-	c.session, c.token = ev.Session, ev.Token
-}
-
-func (c *client) resume(session, token, last string) msg {
-	c.t.Helper()
-	c.send(map[string]any{"type": "hello", "session": session, "token": token, "last_event": last})
-	c.session, c.token = session, token
-	return c.next()
-}
+func dial(t testing.TB, url string) *client { return wsclient.Dial(t, url) }
 
 // echoLLM replies "echo: <last user message>" in pieces. It batches up to
 // max conversations per call and records what it was given.

@@ -34,14 +34,14 @@ func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
 		engine: turn.Config{Coalesce: time.Nanosecond}, // every piece its own frame
 	})
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "flood me"})
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "flood me"})
 	before := metricValue(t, "parley_ws_disconnects_total", "reason", "slow_client")
 	replied := metricValue(t, "parley_turns_total", "outcome", "replied")
 	time.Sleep(500 * time.Millisecond) // not reading: the server's queue fills
 	var err error
 	for err == nil { // the socket ends; its close frame may not fit in the full buffers
-		_, err = c.read(30 * time.Second)
+		_, err = c.Read(30 * time.Second)
 	}
 	// The server counts the disconnect once its side has wound down, a
 	// moment after the client sees the socket end.
@@ -64,10 +64,10 @@ func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c2 := dial(t, r.URL)
-	if ev := c2.resume(c.session, c.token, c.lastID); ev.Type != "session" {
-		t.Fatalf("resume: %s", ev.raw)
+	if ev := c2.Resume(c.Session, c.Token, c.LastID); ev.Type != "session" {
+		t.Fatalf("resume: %s", ev.Raw)
 	}
-	evs := c2.until("reply.done", 1)
+	evs := c2.Until("reply.done", 1)
 	if got := len(evs[len(evs)-1].Text); got != 400*len(strings.Repeat("word ", 6000)+"end. ") {
 		t.Fatalf("reply.done has %d bytes after resume", got)
 	}

@@ -84,9 +84,9 @@ func TestBatchesFormAgainstACompletionsServer(t *testing.T) {
 	r := startReplica(t, newRedis(t), model, replicaOpts{engine: turn.Config{Slots: 2, Queue: 100}})
 
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "alone"})
-	if evs := c.until("reply.done", 1); evs[len(evs)-1].Text != "echo: alone" {
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "alone"})
+	if evs := c.Until("reply.done", 1); evs[len(evs)-1].Text != "echo: alone" {
 		t.Fatalf("reply %q", evs[len(evs)-1].Text)
 	}
 	if got := fake.batchSizes(); len(got) != 1 || got[0] != 1 {
@@ -99,9 +99,9 @@ func TestBatchesFormAgainstACompletionsServer(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c := dial(t, r.URL)
-			c.hello()
-			c.send(map[string]any{"type": "text", "text": fmt.Sprintf("load %d", i)})
-			evs := c.until("reply.done", 1)
+			c.Hello()
+			c.Send(map[string]any{"type": "text", "text": fmt.Sprintf("load %d", i)})
+			evs := c.Until("reply.done", 1)
 			if got, want := evs[len(evs)-1].Text, fmt.Sprintf("echo: load %d", i); got != want {
 				t.Errorf("session %d got %q, want %q", i, got, want)
 			}
@@ -143,15 +143,15 @@ func (l *failLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(i
 func TestUpstreamErrorReachesTheClientAndTheSessionGoesOn(t *testing.T) {
 	r := startReplica(t, newRedis(t), &failLLM{}, replicaOpts{})
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "first"})
-	evs := c.until("error", 0)
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "first"})
+	evs := c.Until("error", 0)
 	e := evs[len(evs)-1]
 	if e.Code != "upstream" || e.Turn != 1 || !strings.Contains(e.Message, "model is loading") {
-		t.Fatalf("want an upstream error for turn 1 saying why, got %s", e.raw)
+		t.Fatalf("want an upstream error for turn 1 saying why, got %s", e.Raw)
 	}
-	c.send(map[string]any{"type": "text", "text": "second"})
-	evs = c.until("reply.done", 2)
+	c.Send(map[string]any{"type": "text", "text": "second"})
+	evs = c.Until("reply.done", 2)
 	if evs[len(evs)-1].Text != "fine now" {
 		t.Fatalf("the session did not go on: %v", evs)
 	}
@@ -162,9 +162,9 @@ func TestDeltasAreCoalesced(t *testing.T) {
 	tokens := &tokenLLM{n: 300}
 	r := startReplica(t, newRedis(t), tokens, replicaOpts{engine: turn.Config{Coalesce: time.Second}})
 	c := dial(t, r.URL)
-	c.hello()
-	c.send(map[string]any{"type": "text", "text": "go on"})
-	evs := c.until("reply.done", 1)
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "go on"})
+	evs := c.Until("reply.done", 1)
 	deltas := 0
 	var text strings.Builder
 	for _, ev := range evs {

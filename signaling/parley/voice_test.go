@@ -101,7 +101,7 @@ func callOn(t *testing.T, c *client, pkts [][]byte) *heard {
 // failures.
 func callRun(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
 	t.Helper()
-	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
 	return hearCall(t, c, pkts, allowErrors)
 }
 
@@ -116,8 +116,8 @@ func hearCall(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
 		defer close(done)
 		spoke := false
 		for {
-			_ = c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-			kind, b, err := c.ws.ReadMessage()
+			_ = c.WS.SetReadDeadline(time.Now().Add(30 * time.Second))
+			kind, b, err := c.WS.ReadMessage()
 			if err != nil {
 				t.Errorf("read: %v", err)
 				return
@@ -129,13 +129,13 @@ func hearCall(t *testing.T, c *client, pkts [][]byte, allowErrors bool) *heard {
 			}
 			var ev msg
 			_ = json.Unmarshal(b, &ev)
-			ev.raw = string(b)
+			ev.Raw = string(b)
 			h.events = append(h.events, ev)
 			h.audioAt = append(h.audioAt, len(h.audio))
 			if ev.Type == "error" && !allowErrors {
 				t.Errorf("error: %s", b)
 			}
-			if ev.Type == "state" && ev.raw != "" {
+			if ev.Type == "state" && ev.Raw != "" {
 				var st struct{ State string }
 				_ = json.Unmarshal(b, &st)
 				if st.State == "speaking" {
@@ -161,11 +161,7 @@ func speak(c *client, pkts [][]byte) error {
 	defer tick.Stop()
 	for _, p := range pkts {
 		<-tick.C
-		c.sendMu.Lock()
-		_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		err := c.ws.WriteMessage(websocket.BinaryMessage, p)
-		c.sendMu.Unlock()
-		if err != nil {
+		if err := c.Write(websocket.BinaryMessage, p); err != nil {
 			return err
 		}
 	}
@@ -211,8 +207,8 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	defer func() {
 		// A typed turn in the middle of the call: answered in the same
 		// session, with the spoken turn in its history.
-		c.send(map[string]any{"type": "text", "text": "and the date?"})
-		evs := c.until("reply.done", 2)
+		c.Send(map[string]any{"type": "text", "text": "and the date?"})
+		evs := c.Until("reply.done", 2)
 		if !strings.HasPrefix(evs[len(evs)-1].Text, "Today is ") {
 			t.Fatalf("typed turn: %q", evs[len(evs)-1].Text)
 		}
@@ -241,11 +237,11 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 			}
 		case ev.Type == "state":
 			var st struct{ State string }
-			_ = json.Unmarshal([]byte(ev.raw), &st)
+			_ = json.Unmarshal([]byte(ev.Raw), &st)
 			states = append(states, st.State)
 		}
 	}
-	if final == nil || final.Text != "what time is it" || !strings.Contains(final.raw, `"source":"voice"`) {
+	if final == nil || final.Text != "what time is it" || !strings.Contains(final.Raw, `"source":"voice"`) {
 		t.Fatalf("final transcript: %+v", final)
 	}
 	if done == nil || !strings.HasPrefix(done.Text, "It is ") {
@@ -259,7 +255,7 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	for _, ev := range h.events {
 		if ev.Type == "latency" {
 			lat = &event.Latency{}
-			_ = json.Unmarshal([]byte(ev.raw), lat)
+			_ = json.Unmarshal([]byte(ev.Raw), lat)
 		}
 	}
 	// Voice-to-voice starts at the end of the caller's voiced audio, so it
@@ -300,23 +296,23 @@ func TestGarbageAudioIsDroppedAndTheCallGoesOn(t *testing.T) {
 	asr, v := offline(t)
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, call: call.Config{}})
 	c := dial(t, r.URL)
-	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
-	if ev := c.next(); ev.Type != "session" {
-		t.Fatalf("%s", ev.raw)
+	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
+	if ev := c.Next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.Raw)
 	}
-	c.sendRaw(websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd})
+	c.SendRaw(websocket.BinaryMessage, []byte{0xff, 0xfe, 0xfd})
 	for {
-		ev := c.next()
+		ev := c.Next()
 		if ev.Type == "error" {
 			if ev.Code != "bad_request" || !strings.Contains(ev.Message, "not a 20 ms Opus packet") {
-				t.Fatalf("%s", ev.raw)
+				t.Fatalf("%s", ev.Raw)
 			}
 			break
 		}
 	}
 	// The call and the session go on: a typed turn is answered (and spoken).
-	c.send(map[string]any{"type": "text", "text": "what time is it"})
-	evs := c.until("reply.done", 1)
+	c.Send(map[string]any{"type": "text", "text": "what time is it"})
+	evs := c.Until("reply.done", 1)
 	if !strings.HasPrefix(evs[len(evs)-1].Text, "It is ") {
 		t.Fatalf("reply %q", evs[len(evs)-1].Text)
 	}
@@ -330,9 +326,9 @@ func TestBargeIn(t *testing.T) {
 	asr, v := offline(t)
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
 	c := dial(t, r.URL)
-	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
-	if ev := c.next(); ev.Type != "session" {
-		t.Fatalf("%s", ev.raw)
+	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
+	if ev := c.Next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.Raw)
 	}
 	full := local.New(local.Config{}).Reply("help") // about 8 s spoken
 
@@ -343,7 +339,7 @@ func TestBargeIn(t *testing.T) {
 	msgs := make(chan item, 10000)
 	go func() { // ends when the socket closes
 		for {
-			kind, b, err := c.ws.ReadMessage()
+			kind, b, err := c.WS.ReadMessage()
 			if err != nil {
 				close(msgs)
 				return
@@ -351,7 +347,7 @@ func TestBargeIn(t *testing.T) {
 			m := item{audio: kind == websocket.BinaryMessage}
 			if !m.audio {
 				_ = json.Unmarshal(b, &m.ev)
-				m.ev.raw = string(b)
+				m.ev.Raw = string(b)
 			}
 			msgs <- m
 		}
@@ -369,7 +365,7 @@ func TestBargeIn(t *testing.T) {
 		return item{}
 	}
 
-	c.send(map[string]any{"type": "text", "text": "help"})
+	c.Send(map[string]any{"type": "text", "text": "help"})
 	for frames := 0; frames < 50; { // a second of the reply
 		if next().audio {
 			frames++
@@ -540,7 +536,7 @@ func TestUpstreamFailureIsSpokenAndTheCallGoesOn(t *testing.T) {
 		case ev.Type == "error" && ev.Code == "upstream" && ev.Turn == 1 && strings.Contains(ev.Message, "the model is down"):
 			errAt = i
 		case ev.Type == "reply.done":
-			t.Fatalf("a failed turn has a reply: %s", ev.raw)
+			t.Fatalf("a failed turn has a reply: %s", ev.Raw)
 		}
 	}
 	if errAt < 0 {
@@ -554,9 +550,9 @@ func TestUpstreamFailureIsSpokenAndTheCallGoesOn(t *testing.T) {
 	}
 	// The socket and the session go on: a typed turn is answered (with the
 	// same error, the model being down).
-	c.send(map[string]any{"type": "text", "text": "hello?"})
+	c.Send(map[string]any{"type": "text", "text": "hello?"})
 	for {
-		ev := c.next()
+		ev := c.Next()
 		if ev.Type == "error" && ev.Turn == 2 && ev.Code == "upstream" {
 			break
 		}
@@ -571,10 +567,10 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 	rs := redistest.StartPersistent(t)
 	r := startReplica(t, rs.Client(), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
 	c := dial(t, r.URL)
-	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
-	hello := c.next()
+	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	hello := c.Next()
 	if hello.Type != "session" {
-		t.Fatalf("%s", hello.raw)
+		t.Fatalf("%s", hello.Raw)
 	}
 	caller, pkts := c, opusSpeech(t, v, "what time is it", 500*time.Millisecond, 1500*time.Millisecond)
 	go func() { _ = speak(caller, pkts) }() // ends with the packets or the socket
@@ -586,8 +582,8 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 		if stopped && !restarted {
 			timeout = 2 * time.Second // the audio has ended when nothing comes for this long (frames come every 20 ms)
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
-		kind, b, err := c.ws.ReadMessage()
+		_ = c.WS.SetReadDeadline(time.Now().Add(timeout))
+		kind, b, err := c.WS.ReadMessage()
 		switch {
 		case err != nil && stopped && !restarted && strings.Contains(err.Error(), "timeout"):
 			// gorilla's conn is unusable after a read timeout: resume on a
@@ -595,7 +591,7 @@ func TestCallAudioFlowsThroughARedisRestart(t *testing.T) {
 			rs.Restart()
 			restarted = true
 			c = dial(t, r.URL)
-			c.resume(hello.Session, hello.Token, "")
+			c.Resume(hello.Session, hello.Token, "")
 			continue
 		case err != nil:
 			t.Fatalf("read: %v (frames %d before the stop, %d after)", err, before, after)

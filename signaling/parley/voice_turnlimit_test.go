@@ -25,24 +25,24 @@ func TestTurnLimitInACall(t *testing.T) {
 
 	go func() { _ = speak(c, speech) }() // the caller speaks again; ends with the packets or the socket
 	for {
-		ev := c.next()
+		ev := c.Next()
 		if (ev.Type == "reply.done" || ev.Type == "reply.delta") && ev.Turn > 1 {
-			t.Fatalf("a turn past the cap has a reply: %s", ev.raw)
+			t.Fatalf("a turn past the cap has a reply: %s", ev.Raw)
 		}
 		if ev.Type == "error" {
 			if ev.Code != "turn_limit" || !strings.Contains(ev.Message, "1 turns") {
-				t.Fatalf("spoken turn past the cap: %s", ev.raw)
+				t.Fatalf("spoken turn past the cap: %s", ev.Raw)
 			}
 			break
 		}
 	}
 	// The socket goes on: a typed turn gets the same answer.
-	c.send(map[string]any{"type": "text", "text": "hello?"})
+	c.Send(map[string]any{"type": "text", "text": "hello?"})
 	for {
-		ev := c.next()
+		ev := c.Next()
 		if ev.Type == "error" {
 			if ev.Code != "turn_limit" {
-				t.Fatalf("typed turn past the cap: %s", ev.raw)
+				t.Fatalf("typed turn past the cap: %s", ev.Raw)
 			}
 			break
 		}

@@ -103,15 +103,15 @@ func candidateIP(line string) netip.Addr {
 }
 
 func (k *caller) sendOffer(c *client) {
-	c.send(map[string]any{"type": "offer", "sdp": map[string]string{"type": "offer", "sdp": k.offer.SDP}})
+	c.Send(map[string]any{"type": "offer", "sdp": map[string]string{"type": "offer", "sdp": k.offer.SDP}})
 }
 
 // webrtcHello starts a call over WebRTC on a new socket.
 func webrtcHello(t *testing.T, url string) *client {
 	c := dial(t, url)
-	c.send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "webrtc", "codec": "opus"}})
-	if ev := c.next(); ev.Type != "session" {
-		t.Fatalf("%s", ev.raw)
+	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "webrtc", "codec": "opus"}})
+	if ev := c.Next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.Raw)
 	}
 	return c
 }
@@ -122,7 +122,7 @@ func callOverWebRTC(t *testing.T, r *replica, speech [][]byte) {
 	pc := k.pc
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand != nil {
-			c.send(map[string]any{"type": "candidate", "candidate": cand.ToJSON()})
+			c.Send(map[string]any{"type": "candidate", "candidate": cand.ToJSON()})
 		}
 	})
 	connected := make(chan struct{})
@@ -164,20 +164,20 @@ func callOverWebRTC(t *testing.T, r *replica, speech [][]byte) {
 	go func() { // the socket's reader: negotiation here, the rest to events
 		defer close(events)
 		for {
-			ev, err := c.read(60 * time.Second)
+			ev, err := c.Read(60 * time.Second)
 			if err != nil {
 				return
 			}
 			switch ev.Type {
 			case "answer":
 				var a struct{ SDP string }
-				_ = json.Unmarshal([]byte(ev.raw), &a)
+				_ = json.Unmarshal([]byte(ev.Raw), &a)
 				if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.SDP}); err != nil {
 					t.Errorf("answer: %v", err)
 				}
 			case "candidate":
 				var m struct{ Candidate webrtc.ICECandidateInit }
-				_ = json.Unmarshal([]byte(ev.raw), &m)
+				_ = json.Unmarshal([]byte(ev.Raw), &m)
 				// The namespace has only lo: a loopback candidate is all the
 				// server can offer, and it offers it by default to a client
 				// on its own host.
@@ -222,7 +222,7 @@ func callOverWebRTC(t *testing.T, r *replica, speech [][]byte) {
 			}
 			switch {
 			case ev.Type == "error":
-				t.Fatalf("%s", ev.raw)
+				t.Fatalf("%s", ev.Raw)
 			case ev.Type == "transcript" && ev.Final:
 				final = &ev
 			case ev.Type == "reply.done":
@@ -264,24 +264,24 @@ func moveToWebSocket(t *testing.T, r *replica, speech [][]byte) {
 	k.sendOffer(c)
 	// A typed turn while WebRTC is not up: answered, and spoken into a
 	// track that goes nowhere; that must not stop the call's audio.
-	c.send(map[string]any{"type": "text", "text": "what is the date"})
-	if evs := c.until("reply.done", 1); !strings.HasPrefix(evs[len(evs)-1].Text, "Today is ") {
-		t.Fatalf("typed turn: %s", evs[len(evs)-1].raw)
+	c.Send(map[string]any{"type": "text", "text": "what is the date"})
+	if evs := c.Until("reply.done", 1); !strings.HasPrefix(evs[len(evs)-1].Text, "Today is ") {
+		t.Fatalf("typed turn: %s", evs[len(evs)-1].Raw)
 	}
 
 	badMove := func(msg map[string]any, inMessage string) {
 		t.Helper()
-		c.send(msg)
+		c.Send(msg)
 		for {
-			ev := c.next()
+			ev := c.Next()
 			if ev.Type == "error" {
 				if ev.Code != "bad_request" || !strings.Contains(ev.Message, inMessage) {
-					t.Fatalf("%v: want bad_request containing %q, got %s", msg, inMessage, ev.raw)
+					t.Fatalf("%v: want bad_request containing %q, got %s", msg, inMessage, ev.Raw)
 				}
 				return
 			}
 			if ev.Type == "audio" {
-				t.Fatalf("%v moved the call: %s", msg, ev.raw)
+				t.Fatalf("%v moved the call: %s", msg, ev.Raw)
 			}
 		}
 	}
@@ -289,15 +289,15 @@ func moveToWebSocket(t *testing.T, r *replica, speech [][]byte) {
 	badMove(map[string]any{"type": "audio", "transport": "ws", "codec": "pcmu"}, `only opus`)
 	badMove(map[string]any{"type": "audio", "transport": "webrtc"}, "already over webrtc")
 
-	c.send(map[string]any{"type": "audio", "transport": "ws", "codec": "opus"})
+	c.Send(map[string]any{"type": "audio", "transport": "ws", "codec": "opus"})
 	for {
-		ev := c.next()
+		ev := c.Next()
 		if ev.Type == "error" {
-			t.Fatalf("move: %s", ev.raw)
+			t.Fatalf("move: %s", ev.Raw)
 		}
 		if ev.Type == "audio" {
-			if !strings.Contains(ev.raw, `"transport":"ws"`) {
-				t.Fatalf("move: %s", ev.raw)
+			if !strings.Contains(ev.Raw, `"transport":"ws"`) {
+				t.Fatalf("move: %s", ev.Raw)
 			}
 			break
 		}
@@ -306,7 +306,7 @@ func moveToWebSocket(t *testing.T, r *replica, speech [][]byte) {
 	badMove(map[string]any{"type": "audio", "transport": "webrtc"}, "not back")
 	badMove(map[string]any{"type": "offer", "sdp": k.offer.SDP}, "moved to the WebSocket")
 	// A candidate trickled late, after the move, is dropped without a word.
-	c.send(map[string]any{"type": "candidate", "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"})
+	c.Send(map[string]any{"type": "candidate", "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"})
 
 	h := hearCall(t, c, speech, false)
 	var final, done *msg
