@@ -10,6 +10,11 @@ BIN     := bin/parley
 APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us \
                 flite flite1-dev sox pkg-config redis-server chromium iproute2 nginx
 
+# npm projects that tests run (real programs nobody here wrote), pinned by
+# their package-lock.json; `make deps` installs them into the test cache of
+# internal/testkit/npm, so that the tests run offline afterwards.
+NPM_PROJECTS := pipeline/tools/mcp/testdata/npm
+
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-offline bench-replicas bench-soak clean
@@ -29,6 +34,16 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 	@command -v $(GO) >/dev/null || { echo "make deps: Go 1.24 or newer is needed on PATH"; exit 1; }
+	@# Node.js and npm, for the npm projects: from the machine if it has them
+	@# (a nodejs package from elsewhere carries npm, and Debian's npm would
+	@# conflict with it), else Debian's.
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "make deps: installing nodejs npm"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nodejs npm >/dev/null || exit 1; \
+	fi
+	@$(GO) run ./internal/testkit/npm/install $(NPM_PROJECTS)
 
 build: deps
 	$(GO) build $(TAGS) -o $(BIN) ./cmd/parley

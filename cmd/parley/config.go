@@ -49,6 +49,10 @@ type config struct {
 	LLMMaxTok   int
 	LocalDelay  time.Duration
 
+	MCPConfig      string
+	MCPCallTimeout time.Duration
+	MCPMaxOutput   int
+
 	Slots        int
 	Queue        int
 	QueueWait    time.Duration
@@ -195,6 +199,10 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.int(&c.LLMMaxTok, "llm-max-tokens", "LLM_MAX_TOKENS", 0, "max_tokens sent upstream; 0 leaves it out")
 
 	f.dur(&c.LocalDelay, "local-delay", "PARLEY_LOCAL_DELAY", 0, "pause between the offline responder's words, to show streaming; 0: none")
+
+	f.str(&c.MCPConfig, "mcp-config", "PARLEY_MCP_CONFIG", "", `JSON file of MCP servers whose tools the model may call, {"mcpServers": {...}} as MCP clients write it (see docs/operations.md); empty: none`)
+	f.dur(&c.MCPCallTimeout, "mcp-call-timeout", "PARLEY_MCP_CALL_TIMEOUT", 30*time.Second, "deadline of one call of an MCP server's tool; 0: 30s")
+	f.int(&c.MCPMaxOutput, "mcp-max-output", "PARLEY_MCP_MAX_OUTPUT", 16<<10, "bytes of an MCP tool's output given to the model; the rest is cut, with a note; 0: 16384")
 
 	f.int(&c.Slots, "llm-slots", "PARLEY_LLM_SLOTS", 16, "upstream LLM calls in flight per replica")
 	f.int(&c.Queue, "llm-queue", "PARLEY_LLM_QUEUE", 1024, "turns waiting for a slot before new ones get busy (absorbs a burst of turns at once; -llm-queue-wait bounds each wait)")

@@ -17,18 +17,22 @@ import (
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/sphinx"
+	"github.com/parleyhq/parley/pipeline/tools"
+	"github.com/parleyhq/parley/pipeline/tools/mcp"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/redis/go-redis/v9"
 )
 
 // core is what every front end shares: Redis, the session store and its
-// live delivery, the turn engine and the voice stack.
+// live delivery, the turn engine, the voice stack and the server's tools.
 type core struct {
 	rdb    redis.UniversalClient // Pub/Sub and /readyz
 	store  *session.Store
 	hub    *session.Hub
 	engine *turn.Engine
-	voice  *call.Voice // nil: text only
+	voice  *call.Voice   // nil: text only
+	tools  tools.Toolbox // the MCP servers' tools; nil: no -mcp-config
+	mcp    *mcp.Manager  // runs them; nil with tools
 	close  func()
 }
 
@@ -59,6 +63,12 @@ func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error
 	limiter := ratelimit.New(cmds, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
 	if err := limiter.Load(ctx); err != nil {
 		return fail(err)
+	}
+	if c.mcp, err = newMCP(cfg, log); err != nil {
+		return fail(err)
+	}
+	if c.mcp != nil {
+		c.tools = c.mcp
 	}
 	model, err := newLLM(cfg, log)
 	if err != nil {
@@ -147,6 +157,24 @@ func newLLM(cfg *config, log *slog.Logger) (llm.LLM, error) {
 		return openai.NewCompletions(oc, cfg.LLMTemplate, cfg.Batch)
 	}
 	return openai.NewChat(oc)
+}
+
+// newMCP reads -mcp-config; nil without it. The servers start when the
+// Manager runs.
+func newMCP(cfg *config, log *slog.Logger) (*mcp.Manager, error) {
+	if cfg.MCPConfig == "" {
+		return nil, nil
+	}
+	servers, warnings, err := mcp.LoadConfig(cfg.MCPConfig)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("component", "mcp")
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	log.Info("MCP servers configured", "file", cfg.MCPConfig, "servers", len(servers))
+	return mcp.New(mcp.Config{Servers: servers, CallTimeout: cfg.MCPCallTimeout, MaxOutput: cfg.MCPMaxOutput}, log)
 }
 
 // newVoice builds the speech providers and the voice stack that calls

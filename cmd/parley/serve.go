@@ -105,6 +105,9 @@ func serve(ctx context.Context, cfg *config, c *core, fe *frontEnds, log *slog.L
 	}
 	g.Go(func() error { return c.hub.Run(gctx) })
 	g.Go(func() error { return c.engine.Run(gctx) })
+	if c.mcp != nil { // ends when work ends, after the drain: draining turns may still call tools
+		g.Go(func() error { return c.mcp.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := serveHTTP(); !errors.Is(err, http.ErrServerClosed) {
 			return err

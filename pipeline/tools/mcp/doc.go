@@ -43,9 +43,8 @@
 // model APIs refuse (outside A-Z a-z 0-9 _ -) replaced by "_", cut to 64.
 // A name that two servers give is, for both, prefixed with the server's
 // name and "__" (so "a__search" and "b__search"), whichever came up
-// first, so that no name depends on the order servers start in; a clash
-// that remains leaves the later tool (by server name) out, with a
-// warning.
+// first: no name depends on the order servers start in. A clash that
+// remains leaves the later tool (by server name) out, with a warning.
 //
 // A call: the arguments must be a JSON object (empty means {}) of at
 // most 1 MiB that matches the tool's input schema, else the error wraps

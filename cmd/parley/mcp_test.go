@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/internal/testkit/npm"
+)
+
+// -mcp-config wired: the server starts the configured MCP server (the
+// npm server-everything, over stdio), offers its tools, and stops it
+// when it stops. A bad file stops the start, naming the server.
+func TestMCPConfigWired(t *testing.T) {
+	bin := npm.Bin(t, "../../pipeline/tools/mcp/testdata/npm", "mcp-server-everything")
+	file := filepath.Join(t.TempDir(), "mcp.json")
+	body, _ := json.Marshal(map[string]any{"mcpServers": map[string]any{"everything": map[string]any{"command": bin, "args": []string{"stdio"}}}})
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Voice off: calls are not what this test is about, and the
+	// recogniser's decoders take a while to load.
+	env := map[string]string{"PARLEY_ADDR": freeAddr(t), "PARLEY_MCP_CONFIG": file, "PARLEY_ASR": "off"}
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	metrics := func() string {
+		r, err := http.Get("http://" + cfg.Addr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return string(b)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		m := metrics()
+		if strings.Contains(m, "\nparley_mcp_servers_up 1\n") && strings.Contains(m, "\nparley_mcp_tools_offered 13\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the MCP server's tools were never offered; metrics:\n%s", grepLines(m, "parley_mcp_"))
+		}
+	}
+	if !runsChild("mcp-server-everything") {
+		t.Fatal("no server-everything child process")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return")
+	}
+	if runsChild("mcp-server-everything") {
+		t.Error("server-everything outlived the server")
+	}
+
+	if err := os.WriteFile(file, []byte(`{"mcpServers": {"both": {"command": "x", "url": "http://127.0.0.1/mcp"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), `mcp server "both"`) {
+		t.Fatalf("run with a bad -mcp-config: %v; want an error naming the server", err)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// runsChild says whether a child process of this one has s in its
+// command line.
+func runsChild(s string) bool {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		if cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmd), s) {
+			return true
+		}
+	}
+	return false
+}
