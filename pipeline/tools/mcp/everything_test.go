@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -227,5 +229,40 @@ func TestStopTakesTheProcessGroup(t *testing.T) {
 	waitFor(t, "the server's child gone", func() bool { return !alive(sleeper) })
 	if len(m.Tools()) != 0 {
 		t.Errorf("tools still offered after Run: %v", names(m.Tools()))
+	}
+}
+
+// Servers that cannot start, do not answer, or are not there are retried
+// with backoff; the good one's tools are offered meanwhile, and nothing
+// is left running at the end.
+func TestServersThatFailToStart(t *testing.T) {
+	noLeaks(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "http://" + ln.Addr().String() + "/mcp"
+	ln.Close()
+	restarts := count(t, restartsTotal)
+	// A 1s connect timeout (the default is 30s) so that the server that
+	// never answers initialize is given up on quickly.
+	m := startEverything(t, Config{ConnectTimeout: time.Second, Servers: []Server{
+		everything(t),
+		{Name: "missing", Command: filepath.Join(t.TempDir(), "no-such-server")},
+		{Name: "mute", Command: "sleep", Args: []string{"300"}},
+		{Name: "gone", URL: gone},
+	}})
+	waitFor(t, "each failing server retried", func() bool { return count(t, restartsTotal) >= restarts+3 })
+	var mute int
+	waitFor(t, "the mute server running", func() bool { mute = childPID(t, "sleep 300"); return mute != 0 })
+	waitFor(t, "the mute server stopped and started again", func() bool {
+		now := childPID(t, "sleep 300")
+		return now != 0 && now != mute
+	})
+	if alive(mute) {
+		t.Errorf("the mute server %d given up on is still running", mute)
+	}
+	if out, err := m.Call(context.Background(), "echo", json.RawMessage(`{"message": "fine"}`)); err != nil || out != "Echo: fine" {
+		t.Fatalf("echo beside failing servers = %q, %v", out, err)
 	}
 }

@@ -12,11 +12,6 @@ const (
 	sigKill = syscall.SIGKILL
 )
 
-// sysProcAttr puts a stdio server in a process group of its own, so that
-// stopping it stops what it started too, and a Ctrl-C at Parley's
-// terminal reaches Parley alone (which then stops the server in order).
-func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
-
 // signalGroup sends sig to p's process group. Once the leader has been
 // reaped, its id stays the group's for as long as any member lives, so
 // the signal reaches what the server left behind; with no member left
