@@ -32,12 +32,12 @@
 // revision 2025-11-25, the latest with a stateful session and ping) and
 // lists its tools. The server's tools are offered while it is up and
 // listed again when it sends notifications/tools/list_changed. A server
-// is dead when its process exits, its session ends, or it does not answer
-// a ping (every PingInterval, and at once after a call failed without an
-// answer); its tools are withdrawn, it is stopped, and it is started
-// again after a backoff: MinBackoff doubling to MaxBackoff, jittered down
-// by up to half, and back to MinBackoff once a server stayed up for
-// MaxBackoff.
+// is dead when its process exits, its session ends, it does not answer
+// a ping within 10 s (every PingInterval, and at once after a call failed
+// without an answer), or a write to its stdin takes over 10 s. Its tools
+// are withdrawn, it is stopped, and it is started again after a backoff:
+// MinBackoff doubling to MaxBackoff, jittered down by up to half, and
+// back to MinBackoff once a server stayed up for MaxBackoff.
 //
 // Names: a tool is offered under its own name, with any character that
 // model APIs refuse (outside A-Z a-z 0-9 _ -) replaced by "_", cut to 64.
@@ -53,27 +53,31 @@
 // checks the arguments itself. The call has CallTimeout; a result marked
 // isError is returned as an error with its text. The output is the
 // result's text, other content described (an image as "[image
-// image/png, 1.4 KB]"), cut to MaxOutput bytes with a note saying so.
+// image/png, 3.9 KB]"), cut to MaxOutput bytes with a note saying so.
 // Messages from a server are read up to 16 MiB each (the SDK's bound).
 //
 // Stopping (at Run's end, or for a restart): in-flight calls are
 // cancelled, the session closed, which closes a stdio server's stdin;
 // the server gets StopTimeout to exit, then SIGTERM and StopTimeout
 // again, then SIGKILL, and whatever remains in its process group is
-// killed.
+// killed. On Linux a stdio server also dies with Parley (Pdeathsig), when
+// Parley is killed without the chance to stop it.
 //
 // # The SDK
 //
-// The official Go SDK (github.com/modelcontextprotocol/go-sdk) rather
-// than mark3labs/mcp-go: it is maintained with the specification's
-// authors and follows each revision first; it is the one whose types
-// match the specification's names; its client gives what this package
-// needs with nothing of our own on the wire (an io transport over our
-// own pipes, Streamable HTTP with an http.Client we configure, paginated
-// tools/list, list_changed handlers, cancellation of abandoned calls);
-// and it validates with github.com/google/jsonschema-go, which we use
-// for the arguments too (drafts 2020-12 and 7, no remote references).
-// Its CommandTransport is not used: it signals the leader alone, where a
+// The official Go SDK (github.com/modelcontextprotocol/go-sdk, v1.8.0)
+// rather than mark3labs/mcp-go, for these reasons: it is the project's
+// own, maintained with the specification (this version already speaks
+// the 2026-07-28 revision, and 2025-11-25 which we ask for); its client
+// has each piece this package needs without code of ours on the wire: an
+// io transport over pipes we own, a Streamable HTTP transport that takes
+// our http.Client, paginated tools/list, list_changed handlers, and calls
+// that are retired at once when their context ends (a server that never
+// answers cannot hold a session's close); and it validates schemas with
+// github.com/google/jsonschema-go, which we use for the arguments too
+// (drafts 2020-12 and 7, no remote references). mcp-go has the same
+// features in its own shapes; nothing it has was missing here. The SDK's
+// CommandTransport is not used: it signals the leader alone, where a
 // server started through npx or a shell leaves children behind.
 //
 // # Goroutines

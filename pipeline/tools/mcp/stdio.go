@@ -82,10 +82,31 @@ func closeFiles(files ...*os.File) {
 	}
 }
 
+// writeTimeout bounds one write to a stdio server's stdin: a server
+// that stops reading is dead (the SDK's writes take no deadline of their
+// own, and a full pipe would block every call).
+const writeTimeout = 10 * time.Second
+
 // transport is the MCP transport over the process's stdin and stdout.
 func (p *process) transport() sdk.Transport {
-	return &sdk.IOTransport{Reader: p.stdout, Writer: p.stdin}
+	return &sdk.IOTransport{Reader: p.stdout, Writer: deadlineWriter{p.stdin, writeTimeout}}
 }
+
+// deadlineWriter gives each write to f a deadline (f is a pipe, which
+// supports them).
+type deadlineWriter struct {
+	f *os.File
+	d time.Duration
+}
+
+func (w deadlineWriter) Write(b []byte) (int, error) {
+	if err := w.f.SetWriteDeadline(time.Now().Add(w.d)); err != nil {
+		return 0, err
+	}
+	return w.f.Write(b)
+}
+
+func (w deadlineWriter) Close() error { return w.f.Close() }
 
 // stop ends the process as the MCP specification asks: stdin closed (the
 // session's Close did it, or we do), then SIGTERM, then SIGKILL, to the

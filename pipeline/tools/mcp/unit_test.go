@@ -3,6 +3,7 @@ package mcp
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -124,5 +125,20 @@ func TestBackoff(t *testing.T) {
 		if d := backoff(40, min, max); d < max/2 || d > max {
 			t.Fatalf("backoff(40) = %v; want in [%v, %v]", d, max/2, max)
 		}
+	}
+}
+
+// A write to a server that stops reading ends at its deadline.
+func TestDeadlineWriter(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	dw := deadlineWriter{w, 100 * time.Millisecond}
+	defer dw.Close()
+	_, err = dw.Write(make([]byte, 4<<20)) // more than a pipe holds; nobody reads
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write = %v; want os.ErrDeadlineExceeded", err)
 	}
 }
