@@ -95,7 +95,7 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // Tools returns the tools offered now: a copy of the current snapshot,
-// cheap to take.
+// cheap to take (the Parameters bytes are shared: read them only).
 func (m *Manager) Tools() []llm.Tool {
 	return slices.Clone(m.catalog.Load().tools)
 }

@@ -93,23 +93,16 @@ func (s *server) run(ctx context.Context) {
 	}
 }
 
-// backoff is the wait before restart number n (from 0): min doubled n
-// times, at most max, then jittered down by up to half so that servers
+// backoff is the wait before restart number n (from 0): first doubled n
+// times, capped at most, then jittered down by up to half so that servers
 // that died together do not come back together.
-func backoff(n int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 0; i < n && d < max; i++ {
+func backoff(n int, first, most time.Duration) time.Duration {
+	d := first
+	for i := 0; i < n && d < most; i++ {
 		d *= 2
 	}
-	d = minDur(d, max)
+	d = min(d, most)
 	return d/2 + rand.N(d/2+1)
-}
-
-func minDur(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // session connects, offers the server's tools while it is up, and says
