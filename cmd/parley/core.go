@@ -32,7 +32,7 @@ type core struct {
 	engine *turn.Engine
 	voice  *call.Voice   // nil: text only
 	tools  tools.Toolbox // the MCP servers' tools; nil: no -mcp-config
-	mcp    *mcp.Manager  // runs them; nil with tools
+	mcp    *mcp.Manager  // runs them (Run under serve's errgroup); nil when tools is
 	close  func()
 }
 
