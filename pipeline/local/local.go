@@ -42,12 +42,15 @@ func New(cfg Config) *Responder {
 // MaxBatch: the responder batches natively.
 func (r *Responder) MaxBatch() int { return r.cfg.Batch }
 
+// CallsTools implements llm.LLM.
+func (r *Responder) CallsTools() bool { return false }
+
 // Stream answers every conversation, one word of each reply in turn, so a
 // batch streams like a batched model would.
-func (r *Responder) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
-	words := make([][]string, len(convs))
-	for i, c := range convs {
-		words[i] = pieces(r.Reply(lastUser(c)))
+func (r *Responder) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	words := make([][]string, len(reqs))
+	for i, req := range reqs {
+		words[i] = pieces(r.Reply(lastUser(req.Messages)))
 	}
 	for k := 0; ; k++ {
 		more := false
@@ -56,7 +59,7 @@ func (r *Responder) Stream(ctx context.Context, convs [][]llm.Message, emit func
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				emit(i, w[k])
+				emit(i, llm.Piece{Text: w[k]})
 				more = true
 			}
 		}

@@ -51,7 +51,7 @@ func TestBatchStreamsEachReplyWhole(t *testing.T) {
 	}
 	got := make([]strings.Builder, len(in))
 	calls := 0
-	if err := r.Stream(context.Background(), convs, func(i int, s string) { got[i].WriteString(s); calls++ }); err != nil {
+	if err := r.Stream(context.Background(), requests(convs...), text(func(i int, s string) { got[i].WriteString(s); calls++ })); err != nil {
 		t.Fatal(err)
 	}
 	for i, s := range in {
@@ -68,13 +68,31 @@ func TestStreamStopsOnCancel(t *testing.T) {
 	r := New(Config{TokenDelay: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	err := r.Stream(ctx, [][]llm.Message{conv("help")}, func(int, string) {
+	err := r.Stream(ctx, requests(conv("help")), text(func(int, string) {
 		n++
 		if n == 2 {
 			cancel()
 		}
-	})
+	}))
 	if err == nil || n > 3 {
 		t.Fatalf("after cancel: err %v, %d pieces", err, n)
+	}
+}
+
+// requests makes a batch of requests of conversations, with no tools.
+func requests(convs ...[]llm.Message) []llm.Request {
+	reqs := make([]llm.Request, len(convs))
+	for i, c := range convs {
+		reqs[i] = llm.Request{Messages: c}
+	}
+	return reqs
+}
+
+// text takes the text pieces of a reply.
+func text(f func(int, string)) func(int, llm.Piece) {
+	return func(i int, p llm.Piece) {
+		if p.Text != "" {
+			f(i, p.Text)
+		}
 	}
 }

@@ -262,15 +262,18 @@ type chatChunk struct {
 	} `json:"choices"`
 }
 
+// CallsTools implements llm.LLM.
+func (c *Chat) CallsTools() bool { return false }
+
 // Stream implements llm.LLM.
-func (c *Chat) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
-	if len(convs) != 1 {
-		return fmt.Errorf("openai: chat completions take one conversation per call, got %d", len(convs))
+func (c *Chat) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	if len(reqs) != 1 {
+		return fmt.Errorf("openai: chat completions take one conversation per call, got %d", len(reqs))
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	resp, err := post(ctx, &c.cfg, "/chat/completions", chatRequest{
-		Model: c.cfg.Model, Messages: convs[0], Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
+		Model: c.cfg.Model, Messages: reqs[0].Messages, Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
 	})
 	if err != nil {
 		return err
@@ -287,7 +290,7 @@ func (c *Chat) Stream(ctx context.Context, convs [][]llm.Message, emit func(int,
 		}
 		for _, choice := range ch.Choices {
 			if choice.Delta.Content != "" {
-				emit(0, choice.Delta.Content)
+				emit(0, llm.Piece{Text: choice.Delta.Content})
 			}
 			if choice.FinishReason != nil && *choice.FinishReason != "" {
 				finished = true
@@ -366,8 +369,12 @@ func (c *Completions) Render(conv []llm.Message) (string, error) {
 	return b.String(), nil
 }
 
+// CallsTools implements llm.LLM: a prompt has no place for tools.
+func (c *Completions) CallsTools() bool { return false }
+
 // Stream implements llm.LLM.
-func (c *Completions) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+func (c *Completions) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	convs := llm.Messages(reqs)
 	prompts := make([]string, len(convs))
 	for i, conv := range convs {
 		p, err := c.Render(conv)
@@ -399,7 +406,7 @@ func (c *Completions) Stream(ctx context.Context, convs [][]llm.Message, emit fu
 				return fmt.Errorf("llm upstream: choice index %d for %d prompts", choice.Index, len(convs))
 			}
 			if choice.Text != "" {
-				emit(choice.Index, choice.Text)
+				emit(choice.Index, llm.Piece{Text: choice.Text})
 			}
 			if choice.FinishReason != nil && *choice.FinishReason != "" {
 				finished[choice.Index] = true

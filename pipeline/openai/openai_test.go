@@ -55,7 +55,7 @@ func TestChatStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pieces []string
-	if err := c.Stream(context.Background(), [][]llm.Message{conv("hi")}, func(i int, s string) { pieces = append(pieces, s) }); err != nil {
+	if err := c.Stream(context.Background(), requests(conv("hi")), text(func(i int, s string) { pieces = append(pieces, s) })); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(pieces, "") != "Hello, world." || len(pieces) != 3 {
@@ -97,7 +97,7 @@ func TestCompletionsDemultiplexesABatch(t *testing.T) {
 	}
 	got := make([]string, 3)
 	convs := [][]llm.Message{conv("a"), conv("b"), conv("c")}
-	if err := c.Stream(context.Background(), convs, func(i int, s string) { got[i] += s }); err != nil {
+	if err := c.Stream(context.Background(), requests(convs...), text(func(i int, s string) { got[i] += s })); err != nil {
 		t.Fatal(err)
 	}
 	if got[0] != "A1 A2" || got[1] != "B1 B2" || got[2] != "C1 C2" {
@@ -136,7 +136,7 @@ func TestUpstreamFailures(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
 			c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m", APIKey: key})
-			err := c.Stream(context.Background(), [][]llm.Message{conv("x")}, func(int, string) {})
+			err := c.Stream(context.Background(), requests(conv("x")), text(func(int, string) {}))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -150,7 +150,7 @@ func TestUpstreamFailures(t *testing.T) {
 		url := srv.URL
 		srv.Close()
 		c, _ := NewChat(Config{BaseURL: "http://user:" + key + "@" + strings.TrimPrefix(url, "http://"), Model: "m", APIKey: key})
-		err := c.Stream(context.Background(), [][]llm.Message{conv("x")}, func(int, string) {})
+		err := c.Stream(context.Background(), requests(conv("x")), text(func(int, string) {}))
 		if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "refused") {
 			t.Fatalf("got %v", err)
 		}
@@ -173,7 +173,7 @@ func TestCancelWhileTheUpstreamStalls(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		errc <- c.Stream(ctx, [][]llm.Message{conv("x")}, func(int, string) { cancel() })
+		errc <- c.Stream(ctx, requests(conv("x")), text(func(int, string) { cancel() }))
 	}()
 	select {
 	case err := <-errc:
@@ -193,5 +193,23 @@ func TestConfigChecks(t *testing.T) {
 	}
 	if _, err := NewCompletions(Config{BaseURL: "http://127.0.0.1:1", Model: "m"}, "{{.Bad", 0); err == nil {
 		t.Error("a broken template must be refused")
+	}
+}
+
+// requests makes a batch of requests of conversations, with no tools.
+func requests(convs ...[]llm.Message) []llm.Request {
+	reqs := make([]llm.Request, len(convs))
+	for i, c := range convs {
+		reqs[i] = llm.Request{Messages: c}
+	}
+	return reqs
+}
+
+// text takes the text pieces of a reply.
+func text(f func(int, string)) func(int, llm.Piece) {
+	return func(i int, p llm.Piece) {
+		if p.Text != "" {
+			f(i, p.Text)
+		}
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/parleyhq/parley/pipeline/llm"
 )
 
 // Failures before the answer starts are retried within the turn's
@@ -58,13 +56,13 @@ func TestChatRetries(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
 				defer cancel()
 			}
-			var text strings.Builder
-			err = c.Stream(ctx, [][]llm.Message{conv("hi")}, func(_ int, s string) { text.WriteString(s) })
+			var got strings.Builder
+			err = c.Stream(ctx, requests(conv("hi")), text(func(_ int, s string) { got.WriteString(s) }))
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("err %v", err)
-			case tc.wantErr == "" && text.String() != "Hi.":
-				t.Fatalf("reply %q", text.String())
+			case tc.wantErr == "" && got.String() != "Hi.":
+				t.Fatalf("reply %q", got.String())
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Fatalf("err %v, want one with %q", err, tc.wantErr)
 			}
@@ -94,7 +92,7 @@ func TestConnectionRefused(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	c, _ := NewChat(Config{BaseURL: "http://" + addr, Model: "m", RetryBackoff: time.Millisecond, BreakerFailures: -1})
-	err = c.Stream(context.Background(), [][]llm.Message{conv("hi")}, func(int, string) {})
+	err = c.Stream(context.Background(), requests(conv("hi")), text(func(int, string) {}))
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("err %v", err)
 	}
@@ -115,7 +113,7 @@ func TestSlowTrickle(t *testing.T) {
 	defer srv.Close()
 	c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m", Timeout: 300 * time.Millisecond})
 	var got strings.Builder
-	err := c.Stream(context.Background(), [][]llm.Message{conv("hi")}, func(_ int, s string) { got.WriteString(s) })
+	err := c.Stream(context.Background(), requests(conv("hi")), text(func(_ int, s string) { got.WriteString(s) }))
 	if !errors.Is(err, context.DeadlineExceeded) || got.Len() == 0 {
 		t.Fatalf("err %v after %q", err, got.String())
 	}
@@ -141,7 +139,7 @@ func TestCircuitBreaker(t *testing.T) {
 	defer srv.Close()
 	c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m", Retries: -1, BreakerFailures: 3, BreakerCooldown: 10 * time.Second, Now: clock})
 	call := func() error {
-		return c.Stream(context.Background(), [][]llm.Message{conv("hi")}, func(int, string) {})
+		return c.Stream(context.Background(), requests(conv("hi")), text(func(int, string) {}))
 	}
 	for i := 0; i < 3; i++ {
 		if err := call(); err == nil || errors.Is(err, ErrCircuitOpen) {

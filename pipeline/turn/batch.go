@@ -24,14 +24,14 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	defer cancel()
 
 	live := make([]*job, 0, len(jobs))
-	convs := make([][]llm.Message, 0, len(jobs))
+	reqs := make([]llm.Request, 0, len(jobs))
 	for _, j := range jobs {
 		conv, ok := e.startJob(bctx, j)
 		if !ok {
 			continue
 		}
 		live = append(live, j)
-		convs = append(convs, conv)
+		reqs = append(reqs, llm.Request{Messages: conv})
 	}
 	if len(live) == 0 {
 		return
@@ -81,7 +81,8 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 			}
 		}
 	}()
-	err := e.llm.Stream(bctx, convs, func(i int, text string) {
+	err := e.llm.Stream(bctx, reqs, func(i int, p llm.Piece) {
+		text := p.Text
 		if i < 0 || i >= len(live) || text == "" {
 			return
 		}

@@ -169,7 +169,7 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 		t.Fatalf("conversation sent to the model: %+v", conv)
 	}
 	for i, m := range want {
-		if conv[i+1] != m {
+		if got := conv[i+1]; got.Role != m.Role || got.Content != m.Content {
 			t.Fatalf("message %d: got %+v, want %+v", i+1, conv[i+1], m)
 		}
 	}

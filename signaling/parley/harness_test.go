@@ -140,7 +140,11 @@ type echoLLM struct {
 
 func (l *echoLLM) MaxBatch() int { return l.max }
 
-func (l *echoLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+// CallsTools implements llm.LLM: this fake calls none.
+func (l *echoLLM) CallsTools() bool { return false }
+
+func (l *echoLLM) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	convs := llm.Messages(reqs)
 	l.mu.Lock()
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()
@@ -152,7 +156,7 @@ func (l *echoLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(i
 		more := false
 		for i, r := range replies {
 			if k < len(r) {
-				emit(i, r[k])
+				emit(i, llm.Piece{Text: r[k]})
 				more = true
 			}
 		}
@@ -193,7 +197,11 @@ func newGateLLM() *gateLLM {
 
 func (l *gateLLM) MaxBatch() int { return 1 }
 
-func (l *gateLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+// CallsTools implements llm.LLM: this fake calls none.
+func (l *gateLLM) CallsTools() bool { return false }
+
+func (l *gateLLM) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	convs := llm.Messages(reqs)
 	l.mu.Lock()
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()
@@ -206,7 +214,7 @@ func (l *gateLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(i
 			if !ok {
 				return nil
 			}
-			emit(0, s)
+			emit(0, llm.Piece{Text: s})
 		}
 	}
 }

@@ -18,10 +18,13 @@ type bigLLM struct{}
 
 func (bigLLM) MaxBatch() int { return 1 }
 
-func (bigLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+// CallsTools implements llm.LLM: this fake calls none.
+func (bigLLM) CallsTools() bool { return false }
+
+func (bigLLM) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
 	sentence := strings.Repeat("word ", 6000) + "end. "
 	for i := 0; i < 400 && ctx.Err() == nil; i++ {
-		emit(0, sentence)
+		emit(0, llm.Piece{Text: sentence})
 	}
 	return ctx.Err()
 }

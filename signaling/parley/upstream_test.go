@@ -127,16 +127,19 @@ type failLLM struct {
 
 func (l *failLLM) MaxBatch() int { return 1 }
 
-func (l *failLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+// CallsTools implements llm.LLM: this fake calls none.
+func (l *failLLM) CallsTools() bool { return false }
+
+func (l *failLLM) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
 	l.mu.Lock()
 	l.calls++
 	n := l.calls
 	l.mu.Unlock()
 	if n == 1 {
-		emit(0, "I was about to")
+		emit(0, llm.Piece{Text: "I was about to"})
 		return fmt.Errorf("llm upstream: 503 Service Unavailable: model is loading")
 	}
-	emit(0, "fine now")
+	emit(0, llm.Piece{Text: "fine now"})
 	return nil
 }
 
@@ -187,9 +190,12 @@ type tokenLLM struct{ n int }
 
 func (l *tokenLLM) MaxBatch() int { return 1 }
 
-func (l *tokenLLM) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+// CallsTools implements llm.LLM: this fake calls none.
+func (l *tokenLLM) CallsTools() bool { return false }
+
+func (l *tokenLLM) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
 	for i := 0; i < l.n; i++ {
-		emit(0, "la ")
+		emit(0, llm.Piece{Text: "la "})
 	}
 	return nil
 }

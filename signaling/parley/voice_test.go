@@ -191,11 +191,11 @@ type recorder struct {
 	convs [][]llm.Message
 }
 
-func (r *recorder) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+func (r *recorder) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
 	r.mu.Lock()
-	r.convs = append(r.convs, convs...)
+	r.convs = append(r.convs, llm.Messages(reqs)...)
 	r.mu.Unlock()
-	return r.Responder.Stream(ctx, convs, emit)
+	return r.Responder.Stream(ctx, reqs, emit)
 }
 
 func TestVoiceCallOverTheWebSocket(t *testing.T) {
@@ -517,8 +517,9 @@ func TestVoiceCallWithRemoteProviders(t *testing.T) {
 // failingLLM is a model that is down.
 type failingLLM struct{}
 
-func (failingLLM) MaxBatch() int { return 1 }
-func (failingLLM) Stream(context.Context, [][]llm.Message, func(int, string)) error {
+func (failingLLM) MaxBatch() int    { return 1 }
+func (failingLLM) CallsTools() bool { return false }
+func (failingLLM) Stream(context.Context, []llm.Request, func(int, llm.Piece)) error {
 	return errors.New("the model is down")
 }
 

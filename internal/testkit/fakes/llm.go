@@ -24,8 +24,12 @@ type Echo struct {
 // MaxBatch implements llm.LLM.
 func (l *Echo) MaxBatch() int { return max(l.Max, 1) }
 
+// CallsTools implements llm.LLM: this fake calls none.
+func (l *Echo) CallsTools() bool { return false }
+
 // Stream implements llm.LLM.
-func (l *Echo) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+func (l *Echo) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	convs := llm.Messages(reqs)
 	l.mu.Lock()
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()
@@ -37,7 +41,7 @@ func (l *Echo) Stream(ctx context.Context, convs [][]llm.Message, emit func(int,
 		more := false
 		for i, r := range replies {
 			if k < len(r) {
-				emit(i, r[k])
+				emit(i, llm.Piece{Text: r[k]})
 				more = true
 			}
 		}
@@ -91,8 +95,12 @@ func NewGate() *Gate {
 // MaxBatch implements llm.LLM.
 func (*Gate) MaxBatch() int { return 1 }
 
+// CallsTools implements llm.LLM: this fake calls none.
+func (*Gate) CallsTools() bool { return false }
+
 // Stream implements llm.LLM.
-func (g *Gate) Stream(ctx context.Context, convs [][]llm.Message, emit func(int, string)) error {
+func (g *Gate) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	convs := llm.Messages(reqs)
 	g.Started <- convs[0]
 	for {
 		select {
@@ -102,7 +110,7 @@ func (g *Gate) Stream(ctx context.Context, convs [][]llm.Message, emit func(int,
 			if !ok {
 				return nil
 			}
-			emit(0, s)
+			emit(0, llm.Piece{Text: s})
 		}
 	}
 }
