@@ -15,6 +15,8 @@ type Clock struct {
 	seq     int
 	timers  []*fakeTimer
 	tickers []*fakeTicker
+	pending int           // ticks sent and not yet received
+	taken   chan struct{} // closed when pending falls to 0; nil while it is 0
 }
 
 type fakeTimer struct {
@@ -24,11 +26,17 @@ type fakeTimer struct {
 	done bool
 }
 
+// fakeTicker hands each tick to its receiver from a goroutine of its
+// own, so that the clock knows when the tick has been received
+// (TicksTaken). One tick at a time is in flight: the next ones are dropped
+// until it is taken, as time.Ticker's one-tick buffer does.
 type fakeTicker struct {
-	every time.Duration
-	next  time.Time
-	c     chan time.Time
-	done  bool
+	every    time.Duration
+	next     time.Time
+	c        chan time.Time
+	stop     chan struct{} // closed by the ticker's stop: a tick in flight is dropped
+	inFlight bool
+	done     bool
 }
 
 // NewClock returns a fake clock at a fixed, arbitrary time.
@@ -59,17 +67,63 @@ func (c *Clock) AfterFunc(d time.Duration, f func()) func() bool {
 }
 
 // NewTicker ticks every d of fake time; like time.Ticker, a tick that
-// finds the last one unread is dropped.
+// finds the last one unread is dropped. Stop it: a tick in flight waits
+// for its receiver until then.
 func (c *Clock) NewTicker(d time.Duration) (<-chan time.Time, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTicker{every: d, next: c.now.Add(d), c: make(chan time.Time, 1)}
+	t := &fakeTicker{every: d, next: c.now.Add(d), c: make(chan time.Time), stop: make(chan struct{})}
 	c.tickers = append(c.tickers, t)
 	return t.c, func() {
 		c.mu.Lock()
-		t.done = true
+		if !t.done {
+			t.done = true
+			close(t.stop)
+		}
 		c.mu.Unlock()
 	}
+}
+
+// TicksTaken returns a channel that is closed once every tick sent so far
+// has been received (or dropped by its ticker's stop): after Advance, a
+// test waits on it to know that the receivers have had their ticks, and
+// no tick of the next Advance will be dropped for one still unread.
+func (c *Clock) TicksTaken() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == 0 {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	if c.taken == nil {
+		c.taken = make(chan struct{})
+	}
+	return c.taken
+}
+
+// tick sends at to t's receiver, under c.mu; it ends when the tick is
+// received or the ticker stopped.
+func (c *Clock) tick(t *fakeTicker, at time.Time) {
+	if t.inFlight {
+		return // the last one is unread: dropped
+	}
+	t.inFlight = true
+	c.pending++
+	go func() {
+		select {
+		case t.c <- at:
+		case <-t.stop:
+		}
+		c.mu.Lock()
+		t.inFlight = false
+		c.pending--
+		if c.pending == 0 && c.taken != nil {
+			close(c.taken)
+			c.taken = nil
+		}
+		c.mu.Unlock()
+	}()
 }
 
 // Timers is how many AfterFuncs are pending.
@@ -153,10 +207,7 @@ func (c *Clock) nextLocked(end time.Time) (time.Time, func()) {
 		}
 		at = tk.next
 		fire = func() {
-			select {
-			case tk.c <- tk.next:
-			default:
-			}
+			c.tick(tk, tk.next)
 			tk.next = tk.next.Add(tk.every)
 		}
 	}

@@ -41,3 +41,42 @@ func TestClock(t *testing.T) {
 		t.Fatalf("%d timers left", c.Timers())
 	}
 }
+
+// TicksTaken tells when the receiver has had its tick; a tick in flight
+// when its ticker stops is dropped, and nothing waits for it.
+func TestTicksTaken(t *testing.T) {
+	c := NewClock()
+	ticks, stop := c.NewTicker(20 * time.Millisecond)
+	select {
+	case <-c.TicksTaken():
+	default:
+		t.Fatal("no tick sent, yet not taken")
+	}
+	c.Advance(70 * time.Millisecond) // three ticks due: one in flight, two dropped
+	taken := c.TicksTaken()
+	select {
+	case <-taken:
+		t.Fatal("taken before it was received")
+	default:
+	}
+	if at := <-ticks; at.Sub(time.Unix(1_700_000_000, 0)) != 20*time.Millisecond {
+		t.Fatalf("tick at %v", at)
+	}
+	select {
+	case <-taken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("received, yet not taken")
+	}
+	c.Advance(20 * time.Millisecond)
+	stop()
+	select {
+	case <-c.TicksTaken():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stopped ticker's tick is still in flight")
+	}
+	select {
+	case at := <-ticks:
+		t.Fatalf("a tick at %v after stop", at)
+	default:
+	}
+}
