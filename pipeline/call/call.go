@@ -246,6 +246,9 @@ func (c *Call) submit(ctx context.Context, text string, source event.Source, tt 
 	c.setState(event.Thinking)
 	tt.submitted = c.clk.Now()
 	turn, err := c.v.Turns.SubmitSpoken(ctx, c.session, text, source, func(turn int64, reply string) {
+		// The turn is ours even if SubmitSpoken has not returned yet: follow
+		// it, or the speaker would take its reply for a superseded one.
+		c.follow(turn)
 		c.post(callEvent{written: &writtenReply{turn: turn, text: reply}})
 	})
 	if err != nil {
