@@ -27,6 +27,7 @@ type reply struct {
 	got       strings.Builder // reply text received so far
 	parts     []sentence
 	written   bool // the model has finished (or another replica stored reply.done)
+	stored    bool // another replica stored reply.done: nothing to finish here
 	heardAny  bool // its first frame is pushed
 	finished  bool // the turn's reply is stored
 }
@@ -184,6 +185,7 @@ func (s *speaker) onEvent(ctx context.Context, ev event.Event) {
 		// Stored by us (finished), or by a replica that took the turn over
 		// and answered it in full: then speak the rest.
 		if !s.cur.written && !s.cur.finished {
+			s.cur.stored = true
 			s.complete(ctx, e.Text)
 			s.cur.finished = true
 			s.c.active.Store(false)
@@ -234,7 +236,7 @@ func (s *speaker) complete(ctx context.Context, full string) {
 // checkPlayed finishes a turn whose text is complete once its last frame
 // has been sent.
 func (s *speaker) checkPlayed(ctx context.Context) {
-	if !s.cur.written || s.cur.finished {
+	if !s.cur.written || s.cur.finished || s.cur.stored {
 		return
 	}
 	if left := s.queued(); left > 0 {
