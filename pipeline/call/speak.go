@@ -67,6 +67,9 @@ type speaker struct {
 	res    []int16 // the resampler's output
 	pushed int64   // frames given to the pacer, ever
 	stop   func() bool
+	// The sentences synthesised whole, in characters and frames: how long
+	// one cut off while being synthesised would have been.
+	chars, frames int64
 }
 
 func (c *Call) newSpeaker() (*speaker, error) {
@@ -280,13 +283,38 @@ func (s *speaker) speak(ctx context.Context, text string) {
 		return s.encode(sctx, pcm, turn)
 	})
 	if err != nil {
-		if ctx.Err() == nil && s.c.cut.Load() != turn {
+		switch {
+		case s.c.cut.Load() == turn:
+			s.cutShort(text, start)
+		case ctx.Err() == nil:
 			s.c.log.Warn("speech synthesis failed", "err", err)
 			s.c.out.SendEvent(event.Error{Code: event.CodeUpstream, Turn: turn, Message: "speech synthesis failed: " + err.Error()})
 		}
 		return
 	}
 	s.cur.parts = append(s.cur.parts, sentence{text: text, start: start, end: s.pushed})
+	s.chars += int64(len(text))
+	s.frames += s.pushed - start
+}
+
+// speechRate is a typical synthesised voice's, in characters a second.
+const speechRate = 15
+
+// cutShort keeps a sentence cut off while it was being synthesised (with
+// Ahead queued, synthesis waits: any sentence longer than that is, when
+// cut early), so that the words played of it count as heard. Its length
+// is not known: it is estimated at the call's frames per character so far
+// (before any, at speechRate), and is at least the frames made of it.
+func (s *speaker) cutShort(text string, start int64) {
+	if s.pushed <= start {
+		return
+	}
+	frames, chars := s.frames, s.chars
+	if chars == 0 {
+		frames, chars = int64(media.FramesPerSecond), speechRate
+	}
+	end := max(s.pushed, start+int64(len(text))*frames/chars)
+	s.cur.parts = append(s.cur.parts, sentence{text: text, start: start, end: end})
 }
 
 // sayApology speaks the apology outside any reply (it is not stored) and
