@@ -60,13 +60,15 @@ func (c *Call) bargeIn(ctx context.Context) {
 		return
 	}
 	bargeIns.Inc()
-	c.cut.Store(c.turn.Load())
+	// Under c.mu, as the speaker's pushes are: no frame of the cut turn
+	// is queued after the flush.
 	c.mu.Lock()
+	c.cut.Store(c.turn.Load())
 	if c.stopSpeech != nil {
 		c.stopSpeech()
 	}
-	c.mu.Unlock()
 	c.pacer.Flush()
+	c.mu.Unlock()
 	c.first.Store(0) // its first frame may have been flushed: no latency figure
 	if err := c.v.Turns.Interrupt(ctx, c.session); err != nil {
 		c.log.Warn("interrupt failed", "err", err)

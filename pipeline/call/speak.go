@@ -239,8 +239,8 @@ func (s *speaker) complete(ctx context.Context, full string) {
 // checkPlayed finishes a turn whose text is complete once its last frame
 // has been sent.
 func (s *speaker) checkPlayed(ctx context.Context) {
-	if !s.cur.written || s.cur.finished || s.cur.stored {
-		return
+	if !s.cur.written || s.cur.finished || s.cur.stored || s.c.cut.Load() == s.cur.turn {
+		return // a cut turn is finished by its barge-in event
 	}
 	if left := s.queued(); left > 0 {
 		s.wakeAfter(left)
@@ -276,7 +276,7 @@ func (s *speaker) speak(ctx context.Context, text string) {
 	}
 	s.c.mark(turn, func(t *turnTiming) *time.Time { return &t.ttsStart })
 	start := s.pushed
-	err := s.synthesize(ctx, text, func(sctx context.Context, pcm []int16) error {
+	err := s.synthesize(ctx, text, turn, func(sctx context.Context, pcm []int16) error {
 		if s.c.cut.Load() == turn {
 			return context.Canceled // cut off while synthesising
 		}
@@ -323,7 +323,7 @@ func (s *speaker) sayApology(ctx context.Context) bool {
 	if s.c.cfg.Apology == "-" {
 		return false
 	}
-	if s.synthesize(ctx, s.c.cfg.Apology, func(sctx context.Context, pcm []int16) error { return s.encode(sctx, pcm, 0) }) != nil {
+	if s.synthesize(ctx, s.c.cfg.Apology, 0, func(sctx context.Context, pcm []int16) error { return s.encode(sctx, pcm, 0) }) != nil {
 		return false
 	}
 	s.c.pacer.End()
@@ -334,7 +334,7 @@ func (s *speaker) sayApology(ctx context.Context) bool {
 // synthesize speaks text through emit, cancellable by a barge-in, and
 // pushes its last, padded frame. On an error the partial frame is
 // dropped.
-func (s *speaker) synthesize(ctx context.Context, text string, emit func(context.Context, []int16) error) error {
+func (s *speaker) synthesize(ctx context.Context, text string, turn int64, emit func(context.Context, []int16) error) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.c.mu.Lock()
@@ -351,7 +351,7 @@ func (s *speaker) synthesize(ctx context.Context, text string, emit func(context
 	if len(s.frame) > 0 {
 		s.frame = append(s.frame, make([]int16, s.enc.Frame()-len(s.frame))...)
 		if pkt, err := s.enc.Encode(s.frame); err == nil {
-			s.push(pkt)
+			s.push(pkt, turn)
 		}
 		s.frame = s.frame[:0]
 	}
@@ -383,15 +383,26 @@ func (s *speaker) encode(ctx context.Context, pcm []int16, turn int64) error {
 			s.cur.heardAny = true
 			s.c.expectFirst(turn, s.pushed+1) // before the push: the pacer may send it at once
 		}
-		s.push(pkt)
+		if !s.push(pkt, turn) {
+			return context.Canceled // cut off
+		}
 		s.frame = append(s.frame[:0], s.frame[n:]...)
 	}
 	return nil
 }
 
-func (s *speaker) push(pkt []byte) {
+// push queues a frame of turn's audio (0: the apology's) unless the turn
+// has been cut off, and reports whether it did. Under c.mu, as bargeIn's
+// flush is: no frame of a cut turn is queued after the flush.
+func (s *speaker) push(pkt []byte, turn int64) bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if turn != 0 && s.c.cut.Load() == turn {
+		return false
+	}
 	s.pushed++
 	s.c.pacer.Push(pkt)
+	return true
 }
 
 // waitRoom waits until fewer than ahead frames wait in the pacer.
