@@ -78,7 +78,9 @@ func (c *Call) newSpeaker() (*speaker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call: encoder: %w", err)
 	}
-	s := &speaker{c: c, enc: enc, ahead: max(1, int64(c.cfg.Ahead/media.FrameDuration))}
+	// No reply yet is as good as one finished: a wake (after an apology
+	// said before any reply) says listening.
+	s := &speaker{c: c, enc: enc, ahead: max(1, int64(c.cfg.Ahead/media.FrameDuration)), cur: reply{finished: true}}
 	// The codec takes the synthesiser's PCM at its own rate where it can:
 	// no resampler, the costliest step of a call when there is one.
 	if enc.Rate() != rate {
