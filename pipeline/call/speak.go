@@ -112,6 +112,10 @@ func (s *speaker) handle(ctx context.Context, ev callEvent) {
 	switch {
 	case ev.wake:
 		if s.cur.finished && !s.c.active.Load() {
+			if left := s.queued(); left > 0 {
+				s.wakeAfter(left) // the apology still plays: its timer can beat the last tick
+				return
+			}
 			s.c.setState(event.Listening)
 		}
 		s.checkPlayed(ctx)
