@@ -28,6 +28,10 @@ type Turns struct {
 	// OnSubmit, if set, runs before SubmitSpoken returns, on its caller's
 	// goroutine: a model fast enough to answer before then.
 	OnSubmit func(Submitted)
+	// OnFinish, if set, runs in FinishSpoken once it is recorded, before
+	// what the engine stores is published, on its caller's goroutine: a
+	// test can hold the caller there.
+	OnFinish func(Finished)
 
 	mu         sync.Mutex
 	last       map[string]int64 // each session's last turn
@@ -76,9 +80,14 @@ func (t *Turns) SubmitSpoken(ctx context.Context, sessionID, text string, source
 
 // FinishSpoken implements call.Turns.
 func (t *Turns) FinishSpoken(ctx context.Context, sessionID string, turn int64, heard string, cut bool) {
+	f := Finished{Session: sessionID, Turn: turn, Heard: heard, Cut: cut}
 	t.mu.Lock()
-	t.finished = append(t.finished, Finished{Session: sessionID, Turn: turn, Heard: heard, Cut: cut})
+	t.finished = append(t.finished, f)
 	t.mu.Unlock()
+	t.changes.changed()
+	if t.OnFinish != nil {
+		t.OnFinish(f)
+	}
 	if t.Events != nil {
 		if cut {
 			t.Events.Publish(sessionID, event.Interrupted{Turn: turn})
