@@ -155,8 +155,10 @@ func (s *speaker) onBargeIn(ctx context.Context, turn int64) {
 	case turn != s.cur.turn:
 		// Cut before a word of it was spoken.
 		s.c.v.Turns.FinishSpoken(ctx, s.c.session, turn, "", true)
-		s.c.active.Store(false)
-		s.c.setState(event.Listening)
+		if turn == s.c.turn.Load() { // not already followed by the caller's next turn
+			s.c.active.Store(false)
+			s.c.setState(event.Listening)
+		}
 	}
 }
 
