@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/testkit/fakes"
+	"github.com/parleyhq/parley/pipeline/event"
 )
 
 // The caller cuts the reply off 25 frames into its second sentence (of
@@ -173,4 +174,30 @@ func TestCutAfterTheLastFrame(t *testing.T) {
 	if fin != (fakes.Finished{Session: sessionID, Turn: 1, Heard: s1 + " " + s2, Cut: true}) {
 		t.Fatalf("finished %+v", fin)
 	}
+}
+
+// The speaker handles a barge-in late, once the caller's words have
+// already become the next turn: that turn is still the call's, and the
+// call does not say listening while it thinks.
+func TestBargeInHandledAfterTheNextTurn(t *testing.T) {
+	hold := make(chan struct{})
+	r := newRig(t, heard("hello", "is it cold"), func(r *rig) {
+		r.turns.OnFinish = func(f fakes.Finished) {
+			if f.Turn == 1 {
+				<-hold // the speaker, reporting the cut turn
+			}
+		}
+	})
+	t.Cleanup(func() { close(hold) })
+	r.spokenTurn(1)
+	r.say(400 * time.Millisecond) // cuts turn 1 while it is thought about, and is turn 2
+	r.turns.WaitSubmits(t, 2)
+	r.following(2)
+	hold <- struct{}{}
+	r.turns.Write(2, s3)
+	if fin := r.finishAfterTicks(2)[1]; fin.Turn != 2 || fin.Heard != s3 || fin.Cut {
+		t.Fatalf("the next turn finished %+v", fin)
+	}
+	r.out.WaitState(t, event.Listening)
+	checkStates(t, r.out, r.frames16(s3), event.Listening, event.Thinking, event.Speaking, event.Listening)
 }

@@ -186,18 +186,17 @@ func (r *rig) tick(n int) {
 	}
 }
 
-// maxTicks bounds tickUntil: 100 s of fake time. What a test waits for
-// may need a goroutine that a busy machine runs late, however far the
-// clock has gone: the bound is far beyond the fake time needed.
-const maxTicks = 5000
-
 // tickUntil ticks until cond holds, for a condition that stays true once
-// it holds: overshooting does no harm.
+// it holds: overshooting does no harm. It is bounded in real time, not in
+// ticks: what cond waits for may need a goroutine (the synthesiser, a
+// timer's) that a busy machine runs late, however far the fake clock has
+// gone meanwhile.
 func (r *rig) tickUntil(what string, cond func() bool) {
 	r.t.Helper()
-	for i := 0; !cond(); i++ {
-		if i == maxTicks {
-			r.t.Fatalf("no %s after %d ticks", what, maxTicks)
+	deadline := time.Now().Add(fakes.WaitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no %s within %v", what, fakes.WaitTimeout)
 		}
 		r.step()
 	}
