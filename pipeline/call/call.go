@@ -167,17 +167,22 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 	return c
 }
 
-// sendFrame is the pacer's: the frame leaves the server now.
+// sendFrame is the pacer's: the frame leaves the server now. It is
+// counted once the Output has it, so that what follows a reply's last
+// frame counted (listening, its reply.done) follows it out too. Only the
+// pacer's goroutine sends: n is this frame's number.
 func (c *Call) sendFrame(frame []byte) error {
-	n := c.sent.Add(1)
+	n := c.sent.Load() + 1
+	if n == c.first.Load() {
+		c.firstAudio(n)
+	}
+	err := c.out.SendAudio(frame)
+	c.sent.Store(n)
 	select {
 	case c.progress <- struct{}{}:
 	default:
 	}
-	if n == c.first.Load() {
-		c.firstAudio(n)
-	}
-	return c.out.SendAudio(frame)
+	return err
 }
 
 // played is how many of the frames sent the caller has heard.
