@@ -1,6 +1,7 @@
 // Package fakes holds hand-written fakes of what the core's components
-// ask of each other, for any package's tests: the turn engine as a voice
-// call sees it (Turns), the session's live events (Follower, which
+// ask of each other, for any package's tests: models (Echo, Gate), the
+// turn engine as a voice call sees it (Turns), the session's live events
+// (Follower, which
 // delivers wire events as session.Hub does), a streaming recogniser (ASR,
 // with scripted transcripts), a synthesiser (TTS, whose audio lasts a
 // fixed time per character) and a call's front end (Output, and
