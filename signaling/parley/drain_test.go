@@ -25,7 +25,7 @@ import (
 func TestGracefulDrain(t *testing.T) {
 	rdb := newRedis(t)
 	slow := newGateLLM()
-	r1 := startReplica(t, rdb, slow, replicaOpts{asr: nullASR{}, tts: shortTTS{}})
+	r1 := startReplica(t, rdb, slow, replicaOpts{asr: fakeASR(), tts: fakeTTS()})
 	r2 := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{})
 
 	c := dial(t, r1.URL)
@@ -213,7 +213,7 @@ func endsWithReconnect(ws *websocket.Conn) string {
 // busy with audio, must not skip the queued event when the socket closes).
 func TestDrainDuringSpokenReplies(t *testing.T) {
 	rdb := newRedis(t)
-	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{asr: nullASR{}, tts: shortTTS{}})
+	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{asr: fakeASR(), tts: fakeTTS()})
 	long := strings.TrimSpace(strings.Repeat("word ", 300)) // 6 s of audio
 	calls := make([]*client, 8)
 	for i := range calls {

@@ -1,9 +1,7 @@
 package parley
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -13,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/parleyhq/parley/internal/testkit/fakes"
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
-	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -109,20 +107,6 @@ func audioFrames(frames ...[]byte) []byte {
 	return b
 }
 
-// silentASR and silentTTS stand in for the speech providers: a call is
-// built (never run) only for its input queue.
-type silentASR struct{}
-
-func (silentASR) SampleRate() int { return 16000 }
-func (silentASR) NewCall(context.Context, func(string)) (speech.Recognizer, error) {
-	return nil, errors.New("not run")
-}
-
-type silentTTS struct{}
-
-func (silentTTS) SampleRate() int                                               { return 16000 }
-func (silentTTS) Synthesize(context.Context, string, func([]int16) error) error { return nil }
-
 // badPackets is the count of caller frames dropped as not Opus.
 func badPackets(t *testing.T) float64 {
 	var m dto.Metric
@@ -188,13 +172,13 @@ func FuzzBinaryFrames(f *testing.F) {
 		sock := signaling.SocketForTest(signaling.Config{}, log)
 		defer sock.Close(signaling.ReasonBye)
 		c := newConn(srv, sock)
-		ref, _ := opus.NewDecoder(silentASR{}.SampleRate())
+		ref, _ := opus.NewDecoder(16000)
 		if withCall {
 			// A queue of one: every frame after the first that reaches the
 			// call pushes one out, and is counted.
-			v := &call.Voice{ASR: silentASR{}, TTS: silentTTS{}, Config: call.Config{InputQueue: 1}}
+			v := &call.Voice{ASR: &fakes.ASR{}, TTS: &fakes.TTS{}, Config: call.Config{InputQueue: 1}}
 			c.call.Store(v.NewCall("s", call.Media{Out: opus.Codec{}}, c, log))
-			c.dec, _ = opus.NewDecoder(silentASR{}.SampleRate())
+			c.dec, _ = opus.NewDecoder(16000)
 		}
 		badBefore, inBefore := badPackets(t), callInputDropped(t)
 		nbad, ngood, said := 0, 0, 0

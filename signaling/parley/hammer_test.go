@@ -1,11 +1,10 @@
 package parley_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -14,42 +13,18 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/internal/testkit"
+	"github.com/parleyhq/parley/internal/testkit/fakes"
 	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/parley"
 )
 
-// nullASR and shortTTS are speech providers at no cost, so that the hammer
-// can hold WebSocket calls: the recogniser hears no words, the synthesiser
-// says 20 ms of silence a word.
-type nullASR struct{}
-
-func (nullASR) SampleRate() int { return 16000 }
-func (nullASR) NewCall(context.Context, func(string)) (speech.Recognizer, error) {
-	return nullRecognizer{}, nil
-}
-
-type nullRecognizer struct{}
-
-func (nullRecognizer) Write([]int16) error                 { return nil }
-func (nullRecognizer) End(context.Context) (string, error) { return "", nil }
-func (nullRecognizer) Close()                              {}
-
-type shortTTS struct{}
-
-func (shortTTS) SampleRate() int { return 16000 }
-func (shortTTS) Synthesize(ctx context.Context, text string, emit func([]int16) error) error {
-	for range strings.Fields(text) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := emit(make([]int16, 320)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// fakeASR and fakeTTS are speech providers at no cost (the test kit's:
+// nothing is ever recognised, and a character is 4 ms of tone), so that
+// the hammer measures the server, not the speech.
+func fakeASR() *fakes.ASR { return &fakes.ASR{} }
+func fakeTTS() *fakes.TTS { return &fakes.TTS{PerChar: 4 * time.Millisecond} }
 
 // attack is one kind of bad client: what it says first, the frames it
 // then sends without pause, what every error it gets must say, and the
@@ -86,15 +61,14 @@ type outcome struct {
 // not asserted.)
 func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 	const maxMessage, maxText = 4096, 100
+	testkit.CheckGoroutines(t) // every goroutine of the sockets, calls and replica ends
 	rdb := newRedis(t)
-	time.Sleep(100 * time.Millisecond) // the Redis client's goroutines settle
-	before := runtime.NumGoroutine()
 	r := startReplica(t, rdb, &echoLLM{max: 1}, replicaOpts{
 		// Smaller caps than the defaults, so that oversized frames and
 		// texts are cheap to send; the defaults have tests of their own.
 		ws:     signaling.Config{MaxMessage: maxMessage},
 		parley: parley.Config{MaxText: maxText},
-		asr:    nullASR{}, tts: shortTTS{},
+		asr:    fakeASR(), tts: fakeTTS(),
 	})
 	badPackets := metricValue(t, "parley_ws_dropped_audio_total", "why", "bad_packet")
 
@@ -282,20 +256,12 @@ func TestBadFramesHammerWhileGoodSessionsCarryOn(t *testing.T) {
 		t.Fatalf("after the storm: %s", evs[len(evs)-1].Raw)
 	}
 
-	// Shut down: every goroutine of the sockets, calls and replica ends.
+	// Shut down; the leak check looks once the cleanups have run.
 	for _, c := range append(good, c) {
 		c.WS.Close()
 	}
 	r.kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before+2 { // slack: the HTTP client's idle connections
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("%d goroutines before, %d after:\n%.20000s", before, runtime.NumGoroutine(), buf[:n])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	http.DefaultClient.CloseIdleConnections() // the metrics reads'
 }
 
 // attackOnce makes one connection of attack a and sends its frames, from
