@@ -18,6 +18,8 @@ const (
 	TypeError       Type = "error"
 	TypeState       Type = "state"
 	TypeLatency     Type = "latency"
+	TypeToolCall    Type = "tool.call"
+	TypeToolDone    Type = "tool.done"
 )
 
 // Event is one thing a session says. The concrete types below are all
@@ -111,6 +113,33 @@ type Latency struct {
 	TTSFirstAudio int64  `json:"tts_first_audio_ms"`
 }
 
+// ToolCall is the model asking for a tool, within a turn's reply; By says
+// who runs it. Stored, so that a client that resumes learns of a call it
+// must still answer.
+type ToolCall struct {
+	Turn      int64  `json:"turn"`
+	CallID    string `json:"call_id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"` // JSON, as the model wrote it
+	By        Runner `json:"by"`
+}
+
+// Runner is who runs a tool.
+type Runner string
+
+// The runners of tools.
+const (
+	ByClient Runner = "client" // the client declared it and answers with its result
+	ByServer Runner = "server" // the server runs it (an MCP server's, say)
+)
+
+// ToolDone is a server-run tool's result. Stored.
+type ToolDone struct {
+	Turn   int64  `json:"turn"`
+	CallID string `json:"call_id"`
+	Output string `json:"output"`
+}
+
 func (Transcript) Type() Type  { return TypeTranscript }
 func (ReplyDelta) Type() Type  { return TypeReplyDelta }
 func (ReplyDone) Type() Type   { return TypeReplyDone }
@@ -118,6 +147,8 @@ func (Interrupted) Type() Type { return TypeInterrupted }
 func (Error) Type() Type       { return TypeError }
 func (State) Type() Type       { return TypeState }
 func (Latency) Type() Type     { return TypeLatency }
+func (ToolCall) Type() Type    { return TypeToolCall }
+func (ToolDone) Type() Type    { return TypeToolDone }
 
 // TurnOf is the turn an event belongs to; 0 for none.
 func TurnOf(ev Event) int64 {
@@ -133,6 +164,10 @@ func TurnOf(ev Event) int64 {
 	case Error:
 		return e.Turn
 	case Latency:
+		return e.Turn
+	case ToolCall:
+		return e.Turn
+	case ToolDone:
 		return e.Turn
 	}
 	return 0
@@ -184,6 +219,18 @@ func Marshal(ev Event) []byte {
 			T Type `json:"type"`
 			plain
 		}{e.Type(), plain(e)}
+	case ToolCall:
+		type plain ToolCall
+		v = struct {
+			T Type `json:"type"`
+			plain
+		}{e.Type(), plain(e)}
+	case ToolDone:
+		type plain ToolDone
+		v = struct {
+			T Type `json:"type"`
+			plain
+		}{e.Type(), plain(e)}
 	default:
 		panic(fmt.Sprintf("event: Marshal of %T", ev))
 	}
@@ -222,6 +269,10 @@ func Decode(b []byte) (id string, ev Event, err error) {
 		ev, err = decodeAs[State](b)
 	case TypeLatency:
 		ev, err = decodeAs[Latency](b)
+	case TypeToolCall:
+		ev, err = decodeAs[ToolCall](b)
+	case TypeToolDone:
+		ev, err = decodeAs[ToolDone](b)
 	default:
 		return head.ID, nil, fmt.Errorf("%w %q", ErrUnknown, head.Type)
 	}

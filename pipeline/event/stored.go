@@ -64,6 +64,12 @@ func withTurn(ev Event, n int64) Event {
 	case Latency:
 		e.Turn = n
 		return e
+	case ToolCall:
+		e.Turn = n
+		return e
+	case ToolDone:
+		e.Turn = n
+		return e
 	}
 	return ev
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/pipeline/llm"
 )
 
 // Settings are a session's own settings, stored with it, so that whichever
@@ -19,6 +21,8 @@ type Settings struct {
 	Voice         string         `json:"voice,omitempty"`        // a voice of the synthesiser
 	Modalities    []string       `json:"modalities,omitempty"`   // what replies are: "text", "audio"
 	TurnDetection *TurnDetection `json:"turn_detection,omitempty"`
+	// Tools are the tools the client runs itself (it answers their calls).
+	Tools []llm.Tool `json:"tools,omitempty"`
 }
 
 // TurnDetection says how a call decides that the caller's turn ended.

@@ -66,6 +66,11 @@ type Turn struct {
 	Role    string
 	Content string
 	N       int64 // the turn it belongs to
+	// ToolCalls: an assistant message that asked for tools has them here,
+	// as JSON (an array of llm.ToolCall). CallID: a tool message is the
+	// result of that call.
+	ToolCalls string
+	CallID    string
 }
 
 // Store reads and writes sessions. Safe for concurrent use.
@@ -97,7 +102,7 @@ func (s *Store) Channel(id string) string { return s.cfg.Prefix + ":{" + id + "}
 // Load loads the Lua scripts, so that the first turn does not pay for it
 // and a broken Redis is found at start-up.
 func (s *Store) Load(ctx context.Context) error {
-	for _, sc := range []*redis.Script{userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript} {
+	for _, sc := range []*redis.Script{userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript, toolStepScript, toolResultScript, toolCancelScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("session: load script: %w", err)
 		}
@@ -238,6 +243,7 @@ func scriptErr(what string, err error) error {
 // Start results.
 const (
 	StartOK       = 1  // the run owns the turn
+	StartWaiting  = 2  // the turn waits for tool results (Started.Pending)
 	StartDone     = 0  // the turn already has its reply: do nothing
 	StartCut      = -1 // the turn was interrupted before it started
 	appendOK      = 1
@@ -258,39 +264,51 @@ var startScript = redis.NewScript(doneLua + lua("start.lua"))
 // interrupted it before it started, and whether another run had owned the
 // turn before (a takeover).
 func (s *Store) StartTurn(ctx context.Context, id string, turn int64, run string) (status int, takeover bool, err error) {
-	st, err := s.Start(ctx, id, turn, run, 0)
+	st, err := s.Start(ctx, id, turn, run, 0, "")
 	return st.Status, st.Takeover, err
 }
 
 // Started is what Start found.
 type Started struct {
-	Status   int  // StartOK, StartDone or StartCut
+	Status   int  // StartOK, StartDone, StartCut or StartWaiting
 	Takeover bool // another run had owned the turn: this one takes it over
 	History  []Turn
 	Settings Settings
+	Steps    int           // tool steps the turn has taken
+	Pending  []PendingCall // with StartWaiting: the calls it waits for
 }
 
 // Start is StartTurn that also returns, when the run owns the turn, the
 // session's settings and up to max of the latest history entries (as
 // History does), read in the same round trip. (Read by the script, the
-// entries would cost Redis more: each is converted to Lua and back.)
-func (s *Store) Start(ctx context.Context, id string, turn int64, run string, max int) (Started, error) {
+// entries would cost Redis more: each is converted to Lua and back.) A
+// turn that waits for tool results is not owned (StartWaiting); its job,
+// now at jobAt (a stream and an entry: see ToolStep), is where a last
+// result will find it.
+func (s *Store) Start(ctx context.Context, id string, turn int64, run string, max int, jobAt string) (Started, error) {
 	var with []redis.Cmder
 	var hcmd *redis.XMessageSliceCmd
 	if max > 0 {
 		hcmd = redis.NewXMessageSliceCmd(ctx, "xrevrange", s.histKey(id), "+", "-", "count", max)
 		with = append(with, hcmd)
 	}
-	res, err := s.evalWith(ctx, startScript, []string{s.metaKey(id)}, []any{turn, run}, with).Slice()
+	res, err := s.evalWith(ctx, startScript, []string{s.metaKey(id)}, []any{turn, run, jobAt}, with).Slice()
 	if err != nil {
 		return Started{}, fmt.Errorf("session: start turn: %w", err)
 	}
-	st := Started{Status: int(res[0].(int64)), Takeover: res[1].(string) != ""}
-	if st.Status != StartOK {
+	st := Started{Status: int(res[0].(int64)), Takeover: res[1].(string) != "", Steps: int(res[3].(int64))}
+	if st.Status == StartDone {
 		return st, nil
 	}
 	if st.Settings, err = parseSettings(res[2].(string)); err != nil {
 		return Started{}, err
+	}
+	if pend, _ := res[4].([]any); len(pend) > 0 {
+		for i := 0; i+1 < len(pend); i += 2 {
+			callID, _ := pend[i].(string)
+			rec, _ := pend[i+1].(string)
+			st.Pending = append(st.Pending, parsePending(callID, rec))
+		}
 	}
 	if hcmd != nil {
 		msgs, err := hcmd.Result()
@@ -341,9 +359,13 @@ func (s *Store) FinishTurn(ctx context.Context, id string, turn int64, run, text
 
 // Finish describes a turn's end for FinishReply.
 type Finish struct {
-	Turn        int64
-	Run         string
-	Text        string // the whole reply
+	Turn int64
+	Run  string
+	// Prior is the text of the turn's earlier tool steps, already in the
+	// history with their calls: reply.done says Prior + Text, the history
+	// keeps Text.
+	Prior       string
+	Text        string // the reply, after Prior
 	Tail        string // the end of Text not yet stored as a reply.delta
 	Reset       bool   // the tail is the first delta of a run that took the turn over
 	Interrupted bool
@@ -371,12 +393,12 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 		tail = event.Marshal(event.ReplyDelta{Turn: f.Turn, Text: f.Tail, Reset: f.Reset})
 		cutText = strings.TrimSuffix(f.Text, f.Tail)
 		cutIB = event.Marshal(event.Interrupted{Turn: f.Turn})
-		cutDB = event.Marshal(event.ReplyDone{Turn: f.Turn, Text: cutText, Interrupted: true})
+		cutDB = event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + cutText, Interrupted: true})
 	}
 	if f.Interrupted {
 		ib = event.Marshal(event.Interrupted{Turn: f.Turn})
 	}
-	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Text, Interrupted: f.Interrupted})
+	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + f.Text, Interrupted: f.Interrupted})
 	cmd := s.evalWith(ctx, finishScript, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), f.Turn, f.Run, f.Text,
 			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText}, with)
@@ -465,10 +487,13 @@ func (s *Store) History(ctx context.Context, id string, max int) ([]Turn, error)
 func historyOf(msgs []redis.XMessage) []Turn {
 	out := make([]Turn, 0, len(msgs))
 	for i := len(msgs) - 1; i >= 0; i-- {
-		r, _ := msgs[i].Values["r"].(string)
-		c, _ := msgs[i].Values["c"].(string)
-		n, _ := strconv.ParseInt(fmt.Sprint(msgs[i].Values["n"]), 10, 64)
-		out = append(out, Turn{Role: r, Content: c, N: n})
+		v := msgs[i].Values
+		r, _ := v["r"].(string)
+		c, _ := v["c"].(string)
+		tc, _ := v["tc"].(string)
+		call, _ := v["i"].(string)
+		n, _ := strconv.ParseInt(fmt.Sprint(v["n"]), 10, 64)
+		out = append(out, Turn{Role: r, Content: c, N: n, ToolCalls: tc, CallID: call})
 	}
 	return out
 }

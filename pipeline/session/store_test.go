@@ -209,7 +209,7 @@ func TestStartReadsHistoryAndSettings(t *testing.T) {
 	for i, text := range []string{"one", "two"} {
 		turn, _, _ := s.AppendUserTurn(ctx, id, text, "text")
 		run := "r" + text
-		if st, err := s.Start(ctx, id, turn, run, 10); err != nil || st.Status != session.StartOK || len(st.History) != 2*i+1 {
+		if st, err := s.Start(ctx, id, turn, run, 10, ""); err != nil || st.Status != session.StartOK || len(st.History) != 2*i+1 {
 			t.Fatalf("turn %d: %+v, err %v", turn, st, err)
 		}
 		if ok, err := s.FinishTurn(ctx, id, turn, run, "re "+text, false); !ok || err != nil {
@@ -221,7 +221,7 @@ func TestStartReadsHistoryAndSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	turn, _, _ := s.AppendUserTurn(ctx, id, "three", "text")
-	st, err := s.Start(ctx, id, turn, "r3", 3)
+	st, err := s.Start(ctx, id, turn, "r3", 3, "")
 	// The newest three entries, the turn just stored among them, oldest first.
 	want := []session.Turn{{Role: "user", Content: "two", N: 2}, {Role: "assistant", Content: "re two", N: 2}, {Role: "user", Content: "three", N: 3}}
 	if err != nil || fmt.Sprint(st.History) != fmt.Sprint(want) {
@@ -233,7 +233,7 @@ func TestStartReadsHistoryAndSettings(t *testing.T) {
 	if got, err := s.Settings(ctx, id); err != nil || !reflect.DeepEqual(got, set) {
 		t.Fatalf("Settings: %+v %v", got, err)
 	}
-	if st, _ := s.Start(ctx, id, 1, "again", 10); st.Status != session.StartDone || st.History != nil {
+	if st, _ := s.Start(ctx, id, 1, "again", 10, ""); st.Status != session.StartDone || st.History != nil {
 		t.Fatalf("a finished turn started again: %+v", st)
 	}
 	if err := s.SetSettings(ctx, "0123456789abcdef0123456789abcdef", set); !errors.Is(err, session.ErrNotFound) {

@@ -2,6 +2,7 @@ package turn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -26,12 +27,12 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	live := make([]*job, 0, len(jobs))
 	reqs := make([]llm.Request, 0, len(jobs))
 	for _, j := range jobs {
-		conv, ok := e.startJob(bctx, j)
+		req, ok := e.startJob(bctx, j)
 		if !ok {
 			continue
 		}
 		live = append(live, j)
-		reqs = append(reqs, llm.Request{Messages: conv})
+		reqs = append(reqs, req)
 	}
 	if len(live) == 0 {
 		return
@@ -83,13 +84,19 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	}()
 	err := e.llm.Stream(bctx, reqs, func(i int, p llm.Piece) {
 		text := p.Text
-		if i < 0 || i >= len(live) || text == "" {
+		if i < 0 || i >= len(live) || (text == "" && p.Call == nil) {
 			return
 		}
 		j := live[i]
 		j.mu.Lock()
 		defer j.mu.Unlock()
 		if j.status != session.Appended {
+			return
+		}
+		if p.Call != nil {
+			if len(reqs[i].Tools) > 0 { // a call of a tool it was not offered is no call
+				j.calls = append(j.calls, *p.Call)
+			}
 			return
 		}
 		j.buf.WriteString(text)
@@ -116,16 +123,16 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	}
 }
 
-// startJob makes this run the owner of the job's turn and builds the
-// conversation the model sees. It reports false when the turn needs no
-// call (already replied, or cut before it started).
-func (e *Engine) startJob(ctx context.Context, j *job) ([]llm.Message, bool) {
+// startJob makes this run the owner of the job's turn and builds what the
+// model is asked. It reports false when the turn needs no call (already
+// replied, cut before it started, or waiting for tool results).
+func (e *Engine) startJob(ctx context.Context, j *job) (llm.Request, bool) {
 	j.run = e.newRun()
 	// The history and the session's settings come with the start, in the
 	// same round trip.
 	var st session.Started
 	err := e.durably(ctx, "start turn", func(ctx context.Context) (err error) {
-		st, err = e.store.Start(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns)
+		st, err = e.store.Start(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns, jobAt(j))
 		return err
 	})
 	if err != nil {
@@ -134,24 +141,40 @@ func (e *Engine) startJob(ctx context.Context, j *job) ([]llm.Message, bool) {
 			e.publishError(ctx, j.session, &TurnError{Code: CodeInternal, Turn: j.turn, Message: "the turn could not be started; try again"})
 			e.deleteJob(ctx, j)
 		}
-		return nil, false
+		return llm.Request{}, false
 	}
 	switch st.Status {
 	case session.StartDone:
 		turnsTotal.WithLabelValues("duplicate").Inc()
 		e.deleteJob(ctx, j)
-		return nil, false
+		return llm.Request{}, false
+	case session.StartWaiting:
+		e.resumeWait(j, st)
+		return llm.Request{}, false
 	case session.StartCut:
-		if _, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, "", true); err != nil {
-			e.log.Warn("finish cut turn", "session", j.session, "turn", j.turn, "err", err)
+		j.prior = priorText(st.History, j.turn)
+		if j.written != nil && j.prior != "" {
+			go e.hold(j, j.prior) // cut while its tools ran: the call says what was heard
+			return llm.Request{}, false
 		}
-		turnsTotal.WithLabelValues("interrupted").Inc()
+		e.finishCut(ctx, j, "")
 		e.deleteJob(ctx, j)
-		return nil, false
+		return llm.Request{}, false
 	}
 	j.reset = st.Takeover
 	j.status = session.Appended
-	return e.conversation(st.History, j.turn, e.instructions(st.Settings, j.opts)), true
+	j.steps, j.prior = st.Steps, priorText(st.History, j.turn)
+	conv := e.conversation(st.History, j.turn, e.instructions(st.Settings, j.opts))
+	return e.request(j, conv, st.Settings), true
+}
+
+// finishCut stores an interrupted turn's reply: what the client was sent
+// of this step, after the earlier steps' text.
+func (e *Engine) finishCut(ctx context.Context, j *job, text string) {
+	if _, err := e.store.FinishReply(ctx, j.session, session.Finish{Turn: j.turn, Run: j.run, Prior: j.prior, Text: text, Interrupted: true}); err != nil {
+		e.log.Warn("finish interrupted turn", "session", j.session, "turn", j.turn, "err", err)
+	}
+	turnsTotal.WithLabelValues("interrupted").Inc()
 }
 
 // instructions is a response's system prompt: its own, else the
@@ -167,13 +190,14 @@ func (e *Engine) instructions(set session.Settings, opts ResponseOptions) string
 }
 
 // conversation is what the model sees for turn: the system prompt, then
-// the history up to that turn in turn order (user before assistant), so
-// that the turn's own message comes last even when later turns, or
-// replies to earlier ones, were stored after it.
+// the history up to that turn in turn order (its user message before the
+// rest of the turn: the tool steps so far, with their results), so that
+// the turn's own message and steps come last even when later turns, or
+// replies to earlier ones, were stored after them.
 func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []llm.Message {
 	kept := hist[:0:0]
 	for _, t := range hist {
-		if t.N < turn || (t.N == turn && t.Role == llm.RoleUser) {
+		if t.N < turn || (t.N == turn && (t.Role != llm.RoleAssistant || t.ToolCalls != "")) {
 			kept = append(kept, t)
 		}
 	}
@@ -186,7 +210,11 @@ func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []
 	conv := make([]llm.Message, 0, len(kept)+1)
 	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: system})
 	for _, t := range kept {
-		conv = append(conv, llm.Message{Role: t.Role, Content: t.Content})
+		m := llm.Message{Role: t.Role, Content: t.Content, ToolCallID: t.CallID}
+		if t.ToolCalls != "" {
+			_ = json.Unmarshal([]byte(t.ToolCalls), &m.ToolCalls) // written by toolStep
+		}
+		conv = append(conv, m)
 	}
 	return conv
 }
@@ -196,7 +224,13 @@ func (e *Engine) flushLocked(ctx context.Context, j *job) {
 	if j.buf.Len() == 0 || j.status != session.Appended {
 		return
 	}
-	st, err := e.store.AppendDelta(ctx, j.session, j.turn, j.run, j.buf.String(), j.reset)
+	text := j.buf.String()
+	if j.reset {
+		// A takeover starts the turn's reply again: its earlier tool
+		// steps' text comes first.
+		text = j.prior + text
+	}
+	st, err := e.store.AppendDelta(ctx, j.session, j.turn, j.run, text, j.reset)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("append delta", "session", j.session, "turn", j.turn, "err", err)
@@ -237,6 +271,14 @@ func (e *Engine) stopIfAllStopped(jobs []*job, cancel context.CancelFunc) {
 
 // finishJob stores the outcome of one turn of a finished call.
 func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error) {
+	if e.finishJobLocked(ctx, j, callErr, batchErr) {
+		e.requeue(j) // a tool step answered at once: the next step now
+	}
+}
+
+// finishJobLocked is finishJob under j.mu; true when the job is to be
+// queued again.
+func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr error) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.keep = false
@@ -245,36 +287,38 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 			e.deleteJob(ctx, j)
 		}
 	}()
+	if j.status == session.Appended && callErr == nil && len(j.calls) > 0 {
+		if stored, again := e.toolStep(ctx, j); stored {
+			return again // the job waits for the results, or is queued again
+		}
+	}
 	if j.status == session.Appended && callErr == nil {
-		if j.written != nil {
+		if j.written != nil || (j.reset && j.prior != "") {
 			e.flushLocked(ctx, j) // may find the turn cut or taken over
 		}
 		if j.status == session.Appended && j.written != nil {
 			e.deferDelete(j)
-			go e.hold(j, j.text.String()) // the call finishes it
-			return
+			go e.hold(j, j.prior+j.text.String()) // the call finishes it
+			return false
 		}
 		if j.status == session.Appended {
 			e.finishReply(ctx, j)
-			return
+			return false
 		}
 	}
 	switch j.status {
 	case session.Stale:
-		return // another run took the turn over and owns its reply
+		return false // another run took the turn over and owns its reply
 	case session.Cut:
 		// Store the text the client was sent, not what was still buffered.
 		streamed := strings.TrimSuffix(j.text.String(), j.buf.String())
 		if j.written != nil {
 			e.deferDelete(j)
-			go e.hold(j, streamed) // the call says what was heard
-			return
+			go e.hold(j, j.prior+streamed) // the call says what was heard
+			return false
 		}
-		if _, err := e.store.FinishTurn(ctx, j.session, j.turn, j.run, streamed, true); err != nil {
-			e.log.Warn("finish interrupted turn", "session", j.session, "turn", j.turn, "err", err)
-		}
-		turnsTotal.WithLabelValues("interrupted").Inc()
-		return
+		e.finishCut(ctx, j, streamed)
+		return false
 	}
 	msg := "the language model failed: " + callErr.Error()
 	if errors.Is(batchErr, context.DeadlineExceeded) {
@@ -290,6 +334,7 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 	if ok {
 		e.publishError(ctx, j.session, &TurnError{Code: CodeUpstream, Turn: j.turn, Message: msg})
 	}
+	return false
 }
 
 // finishReply stores a text turn's reply: what is still buffered as its
@@ -302,7 +347,7 @@ func (e *Engine) finishReply(ctx context.Context, j *job) {
 	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {
 		del = redis.NewIntCmd(ctx, "xdel", j.stream, j.entry)
 		st, err = e.store.FinishReply(ctx, j.session, session.Finish{
-			Turn: j.turn, Run: j.run, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
+			Turn: j.turn, Run: j.run, Prior: j.prior, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
 		}, del)
 		return err
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/tools"
 )
 
 // Config of an Engine. A zero field means the default in its comment.
@@ -54,6 +55,19 @@ type Config struct {
 	HoldMax time.Duration
 
 	Clock clock.Clock // default the system's
+
+	// Toolbox holds the tools the server runs itself (MCP servers'); nil:
+	// none. The client's own come with the session's settings.
+	Toolbox tools.Toolbox
+	// ToolSteps: a turn calls tools at most this many times before the
+	// model must answer in words; default 4.
+	ToolSteps int
+	// ToolTimeout: a client tool not answered within this counts as
+	// failed (the model is told so); default 30s.
+	ToolTimeout time.Duration
+	// MaxToolOutput: a tool's output is cut to this many bytes, with a
+	// note; default 16 KiB.
+	MaxToolOutput int
 
 	// StoreRetry: a turn's start and its finished reply are stored again
 	// and again through a Redis outage (a restart) for this long, so that
@@ -95,6 +109,9 @@ func (c *Config) setDefaults() error {
 	def(&c.Queue, 1024)
 	def(&c.Batch, 4)
 	def(&c.HistoryTurns, 20)
+	def(&c.ToolSteps, 4)
+	def(&c.MaxToolOutput, 16<<10)
+	defd(&c.ToolTimeout, 30*time.Second)
 	defd(&c.QueueWait, 10*time.Second)
 	defd(&c.TurnTimeout, 60*time.Second)
 	defd(&c.Coalesce, 50*time.Millisecond)
@@ -134,12 +151,15 @@ type Engine struct {
 	handedOver atomic.Bool                  // Drain gave the turns away: stop beating
 	active     map[string]map[*job]struct{} // running turns by session, for Interrupt
 	held       map[turnKey]*heldTurn        // spoken turns written by the model, waiting for FinishSpoken
+	waiting    map[turnKey]*job             // turns of this replica waiting for tool results
 	wake       chan struct{}
 	idle       chan struct{} // signalled when a batch ends, for Drain
 	ready      chan struct{} // closed once Run has queued this replica's old jobs
 
 	runs    atomic.Uint64
 	batches sync.WaitGroup
+	tools   sync.WaitGroup  // server tools running
+	runCtx  context.Context // Run's, for the server tools; set before ready closes
 }
 
 type job struct {
@@ -151,6 +171,13 @@ type job struct {
 	adopted  bool // taken over: exempt from the queue's wait deadline
 	opts     ResponseOptions
 	written  func(turn int64, reply string) // non-nil: a call speaks the reply and finishes the turn
+	// Tool steps: the text of the turn's earlier steps (already in the
+	// history with their calls), the steps taken, the tools the client
+	// runs, and the timer of a wait for the client's results.
+	prior       string
+	steps       int
+	clientTools map[string]bool
+	stopWait    func() bool
 
 	// Set while running; guarded by mu.
 	mu        sync.Mutex
@@ -160,6 +187,7 @@ type job struct {
 	text      strings.Builder
 	lastFlush time.Time
 	flushed   bool
+	calls     []llm.ToolCall       // the tool calls of this step
 	status    session.AppendStatus // Appended while live; Stale or Cut once stopped
 	keep      bool                 // held for a call: the job stays in its stream
 	stop      func()               // cancels the batch when every job in it stopped
@@ -180,14 +208,15 @@ func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter,
 	}
 	return &Engine{
 		cfg: cfg, clk: clock.Or(cfg.Clock), rdb: rdb, store: store, limiter: limiter, llm: model,
-		log:    log.With("replica", cfg.ReplicaID),
-		batch:  b,
-		free:   cfg.Slots,
-		active: make(map[string]map[*job]struct{}),
-		held:   make(map[turnKey]*heldTurn),
-		wake:   make(chan struct{}, 1),
-		idle:   make(chan struct{}, 1),
-		ready:  make(chan struct{}),
+		log:     log.With("replica", cfg.ReplicaID),
+		batch:   b,
+		free:    cfg.Slots,
+		active:  make(map[string]map[*job]struct{}),
+		held:    make(map[turnKey]*heldTurn),
+		waiting: make(map[turnKey]*job),
+		wake:    make(chan struct{}, 1),
+		idle:    make(chan struct{}, 1),
+		ready:   make(chan struct{}),
 	}, nil
 }
 
@@ -404,9 +433,13 @@ func (e *Engine) rateLimit(ctx context.Context, sessionID string) error {
 
 // Interrupt stops the session's reply now, on whichever replica runs it:
 // the reply is stored as far as it was streamed, followed by
-// "interrupted". Turns queued but not started are cut too.
+// "interrupted". Turns queued but not started are cut too, and a turn
+// waiting for tool results gets "cancelled" for each and is finished.
 func (e *Engine) Interrupt(ctx context.Context, sessionID string) error {
 	if _, err := e.store.Cut(ctx, sessionID); err != nil {
+		return err
+	}
+	if err := e.cancelTools(ctx, sessionID); err != nil {
 		return err
 	}
 	// Runs elsewhere stop at their next append; here we stop at once.
@@ -442,6 +475,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if _, err := e.heartbeat(ctx); err != nil {
 		return fmt.Errorf("pipeline: heartbeat: %w", err)
 	}
+	e.runCtx = ctx
 	// A previous process with the same replica id may have left turns.
 	e.adopt(ctx, e.cfg.ReplicaID)
 	close(e.ready)
@@ -455,6 +489,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.dispatch(ctx)
 	wg.Wait()
 	e.batches.Wait()
+	e.tools.Wait()
+	e.stopWaits()
 	return nil
 }
 

@@ -44,3 +44,8 @@ var (
 		Help: "Stores of a turn's start or reply sent again because Redis was unavailable.",
 	})
 )
+
+var toolCalls = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "parley", Subsystem: "llm", Name: "tool_calls_total",
+	Help: "Tool calls the model made (the client's and the server's).",
+})

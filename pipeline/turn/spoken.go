@@ -2,7 +2,10 @@ package turn
 
 import (
 	"context"
+	"strings"
 	"time"
+
+	"github.com/parleyhq/parley/pipeline/session"
 )
 
 type turnKey struct {
@@ -90,11 +93,21 @@ func (e *Engine) finishHeld(k turnKey, timedOut bool) {
 		text, cut = *h.heard, h.cut
 	}
 	j := h.job
+	// The text of the turn's tool steps is in the history already: the
+	// reply's own is what came after. (Cut inside it, the reply is what
+	// was heard, and the history keeps the steps' text as written.)
+	prior := j.prior
+	if !strings.HasPrefix(text, prior) {
+		prior = ""
+	}
+	text = text[len(prior):]
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreRetry+5*time.Second)
 	defer cancel()
 	var ok bool
 	err := e.durably(ctx, "finish spoken turn", func(ctx context.Context) (err error) {
-		ok, err = e.store.FinishTurn(ctx, j.session, j.turn, j.run, text, cut)
+		var st session.FinishStatus
+		st, err = e.store.FinishReply(ctx, j.session, session.Finish{Turn: j.turn, Run: j.run, Prior: prior, Text: text, Interrupted: cut})
+		ok = st != session.FinishNone
 		return err
 	})
 	switch {

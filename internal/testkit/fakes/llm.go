@@ -2,6 +2,8 @@ package fakes
 
 import (
 	"context"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -120,3 +122,110 @@ func (g *Gate) Send(piece string) { g.gate <- piece }
 
 // Finish ends every call, now and later, with what it has sent.
 func (g *Gate) Finish() { g.once.Do(func() { close(g.gate) }) }
+
+// Tooler is a model that calls tools: to a user's message it says Before
+// (if any) and calls Calls (each a whole call; an empty ID gets one), but
+// only the tools it was offered, unless Always; to the results of its
+// calls it answers "done: " and the results joined with "; ". With Always
+// it calls again at every step it is offered tools (a model in a loop).
+// It records the requests it was given. Safe for concurrent use.
+type Tooler struct {
+	Before string
+	Calls  []llm.ToolCall
+	Always bool // call at every step, even after results (while offered tools)
+	Any    bool // call whatever it was offered or not (a model that makes tools up)
+
+	mu   sync.Mutex
+	reqs []llm.Request
+	n    int
+}
+
+// MaxBatch implements llm.LLM.
+func (*Tooler) MaxBatch() int { return 1 }
+
+// CallsTools implements llm.LLM.
+func (*Tooler) CallsTools() bool { return true }
+
+// Stream implements llm.LLM.
+func (l *Tooler) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
+	l.mu.Lock()
+	l.reqs = append(l.reqs, reqs...)
+	l.mu.Unlock()
+	for i, r := range reqs {
+		msgs := r.Messages
+		last := msgs[len(msgs)-1]
+		if last.Role == llm.RoleTool && !(l.Always && len(r.Tools) > 0) {
+			var outs []string
+			for k := len(msgs) - 1; k >= 0 && msgs[k].Role == llm.RoleTool; k-- {
+				outs = append([]string{msgs[k].Content}, outs...)
+			}
+			emit(i, llm.Piece{Text: "done: " + strings.Join(outs, "; ")})
+			continue
+		}
+		if l.Before != "" {
+			emit(i, llm.Piece{Text: l.Before})
+		}
+		offered := map[string]bool{}
+		for _, t := range r.Tools {
+			offered[t.Name] = true
+		}
+		called := false
+		for _, c := range l.Calls {
+			if !offered[c.Name] && !l.Any {
+				continue
+			}
+			c := c
+			if c.ID == "" {
+				l.mu.Lock()
+				l.n++
+				c.ID = "call_" + strconv.Itoa(l.n)
+				l.mu.Unlock()
+			}
+			emit(i, llm.Piece{Call: &c})
+			called = true
+		}
+		if !called {
+			emit(i, llm.Piece{Text: "no tool: " + LastUser(msgs)})
+		}
+	}
+	return ctx.Err()
+}
+
+// Requests are the requests the model was given, in order.
+func (l *Tooler) Requests() []llm.Request {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]llm.Request(nil), l.reqs...)
+}
+
+// Toolbox is a set of server tools (it satisfies pipeline/tools.Toolbox):
+// each offered tool answers with Run's output, or, without Run, with its
+// name and arguments. It counts the calls. Safe for concurrent use.
+type Toolbox struct {
+	Offered []llm.Tool
+	Run     func(ctx context.Context, name string, args json.RawMessage) (string, error)
+
+	mu    sync.Mutex
+	calls int
+}
+
+// Tools implements tools.Toolbox.
+func (b *Toolbox) Tools() []llm.Tool { return b.Offered }
+
+// Call implements tools.Toolbox.
+func (b *Toolbox) Call(ctx context.Context, name string, args json.RawMessage) (string, error) {
+	b.mu.Lock()
+	b.calls++
+	b.mu.Unlock()
+	if b.Run != nil {
+		return b.Run(ctx, name, args)
+	}
+	return name + " " + string(args), nil
+}
+
+// Calls is how many calls the toolbox ran.
+func (b *Toolbox) Calls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
+}

@@ -1,11 +1,25 @@
 -- Makes run ARGV[2] the owner of turn ARGV[1] (KEYS[1]: meta). Returns
--- {status, previous owner, the session's settings}: status 0 when the turn
--- already has its reply, -1 when it was cut before it started, 1 when the
--- run owns it.
+-- {status, previous owner, the session's settings, tool steps taken,
+-- pending calls}: status 0 when the turn already has its reply, -1 when
+-- it was cut before it started, 2 when it waits for tool results (its job
+-- is now at ARGV[3]; the calls it waits for are returned as id, record
+-- pairs), 1 when the run owns it.
 local turn = tonumber(ARGV[1])
-if isdone(KEYS[1], turn) then return {0, '', ''} end
+if isdone(KEYS[1], turn) then return {0, '', '', 0, {}} end
+local steps = tonumber(redis.call('HGET', KEYS[1], 'ts:' .. turn) or '0')
+if redis.call('HEXISTS', KEYS[1], 'tp:' .. turn) == 1 then
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'tj:' .. turn, ARGV[3]) end
+  local pend, all = {}, redis.call('HGETALL', KEYS[1])
+  for k = 1, #all, 2 do
+    if string.sub(all[k], 1, 3) == 'tc:' and tonumber(string.match(all[k + 1], '^(%d+)')) == turn then
+      pend[#pend + 1] = string.sub(all[k], 4)
+      pend[#pend + 1] = all[k + 1]
+    end
+  end
+  return {2, '', redis.call('HGET', KEYS[1], 'settings') or '', steps, pend}
+end
 local prev = redis.call('HGET', KEYS[1], 'run:' .. turn) or ''
 redis.call('HSET', KEYS[1], 'run:' .. turn, ARGV[2])
 local cut = tonumber(redis.call('HGET', KEYS[1], 'cut') or '0')
-if cut >= turn then return {-1, prev, ''} end
-return {1, prev, redis.call('HGET', KEYS[1], 'settings') or ''}
+if cut >= turn then return {-1, prev, '', steps, {}} end
+return {1, prev, redis.call('HGET', KEYS[1], 'settings') or '', steps, {}}

@@ -1,0 +1,40 @@
+-- Stores a tool step of a turn's reply, if run ARGV[6] still owns turn
+-- ARGV[5] and it was not cut: the assistant's message with its calls in
+-- the history; the calls' tool.call events in the log, published; the
+-- calls still to be answered in the meta hash (tc:<call id> = record,
+-- tp:<turn> = how many, tj:<turn> = the job's place, ARGV[9]); and the
+-- results known at once (a tool not offered, arguments that are not
+-- JSON). The run gives the turn up: the next step starts afresh. Returns
+-- 1, 0 (another run owns the turn, or it has its reply) or -1 (cut).
+-- KEYS: log, hist, meta. ARGV: 1 ttl, 2 max events, 3 max history,
+-- 4 channel, 5 turn, 6 run, 7 the step's text, 8 the calls (JSON), 9 the
+-- job's place, then: the number of events and their bodies; the number of
+-- pending calls and (id, record) pairs; the number of results and (id,
+-- output) pairs.
+local turn = tonumber(ARGV[5])
+if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
+if isdone(KEYS[3], turn) then return 0 end
+if tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then return -1 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', ARGV[7], 'tc', ARGV[8], 'n', turn)
+local i = 10
+for k = 1, tonumber(ARGV[i]) do
+  local e = ARGV[i + k]
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
+  redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
+end
+i = i + tonumber(ARGV[i]) + 1
+local pending = tonumber(ARGV[i])
+for k = 1, pending do
+  redis.call('HSET', KEYS[3], 'tc:' .. ARGV[i + 2 * k - 1], ARGV[i + 2 * k])
+end
+i = i + 2 * pending + 1
+for k = 1, tonumber(ARGV[i]) do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'tool', 'i', ARGV[i + 2 * k - 1], 'c', ARGV[i + 2 * k], 'n', turn)
+end
+if pending > 0 then
+  redis.call('HSET', KEYS[3], 'tp:' .. turn, pending, 'tj:' .. turn, ARGV[9])
+end
+redis.call('HINCRBY', KEYS[3], 'ts:' .. turn, 1)
+redis.call('HDEL', KEYS[3], 'run:' .. turn)
+for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
+return 1
