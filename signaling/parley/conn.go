@@ -15,6 +15,7 @@ import (
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
 )
@@ -154,6 +155,8 @@ func (c *conn) handle(data []byte) {
 		c.candidate(&m)
 	case "audio":
 		c.moveAudio(&m)
+	case "tool.result":
+		c.toolResult(&m)
 	}
 }
 
@@ -182,6 +185,14 @@ func (c *conn) hello(m *inMsg) {
 	if !ok {
 		return
 	}
+	var tools []llm.Tool
+	if len(m.Tools) > 0 && string(m.Tools) != "null" {
+		var bad string
+		if tools, bad = parseTools(m.Tools); bad != "" {
+			c.sendError(codeBadRequest, bad)
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.sock.Context(), 5*time.Second)
 	defer cancel()
 	feed, token, err := c.srv.sessions.Attach(ctx, c.sock, m.Session, m.Token, m.LastEvent, nil)
@@ -190,6 +201,15 @@ func (c *conn) hello(m *inMsg) {
 		return
 	}
 	c.feed, c.sessionID = feed, feed.ID()
+	if tools != nil {
+		if err := c.setTools(ctx, tools); err != nil {
+			c.sock.Log().Error("store the client's tools", "err", err)
+			c.sendError(codeInternal, "the tools could not be stored; say hello again")
+			feed.Close()
+			c.feed, c.sessionID = nil, ""
+			return
+		}
+	}
 	c.sock.Greeted()
 	resumed := m.Session != ""
 	c.sock.Log().Info("hello", "resumed", resumed, "last_event", m.LastEvent)

@@ -34,6 +34,9 @@ type inMsg struct {
 	Candidate json.RawMessage `json:"candidate"`
 	Transport string          `json:"transport"` // of an audio message (a move), as in hello's audio
 	Codec     string          `json:"codec"`
+	Tools     json.RawMessage `json:"tools"`   // hello: the tools the client runs
+	CallID    *string         `json:"call_id"` // tool.result
+	Output    *string         `json:"output"`  // tool.result
 }
 
 type audioSpec struct {
@@ -44,7 +47,7 @@ type audioSpec struct {
 // Message types a client may send; anything else is refused by name.
 var knownTypes = map[string]bool{
 	"hello": true, "text": true, "offer": true, "candidate": true, "interrupt": true, "bye": true,
-	"audio": true,
+	"audio": true, "tool.result": true,
 }
 
 // audioProblem says what is wrong with an audio transport and codec a

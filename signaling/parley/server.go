@@ -31,6 +31,7 @@ func (c *Config) setDefaults() {
 type Turns interface {
 	Submit(ctx context.Context, sessionID, text string, source event.Source) (int64, error)
 	Interrupt(ctx context.Context, sessionID string) error
+	ToolResult(ctx context.Context, sessionID, callID, output string) error
 }
 
 var (
