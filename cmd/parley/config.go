@@ -50,6 +50,8 @@ type config struct {
 	LocalDelay  time.Duration
 
 	MCPConfig      string
+	ToolSteps      int
+	ToolTimeout    time.Duration
 	MCPCallTimeout time.Duration
 	MCPMaxOutput   int
 
@@ -200,6 +202,8 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 
 	f.dur(&c.LocalDelay, "local-delay", "PARLEY_LOCAL_DELAY", 0, "pause between the offline responder's words, to show streaming; 0: none")
 
+	f.int(&c.ToolSteps, "tool-steps", "PARLEY_TOOL_STEPS", 4, "tool calls a turn may make in a row before the model must answer in words; 0: 4")
+	f.dur(&c.ToolTimeout, "tool-timeout", "PARLEY_TOOL_TIMEOUT", 30*time.Second, "a client's tool not answered within this counts as failed (the model is told); 0: 30s")
 	f.str(&c.MCPConfig, "mcp-config", "PARLEY_MCP_CONFIG", "", `JSON file of MCP servers whose tools the model may call, {"mcpServers": {...}} as MCP clients write it (see docs/operations.md); empty: none`)
 	f.dur(&c.MCPCallTimeout, "mcp-call-timeout", "PARLEY_MCP_CALL_TIMEOUT", 30*time.Second, "deadline of one call of an MCP server's tool; 0: 30s")
 	f.int(&c.MCPMaxOutput, "mcp-max-output", "PARLEY_MCP_MAX_OUTPUT", 16<<10, "bytes of an MCP tool's output given to the model; the rest is cut, with a note; 0: 16384")
