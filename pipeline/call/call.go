@@ -32,8 +32,17 @@ type Config struct {
 	// recogniser), so that the caller is not left in silence; the error
 	// event says what failed. Default DefaultApology; "-": say nothing.
 	Apology string
-	Clock   clock.Clock // default the system's
+	// Filler is said once while a turn waits for a tool (a lookup the
+	// caller would otherwise wait for in silence), FillerDelay after the
+	// call if nothing else was said meanwhile and never over the caller.
+	// Defaults DefaultFiller and 1.5s; "-": say nothing.
+	Filler      string
+	FillerDelay time.Duration
+	Clock       clock.Clock // default the system's
 }
+
+// DefaultFiller is what a call says while a tool runs.
+const DefaultFiller = "One moment."
 
 // DefaultApology is what a call says when a turn fails upstream.
 const DefaultApology = "Sorry, I could not answer that just now. Please try again."
@@ -50,6 +59,12 @@ func (c *Config) setDefaults(asrRate int) {
 	}
 	if c.Apology == "" {
 		c.Apology = DefaultApology
+	}
+	if c.Filler == "" {
+		c.Filler = DefaultFiller
+	}
+	if c.FillerDelay <= 0 {
+		c.FillerDelay = 1500 * time.Millisecond
 	}
 	c.Clock = clock.Or(c.Clock)
 	c.VAD.SampleRate = asrRate
@@ -127,6 +142,7 @@ type Call struct {
 	cut      atomic.Int64  // the last turn cut off: none of it is spoken any more
 	state    atomic.Value  // event.BotState
 	first    atomic.Int64  // the frame (of sent) whose sending starts firstTurn's audio; 0: none
+	caller   atomic.Bool   // the VAD hears the caller speak
 
 	mu         sync.Mutex
 	stopSpeech context.CancelFunc // cancels the synthesis under way
@@ -140,6 +156,7 @@ type callEvent struct {
 	written *writtenReply // the model finished a turn of ours
 	bargeIn int64         // the caller cut this turn off
 	apology bool          // say the apology: the recogniser failed
+	filler  int64         // say the filler, if this turn still waits for its tool
 	wake    bool          // the speaker's timer
 }
 
@@ -220,7 +237,7 @@ func (c *Call) Deliver(wire []byte) {
 		return // a type the call has no use for
 	}
 	switch ev.(type) {
-	case event.ReplyDelta, event.ReplyDone, event.Error:
+	case event.ReplyDelta, event.ReplyDone, event.Error, event.ToolCall:
 		if event.TurnOf(ev) != 0 {
 			c.post(callEvent{ev: ev})
 		}

@@ -39,6 +39,10 @@ var (
 		Namespace: "parley", Subsystem: "call", Name: "server_seconds", Buckets: latencyBuckets,
 		Help: "The end-of-turn decision (or a typed turn's arrival) to the first frame of the bot's audio leaving the server.",
 	})
+	fillers = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "call", Name: "fillers_total",
+		Help: "Fillers said while a turn waited for a tool.",
+	})
 	bargeIns = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "call", Name: "barge_ins_total",
 		Help: "Replies cut off by the caller speaking over them.",

@@ -28,6 +28,7 @@ func (c *Call) listen(ctx context.Context, rec speech.Recognizer, down *media.Re
 			buf = append(buf[:0], frame...)
 		}
 		ev := vad.Process(buf)
+		c.caller.Store(vad.Speaking())
 		switch {
 		case ev == media.VADSpeechStart:
 			c.bargeIn(ctx)

@@ -30,6 +30,8 @@ type reply struct {
 	stored    bool // another replica stored reply.done: nothing to finish here
 	heardAny  bool // its first frame is pushed
 	finished  bool // the turn's reply is stored
+	tooling   bool // it waits for a tool: no text since its last call
+	filled    bool // the filler was said (once a turn)
 }
 
 // heard is the text of what was played, played frames in: whole
@@ -123,6 +125,8 @@ func (s *speaker) handle(ctx context.Context, ev callEvent) {
 		if !s.c.active.Load() {
 			s.sayApology(ctx)
 		}
+	case ev.filler != 0:
+		s.sayFiller(ctx, ev.filler)
 	case ev.bargeIn != 0:
 		s.onBargeIn(ctx, ev.bargeIn)
 	case ev.written != nil:
@@ -163,6 +167,7 @@ func (s *speaker) onBargeIn(ctx context.Context, turn int64) {
 }
 
 func (s *speaker) onWritten(ctx context.Context, w *writtenReply) {
+	s.cur.tooling = s.cur.tooling && w.turn != s.cur.turn
 	if w.turn != s.c.turn.Load() {
 		// Superseded by a later turn: nothing of it is spoken.
 		s.c.v.Turns.FinishSpoken(ctx, s.c.session, w.turn, "", true)
@@ -183,7 +188,18 @@ func (s *speaker) onEvent(ctx context.Context, ev event.Event) {
 	}
 	s.start(turn)
 	switch e := ev.(type) {
+	case event.ToolCall:
+		// What was said before the call is spoken now, whole or not: the
+		// rest waits for the tool, and the wait is silence, not underruns.
+		// The filler follows if it is long.
+		s.speak(ctx, s.cur.sentences.Flush())
+		s.c.pacer.End()
+		if !s.cur.filled && s.c.cfg.Filler != "-" {
+			s.cur.tooling = true
+			s.c.clk.AfterFunc(s.c.cfg.FillerDelay, func() { s.c.post(callEvent{filler: turn}) })
+		}
 	case event.ReplyDelta:
+		s.cur.tooling = false
 		if s.cur.written || s.cur.finished {
 			return // the whole text came with written
 		}
@@ -323,6 +339,28 @@ func (s *speaker) cutShort(text string, start int64) {
 	}
 	end := max(s.pushed, start+int64(len(text))*frames/chars)
 	s.cur.parts = append(s.cur.parts, sentence{text: text, start: start, end: end})
+}
+
+// sayFiller says the filler for turn, once, if it still waits for its
+// tool and nothing plays: later while the caller speaks or the bot's
+// words before the call still play.
+func (s *speaker) sayFiller(ctx context.Context, turn int64) {
+	if turn != s.cur.turn || !s.cur.tooling || s.cur.filled || s.cur.finished || s.c.cut.Load() == turn {
+		return
+	}
+	if s.c.caller.Load() {
+		s.c.clk.AfterFunc(200*time.Millisecond, func() { s.c.post(callEvent{filler: turn}) })
+		return
+	}
+	if left := s.queued(); left > 0 {
+		s.c.clk.AfterFunc(left, func() { s.c.post(callEvent{filler: turn}) })
+		return
+	}
+	s.cur.filled = true
+	fillers.Inc()
+	if s.synthesize(ctx, s.c.cfg.Filler, 0, func(sctx context.Context, pcm []int16) error { return s.encode(sctx, pcm, 0) }) == nil {
+		s.c.pacer.End()
+	}
 }
 
 // sayApology speaks the apology outside any reply (it is not stored) and
