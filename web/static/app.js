@@ -109,6 +109,29 @@ function onEvent(m) {
       if (m.interrupted) t.bot.classList.add('cut');
       break;
     }
+    case 'tool.call': {
+      // Collapsed by default: the name in the bubble, the arguments and
+      // the result inside.
+      const t = botEl(m.turn);
+      const d = document.createElement('details');
+      d.className = 'tool';
+      const sum = document.createElement('summary');
+      sum.textContent = `tool: ${m.name}` + (m.by === 'client' ? ' (run by this client)' : '');
+      const args = document.createElement('pre');
+      args.textContent = 'arguments: ' + m.arguments;
+      const out = document.createElement('pre');
+      out.className = 'out';
+      out.textContent = 'result: …';
+      d.append(sum, args, out);
+      t.bot.appendChild(d);
+      (t.tools ||= new Map()).set(m.call_id, out);
+      break;
+    }
+    case 'tool.done': {
+      const out = turnOf(m.turn).tools?.get(m.call_id);
+      if (out) out.textContent = 'result: ' + m.output;
+      break;
+    }
     case 'interrupted':
       page.call?.dropAudio();
       break;
