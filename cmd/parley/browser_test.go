@@ -38,7 +38,11 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("chromium not found; run 'make deps': %v", err)
 	}
 	// Every WebRTC setting has its default: a call on a host with only
-	// loopback must work as it comes.
+	// loopback must work as it comes. Not defaults, and why: a real Redis
+	// (the tests' rule); the offline responder 40 ms a word, so that a
+	// reply streams long enough to break the socket under it; no per-session
+	// turn rate, as the subtests type fast; a short drain, for the test's
+	// end. TestDefaultsServe300ConcurrentUsers covers the defaults.
 	env := map[string]string{
 		"PARLEY_ADDR":          freeAddr(t),
 		"REDIS_URL":            redistest.Start(t).URL(),

@@ -22,6 +22,8 @@ import (
 func TestRedisCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	model, story := slowModel(t, 10)
+	// A takeover after 1 s, not 15, to keep the test short; a turn rate the
+	// replay checks do not hit.
 	env := []string{"REDIS_URL=" + cl.URL(), "PARLEY_REDIS_CLUSTER=true", "LLM_BASE_URL=" + model, "LLM_MODEL=m",
 		"PARLEY_CLAIM_AFTER=1s", "PARLEY_RATE_SESSION=10"}
 	a := startProc(t, append(env, "PARLEY_REPLICA_ID=a")...)

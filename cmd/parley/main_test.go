@@ -33,6 +33,8 @@ func freeAddr(t *testing.T) string {
 func TestServerEndToEnd(t *testing.T) {
 	for _, mode := range []string{"embedded", "redis-server", "openai-chat"} {
 		t.Run(mode, func(t *testing.T) {
+			// A short drain for the test's end; pprof on, to test that it
+			// serves on its own listener only.
 			env := map[string]string{"PARLEY_ADDR": freeAddr(t), "PARLEY_DRAIN_TIMEOUT": "2s", "PARLEY_DEBUG_ADDR": freeAddr(t)}
 			var upstreamSaw chan string
 			switch mode {

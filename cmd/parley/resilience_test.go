@@ -207,6 +207,8 @@ func TestKilledReplicaProcess(t *testing.T) {
 func TestRedisRestart(t *testing.T) {
 	rdb := redistest.StartPersistent(t)
 	model, story := slowModel(t, 20) // 2 s
+	// Voice off (no decoders to load) and a short drain: the test is about
+	// Redis going away under text turns.
 	env := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": rdb.URL(), "PARLEY_ASR": "off", "PARLEY_DRAIN_TIMEOUT": "2s",
 		"LLM_BASE_URL": model, "LLM_MODEL": "m"}
 	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
