@@ -4,6 +4,13 @@
 // sends a list of prompts in one call, as vLLM accepts, and demultiplexes
 // the streamed choices by index.
 //
+// Chat calls tools: a request's tools go upstream as OpenAI function
+// tools (a top-level "$schema" of their parameters dropped), the history's
+// tool calls and results in OpenAI's shape, and the streamed
+// delta.tool_calls fragments are joined by index into whole calls,
+// emitted when the response finishes. Completions calls none: a prompt
+// has no place for tools.
+//
 // Both are safe for concurrent use. The API key is sent as a bearer token
 // and never appears in an error or a log line.
 package openai

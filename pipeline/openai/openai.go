@@ -246,39 +246,72 @@ func NewChat(cfg Config) (*Chat, error) {
 func (c *Chat) MaxBatch() int { return 1 }
 
 type chatRequest struct {
-	Model       string        `json:"model"`
-	Messages    []llm.Message `json:"messages"`
-	Stream      bool          `json:"stream"`
-	MaxTokens   int           `json:"max_tokens,omitempty"`
-	Temperature *float64      `json:"temperature,omitempty"`
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+	// Tools and ToolChoice are left out when no tool is offered: some
+	// servers (llama.cpp, older vLLM) refuse "tools": [].
+	Tools       []chatTool `json:"tools,omitempty"`
+	ToolChoice  any        `json:"tool_choice,omitempty"`
+	Stream      bool       `json:"stream"`
+	MaxTokens   int        `json:"max_tokens,omitempty"`
+	Temperature *float64   `json:"temperature,omitempty"`
 }
 
 type chatChunk struct {
 	Choices []struct {
 		Delta struct {
-			Content string `json:"content"`
+			Content   string          `json:"content"`
+			ToolCalls []toolCallDelta `json:"tool_calls"`
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
 }
 
-// CallsTools implements llm.LLM.
-func (c *Chat) CallsTools() bool { return false }
+// CallsTools implements llm.LLM: tools are sent as OpenAI function tools
+// and the streamed calls reported whole.
+func (c *Chat) CallsTools() bool { return true }
 
-// Stream implements llm.LLM.
+// request is the body for one conversation.
+func (c *Chat) request(r llm.Request) (chatRequest, error) {
+	body := chatRequest{
+		Model: c.cfg.Model, Messages: chatMessages(r.Messages), Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
+	}
+	if len(r.Tools) > 0 {
+		tools, err := chatTools(r.Tools)
+		if err != nil {
+			return body, err
+		}
+		body.Tools, body.ToolChoice = tools, toolChoice(r.ToolChoice)
+	}
+	return body, nil
+}
+
+// Stream implements llm.LLM. Text is emitted as it comes; tool calls are
+// emitted whole, in index order, when the response finishes (any
+// finish_reason: some servers say "stop" after calls), or at [DONE]. A
+// stream cut before that is an error, and its unfinished calls are not
+// emitted.
 func (c *Chat) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
 	if len(reqs) != 1 {
 		return fmt.Errorf("openai: chat completions take one conversation per call, got %d", len(reqs))
 	}
+	body, err := c.request(reqs[0])
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	resp, err := post(ctx, &c.cfg, "/chat/completions", chatRequest{
-		Model: c.cfg.Model, Messages: reqs[0].Messages, Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
-	})
+	resp, err := post(ctx, &c.cfg, "/chat/completions", body)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	var calls callAssembler
+	emitCalls := func() {
+		for _, call := range calls.take() {
+			emit(0, llm.Piece{Call: &call})
+		}
+	}
 	finished := false
 	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
 		if err := checkStreamError(p); err != nil {
@@ -292,8 +325,15 @@ func (c *Chat) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 			if choice.Delta.Content != "" {
 				emit(0, llm.Piece{Text: choice.Delta.Content})
 			}
+			for _, d := range choice.Delta.ToolCalls {
+				if err := calls.add(d); err != nil {
+					return err
+				}
+				finished = false // calls after a finish must be finished again
+			}
 			if choice.FinishReason != nil && *choice.FinishReason != "" {
 				finished = true
+				emitCalls()
 			}
 		}
 		return nil
@@ -302,8 +342,12 @@ func (c *Chat) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 		return err
 	}
 	if !done && !finished {
+		if calls.pending() {
+			return errors.New("llm upstream: stream ended early, in a tool call")
+		}
 		return errors.New("llm upstream: stream ended early")
 	}
+	emitCalls()
 	return nil
 }
 
@@ -360,7 +404,11 @@ type completionsChunk struct {
 	} `json:"choices"`
 }
 
-// Render is the prompt for one conversation.
+// Render is the prompt for one conversation. Completions call no tools,
+// so the engine gives it none; a tool message left in a history (from a
+// provider configured before) renders like any message, as role "tool"
+// with its content, and an assistant message's tool calls are not
+// rendered, only its text (a template may still range over .ToolCalls).
 func (c *Completions) Render(conv []llm.Message) (string, error) {
 	var b strings.Builder
 	if err := c.tmpl.Execute(&b, conv); err != nil {
@@ -369,7 +417,8 @@ func (c *Completions) Render(conv []llm.Message) (string, error) {
 	return b.String(), nil
 }
 
-// CallsTools implements llm.LLM: a prompt has no place for tools.
+// CallsTools implements llm.LLM: a prompt has no place for tools, and
+// the tools of a request are never sent.
 func (c *Completions) CallsTools() bool { return false }
 
 // Stream implements llm.LLM.
