@@ -42,24 +42,25 @@ func New(cfg Config) *Responder {
 // MaxBatch: the responder batches natively.
 func (r *Responder) MaxBatch() int { return r.cfg.Batch }
 
-// CallsTools implements llm.LLM.
-func (r *Responder) CallsTools() bool { return false }
+// CallsTools implements llm.LLM: the responder calls the tools it is
+// offered when the words ask for what they do (see the package doc).
+func (r *Responder) CallsTools() bool { return true }
 
 // Stream answers every conversation, one word of each reply in turn, so a
 // batch streams like a batched model would.
 func (r *Responder) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
-	words := make([][]string, len(reqs))
+	replies := make([][]llm.Piece, len(reqs))
 	for i, req := range reqs {
-		words[i] = pieces(r.Reply(lastUser(req.Messages)))
+		replies[i] = r.respond(req)
 	}
 	for k := 0; ; k++ {
 		more := false
-		for i, w := range words {
-			if k < len(w) {
+		for i, reply := range replies {
+			if k < len(reply) {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				emit(i, llm.Piece{Text: w[k]})
+				emit(i, reply[k])
 				more = true
 			}
 		}
@@ -74,6 +75,24 @@ func (r *Responder) Stream(ctx context.Context, reqs []llm.Request, emit func(in
 			}
 		}
 	}
+}
+
+// respond is the reply to one request, in pieces: the answer from the
+// results of its call when this turn called a tool; else a call, after
+// "Let me check.", when a tool offered fits the words; else Reply.
+func (r *Responder) respond(req llm.Request) []llm.Piece {
+	if calls, after := turnCalls(req.Messages); calls != nil {
+		if s := fromResults(calls.ToolCalls, after); s != "" {
+			return texts(s)
+		}
+		return texts(r.Reply(lastUser(req.Messages)))
+	}
+	said := lastUser(req.Messages)
+	id := fmt.Sprintf("call_%d", callsSoFar(req.Messages)+1)
+	if c := pickCall(req, newAsk(said), id); c != nil {
+		return append(texts(beforeCall), llm.Piece{Call: c})
+	}
+	return texts(r.Reply(said))
 }
 
 // Reply is the whole answer to one user message.
@@ -105,11 +124,16 @@ func (r *Responder) Reply(text string) string {
 	return fmt.Sprintf("You said: %q. I'm the offline responder, so I can only tell the time and date, greet you, or repeat what you say.", strings.TrimSpace(text))
 }
 
-// normalize lower-cases the text and splits it into words, dropping
-// punctuation ("what's" keeps its letters as "whats").
+// normalize lower-cases the text and splits it into words (tokens).
 func normalize(text string) []string {
+	return newAsk(text).lower
+}
+
+// tokens splits text into words, dropping punctuation ("what's" keeps
+// its letters as "whats").
+func tokens(text string) []string {
 	var b strings.Builder
-	for _, r := range strings.ToLower(text) {
+	for _, r := range text {
 		switch {
 		case unicode.IsLetter(r) || unicode.IsDigit(r):
 			b.WriteRune(r)
@@ -125,10 +149,15 @@ func phrase(words []string, p string) bool {
 	return strings.Contains(" "+strings.Join(words, " ")+" ", " "+p+" ")
 }
 
-// pieces splits a reply into words that keep their following space, so
+// texts splits a reply into words that keep their following space, so
 // the pieces concatenate to the reply exactly.
-func pieces(s string) []string {
-	return strings.SplitAfter(s, " ")
+func texts(s string) []llm.Piece {
+	words := strings.SplitAfter(s, " ")
+	ps := make([]llm.Piece, len(words))
+	for i, w := range words {
+		ps[i] = llm.Piece{Text: w}
+	}
+	return ps
 }
 
 func lastUser(conv []llm.Message) string {
