@@ -306,49 +306,58 @@ func (c *Chat) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 		return err
 	}
 	defer resp.Body.Close()
-	var calls callAssembler
-	emitCalls := func() {
-		for _, call := range calls.take() {
-			emit(0, llm.Piece{Call: &call})
-		}
-	}
-	finished := false
-	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
-		if err := checkStreamError(p); err != nil {
-			return err
-		}
-		var ch chatChunk
-		if err := json.Unmarshal(p, &ch); err != nil {
-			return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
-		}
-		for _, choice := range ch.Choices {
-			if choice.Delta.Content != "" {
-				emit(0, llm.Piece{Text: choice.Delta.Content})
-			}
-			for _, d := range choice.Delta.ToolCalls {
-				if err := calls.add(d); err != nil {
-					return err
-				}
-				finished = false // calls after a finish must be finished again
-			}
-			if choice.FinishReason != nil && *choice.FinishReason != "" {
-				finished = true
-				emitCalls()
-			}
-		}
-		return nil
-	})
+	reply := chatReply{emit: emit}
+	done, err := readSSE(ctx, resp.Body, reply.chunk)
 	if err != nil {
 		return err
 	}
-	if !done && !finished {
-		if calls.pending() {
+	if !done && !reply.finished {
+		if reply.calls.pending() {
 			return errors.New("llm upstream: stream ended early, in a tool call")
 		}
 		return errors.New("llm upstream: stream ended early")
 	}
-	emitCalls()
+	reply.emitCalls()
 	return nil
+}
+
+// chatReply follows one streamed response.
+type chatReply struct {
+	emit     func(int, llm.Piece)
+	calls    callAssembler
+	finished bool // a finish_reason came, and no call fragment after it
+}
+
+func (r *chatReply) chunk(p []byte) error {
+	if err := checkStreamError(p); err != nil {
+		return err
+	}
+	var ch chatChunk
+	if err := json.Unmarshal(p, &ch); err != nil {
+		return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
+	}
+	for _, choice := range ch.Choices {
+		if choice.Delta.Content != "" {
+			r.emit(0, llm.Piece{Text: choice.Delta.Content})
+		}
+		for _, d := range choice.Delta.ToolCalls {
+			if err := r.calls.add(d); err != nil {
+				return err
+			}
+			r.finished = false
+		}
+		if choice.FinishReason != nil && *choice.FinishReason != "" {
+			r.finished = true
+			r.emitCalls()
+		}
+	}
+	return nil
+}
+
+func (r *chatReply) emitCalls() {
+	for _, call := range r.calls.take() {
+		r.emit(0, llm.Piece{Call: &call})
+	}
 }
 
 // DefaultTemplate renders a conversation as ChatML, which most

@@ -124,19 +124,20 @@ var emptyObjectSchema = json.RawMessage(`{"type":"object","properties":{}}`)
 // meaning. Everything else, nested parts included, is kept as written.
 func sanitizeSchema(raw json.RawMessage) (json.RawMessage, error) {
 	t := bytes.TrimSpace(raw)
-	if len(t) == 0 || string(t) == "null" || string(t) == "{}" {
+	if len(t) == 0 || string(t) == "null" {
 		return emptyObjectSchema, nil
 	}
 	var obj map[string]json.RawMessage
 	if t[0] != '{' || json.Unmarshal(t, &obj) != nil {
 		return nil, fmt.Errorf("parameters are not a JSON object")
 	}
-	if _, ok := obj["$schema"]; !ok {
-		return t, nil
-	}
+	_, dialect := obj["$schema"]
 	delete(obj, "$schema")
-	if len(obj) == 0 {
+	switch {
+	case len(obj) == 0:
 		return emptyObjectSchema, nil
+	case !dialect:
+		return t, nil // as written, key order included
 	}
 	return json.Marshal(obj)
 }

@@ -297,13 +297,17 @@ func TestChatSendsToolsAsOpenAIDocuments(t *testing.T) {
 		{Name: "get_weather", Description: "The weather now.", Parameters: json.RawMessage(weatherSchema)},
 		{Name: "get_time"}, // no parameters
 		{Name: "noop", Parameters: json.RawMessage(`{"$schema":"https://json-schema.org/draft/2020-12/schema"}`)},
+		{Name: "empty", Parameters: json.RawMessage(` { } `)},
+		{Name: "as_written", Parameters: json.RawMessage(`{"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"string"}}}`)},
 	}
 	const wantTools = `[
 		{"type":"function","function":{"name":"get_weather","description":"The weather now.","parameters":
 			{"type":"object","properties":{"location":{"type":"string","description":"a city"},"unit":{"type":"string","enum":["c","f"]}},
 			 "required":["location"],"additionalProperties":false}}},
 		{"type":"function","function":{"name":"get_time","parameters":{"type":"object","properties":{}}}},
-		{"type":"function","function":{"name":"noop","parameters":{"type":"object","properties":{}}}}]`
+		{"type":"function","function":{"name":"noop","parameters":{"type":"object","properties":{}}}},
+		{"type":"function","function":{"name":"empty","parameters":{"type":"object","properties":{}}}},
+		{"type":"function","function":{"name":"as_written","parameters":{"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"string"}}}}}]`
 	for _, tc := range []struct{ choice, want string }{
 		{"", `"auto"`},
 		{"auto", `"auto"`},
@@ -319,6 +323,9 @@ func TestChatSendsToolsAsOpenAIDocuments(t *testing.T) {
 			body := srv.request(t)
 			jsonEqual(t, "tools", body["tools"], wantTools)
 			jsonEqual(t, "tool_choice", body["tool_choice"], tc.want)
+			if !strings.Contains(string(srv.body), `"properties":{"b":{"type":"integer"},"a":{"type":"string"}}`) {
+				t.Fatalf("a schema without $schema must go as written: %s", srv.body)
+			}
 		})
 	}
 	t.Run("no tools: neither key", func(t *testing.T) {
