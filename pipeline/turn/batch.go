@@ -99,6 +99,9 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 			}
 			return
 		}
+		if j.text.Len() == 0 && needsSpace(j.prior, text) {
+			text = " " + text // a step's words after the last step's, not run into them
+		}
 		j.buf.WriteString(text)
 		j.text.WriteString(text)
 		// The first piece goes at once (time to first token); then when
@@ -387,3 +390,15 @@ func clauseEnd(text string) bool {
 	}
 	return false
 }
+
+// needsSpace reports whether a step's text that starts with next, after
+// the turn's earlier steps' prior, needs a space between them.
+func needsSpace(prior, next string) bool {
+	if prior == "" || next == "" {
+		return false
+	}
+	last, first := prior[len(prior)-1], next[0]
+	return !isSpace(last) && !isSpace(first)
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\n' || b == '\t' }

@@ -114,7 +114,9 @@ func TestServerTool(t *testing.T) {
 	box := &fakes.Toolbox{Offered: []llm.Tool{{Name: "clock", Description: "the time"}}, Run: func(context.Context, string, json.RawMessage) (string, error) {
 		return "3:04 PM", nil
 	}}
-	model := &fakes.Tooler{Calls: []llm.ToolCall{{Name: "clock"}}}
+	// No space after the words before the call: the engine puts one
+	// between the steps.
+	model := &fakes.Tooler{Before: "Checking.", Calls: []llm.ToolCall{{Name: "clock"}}}
 	r := newRig(t, redistest.Start(t).Client(), model, turn.Config{Toolbox: box})
 	id, s := r.session()
 	if _, err := r.eng.Submit(context.Background(), id, "what time is it", event.SourceText); err != nil {
@@ -131,7 +133,13 @@ func TestServerTool(t *testing.T) {
 	if call.By != event.ByServer || call.Arguments != "{}" || done.CallID != call.CallID || done.Output != "3:04 PM" {
 		t.Fatalf("tool.call %+v, tool.done %+v", call, done)
 	}
-	if d := evs[len(evs)-1].(event.ReplyDone); d.Text != "done: 3:04 PM" || box.Calls() != 1 {
+	var deltas string
+	for _, ev := range evs {
+		if d, ok := ev.(event.ReplyDelta); ok {
+			deltas += d.Text
+		}
+	}
+	if d := evs[len(evs)-1].(event.ReplyDone); d.Text != "Checking. done: 3:04 PM" || deltas != d.Text || box.Calls() != 1 {
 		t.Fatalf("reply %q after %d calls", d.Text, box.Calls())
 	}
 }
