@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,9 +56,27 @@ func TestMCPConfigWired(t *testing.T) {
 			t.Fatalf("the MCP server's tools were never offered; metrics:\n%s", grepLines(m, "parley_mcp_"))
 		}
 	}
-	if !runsChild("mcp-server-everything") {
+	pid := childPid("mcp-server-everything")
+	if pid == 0 {
 		t.Fatal("no server-everything child process")
 	}
+	// A call made through the model (the offline responder, the default,
+	// calls an echo tool when told to echo) reaches the server, and its
+	// output comes back in the reply.
+	echoThroughTheModel(t, cfg.Addr, "hello from parley")
+	// The server dies: it is started again, and the next call works.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if p := childPid("mcp-server-everything"); p != 0 && p != pid && strings.Contains(metrics(), "\nparley_mcp_servers_up 1\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server-everything was not started again; metrics:\n%s", grepLines(metrics(), "parley_mcp_"))
+		}
+	}
+	echoThroughTheModel(t, cfg.Addr, "and again")
 	cancel()
 	select {
 	case err := <-done:
@@ -67,7 +86,7 @@ func TestMCPConfigWired(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return")
 	}
-	if runsChild("mcp-server-everything") {
+	if childPid("mcp-server-everything") != 0 {
 		t.Error("server-everything outlived the server")
 	}
 
@@ -90,9 +109,36 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// runsChild says whether a child process of this one has s in its
-// command line.
-func runsChild(s string) bool {
+// echoThroughTheModel asks for an echo over a Parley socket and checks
+// the tool call, the server's result and the reply.
+func echoThroughTheModel(t *testing.T, addr, said string) {
+	t.Helper()
+	c := dialWS(t, addr)
+	c.Hello()
+	c.Send(map[string]any{"type": "text", "text": "echo " + said})
+	var call, done string
+	for _, m := range c.Until("reply.done", 1) {
+		switch m.Type {
+		case "tool.call":
+			call = m.Raw
+		case "tool.done":
+			done = m.Raw
+		case "error":
+			t.Fatalf("error: %s", m.Raw)
+		case "reply.done":
+			if !strings.Contains(m.Text, "Echo: "+said) {
+				t.Fatalf("reply %q: the tool's output is not in it", m.Text)
+			}
+		}
+	}
+	if !strings.Contains(call, `"name":"echo"`) || !strings.Contains(call, `"by":"server"`) || !strings.Contains(done, "Echo: "+said) {
+		t.Fatalf("tool.call %s, tool.done %s", call, done)
+	}
+}
+
+// childPid is the pid of a child process of this one with s in its
+// command line, or 0.
+func childPid(s string) int {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
@@ -104,8 +150,9 @@ func runsChild(s string) bool {
 			continue
 		}
 		if cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmd), s) {
-			return true
+			pid, _ := strconv.Atoi(e.Name())
+			return pid
 		}
 	}
-	return false
+	return 0
 }
