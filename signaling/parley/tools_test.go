@@ -2,12 +2,18 @@ package parley_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/parleyhq/parley/internal/testkit/fakes"
 	"github.com/parleyhq/parley/internal/testkit/wsclient"
 	"github.com/parleyhq/parley/pipeline/llm"
+	"github.com/parleyhq/parley/pipeline/openai"
 )
 
 // weatherTool is a tool as a client declares it in its hello.
@@ -165,5 +171,80 @@ func TestToolResultAfterTheReplicaWasKilled(t *testing.T) {
 		if m.Type == "reply.done" && m.Turn == 1 {
 			t.Fatalf("turn 1 answered twice: %s", m.Raw)
 		}
+	}
+}
+
+// fakeToolChat is an OpenAI-compatible chat completions server that, to a
+// user's message, streams a sentence and then a weather call in fragments
+// (its arguments split mid-token), and to the call's result, an answer
+// with it. It keeps the request bodies it got.
+type fakeToolChat struct {
+	mu     sync.Mutex
+	bodies []map[string]any
+}
+
+func (f *fakeToolChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var req map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	f.mu.Lock()
+	f.bodies = append(f.bodies, req)
+	f.mu.Unlock()
+	msgs, _ := req["messages"].([]any)
+	last, _ := msgs[len(msgs)-1].(map[string]any)
+	w.Header().Set("Content-Type", "text/event-stream")
+	chunk := func(delta string, finish string) {
+		fin := "null"
+		if finish != "" {
+			fin = strconv.Quote(finish)
+		}
+		fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":%s,\"finish_reason\":%s}]}\n\n", delta, fin)
+		w.(http.Flusher).Flush()
+	}
+	if last["role"] == "tool" {
+		chunk(`{"content":"It is "}`, "")
+		chunk(fmt.Sprintf(`{"content":%q}`, fmt.Sprint(last["content"])), "")
+		chunk(`{}`, "stop")
+	} else {
+		chunk(`{"role":"assistant","content":"Let me check."}`, "")
+		chunk(`{"tool_calls":[{"index":0,"id":"call_w1","type":"function","function":{"name":"weather","arguments":""}}]}`, "")
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}`, "")
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"ty\":\"Oslo\"}"}}]}`, "")
+		chunk(`{}`, "tool_calls")
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
+// The whole path with an OpenAI-compatible model: its streamed call, the
+// client's tool over the socket, the model called again with the result.
+func TestClientToolWithAnOpenAIModel(t *testing.T) {
+	up := &fakeToolChat{}
+	srv := httptest.NewServer(up)
+	t.Cleanup(srv.Close)
+	model, err := openai.NewChat(openai.Config{BaseURL: srv.URL + "/v1", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReplica(t, newRedis(t), model, replicaOpts{})
+	c := dial(t, r.URL)
+	c.Send(map[string]any{"type": "hello", "tools": []any{weatherTool}})
+	c.Next()
+	c.Send(map[string]any{"type": "text", "text": "weather in Oslo?"})
+	tc := readToolCall(t, c)
+	if tc.CallID != "call_w1" || tc.Name != "weather" || tc.Arguments != `{"city":"Oslo"}` {
+		t.Fatalf("tool.call %+v", tc)
+	}
+	c.Send(map[string]any{"type": "tool.result", "call_id": tc.CallID, "output": "sunny"})
+	evs := c.Until("reply.done", 1)
+	if done := evs[len(evs)-1]; done.Text != "Let me check. It is sunny" {
+		t.Fatalf("reply.done %q", done.Text)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	first, _ := json.Marshal(up.bodies[0]["tools"])
+	second, _ := json.Marshal(up.bodies[1]["messages"])
+	if !strings.Contains(string(first), `"name":"weather"`) ||
+		!strings.Contains(string(second), `"tool_calls":[{"function":{"arguments":"{\"city\":\"Oslo\"}","name":"weather"},"id":"call_w1","type":"function"}]`) ||
+		!strings.Contains(string(second), `{"content":"sunny","role":"tool","tool_call_id":"call_w1"}`) {
+		t.Fatalf("upstream saw tools %s and messages %s", first, second)
 	}
 }
