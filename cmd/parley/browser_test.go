@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/parleyhq/parley/internal/testkit/npm"
 	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/flite"
@@ -29,6 +31,9 @@ import (
 // loopback interface: the test binary re-executes itself inside
 // `unshare -n`, so neither the browser nor WebRTC can reach anything else.
 func TestBrowser(t *testing.T) {
+	// The MCP server of the tools subtest is installed out here, where
+	// npm can reach its registry (once: it is cached).
+	everything := npm.Bin(t, "../../pipeline/tools/mcp/testdata/npm", "mcp-server-everything")
 	if os.Getenv("PARLEY_IN_NETNS") == "" {
 		reexecInNetns(t)
 		return
@@ -61,6 +66,28 @@ func TestBrowser(t *testing.T) {
 		b.run(chromedp.Click("#send"))
 		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.startsWith('It is '))`)
 		b.expectUserTurns("what time is it")
+	})
+
+	t.Run("a tool call in the transcript", func(t *testing.T) {
+		// An MCP server (not a default: there is none), whose echo tool
+		// the offline responder calls when told to echo.
+		file := filepath.Join(t.TempDir(), "mcp.json")
+		body, _ := json.Marshal(map[string]any{"mcpServers": map[string]any{"everything": map[string]any{"command": everything, "args": []string{"stdio"}}}})
+		if err := os.WriteFile(file, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		menv := map[string]string{"PARLEY_ADDR": freeAddr(t), "REDIS_URL": env["REDIS_URL"], "PARLEY_DRAIN_TIMEOUT": "1s",
+			"PARLEY_ASR": "off", "PARLEY_MCP_CONFIG": file}
+		murl := "http://" + startServer(t, menv) + "/"
+		b := newBrowser(t, chromium, "")
+		b.run(chromedp.Navigate(murl))
+		b.run(chromedp.WaitVisible("#send"))
+		// The server's tools come up with it, a moment after it listens.
+		b.poll(`fetch('/metrics').then(r => r.text()).then(m => window.mcpUp = m.includes('\nparley_mcp_servers_up 1\n')) && window.mcpUp`)
+		b.run(chromedp.SendKeys("#text", "echo hello page"))
+		b.run(chromedp.Click("#send"))
+		b.poll(`[...document.querySelectorAll('.msg.bot details.tool')].some(d => d.querySelector('summary').textContent === 'tool: echo' && d.querySelector('.out').textContent.includes('Echo: hello page') && !d.open)`)
+		b.poll(`[...document.querySelectorAll('.msg.bot')].some(e => e.textContent.includes('The echo tool says: Echo: hello page'))`)
 	})
 
 	for _, transport := range []string{"webrtc", "ws"} {

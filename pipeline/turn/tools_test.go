@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parleyhq/parley/internal/testkit/fakes"
 	"github.com/parleyhq/parley/internal/testkit/redistest"
@@ -348,5 +349,28 @@ func TestSpokenTurnWithATool(t *testing.T) {
 	hist, _ := r.store.History(ctx, id, 10)
 	if len(hist) != 4 || hist[1].Content != "Let me look. " || hist[3].Content != "done: fog" {
 		t.Fatalf("history %+v", hist)
+	}
+}
+
+// A client's output of megabytes reaches the model cut to MaxToolOutput,
+// with a note that says so; the reply goes on.
+func TestHugeToolOutputIsCut(t *testing.T) {
+	model := &fakes.Tooler{Calls: []llm.ToolCall{{Name: "weather"}}}
+	r := newRig(t, redistest.Start(t).Client(), model, turn.Config{})
+	id, s := r.session()
+	clientTools(t, r, id, weather)
+	ctx := context.Background()
+	if _, err := r.eng.Submit(ctx, id, "weather?", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	call, _ := toolCallOf(s.until(t, isToolCall))
+	if err := r.eng.ToolResult(ctx, id, call.CallID, strings.Repeat("é", 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, doneOf(1))
+	reqs := model.Requests()
+	got := reqs[len(reqs)-1].Messages[len(reqs[len(reqs)-1].Messages)-1].Content
+	if len(got) > 16<<10+100 || !strings.Contains(got, "[the output was cut:") || !utf8.ValidString(got) {
+		t.Fatalf("the model got %d bytes (valid UTF-8: %v), ending %q", len(got), utf8.ValidString(got), got[max(0, len(got)-60):])
 	}
 }
