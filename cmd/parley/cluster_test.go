@@ -100,6 +100,29 @@ func TestRedisCluster(t *testing.T) {
 		}
 	}
 
+	// Live across replicas: a socket on b follows a session whose turn
+	// runs on a; the events come over sharded Pub/Sub, none over the
+	// cluster bus.
+	bus := cl.BusPublishes()
+	live := dialWS(t, b.addr)
+	s0 := sessions[0]
+	live.Send(map[string]any{"type": "hello", "session": s0.id, "token": s0.token, "last_event": s0.last})
+	if ev := live.NextWithin(10 * time.Second); ev.Type != "session" {
+		t.Fatalf("resume on b: %+v", ev)
+	}
+	ca := dialWS(t, a.addr)
+	ca.Send(map[string]any{"type": "hello", "session": s0.id, "token": s0.token, "last_event": s0.last})
+	ca.NextWithin(10 * time.Second)
+	ca.Send(map[string]any{"type": "text", "text": "live"})
+	for ev := live.NextWithin(20 * time.Second); ev.Type != "reply.done"; ev = live.NextWithin(20 * time.Second) {
+		if ev.Type == "error" {
+			t.Fatalf("live on b: %+v", ev)
+		}
+	}
+	if d := cl.BusPublishes() - bus; d != 0 {
+		t.Fatalf("%d Pub/Sub messages crossed the cluster bus", d)
+	}
+
 	// A turn in flight on a when a is killed: b answers it.
 	c := dialWS(t, a.addr)
 	c.Send(map[string]any{"type": "hello"})

@@ -58,7 +58,15 @@ func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error
 	if err != nil {
 		return fail(err)
 	}
-	c.store = session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents, MaxTurns: cfg.MaxTurns})
+	// On a cluster, classic PUBLISH goes to every node; shard channels stay
+	// on the session's own shard.
+	if cfg.RedisCluster {
+		if err := probeSharded(ctx, rdb, cfg.RedisPrefix); err != nil {
+			return fail(err)
+		}
+	}
+	c.store = session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents, MaxTurns: cfg.MaxTurns,
+		Sharded: cfg.RedisCluster})
 	c.hub = session.NewHub(rdb, c.store, log.With("component", "hub"))
 	limiter := ratelimit.New(cmds, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
 	if err := limiter.Load(ctx); err != nil {
@@ -90,6 +98,16 @@ func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error
 		return fail(err)
 	}
 	return c, nil
+}
+
+// probeSharded checks that the cluster speaks sharded Pub/Sub (Redis 7).
+func probeSharded(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.SPublish(pctx, prefix+":probe", "").Err(); err != nil {
+		return fmt.Errorf("redis cluster: SPUBLISH failed (sharded Pub/Sub needs Redis 7 or later): %w", err)
+	}
+	return nil
 }
 
 // openRedis connects to REDIS_URL, or starts an in-process miniredis.

@@ -9,11 +9,14 @@
 //	P:{S}:log   Stream   protocol events; field "e" holds the event's JSON without its id
 //	P:{S}:hist  Stream   conversation turns for the LLM; fields r (role), c (content), n (turn)
 //	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>
-//	P:{S}       channel  each appended event is PUBLISHed here, as the client will see it
+//	P:{S}       channel  each appended event is published here, as the client will see it
+//	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster)
 //
 // The braces are a Redis Cluster hash tag: one session's keys share a slot,
 // so each append is one atomic Lua script (append, publish, refresh TTL).
 //
-// Store and Hub are safe for concurrent use. Hub.Run owns the replica's one
-// Pub/Sub connection and returns when its context is cancelled.
+// Store and Hub are safe for concurrent use. Hub.Run owns the replica's
+// Pub/Sub connections (one, or with sharded Pub/Sub on a cluster one per
+// master node in use) and their receiving goroutines, and returns when its
+// context is cancelled and they have ended.
 package session

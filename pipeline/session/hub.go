@@ -12,7 +12,7 @@ import (
 )
 
 // Sink receives a session's live events on this replica. Both calls come
-// from the Hub's one goroutine and must not block.
+// from one of the Hub's receiving goroutines and must not block.
 type Sink interface {
 	// Deliver hands over one event in its wire form; stored events carry
 	// an "id", ephemeral ones do not. The slice must not be modified.
@@ -23,32 +23,47 @@ type Sink interface {
 }
 
 // Hub delivers the events published for a session to the sinks that
-// follow it on this replica, over one Pub/Sub connection for the whole
-// replica: a channel is subscribed while at least one local sink follows
-// the session.
+// follow it on this replica. A channel is subscribed while at least one
+// local sink follows the session. With classic Pub/Sub the replica has one
+// connection for all channels; with sharded Pub/Sub on a Redis Cluster it
+// has one per master node that holds a followed session, since a node
+// accepts SSUBSCRIBE only for its own slots.
 type Hub struct {
+	rdb   redis.UniversalClient
 	store *Store
 	log   *slog.Logger
-	ps    *redis.PubSub
 
-	mu   sync.Mutex
-	subs map[string]*follow // by channel
+	mu     sync.Mutex
+	subs   map[string]*follow  // by channel
+	shards map[string]*hubConn // by master address ("" without a cluster)
+	runCtx context.Context     // Run's, once it runs; nil before
+	wg     sync.WaitGroup      // the receiving goroutines
 }
 
 type follow struct {
 	sinks     map[Sink]struct{}
+	conn      *hubConn
 	ready     chan struct{} // closed at the first subscribe confirmation
 	confirmed bool
+}
+
+// hubConn is one Pub/Sub connection and its channels.
+type hubConn struct {
+	addr     string
+	ps       *redis.PubSub
+	channels int
+	started  bool
 }
 
 // NewHub returns a Hub for the sessions of store. Run must be running for
 // Follow to return.
 func NewHub(rdb redis.UniversalClient, store *Store, log *slog.Logger) *Hub {
 	return &Hub{
-		store: store,
-		log:   log,
-		ps:    rdb.Subscribe(context.Background()),
-		subs:  make(map[string]*follow),
+		rdb:    rdb,
+		store:  store,
+		log:    log,
+		subs:   make(map[string]*follow),
+		shards: make(map[string]*hubConn),
 	}
 }
 
@@ -58,18 +73,19 @@ func NewHub(rdb redis.UniversalClient, store *Store, log *slog.Logger) *Hub {
 // before. stop ends the delivery; it is idempotent.
 func (h *Hub) Follow(ctx context.Context, id string, sink Sink) (stop func(), err error) {
 	ch := h.store.Channel(id)
+	addr, err := h.shardOf(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
 	h.mu.Lock()
 	f := h.subs[ch]
 	if f == nil {
 		f = &follow{sinks: make(map[Sink]struct{}), ready: make(chan struct{})}
-		h.subs[ch] = f
-		// Sent under the lock so that SUBSCRIBE and UNSUBSCRIBE of one
-		// channel reach Redis in the order of our own bookkeeping.
-		if err := h.ps.Subscribe(ctx, ch); err != nil {
-			delete(h.subs, ch)
+		if err := h.subscribeLocked(ctx, f, addr, ch); err != nil {
 			h.mu.Unlock()
-			return nil, fmt.Errorf("session: subscribe: %w", err)
+			return nil, err
 		}
+		h.subs[ch] = f
 	}
 	f.sinks[sink] = struct{}{}
 	ready := f.ready
@@ -85,6 +101,85 @@ func (h *Hub) Follow(ctx context.Context, id string, sink Sink) (stop func(), er
 	}
 }
 
+// shardOf is the address of the master node that serves channel ch with
+// sharded Pub/Sub on a cluster, and "" otherwise (one connection serves
+// every channel).
+func (h *Hub) shardOf(ctx context.Context, ch string) (string, error) {
+	cc, ok := h.rdb.(*redis.ClusterClient)
+	if !ok || !h.store.Sharded() {
+		return "", nil
+	}
+	node, err := cc.MasterForKey(ctx, ch)
+	if err != nil {
+		return "", fmt.Errorf("session: the shard of %s: %w", ch, err)
+	}
+	return node.Options().Addr, nil
+}
+
+// subscribeLocked subscribes ch on the connection of shard addr, opening
+// it if need be. SUBSCRIBE and UNSUBSCRIBE of one channel are sent under
+// h.mu so that they reach Redis in the order of our own bookkeeping.
+func (h *Hub) subscribeLocked(ctx context.Context, f *follow, addr, ch string) error {
+	c := h.shards[addr]
+	if c == nil {
+		c = &hubConn{addr: addr, ps: h.newPubSub()}
+		h.shards[addr] = c
+	}
+	var err error
+	if h.store.Sharded() {
+		// On a cluster the connection is opened at the first channel, on
+		// the node that owns its slot.
+		err = c.ps.SSubscribe(ctx, ch)
+	} else {
+		err = c.ps.Subscribe(ctx, ch)
+	}
+	if err != nil {
+		if c.channels == 0 {
+			h.dropLocked(c)
+		}
+		return fmt.Errorf("session: subscribe: %w", err)
+	}
+	c.channels++
+	f.conn = c
+	// Receiving starts only once the connection has a channel: opened by
+	// Receive with none, a cluster's would go to a random node.
+	h.startLocked(c)
+	return nil
+}
+
+// newPubSub is an unsubscribed Pub/Sub of the right kind; its connection
+// is opened at the first subscription.
+func (h *Hub) newPubSub() *redis.PubSub {
+	if h.store.Sharded() {
+		return h.rdb.SSubscribe(context.Background())
+	}
+	return h.rdb.Subscribe(context.Background())
+}
+
+// startLocked starts c's receiving goroutine if Run runs; otherwise Run
+// starts it.
+func (h *Hub) startLocked(c *hubConn) {
+	if h.runCtx == nil || c.started {
+		return
+	}
+	c.started = true
+	h.wg.Add(1)
+	go func() { // ends when Run's context ends or c is closed
+		defer h.wg.Done()
+		h.receive(h.runCtx, c)
+	}()
+}
+
+// dropLocked closes a shard's connection that follows nothing (a sharded
+// one only: the classic connection stays for the next channel).
+func (h *Hub) dropLocked(c *hubConn) {
+	if !h.store.Sharded() {
+		return
+	}
+	delete(h.shards, c.addr)
+	_ = c.ps.Close()
+}
+
 func (h *Hub) unfollow(ch string, sink Sink) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -96,36 +191,65 @@ func (h *Hub) unfollow(ch string, sink Sink) {
 		return
 	}
 	delete(f.sinks, sink)
-	if len(f.sinks) == 0 {
-		delete(h.subs, ch)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := h.ps.Unsubscribe(ctx, ch); err != nil {
-			h.log.Warn("unsubscribe failed", "channel", ch, "err", err)
-		}
-		cancel()
+	if len(f.sinks) > 0 {
+		return
+	}
+	delete(h.subs, ch)
+	c := f.conn
+	c.channels--
+	if c.channels == 0 && h.store.Sharded() {
+		h.dropLocked(c)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var err error
+	if h.store.Sharded() {
+		err = c.ps.SUnsubscribe(ctx, ch)
+	} else {
+		err = c.ps.Unsubscribe(ctx, ch)
+	}
+	if err != nil {
+		h.log.Warn("unsubscribe failed", "channel", ch, "err", err)
 	}
 }
 
-// Run receives from the replica's Pub/Sub connection and dispatches to the
-// sinks. It returns when ctx is cancelled.
+// Run receives from the replica's Pub/Sub connections and dispatches to
+// the sinks. It returns when ctx is cancelled, with every receiving
+// goroutine ended.
 func (h *Hub) Run(ctx context.Context) error {
-	go func() { // ends when Run's ctx ends: closing the PubSub unblocks Receive
-		<-ctx.Done()
-		h.ps.Close()
-	}()
+	h.mu.Lock()
+	h.runCtx = ctx
+	for _, c := range h.shards {
+		h.startLocked(c)
+	}
+	h.mu.Unlock()
+	<-ctx.Done()
+	h.mu.Lock()
+	for _, c := range h.shards {
+		_ = c.ps.Close() // unblocks its Receive
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+	return nil
+}
+
+// receive dispatches what one connection brings until ctx ends or the
+// connection is closed.
+func (h *Hub) receive(ctx context.Context, c *hubConn) {
 	var sinks []Sink
 	for {
-		msg, err := h.ps.Receive(ctx)
+		msg, err := c.ps.Receive(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
-				return nil
+				return
 			}
 			// go-redis reconnects and resubscribes on the next Receive; the
 			// confirmations that follow trigger a resync.
-			h.log.Warn("pubsub receive failed; reconnecting", "err", err)
+			h.log.Warn("pubsub receive failed; reconnecting", "shard", c.addr, "err", err)
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
@@ -141,18 +265,84 @@ func (h *Hub) Run(ctx context.Context) error {
 				s.Deliver(payload)
 			}
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
-			}
-			// A second confirmation for a channel means the connection was
-			// re-established: events in the gap were not delivered.
-			sinks = h.sinksOf(m.Channel, sinks[:0], true)
-			for _, s := range sinks {
-				s.Resync()
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
+				// A second confirmation for a channel means the connection
+				// was re-established: events in the gap were not delivered.
+				sinks = h.sinksOf(m.Channel, sinks[:0], true)
+				for _, s := range sinks {
+					s.Resync()
+				}
+			case "sunsubscribe":
+				h.moved(ctx, c, m.Channel)
 			}
 		}
 		clear(sinks)
 	}
+}
+
+// moved handles an SUNSUBSCRIBE: one we sent, or the cluster's when the
+// channel's slot moved to another node. For a channel still followed
+// through c, that is the second: subscribe it where it lives now, and
+// have its sinks read what they missed. It runs off the receiving
+// goroutine, since finding the new owner may take a few tries.
+func (h *Hub) moved(ctx context.Context, c *hubConn, ch string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f := h.subs[ch]; f == nil || f.conn != c {
+		return
+	}
+	h.wg.Add(1)
+	go func() { // ends when resubscribed, unfollowed, or after 10 s
+		defer h.wg.Done()
+		h.resubscribe(ctx, c, ch)
+	}()
+}
+
+func (h *Hub) resubscribe(ctx context.Context, c *hubConn, ch string) {
+	cc, _ := h.rdb.(*redis.ClusterClient)
+	for try := 0; try < 100 && ctx.Err() == nil; try++ {
+		if cc != nil {
+			cc.ReloadState(ctx) // lazily: the next tries see the new owner
+		}
+		addr, err := h.shardOf(ctx, ch)
+		if err == nil && addr != c.addr {
+			if h.rehome(ctx, c, ch, addr) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	h.log.Warn("a channel's slot moved and it could not be subscribed again", "channel", ch)
+}
+
+// rehome moves channel ch from connection c to the shard at addr. It
+// reports whether it is done (or nothing is left to do).
+func (h *Hub) rehome(ctx context.Context, c *hubConn, ch, addr string) bool {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := h.subs[ch]
+	if f == nil || f.conn != c {
+		return true // unfollowed meanwhile
+	}
+	if err := h.subscribeLocked(sctx, f, addr, ch); err != nil {
+		h.log.Debug("resubscribe after a slot move", "channel", ch, "err", err)
+		return false
+	}
+	_ = c.ps.SUnsubscribe(sctx, ch) // forget it on the old connection too
+	c.channels--
+	if c.channels == 0 {
+		h.dropLocked(c)
+	}
+	for s := range f.sinks {
+		s.Resync()
+	}
+	return true
 }
 
 // sinksOf copies the channel's sinks into buf. With confirm, it marks the

@@ -25,6 +25,11 @@ type Config struct {
 	MaxEvents  int64         // events kept per session log (approximate trim); default 10000
 	MaxHistory int64         // turns kept in the history stream; default 200
 	MaxTurns   int64         // user turns a session may have; default 10000
+	// Sharded: events go out with sharded Pub/Sub (SPUBLISH, SSUBSCRIBE;
+	// Redis 7), which a Redis Cluster keeps within the session's shard
+	// instead of broadcasting to every node. Default false: classic
+	// PUBLISH, which every Redis and the embedded one speak.
+	Sharded bool
 }
 
 func (c *Config) setDefaults() {
@@ -78,12 +83,17 @@ type Store struct {
 	rdb redis.UniversalClient
 	cfg Config
 	ttl string // cfg.TTL in ms, as scripts take it
+	pub string // the scripts' publish command: PUBLISH or SPUBLISH
 }
 
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	cfg.setDefaults()
-	return &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10)}
+	pub := "PUBLISH"
+	if cfg.Sharded {
+		pub = "SPUBLISH"
+	}
+	return &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10), pub: pub}
 }
 
 // TTL is the idle expiry in force.
@@ -98,6 +108,17 @@ func (s *Store) metaKey(id string) string { return s.cfg.Prefix + ":{" + id + "}
 
 // Channel is the Pub/Sub channel that carries the session's live events.
 func (s *Store) Channel(id string) string { return s.cfg.Prefix + ":{" + id + "}" }
+
+// Sharded reports whether the session channels are shard channels.
+func (s *Store) Sharded() bool { return s.cfg.Sharded }
+
+// writeKeys are the keys of a script that appends and publishes: the
+// session's log, history and meta, and its channel last, declared so that
+// a cluster routes sharded publishing with the rest (the channel has the
+// session's hash tag, so all of them share a slot).
+func (s *Store) writeKeys(id string) []string {
+	return []string{s.logKey(id), s.histKey(id), s.metaKey(id), s.Channel(id)}
+}
 
 // Load loads the Lua scripts, so that the first turn does not pay for it
 // and a broken Redis is found at start-up.
@@ -208,9 +229,8 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 	if respond {
 		flag = "1"
 	}
-	res, err := userTurnScript.Run(ctx, s.rdb,
-		[]string{s.logKey(id), s.histKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.Channel(id), s.cfg.MaxTurns, flag).Slice()
+	res, err := userTurnScript.Run(ctx, s.rdb, s.writeKeys(id),
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag).Slice()
 	if err != nil {
 		return 0, "", scriptErr("append turn", err)
 	}
@@ -337,8 +357,8 @@ const (
 // that took the turn over: the client drops the deltas it had for the turn.
 func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, text string, reset bool) (AppendStatus, error) {
 	body := event.Marshal(event.ReplyDelta{Turn: turn, Text: text, Reset: reset})
-	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.Channel(id), turn, run, body).Slice()
+	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
+		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("session: append delta: %w", err)
 	}
@@ -399,8 +419,8 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 		ib = event.Marshal(event.Interrupted{Turn: f.Turn})
 	}
 	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + f.Text, Interrupted: f.Interrupted})
-	cmd := s.evalWith(ctx, finishScript, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
-		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), f.Turn, f.Run, f.Text,
+	cmd := s.evalWith(ctx, finishScript, s.writeKeys(id),
+		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, f.Turn, f.Run, f.Text,
 			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText}, with)
 	n, err := cmd.Int()
 	if err != nil {
@@ -533,6 +553,9 @@ func (s *Store) Oldest(ctx context.Context, id string) (string, error) {
 // Publish sends an event that is not stored (an error, a state change) to
 // every socket of the session, on any replica.
 func (s *Store) Publish(ctx context.Context, id string, wire []byte) error {
+	if s.cfg.Sharded {
+		return s.rdb.SPublish(ctx, s.Channel(id), wire).Err()
+	}
 	return s.rdb.Publish(ctx, s.Channel(id), wire).Err()
 }
 

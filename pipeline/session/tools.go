@@ -58,7 +58,7 @@ var toolStepScript = redis.NewScript(doneLua + lua("toolstep.lua"))
 // Appended, Stale (another run owns the turn, or it has its reply) or
 // Cut.
 func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (AppendStatus, error) {
-	args := []any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), st.Turn, st.Run, st.Text, st.Calls, st.JobAt, len(st.Events)}
+	args := []any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, st.Turn, st.Run, st.Text, st.Calls, st.JobAt, len(st.Events)}
 	for _, e := range st.Events {
 		args = append(args, string(e))
 	}
@@ -70,7 +70,7 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 	for _, r := range st.Results {
 		args = append(args, r.ID, r.Output)
 	}
-	n, err := toolStepScript.Run(ctx, s.rdb, []string{s.logKey(id), s.histKey(id), s.metaKey(id)}, args...).Int()
+	n, err := toolStepScript.Run(ctx, s.rdb, s.writeKeys(id), args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("session: tool step: %w", err)
 	}
@@ -91,8 +91,8 @@ const (
 // nil) in the log. It returns what it did, the call's turn, and with
 // ResultLast where the turn's job is.
 func (s *Store) StoreToolResult(ctx context.Context, id, callID, output, by string, done []byte) (status int, turn int64, jobAt string, err error) {
-	res, err := toolResultScript.Run(ctx, s.rdb, []string{s.logKey(id), s.histKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.Channel(id), callID, output, by, string(done)).Slice()
+	res, err := toolResultScript.Run(ctx, s.rdb, s.writeKeys(id),
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done)).Slice()
 	if err != nil {
 		return 0, 0, "", fmt.Errorf("session: tool result: %w", err)
 	}

@@ -42,6 +42,30 @@ func (c *Cluster) Client() *redis.ClusterClient {
 	return cc
 }
 
+// BusPublishes sums, over the nodes, the Pub/Sub messages each sent the
+// others over the cluster bus (CLUSTER INFO's
+// cluster_stats_messages_publish_sent): a classic PUBLISH goes to every
+// node, a sharded one stays in its shard.
+func (c *Cluster) BusPublishes() int64 {
+	c.tb.Helper()
+	var n int64
+	for _, node := range c.Nodes {
+		cl := redis.NewClient(&redis.Options{Addr: node.Addr})
+		info, err := cl.ClusterInfo(context.Background()).Result()
+		cl.Close()
+		if err != nil {
+			c.tb.Fatalf("redistest: cluster info: %v", err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "cluster_stats_messages_publish_sent:"); ok {
+				k, _ := strconv.ParseInt(v, 10, 64)
+				n += k
+			}
+		}
+	}
+	return n
+}
+
 // StartCluster runs n masters (no replicas) with cluster mode on, joins
 // them with redis-cli --cluster create and waits until every node says the
 // cluster is ok.

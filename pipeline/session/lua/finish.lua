@@ -1,5 +1,5 @@
 -- Stores a turn's end once: the tail delta, interrupted, reply.done, the
--- assistant's message in the history. KEYS: log, hist, meta.
+-- assistant's message in the history. KEYS: log, hist, meta, channel.
 local turn = tonumber(ARGV[5])
 if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
 if isdone(KEYS[3], turn) then return 0 end
@@ -11,7 +11,7 @@ end
 for _, e in ipairs(events) do
   if e ~= '' then
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
-    redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
+    redis.call(ARGV[4], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
   end
 end
 if content ~= '' then

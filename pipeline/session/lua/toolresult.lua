@@ -3,8 +3,8 @@
 -- for a server's tool the tool.done event (ARGV[8], the body; '' for
 -- none). Returns {0} for a call that is not waiting for that runner,
 -- {1, turn} while the turn waits for more, {2, turn, job's place} when
--- this was its last result. KEYS: log, hist, meta. ARGV: 1 ttl, 2 max
--- events, 3 max history, 4 channel, 5 call id, 6 output, 7 runner, 8 body.
+-- this was its last result. KEYS: log, hist, meta, channel. ARGV: 1 ttl, 2 max
+-- events, 3 max history, 4 the publish command, 5 call id, 6 output, 7 runner, 8 body.
 local rec = redis.call('HGET', KEYS[3], 'tc:' .. ARGV[5])
 if not rec then return {0} end
 local turn, by = string.match(rec, '^(%d+) (%a+)')
@@ -13,7 +13,7 @@ redis.call('HDEL', KEYS[3], 'tc:' .. ARGV[5])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'tool', 'i', ARGV[5], 'c', ARGV[6], 'n', turn)
 if ARGV[8] ~= '' then
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[8])
-  redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(ARGV[8], 2))
+  redis.call(ARGV[4], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(ARGV[8], 2))
 end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
 if redis.call('HINCRBY', KEYS[3], 'tp:' .. turn, -1) > 0 then return {1, tonumber(turn)} end

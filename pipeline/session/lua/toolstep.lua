@@ -6,8 +6,8 @@
 -- results known at once (a tool not offered, arguments that are not
 -- JSON). The run gives the turn up: the next step starts afresh. Returns
 -- 1, 0 (another run owns the turn, or it has its reply) or -1 (cut).
--- KEYS: log, hist, meta. ARGV: 1 ttl, 2 max events, 3 max history,
--- 4 channel, 5 turn, 6 run, 7 the step's text, 8 the calls (JSON), 9 the
+-- KEYS: log, hist, meta, channel. ARGV: 1 ttl, 2 max events, 3 max history,
+-- 4 the publish command, 5 turn, 6 run, 7 the step's text, 8 the calls (JSON), 9 the
 -- job's place, then: the number of events and their bodies; the number of
 -- pending calls and (id, record) pairs; the number of results and (id,
 -- output) pairs.
@@ -20,7 +20,7 @@ local i = 10
 for k = 1, tonumber(ARGV[i]) do
   local e = ARGV[i + k]
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
-  redis.call('PUBLISH', ARGV[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
+  redis.call(ARGV[4], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
 end
 i = i + tonumber(ARGV[i]) + 1
 local pending = tonumber(ARGV[i])

@@ -1,0 +1,255 @@
+package session_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/internal/testkit/redistest"
+	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/session"
+)
+
+// sink records what a Hub delivers.
+type sink struct {
+	mu      sync.Mutex
+	events  []string // the wire forms delivered
+	resyncs int
+	got     chan struct{}
+}
+
+func newSink() *sink { return &sink{got: make(chan struct{}, 64)} }
+
+func (s *sink) Deliver(wire []byte) {
+	s.mu.Lock()
+	s.events = append(s.events, string(wire))
+	s.mu.Unlock()
+	s.got <- struct{}{}
+}
+
+func (s *sink) Resync() {
+	s.mu.Lock()
+	s.resyncs++
+	s.mu.Unlock()
+}
+
+// has reports whether an event with this text was delivered.
+func (s *sink) has(text string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.events {
+		var ev struct{ Text string }
+		if json.Unmarshal([]byte(e), &ev) == nil && ev.Text == text {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sink) waitFor(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		for _, e := range s.events {
+			var ev struct{ Text string }
+			if json.Unmarshal([]byte(e), &ev) == nil && ev.Text == text {
+				s.mu.Unlock()
+				return
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.got:
+		case <-deadline:
+			t.Fatalf("%q never delivered (got %v)", text, s.events)
+		}
+	}
+}
+
+func runHub(t *testing.T, rdb redis.UniversalClient, store *session.Store) *session.Hub {
+	hub := session.NewHub(rdb, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return hub
+}
+
+// Live delivery, with classic and with sharded Pub/Sub on one Redis: each
+// event appended reaches the session's sinks, and only theirs; a stopped
+// sink gets nothing more.
+func TestHubDelivers(t *testing.T) {
+	for _, sharded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redistest.Start(t).Client()
+			store := session.NewStore(rdb, session.Config{Sharded: sharded})
+			hub := runHub(t, rdb, store)
+			a, _, _ := store.Create(ctx)
+			b, _, _ := store.Create(ctx)
+			sa, sb := newSink(), newSink()
+			stopA, err := hub.Follow(ctx, a, sa)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := hub.Follow(ctx, b, sb); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := store.AppendUserTurn(ctx, a, "hello a", event.SourceText); err != nil {
+				t.Fatal(err)
+			}
+			sa.waitFor(t, "hello a")
+			if err := store.Publish(ctx, a, []byte(`{"type":"state","text":"ephemeral"}`)); err != nil {
+				t.Fatal(err)
+			}
+			sa.waitFor(t, "ephemeral")
+			_, _, _ = store.AppendUserTurn(ctx, b, "hello b", event.SourceText)
+			sb.waitFor(t, "hello b")
+			stopA()
+			stopA()
+			_, _, _ = store.AppendUserTurn(ctx, a, "again a", event.SourceText)
+			_, _, _ = store.AppendUserTurn(ctx, b, "again b", event.SourceText)
+			sb.waitFor(t, "again b")
+			for _, text := range []string{"hello b", "again b", "again a"} {
+				if sa.has(text) {
+					t.Errorf("session a's sink got %q", text)
+				}
+			}
+			if sb.has("hello a") {
+				t.Error("session b's sink got a's event")
+			}
+		})
+	}
+}
+
+// On a three-node Redis Cluster: with sharded Pub/Sub every session's
+// events reach its sink through a connection to the node of its slot, and
+// none of them crosses the cluster bus, where each classic PUBLISH goes to
+// every other node. A session whose slot moves to another node while it is
+// followed goes on being delivered, after a resync.
+func TestHubShardedOnCluster(t *testing.T) {
+	ctx := context.Background()
+	cl := redistest.StartCluster(t, 3)
+	cc := cl.Client()
+
+	deliver := func(t *testing.T, store *session.Store, hub *session.Hub, n int) []string {
+		ids := make([]string, n)
+		sinks := make([]*sink, n)
+		for i := range ids {
+			ids[i], _, _ = store.Create(ctx)
+			sinks[i] = newSink()
+			if _, err := hub.Follow(ctx, ids[i], sinks[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, id := range ids {
+			if _, _, err := store.AppendUserTurn(ctx, id, "hello "+id, event.SourceText); err != nil {
+				t.Fatal(err)
+			}
+			sinks[i].waitFor(t, "hello "+id)
+		}
+		return ids
+	}
+
+	const n = 24
+	classic := session.NewStore(cc, session.Config{Prefix: "classic"})
+	before := cl.BusPublishes()
+	deliver(t, classic, runHub(t, cc, classic), n)
+	classicBus := cl.BusPublishes() - before
+	if classicBus < n {
+		t.Fatalf("classic: %d publish messages on the bus for %d events; the counter does not count what it should", classicBus, n)
+	}
+
+	sharded := session.NewStore(cc, session.Config{Sharded: true})
+	hub := runHub(t, cc, sharded)
+	before = cl.BusPublishes()
+	ids := deliver(t, sharded, hub, n)
+	if d := cl.BusPublishes() - before; d != 0 {
+		t.Fatalf("sharded: %d publish messages on the bus (classic: %d)", d, classicBus)
+	}
+	t.Logf("cluster bus publish messages for %d events: classic %d, sharded 0", n, classicBus)
+
+	t.Run("slot moved", func(t *testing.T) {
+		id := ids[0]
+		s := newSink()
+		if _, err := hub.Follow(ctx, id, s); err != nil {
+			t.Fatal(err)
+		}
+		moveSlot(t, cl, sharded.Channel(id))
+		// Events published between the move and the new subscription are
+		// the sink's to read from the log: it is told to.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.mu.Lock()
+			n := s.resyncs
+			s.mu.Unlock()
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no resync after the slot moved")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, _, err := sharded.AppendUserTurn(ctx, id, "after the move", event.SourceText); err != nil {
+			t.Fatal(err)
+		}
+		s.waitFor(t, "after the move")
+	})
+}
+
+// moveSlot migrates the slot of key, with its keys, to another node, as
+// redis-cli --cluster reshard does.
+func moveSlot(t *testing.T, cl *redistest.Cluster, key string) {
+	t.Helper()
+	ctx := context.Background()
+	cc := cl.Client()
+	slot, err := cc.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst *redis.Client
+	for _, node := range cl.Nodes {
+		if node.Addr != src.Options().Addr {
+			dst = redis.NewClient(&redis.Options{Addr: node.Addr})
+			defer dst.Close()
+			break
+		}
+	}
+	srcID, _ := src.ClusterMyID(ctx).Result()
+	dstID, _ := dst.ClusterMyID(ctx).Result()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err())
+	keys, err := src.ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+	must(err)
+	host, port, _ := strings.Cut(dst.Options().Addr, ":")
+	for _, k := range keys {
+		must(src.Migrate(ctx, host, port, k, 0, 5*time.Second).Err())
+	}
+	for _, node := range cl.Nodes {
+		c := redis.NewClient(&redis.Options{Addr: node.Addr})
+		must(c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+		c.Close()
+	}
+	// The client learns the new owner at its next MOVED, or now.
+	cc.ReloadState(ctx)
+}
