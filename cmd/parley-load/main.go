@@ -22,12 +22,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -48,6 +51,7 @@ func main() {
 	grace := fs.Duration("grace", 10*time.Second, "time after -duration for replies under way")
 	ramp := fs.Duration("ramp", 2*time.Second, "clients connect spread over this")
 	url := fs.String("url", "", "the server's /ws URL (text, idle against a running server)")
+	redisAddrs := fs.String("redis", "", "text: the Redis (or cluster nodes, comma-separated host:port) to read command and byte counters from")
 	pid := fs.Int("pid", 0, "the server's pid, for CPU and memory")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	parley := fs.String("parley", "./bin/parley", "the server binary (seed, idle)")
@@ -83,7 +87,7 @@ func main() {
 		<-ctx.Done()
 		return
 	case "text":
-		res = runText(ctx, "text", textLoad{URL: *url, Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp}, procs{server: *pid}, 0)
+		res = runText(ctx, "text", textLoad{URL: *url, Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp}, procs{server: *pid, redisAddr: *redisAddrs}, 0)
 	case "idle":
 		res, err = runIdle(ctx, *parley, *clients, *duration)
 	case "batch":
@@ -155,14 +159,20 @@ func raiseFileLimit() {
 	}
 }
 
-// procs are the processes whose CPU and memory a run reports.
-type procs struct{ server, redis int }
+// procs are the processes whose CPU and memory a run reports; redisAddr,
+// when set, is asked for its command and byte counters.
+type procs struct {
+	server, redis int
+	redisAddr     string
+}
 
 func runText(ctx context.Context, name string, l textLoad, p procs, upstreamTime time.Duration) *result {
 	measure, measureRedis, measureSelf := watch(p.server), watch(p.redis), watch(os.Getpid())
+	info0 := redisCounters(p.redisAddr)
 	t0 := time.Now()
 	col := l.run(ctx)
 	server := measure()
+	info1 := redisCounters(p.redisAddr)
 	secs := time.Since(t0).Seconds()
 	r := &result{
 		Scenario: name, Clients: l.Clients, Seconds: round(secs),
@@ -184,6 +194,18 @@ func runText(ctx context.Context, name string, l textLoad, p procs, upstreamTime
 			if ps.s != nil {
 				r.Extra[ps.name+"_cpu_us_per_turn"] = round(ps.s.CPUPercent / 100 * secs * 1e6 / n)
 			}
+		}
+		// What a turn asks of a Redis shard, for the capacity model
+		// (docs/scaling.md): commands (those inside scripts included),
+		// script calls, bytes in and out.
+		for k, v := range info1 {
+			if d := v - info0[k]; info0 != nil && d > 0 {
+				r.Extra["redis_"+k+"_per_turn"] = round(d / n)
+			}
+		}
+		if info0 != nil && l.Clients > 0 {
+			// What the run's sessions keep in Redis, each with its turns.
+			r.Extra["redis_memory_bytes_per_session"] = round((info1["memory_bytes"] - info0["memory_bytes"]) / float64(l.Clients))
 		}
 	}
 	if upstreamTime > 0 {
@@ -239,6 +261,68 @@ func freePort() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// redisCounters sums, over the Redis nodes in addrs (comma-separated), the
+// counters that say what the server asked of them; nil when it cannot.
+func redisCounters(addrs string) map[string]float64 {
+	if addrs == "" {
+		return nil
+	}
+	sum := map[string]float64{}
+	for _, a := range strings.Split(addrs, ",") {
+		one := nodeCounters(a)
+		if one == nil {
+			return nil
+		}
+		for k, v := range one {
+			sum[k] += v
+		}
+	}
+	return sum
+}
+
+func nodeCounters(addr string) map[string]float64 {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(c, "INFO all\r\n")
+	rd := bufio.NewReader(c)
+	head, err := rd.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return nil
+	}
+	size, _ := strconv.Atoi(strings.TrimSpace(head[1:]))
+	body := make([]byte, size)
+	if _, err := io.ReadFull(rd, body); err != nil {
+		return nil
+	}
+	want := map[string]string{
+		"total_commands_processed": "commands",
+		"total_net_input_bytes":    "bytes_in",
+		"total_net_output_bytes":   "bytes_out",
+		"used_memory":              "memory_bytes",
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if name, ok := want[k]; ok {
+			out[name], _ = strconv.ParseFloat(v, 64)
+		}
+		// cmdstat_evalsha:calls=N,usec=...: the round trips that run a script.
+		if k == "cmdstat_evalsha" || k == "cmdstat_eval" {
+			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+			f, _ := strconv.ParseFloat(calls, 64)
+			out["scripts"] += f
+		}
+	}
+	return out
 }
 
 func startRedis(ctx context.Context) (string, int, func(), error) {
@@ -327,7 +411,7 @@ func runSeed(ctx context.Context, bin, llm string, slots int, up upstreamConfig,
 	}
 	defer stopParley(cmd)
 	l.URL = "ws://" + addr + "/ws"
-	return runText(ctx, "seed ("+llm+" model)", l, procs{cmd.Process.Pid, redisPid}, upstreamTime), nil
+	return runText(ctx, "seed ("+llm+" model)", l, procs{cmd.Process.Pid, redisPid, strings.TrimPrefix(redisURL, "redis://")}, upstreamTime), nil
 }
 
 func runIdle(ctx context.Context, bin string, clients int, hold time.Duration) (*result, error) {

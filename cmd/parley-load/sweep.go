@@ -56,7 +56,7 @@ func runBatchSweep(ctx context.Context, bin string, up upstreamConfig, batches [
 				}
 				l := textLoad{URL: "ws://" + paddr + "/ws", Clients: n, Interval: time.Duration(float64(n) / rate * float64(time.Second)),
 					Duration: step, Grace: grace, Ramp: time.Second}
-				r := runText(ctx, fmt.Sprintf("batch %d, %.0f turns/s offered", b, rate), l, procs{cmd.Process.Pid, redisPid}, 0)
+				r := runText(ctx, fmt.Sprintf("batch %d, %.0f turns/s offered", b, rate), l, procs{server: cmd.Process.Pid, redis: redisPid}, 0)
 				out = append(out, sweepPoint{Batch: b, Offered: rate, result: r})
 				fmt.Printf("batch %d  offered %6.1f/s  answered %6.1f/s  busy %5d  done p50 %7.1f ms  p99 %7.1f ms\n",
 					b, rate, r.Throughput, r.Refused["busy"], r.ReplyDone.P50, r.ReplyDone.P99)
