@@ -363,6 +363,7 @@ func (s *Socket) readLoop(h Handler) {
 		}
 		return nil
 	})
+	var extended time.Time // when the read deadline was last pushed back
 	for {
 		kind, data, err := s.ws.ReadMessage()
 		if err != nil {
@@ -370,8 +371,11 @@ func (s *Socket) readLoop(h Handler) {
 			return
 		}
 		h.Frame(kind, data)
-		if s.greeted.Load() {
-			_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		// Pushed back at most once a second: a busy socket's messages do not
+		// each pay for a timer reset, and the timeout moves by under a second.
+		if now := time.Now(); s.greeted.Load() && now.Sub(extended) >= time.Second {
+			_ = s.ws.SetReadDeadline(now.Add(s.cfg.ReadTimeout))
+			extended = now
 		}
 		select {
 		case <-s.done:

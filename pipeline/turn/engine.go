@@ -142,6 +142,9 @@ type Engine struct {
 	llm     llm.LLM
 	log     *slog.Logger
 	batch   int // effective batch size
+	// busyMessage is the words of a busy refusal, made once: refusals are
+	// the hot path under overload.
+	busyMessage string
 
 	mu         sync.Mutex
 	queue      []*job
@@ -208,17 +211,21 @@ func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter,
 	}
 	return &Engine{
 		cfg: cfg, clk: clock.Or(cfg.Clock), rdb: rdb, store: store, limiter: limiter, llm: model,
-		log:     log.With("replica", cfg.ReplicaID),
-		batch:   b,
-		free:    cfg.Slots,
-		active:  make(map[string]map[*job]struct{}),
-		held:    make(map[turnKey]*heldTurn),
-		waiting: make(map[turnKey]*job),
-		wake:    make(chan struct{}, 1),
-		idle:    make(chan struct{}, 1),
-		ready:   make(chan struct{}),
+		log:         log.With("replica", cfg.ReplicaID),
+		batch:       b,
+		free:        cfg.Slots,
+		active:      make(map[string]map[*job]struct{}),
+		held:        make(map[turnKey]*heldTurn),
+		waiting:     make(map[turnKey]*job),
+		wake:        make(chan struct{}, 1),
+		idle:        make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		busyMessage: fmt.Sprintf("all %d model slots and %d queue places are taken; try again shortly", cfg.Slots, cfg.Queue),
 	}, nil
 }
+
+// submitTimeout bounds the storing and queueing of an admitted turn.
+const submitTimeout = 5 * time.Second
 
 // ReplicaID is this replica's name in Redis.
 func (e *Engine) ReplicaID() string { return e.cfg.ReplicaID }
@@ -301,6 +308,10 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	if err := e.admit(ctx); err != nil {
 		return 0, err
 	}
+	// Only an admitted turn pays for a timer: refusals are the cheap path
+	// under overload.
+	ctx, cancel := context.WithTimeout(ctx, submitTimeout)
+	defer cancel()
 	queuedOK := false
 	defer func() {
 		if !queuedOK {
@@ -354,8 +365,8 @@ func (e *Engine) admit(ctx context.Context) error {
 	// Waiting turns (queued or being admitted) beyond what the free slots
 	// take at once and the queue holds: refuse now rather than wait.
 	if len(e.queue)+e.reserved >= e.free+e.cfg.Queue {
-		turnsTotal.WithLabelValues(string(CodeBusy)).Inc()
-		return &TurnError{Code: CodeBusy, Message: fmt.Sprintf("all %d model slots and %d queue places are taken; try again shortly", e.cfg.Slots, e.cfg.Queue), RetryAfter: time.Second}
+		busyTotal.Inc()
+		return &TurnError{Code: CodeBusy, Message: e.busyMessage, RetryAfter: time.Second}
 	}
 	e.reserved++
 	return nil

@@ -12,6 +12,8 @@ var (
 		Namespace: "parley", Subsystem: "turns", Name: "total",
 		Help: "User turns by outcome: replied, interrupted, rate_limited, busy, upstream, internal, duplicate.",
 	}, []string{"outcome"})
+	// The refusal counted at the door, looked up once.
+	busyTotal = turnsTotal.WithLabelValues(string(CodeBusy))
 	batchSize = promauto.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "parley", Subsystem: "llm", Name: "batch_size",
 		Help:    "Turns per upstream LLM call.",

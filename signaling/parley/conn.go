@@ -73,7 +73,7 @@ func (c *conn) serve() {
 // Frame implements signaling.Handler.
 func (c *conn) Frame(kind int, data []byte) {
 	if kind == websocket.BinaryMessage {
-		messagesIn.WithLabelValues("binary").Inc()
+		messagesByType["binary"].Inc()
 		c.audio(data)
 		return
 	}
@@ -131,11 +131,11 @@ func decodeMessage(data []byte) (inMsg, string) {
 func (c *conn) handle(data []byte) {
 	m, bad := decodeMessage(data)
 	if bad != "" {
-		messagesIn.WithLabelValues("invalid").Inc()
+		messagesByType["invalid"].Inc()
 		c.sendError(codeBadRequest, bad)
 		return
 	}
-	messagesIn.WithLabelValues(m.Type).Inc()
+	messagesByType[m.Type].Inc()
 	if m.Type != "hello" && c.sessionID == "" {
 		c.sendError(codeBadRequest, fmt.Sprintf("%q before hello: the first message must be hello", m.Type))
 		return
@@ -423,8 +423,9 @@ func (c *conn) text(m *inMsg) {
 		c.sendError(codeBadRequest, bad)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.sock.Context(), 5*time.Second)
-	defer cancel()
+	// The engine bounds the time it takes once a turn is admitted: a
+	// turn refused at once costs no timer.
+	ctx := c.sock.Context()
 	submit := c.srv.turns.Submit
 	if cl := c.call.Load(); cl != nil {
 		// During a call a typed turn is answered aloud too.

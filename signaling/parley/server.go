@@ -29,6 +29,8 @@ func (c *Config) setDefaults() {
 
 // Turns is what a socket asks of the turn engine.
 type Turns interface {
+	// Submit bounds its own time once it has admitted the turn; ctx is the
+	// socket's.
 	Submit(ctx context.Context, sessionID, text string, source event.Source) (int64, error)
 	Interrupt(ctx context.Context, sessionID string) error
 	ToolResult(ctx context.Context, sessionID, callID, output string) error
@@ -39,6 +41,15 @@ var (
 		Namespace: "parley", Subsystem: "ws", Name: "messages_total",
 		Help: "Client messages by type; invalid ones as \"invalid\".",
 	}, []string{"type"})
+	// One counter per type, looked up once: a flood of messages pays no
+	// label hashing per message.
+	messagesByType = func() map[string]prometheus.Counter {
+		m := map[string]prometheus.Counter{"binary": messagesIn.WithLabelValues("binary"), "invalid": messagesIn.WithLabelValues("invalid")}
+		for t := range knownTypes {
+			m[t] = messagesIn.WithLabelValues(t)
+		}
+		return m
+	}()
 	droppedAudio = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "ws", Name: "dropped_audio_total",
 		Help: "Audio frames dropped: bad_packet (caller's, not Opus), slow_client (ours, oldest first).",
