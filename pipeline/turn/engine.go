@@ -141,7 +141,8 @@ type Engine struct {
 	limiter Limiter
 	llm     llm.LLM
 	log     *slog.Logger
-	batch   int // effective batch size
+	batch   int                  // effective batch size
+	refused map[string]time.Time // rate-limit buckets Redis refused, until their next token; under mu
 	// busyMessage is the words of a busy refusal, made once: refusals are
 	// the hot path under overload.
 	busyMessage string
@@ -220,6 +221,7 @@ func NewEngine(rdb redis.UniversalClient, store *session.Store, limiter Limiter,
 		wake:        make(chan struct{}, 1),
 		idle:        make(chan struct{}, 1),
 		ready:       make(chan struct{}),
+		refused:     make(map[string]time.Time),
 		busyMessage: fmt.Sprintf("all %d model slots and %d queue places are taken; try again shortly", cfg.Slots, cfg.Queue),
 	}, nil
 }
@@ -407,20 +409,32 @@ func jobOptions(values map[string]any) ResponseOptions {
 	return o
 }
 
+// rateLimit takes a token from the session's bucket and the global one in
+// Redis. A bucket Redis refused is refused here again, without asking,
+// until its next token is due: a client that floods costs no round trip.
 func (e *Engine) rateLimit(ctx context.Context, sessionID string) error {
 	if e.limiter == nil {
 		return nil
 	}
 	sessKey := "{" + sessionID + "}"
+	now := e.clk.Now()
+	if wait := e.heldOff(sessKey, now); wait > 0 {
+		return rateLimited(wait)
+	}
+	if wait := e.heldOff(globalKey, now); wait > 0 {
+		return rateLimited(wait)
+	}
 	check := func(key string, r ratelimit.Rule) (ratelimit.Result, error) {
 		if r.Rate <= 0 {
 			return ratelimit.Result{Allowed: true}, nil
 		}
 		return e.limiter.Allow(ctx, key, r)
 	}
+	refused := sessKey
 	res, err := check(sessKey, e.cfg.SessionRate)
 	if err == nil && res.Allowed {
-		res, err = check("global", e.cfg.GlobalRate)
+		refused = globalKey
+		res, err = check(globalKey, e.cfg.GlobalRate)
 		if err == nil && !res.Allowed && e.cfg.SessionRate.Rate > 0 {
 			// Refused globally: the session's token was not used.
 			_ = e.limiter.Refund(ctx, sessKey, e.cfg.SessionRate)
@@ -432,14 +446,61 @@ func (e *Engine) rateLimit(ctx context.Context, sessionID string) error {
 		return &TurnError{Code: CodeInternal, Message: "the rate limiter is unavailable; try again"}
 	}
 	if !res.Allowed {
-		turnsTotal.WithLabelValues(string(CodeRateLimited)).Inc()
-		ms := res.RetryAfter.Milliseconds()
-		if ms < 1 {
-			ms = 1
-		}
-		return &TurnError{Code: CodeRateLimited, Message: fmt.Sprintf("too many turns; try again in %d ms", ms), RetryAfter: time.Duration(ms) * time.Millisecond}
+		e.holdOff(refused, now.Add(res.RetryAfter))
+		return rateLimited(res.RetryAfter)
 	}
 	return nil
+}
+
+// globalKey is the bucket of all the turns of every replica.
+const globalKey = "global"
+
+// maxHeldOff bounds the buckets remembered as refused; past it, those whose
+// time has come are forgotten.
+const maxHeldOff = 4096
+
+// heldOff is how long bucket key is still refused, as Redis said when it
+// last refused it; 0 when it may be asked.
+func (e *Engine) heldOff(key string, now time.Time) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	until, ok := e.refused[key]
+	if !ok {
+		return 0
+	}
+	if !now.Before(until) {
+		delete(e.refused, key)
+		return 0
+	}
+	return until.Sub(now)
+}
+
+// holdOff remembers that bucket key has no token before until.
+func (e *Engine) holdOff(key string, until time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.refused) >= maxHeldOff {
+		now := e.clk.Now()
+		for k, u := range e.refused {
+			if !now.Before(u) {
+				delete(e.refused, k)
+			}
+		}
+		if len(e.refused) >= maxHeldOff {
+			return // all still due: ask Redis for this one next time
+		}
+	}
+	e.refused[key] = until
+}
+
+// rateLimited is the refusal of a turn whose bucket is empty for wait.
+func rateLimited(wait time.Duration) error {
+	turnsTotal.WithLabelValues(string(CodeRateLimited)).Inc()
+	ms := wait.Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	return &TurnError{Code: CodeRateLimited, Message: fmt.Sprintf("too many turns; try again in %d ms", ms), RetryAfter: time.Duration(ms) * time.Millisecond}
 }
 
 // Interrupt stops the session's reply now, on whichever replica runs it:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,12 @@ type rig struct {
 
 func newRig(t *testing.T, rdb *redis.Client, model llm.LLM, cfg turn.Config) *rig {
 	t.Helper()
+	return newRigWith(t, rdb, model, cfg, ratelimit.New(rdb, ratelimit.Config{}))
+}
+
+// newRigWith is newRig with the rate limiter given.
+func newRigWith(t *testing.T, rdb *redis.Client, model llm.LLM, cfg turn.Config, limiter turn.Limiter) *rig {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("PARLEY_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -46,7 +53,7 @@ func newRig(t *testing.T, rdb *redis.Client, model llm.LLM, cfg turn.Config) *ri
 	cfg.Clock = clk
 	store := session.NewStore(rdb, session.Config{})
 	hub := session.NewHub(rdb, store, log)
-	eng, err := turn.NewEngine(rdb, store, ratelimit.New(rdb, ratelimit.Config{}), model, cfg, log)
+	eng, err := turn.NewEngine(rdb, store, limiter, model, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,6 +373,68 @@ func TestRateLimited(t *testing.T) {
 	var te *turn.TurnError
 	if _, err := r.eng.Submit(ctx, id, "two", event.SourceText); !errors.As(err, &te) || te.Code != event.CodeRateLimited || te.RetryAfter <= 0 {
 		t.Fatalf("second turn within the second: %v", err)
+	}
+}
+
+// countingLimiter counts the questions a real limiter is asked.
+type countingLimiter struct {
+	turn.Limiter
+	asked atomic.Int64
+}
+
+func (c *countingLimiter) Allow(ctx context.Context, key string, r ratelimit.Rule) (ratelimit.Result, error) {
+	c.asked.Add(1)
+	return c.Limiter.Allow(ctx, key, r)
+}
+
+// A session Redis refused is refused again without asking Redis until its
+// next token is due, with the time still to wait; then Redis is asked.
+// The same for the global bucket, for every session.
+func TestRateLimitedLocallyUntilTheNextToken(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  turn.Config
+	}{
+		{"session", turn.Config{SessionRate: ratelimit.Rule{Rate: 0.5, Burst: 1}}},
+		{"global", turn.Config{GlobalRate: ratelimit.Rule{Rate: 0.5, Burst: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			lim := &countingLimiter{Limiter: ratelimit.New(rdb, ratelimit.Config{})}
+			r := newRigWith(t, rdb, &fakes.Echo{}, tc.cfg, lim)
+			id, s := r.session()
+			ctx := context.Background()
+			if _, err := r.eng.Submit(ctx, id, "one", event.SourceText); err != nil {
+				t.Fatal(err)
+			}
+			s.until(t, doneOf(1))
+			var te *turn.TurnError
+			if _, err := r.eng.Submit(ctx, id, "two", event.SourceText); !errors.As(err, &te) || te.Code != event.CodeRateLimited {
+				t.Fatalf("second turn: %v", err)
+			}
+			first, asked := te.RetryAfter, lim.asked.Load()
+			r.clk.Advance(first / 2)
+			other := id
+			if tc.name == "global" {
+				other, _ = r.session() // another session shares the global bucket
+			}
+			for i := 0; i < 5; i++ {
+				if _, err := r.eng.Submit(ctx, other, "again", event.SourceText); !errors.As(err, &te) || te.Code != event.CodeRateLimited {
+					t.Fatalf("turn %d while held off: %v", i, err)
+				}
+			}
+			if n := lim.asked.Load(); n != asked {
+				t.Fatalf("Redis was asked %d more times while the bucket was known empty", n-asked)
+			}
+			if te.RetryAfter > first-first/2+time.Millisecond || te.RetryAfter <= 0 {
+				t.Fatalf("retry after %v, want what is left of %v", te.RetryAfter, first)
+			}
+			r.clk.Advance(first)
+			_, _ = r.eng.Submit(ctx, other, "later", event.SourceText)
+			if lim.asked.Load() == asked {
+				t.Fatal("Redis not asked once the next token was due")
+			}
+		})
 	}
 }
 
