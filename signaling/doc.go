@@ -1,7 +1,7 @@
 // Package signaling is the gateway of every front end: what a protocol
 // needs of a WebSocket, and nothing of any protocol's messages. The
 // protocols stand beside each other beneath it (parley: the Parley
-// protocol on /ws; realtime and twilio to come) and map its typed
+// protocol on /ws; twilio: Twilio Media Streams; realtime to come) and map its typed
 // reasons, errors and session events onto their own wire.
 //
 // It owns:
@@ -15,7 +15,9 @@
 //     authentication (a static bearer token or an HMAC-signed token with an
 //     expiry, see SignToken), with a budget of failed authentications per
 //     address (on whenever authentication is: a good token always passes, a
-//     wrong one past the budget gets 429 auth_rate); the allowed origins;
+//     wrong one past the budget gets 429 auth_rate), or instead the
+//     protocol's own check (Protocol.Auth: Twilio signs its requests and
+//     cannot send a token), refused 403 and counted alike; the allowed origins;
 //     and the drain. A refusal is a plain HTTP 429 (with Retry-After), 401,
 //     403 or 503 that names its Reason, counted in
 //     parley_ws_refused_total{reason}; the log has the reason and the
@@ -47,4 +49,6 @@
 // Socket's are, except Serve (its reader), OpenMedia and SetLog, which are
 // the reader's. A socket's goroutines end when it closes. SignToken and
 // ParseTrustedProxies are pure functions, safe anywhere.
+// Gateway.FromTrustedProxy tells a front end whether a request's peer is a
+// trusted proxy, whose X-Forwarded-Proto it may believe.
 package signaling

@@ -154,6 +154,14 @@ type Protocol struct {
 	GoingAway func(retryAfter time.Duration) []byte
 	// Subprotocols the server may answer, in order of preference.
 	Subprotocols []string
+	// Auth, when set, authenticates the protocol's requests in its own
+	// way, instead of the gateway's tokens (Config.Auth): a client that
+	// cannot send a bearer token proves itself otherwise (Twilio signs its
+	// requests). A nil error admits the request; an error refuses it with
+	// 403 unauthorized and its text, and spends one of the address's
+	// failed authentications, as a wrong token does. The other checks
+	// (the caps, the origin, the drain) stay the gateway's.
+	Auth func(r *http.Request) error
 }
 
 // Endpoint is one protocol's entry through the gateway.
@@ -205,7 +213,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, remote string, status int, reaso
 	switch {
 	case reason == ReasonAuthRate:
 		what, level = "auth failed", slog.LevelDebug
-	case status == http.StatusUnauthorized:
+	case status == http.StatusUnauthorized || reason == ReasonUnauthorized:
 		what = "auth failed"
 	}
 	g.log.Log(context.Background(), level, what, "remote", remote, "reason", reason.String())
@@ -253,7 +261,7 @@ func (e *Endpoint) Accept(w http.ResponseWriter, r *http.Request) *Socket {
 		g.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
 		return nil
 	}
-	if !g.authenticate(w, r, addr, ip) {
+	if !g.authenticate(w, r, addr, ip, e.proto.Auth) {
 		g.ipLimit.release(ip)
 		return nil
 	}
@@ -313,12 +321,18 @@ func (e *Endpoint) Serve(s *Socket, serve func()) {
 	}()
 }
 
-// authenticate checks the request's token, if authentication is on, and
-// answers a refusal. A missing or wrong token spends one of the address's
-// failures (an expired one does not: only a token we signed has a valid
-// signature, and its client must be told to fetch a new one).
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string) bool {
-	err := g.auth.check(r, g.cfg.Now())
+// authenticate checks the request's token, if authentication is on, or
+// the protocol's own check (own, when set), and answers a refusal. A
+// missing or wrong token spends one of the address's failures (an expired
+// one does not: only a token we signed has a valid signature, and its
+// client must be told to fetch a new one).
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string, own func(*http.Request) error) bool {
+	var err error
+	if own != nil {
+		err = own(r)
+	} else {
+		err = g.auth.check(r, g.cfg.Now())
+	}
 	if err == nil {
 		return true
 	}
@@ -335,9 +349,20 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr neti
 			fmt.Sprintf("more than %d failed authentications from this address; wait, or present a valid token", g.cfg.AuthFailBurst))
 		return false
 	}
+	if own != nil {
+		g.refuse(w, ip, http.StatusForbidden, reason, err.Error())
+		return false
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
 	g.refuse(w, ip, http.StatusUnauthorized, reason, err.Error())
 	return false
+}
+
+// FromTrustedProxy reports whether the request's TCP peer is one of the
+// trusted proxies (Config.TrustedProxies): only then may a front end
+// believe what the proxy says of the original request (X-Forwarded-Proto).
+func (g *Gateway) FromTrustedProxy(r *http.Request) bool {
+	return isTrusted(peerAddr(r.RemoteAddr), g.cfg.TrustedProxies)
 }
 
 // Shutdown refuses new sockets, tells the open ones to reconnect (to any

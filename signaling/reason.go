@@ -18,6 +18,7 @@ const (
 	ReasonTooManyErrors               // a flood of bad messages
 	ReasonWriteFailed                 // a write failed or missed its deadline
 	ReasonShutdown                    // the server is shutting down: reconnect, to any replica
+	ReasonUnsupported                 // the client asked for what the server does not do (a media format)
 	// Refusals before the upgrade (an HTTP status, not a close frame).
 	ReasonTokenExpired  // a signed token past its expiry
 	ReasonOrigin        // a browser origin not allowed
@@ -39,6 +40,7 @@ var reasonNames = [numReasons]string{
 	ReasonTooManyErrors: "too_many_errors",
 	ReasonWriteFailed:   "write_failed",
 	ReasonShutdown:      "shutdown",
+	ReasonUnsupported:   "unsupported",
 	ReasonTokenExpired:  "token_expired",
 	ReasonOrigin:        "origin",
 	ReasonIPConnections: "ip_connections",
