@@ -201,3 +201,71 @@ func TestBargeInHandledAfterTheNextTurn(t *testing.T) {
 	r.out.WaitState(t, event.Listening)
 	checkStates(t, r.out, r.frames16(s3), event.Listening, event.Thinking, event.Speaking, event.Listening)
 }
+
+// withFlush makes the call's output one that is told when the call drops
+// its queued audio (call.Flusher).
+func withFlush(r *rig) *fakes.FlushOutput {
+	f := &fakes.FlushOutput{}
+	r.out, r.sink = &f.Output, f
+	return f
+}
+
+// The call tells an Output that queues its client's audio (Flusher) to
+// drop it at once when it drops its own: at a barge-in, before the speaker
+// reports the cut turn, with no frame of the cut reply sent after it; and
+// when a turn fails. A reply played out is not flushed.
+func TestFlushTellsTheOutput(t *testing.T) {
+	t.Run("barge-in", func(t *testing.T) {
+		var out *fakes.FlushOutput
+		r := newRig(t, heard("hello", "is it cold"), func(r *rig) { out = withFlush(r) })
+		r.spokenTurn(1)
+		r.turns.Write(1, s1+" "+s2)
+		r.lead(0)
+		r.tick(20 - 3)
+		r.say(400 * time.Millisecond)
+		flushes := out.WaitFlushes(t, 1)
+		if flushes[0] != 20 {
+			t.Fatalf("flushed after %d frames; the cut was at 20", flushes[0])
+		}
+		r.turns.WaitFinishes(t, 1)
+		checkNothingAfterCut(t, r, 20, 2)
+		// The next turn plays out whole: nothing more is flushed.
+		r.following(2)
+		r.turns.Write(2, s3)
+		r.finishAfterTicks(2)
+		// (The speaker's report of the cut may flush again, with nothing
+		// sent since: the Output's Flush is told so, and may ignore it.)
+		for _, n := range out.Flushes() {
+			if n != 20 {
+				t.Fatalf("flushes %v: a reply played out whole is not flushed", out.Flushes())
+			}
+		}
+	})
+	t.Run("a failed turn", func(t *testing.T) {
+		var out *fakes.FlushOutput
+		r := newRig(t, heard("hello"), func(r *rig) {
+			out = withFlush(r)
+			r.cfg.Apology = "-"
+		})
+		r.spokenTurn(1)
+		r.turns.Deltas(1, s1+" ")
+		r.lead(0)
+		r.tick(5)
+		r.hub.Publish(sessionID, event.Error{Code: event.CodeUpstream, Turn: 1, Message: "the language model failed"})
+		if got := out.WaitFlushes(t, 1); got[0] != 8 {
+			t.Fatalf("flushed after %d frames; the turn failed after 8", got[0])
+		}
+	})
+	t.Run("played out", func(t *testing.T) {
+		var out *fakes.FlushOutput
+		r := newRig(t, heard("hello"), func(r *rig) { out = withFlush(r) })
+		r.spokenTurn(1)
+		r.turns.Write(1, s1)
+		if fin := r.finishAfterTicks(1)[0]; fin.Cut || fin.Heard != s1 {
+			t.Fatalf("finished %+v", fin)
+		}
+		if got := out.Flushes(); len(got) != 0 {
+			t.Fatalf("flushes %v after a reply played out", got)
+		}
+	})
+}

@@ -100,6 +100,15 @@ type Played interface {
 	Played() int64 // frames played, of those given to SendAudio, ever
 }
 
+// Flusher is implemented by an Output whose client queues the audio it
+// is sent and plays it later (Twilio does): Flush tells it to drop what it
+// has queued and not played, at once. The call calls it whenever it drops
+// its own queued audio: a barge-in, a reply cut off, a failed turn. It
+// must not block; it may be called when nothing is queued.
+type Flusher interface {
+	Flush()
+}
+
 // Media is what a front end's audio is: PCM in at InRate, the bot's audio
 // out through the Out codec.
 type Media struct {
@@ -200,6 +209,15 @@ func (c *Call) sendFrame(frame []byte) error {
 	default:
 	}
 	return err
+}
+
+// flush drops the audio queued for the caller: the pacer's, and the
+// client's (Flusher). Called outside c.mu: the Output is the front end's.
+func (c *Call) flush() {
+	c.pacer.Flush()
+	if f, ok := c.out.(Flusher); ok {
+		f.Flush()
+	}
 }
 
 // played is how many of the frames sent the caller has heard.

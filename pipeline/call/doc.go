@@ -7,7 +7,9 @@
 //
 // A call knows no protocol and no codec: it speaks PCM and typed events
 // (pipeline/event), and a front end (signaling/...) gives it a media.Codec
-// for its wire, an Output for what it sends, and the PCM it hears. It
+// for its wire, an Output for what it sends (optionally Played: what its
+// client played, and Flusher: told to drop its client's queued audio when
+// the call drops its own), and the PCM it hears. It
 // follows the session's events itself, so it sees its turns' replies from
 // whichever replica writes them.
 //

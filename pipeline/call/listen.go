@@ -70,6 +70,9 @@ func (c *Call) bargeIn(ctx context.Context) {
 	}
 	c.pacer.Flush()
 	c.mu.Unlock()
+	if f, ok := c.out.(Flusher); ok {
+		f.Flush() // the client's queue too, at once
+	}
 	c.first.Store(0) // its first frame may have been flushed: no latency figure
 	if err := c.v.Turns.Interrupt(ctx, c.session); err != nil {
 		c.log.Warn("interrupt failed", "err", err)

@@ -223,7 +223,7 @@ func (s *speaker) onEvent(ctx context.Context, ev event.Event) {
 			s.c.setState(event.Listening)
 		}
 	case event.Error:
-		s.c.pacer.Flush()
+		s.c.flush()
 		s.c.first.Store(0)
 		s.pushed = s.c.sent.Load()
 		s.cur.finished = true
@@ -283,7 +283,7 @@ func (s *speaker) finish(ctx context.Context, heard string, cut bool) {
 	delete(s.c.timing, s.cur.turn) // cut before any audio: no latency event
 	s.c.mu.Unlock()
 	if cut {
-		s.c.pacer.Flush()
+		s.c.flush()
 		s.c.first.Store(0)
 	}
 	s.c.v.Turns.FinishSpoken(ctx, s.c.session, s.cur.turn, heard, cut)

@@ -5,7 +5,8 @@
 // delivers wire events as session.Hub does), a streaming recogniser (ASR,
 // with scripted transcripts), a synthesiser (TTS, whose audio lasts a
 // fixed time per character) and a call's front end (Output, and
-// PlayedOutput for one that learns what its client played).
+// PlayedOutput for one that learns what its client played, FlushOutput
+// for one told when the call drops its queued audio).
 //
 // Each fake records what it was asked, and a test waits for that with the
 // fake's Wait methods: they block on a channel the fake closes at each

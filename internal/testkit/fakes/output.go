@@ -133,3 +133,35 @@ func (o *PlayedOutput) Played() int64 { return o.played.Load() }
 
 // SetPlayed sets what Played says.
 func (o *PlayedOutput) SetPlayed(n int64) { o.played.Store(n) }
+
+// FlushOutput is an Output that is also told when the call drops its
+// queued audio (call.Flusher), as a front end whose client queues audio
+// (Twilio) is: it records how many frames it had been sent at each Flush.
+type FlushOutput struct {
+	Output
+	fmu     sync.Mutex
+	flushes []int
+}
+
+// Flush implements call.Flusher.
+func (o *FlushOutput) Flush() {
+	n := o.FrameCount()
+	o.fmu.Lock()
+	o.flushes = append(o.flushes, n)
+	o.fmu.Unlock()
+	o.changes.changed()
+}
+
+// Flushes are the frame counts at each Flush, in order.
+func (o *FlushOutput) Flushes() []int {
+	o.fmu.Lock()
+	defer o.fmu.Unlock()
+	return append([]int(nil), o.flushes...)
+}
+
+// WaitFlushes waits for n Flush calls and returns the frame counts.
+func (o *FlushOutput) WaitFlushes(tb testing.TB, n int) []int {
+	tb.Helper()
+	o.changes.wait(tb, fmt.Sprintf("%d flushes", n), func() bool { return len(o.Flushes()) >= n })
+	return o.Flushes()
+}
