@@ -1,8 +1,8 @@
 // Package event is the one schema of what a session says: every event
 // that is stored in a session's log or sent to its clients (a transcript,
-// a reply's pieces and its end, an interruption, a tool call, an error, the
-// bot's state, a call's latency figures), every error code, and their
-// stored form, defined once.
+// a reply's pieces and its end, an interruption, a tool call, a key
+// pressed on a phone, an error, the bot's state, a call's latency
+// figures), every error code, and their stored form, defined once.
 //
 // The stored form of an event is its JSON object with "type" first, as
 // Marshal writes it; a stored event's wire form puts the log entry's id

@@ -20,6 +20,7 @@ const (
 	TypeLatency     Type = "latency"
 	TypeToolCall    Type = "tool.call"
 	TypeToolDone    Type = "tool.done"
+	TypeDTMF        Type = "dtmf"
 )
 
 // Event is one thing a session says. The concrete types below are all
@@ -140,6 +141,15 @@ type ToolDone struct {
 	Output string `json:"output"`
 }
 
+// DTMF is a key the caller pressed on a phone (a DTMF tone: 0-9, *, #,
+// A-D). Turn is the user turn the key press made, if it made one (its
+// transcript is stored just before); none when the front end only records
+// key presses. Stored.
+type DTMF struct {
+	Turn  int64  `json:"turn,omitempty"`
+	Digit string `json:"digit"`
+}
+
 func (Transcript) Type() Type  { return TypeTranscript }
 func (ReplyDelta) Type() Type  { return TypeReplyDelta }
 func (ReplyDone) Type() Type   { return TypeReplyDone }
@@ -149,6 +159,7 @@ func (State) Type() Type       { return TypeState }
 func (Latency) Type() Type     { return TypeLatency }
 func (ToolCall) Type() Type    { return TypeToolCall }
 func (ToolDone) Type() Type    { return TypeToolDone }
+func (DTMF) Type() Type        { return TypeDTMF }
 
 // TurnOf is the turn an event belongs to; 0 for none.
 func TurnOf(ev Event) int64 {
@@ -168,6 +179,8 @@ func TurnOf(ev Event) int64 {
 	case ToolCall:
 		return e.Turn
 	case ToolDone:
+		return e.Turn
+	case DTMF:
 		return e.Turn
 	}
 	return 0
@@ -231,6 +244,12 @@ func Marshal(ev Event) []byte {
 			T Type `json:"type"`
 			plain
 		}{e.Type(), plain(e)}
+	case DTMF:
+		type plain DTMF
+		v = struct {
+			T Type `json:"type"`
+			plain
+		}{e.Type(), plain(e)}
 	default:
 		panic(fmt.Sprintf("event: Marshal of %T", ev))
 	}
@@ -273,6 +292,8 @@ func Decode(b []byte) (id string, ev Event, err error) {
 		ev, err = decodeAs[ToolCall](b)
 	case TypeToolDone:
 		ev, err = decodeAs[ToolDone](b)
+	case TypeDTMF:
+		ev, err = decodeAs[DTMF](b)
 	default:
 		return head.ID, nil, fmt.Errorf("%w %q", ErrUnknown, head.Type)
 	}

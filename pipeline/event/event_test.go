@@ -29,6 +29,8 @@ func TestStoredForm(t *testing.T) {
 		{"a tool call", ToolCall{Turn: 2, CallID: "call_1", Name: "weather", Arguments: `{"city":"Oslo"}`, By: ByClient},
 			`{"type":"tool.call","turn":2,"call_id":"call_1","name":"weather","arguments":"{\"city\":\"Oslo\"}","by":"client"}`},
 		{"a server tool's result", ToolDone{Turn: 2, CallID: "call_1", Output: "sunny"}, `{"type":"tool.done","turn":2,"call_id":"call_1","output":"sunny"}`},
+		{"a key press and the turn it made", DTMF{Turn: 3, Digit: "5"}, `{"type":"dtmf","turn":3,"digit":"5"}`},
+		{"a key press only", DTMF{Digit: "#"}, `{"type":"dtmf","digit":"#"}`},
 		{"typed turn's latency", Latency{Turn: 1, Server: 40, LLMFirstToken: 12, TTSFirstAudio: 20},
 			`{"type":"latency","turn":1,"server_ms":40,"llm_first_token_ms":12,"tts_first_audio_ms":20}`},
 		{"spoken turn's latency", Latency{Turn: 1, VoiceToVoice: ms(700), Endpoint: ms(600), Server: 100, ASR: ms(30), LLMFirstToken: 12, TTSFirstAudio: 20},

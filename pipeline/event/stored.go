@@ -70,6 +70,9 @@ func withTurn(ev Event, n int64) Event {
 	case ToolDone:
 		e.Turn = n
 		return e
+	case DTMF:
+		e.Turn = n
+		return e
 	}
 	return ev
 }
