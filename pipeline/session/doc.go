@@ -8,7 +8,8 @@
 //
 //	P:{S}:log   Stream   protocol events; field "e" holds the event's JSON without its id
 //	P:{S}:hist  Stream   conversation turns for the LLM; fields r (role), c (content), n (turn)
-//	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>
+//	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>,
+//	                     settings (Settings, JSON), md (the front end's metadata, JSON)
 //	P:{S}       channel  each appended event is published here, as the client will see it
 //	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster)
 //

@@ -123,7 +123,7 @@ func (s *Store) writeKeys(id string) []string {
 // Load loads the Lua scripts, so that the first turn does not pay for it
 // and a broken Redis is found at start-up.
 func (s *Store) Load(ctx context.Context) error {
-	for _, sc := range []*redis.Script{userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript, toolStepScript, toolResultScript, toolCancelScript} {
+	for _, sc := range []*redis.Script{userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript, toolStepScript, toolResultScript, toolCancelScript, metadataScript, appendScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("session: load script: %w", err)
 		}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parleyhq/parley/internal/testkit/redistest"
+	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
 )
 
@@ -358,5 +360,67 @@ func TestTurnLimit(t *testing.T) {
 	}
 	if evs, _ := s.Range(ctx, id, "", 100); len(evs) != 2 {
 		t.Fatalf("%d events stored, want the 2 turns only", len(evs))
+	}
+}
+
+// A front end's metadata is kept with the session and read back; an
+// event of no turn (a key press) is appended to the log, published, and
+// read back in order with the rest. Neither may create a session.
+func TestMetadataAndAppendEvent(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	s := session.NewStore(rdb, session.Config{})
+	id, _, _ := s.Create(ctx)
+	if md, err := s.Metadata(ctx, id); err != nil || md != nil {
+		t.Fatalf("metadata before any: %v %v", md, err)
+	}
+	md := map[string]string{"twilio.call_sid": "CA123", "twilio.param.From": `+1 "555"`}
+	if err := s.SetMetadata(ctx, id, md); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Metadata(ctx, id); err != nil || !reflect.DeepEqual(got, md) {
+		t.Fatalf("metadata %v %v, want %v", got, err, md)
+	}
+
+	sub := rdb.Subscribe(ctx, s.Channel(id))
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	turn, _, _ := s.AppendUserTurn(ctx, id, "The caller pressed 5.", "text")
+	eid, err := s.AppendEvent(ctx, id, event.DTMF{Turn: turn, Digit: "5"})
+	if err != nil || !session.ValidEventID(eid) {
+		t.Fatalf("append: %q %v", eid, err)
+	}
+	evs, err := s.Range(ctx, id, "", 10)
+	if err != nil || len(evs) != 2 || evs[1].ID != eid {
+		t.Fatalf("range: %+v %v", evs, err)
+	}
+	want := `{"id":"` + eid + `","type":"dtmf","turn":1,"digit":"5"}`
+	if string(evs[1].Wire) != want {
+		t.Fatalf("stored %s, want %s", evs[1].Wire, want)
+	}
+	for _, w := range []string{"transcript", want} {
+		m, err := sub.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w == want && m.Payload != want || w != want && !strings.Contains(m.Payload, w) {
+			t.Fatalf("published %s, want %s", m.Payload, w)
+		}
+	}
+	if ttl := rdb.PTTL(ctx, "parley:{"+id+"}:log").Val(); ttl <= 0 {
+		t.Fatalf("the log has no expiry: %v", ttl)
+	}
+
+	none := "0123456789abcdef0123456789abcdef"
+	if err := s.SetMetadata(ctx, none, md); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("metadata of no session: %v", err)
+	}
+	if _, err := s.AppendEvent(ctx, none, event.DTMF{Digit: "1"}); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("an event of no session: %v", err)
+	}
+	if n := rdb.Exists(ctx, "parley:{"+none+"}:log", "parley:{"+none+"}:meta").Val(); n != 0 {
+		t.Fatalf("%d keys made for no session", n)
 	}
 }
