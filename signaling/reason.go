@@ -19,6 +19,7 @@ const (
 	ReasonWriteFailed                 // a write failed or missed its deadline
 	ReasonShutdown                    // the server is shutting down: reconnect, to any replica
 	ReasonUnsupported                 // the client asked for what the server does not do (a media format)
+	ReasonInternal                    // the server failed (its Redis, a recogniser): the client may try again
 	// Refusals before the upgrade (an HTTP status, not a close frame).
 	ReasonTokenExpired  // a signed token past its expiry
 	ReasonOrigin        // a browser origin not allowed
@@ -41,6 +42,7 @@ var reasonNames = [numReasons]string{
 	ReasonWriteFailed:   "write_failed",
 	ReasonShutdown:      "shutdown",
 	ReasonUnsupported:   "unsupported",
+	ReasonInternal:      "internal",
 	ReasonTokenExpired:  "token_expired",
 	ReasonOrigin:        "origin",
 	ReasonIPConnections: "ip_connections",
