@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parleyhq/parley/internal/testkit/redistest"
+	"github.com/parleyhq/parley/media/g711"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/llm"
@@ -211,6 +212,11 @@ type fakeTwilio struct {
 	other   []string // messages that are neither media, mark nor clear
 	closed  error    // the read error that ended the stream
 	done    chan struct{}
+	// the line's queue (openLine): frames still to say, and when each
+	// utterance's first frame went
+	said  [][]byte
+	saids []time.Time
+	first []bool
 }
 
 type pendingMark struct {
@@ -274,6 +280,63 @@ func (f *fakeTwilio) speak(frames [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// openLine keeps the caller's line open, as Twilio relays it: a media
+// frame every 20 ms, of what say queued or else silence, until the
+// socket closes.
+func (f *fakeTwilio) openLine() {
+	quiet := g711.MuLaw.Append(nil, make([]int16, g711.Frame))
+	go func() { // ends when the socket closes
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-f.done:
+				return
+			case <-tick.C:
+			}
+			fr := quiet
+			f.mu.Lock()
+			if len(f.said) > 0 {
+				fr, f.said = f.said[0], f.said[1:]
+				if f.first[0] {
+					f.saids = append(f.saids, time.Now())
+				}
+				f.first = f.first[1:]
+			}
+			f.seq++
+			seq := f.seq
+			f.mu.Unlock()
+			b, _ := json.Marshal(map[string]any{"event": "media", "sequenceNumber": strconv.Itoa(seq), "streamSid": f.sid,
+				"media": map[string]any{"track": "inbound", "chunk": strconv.Itoa(i + 1), "timestamp": strconv.Itoa(i * 20), "payload": fr}})
+			if f.write(b) != nil {
+				return
+			}
+		}
+	}()
+}
+
+// say queues an utterance on the open line, and returns how many frames
+// the fake had received when it did.
+func (f *fakeTwilio) say(frames [][]byte) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range frames {
+		f.first = append(f.first, i == 0)
+	}
+	f.said = append(f.said, frames...)
+	return len(f.in)
+}
+
+// sayStarted is when the n-th utterance said (from 0) began going out.
+func (f *fakeTwilio) sayStarted(n int) (time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n < len(f.saids) {
+		return f.saids[n], true
+	}
+	return time.Time{}, false
 }
 
 func (f *fakeTwilio) dtmf(digit string) {
