@@ -214,4 +214,3 @@ func TestPhoneSignatures(t *testing.T) {
 		})
 	}
 }
-

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"io"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -472,6 +472,5 @@ func (f *fakeTwilio) closeCode() int {
 	f.t.Fatalf("the stream ended without a close frame: %v", f.closed)
 	return 0
 }
-
 
 func decodeXML(r io.Reader, v any) error { return xml.NewDecoder(r).Decode(v) }
