@@ -16,7 +16,6 @@ import (
 	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/g711"
-	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/local"
@@ -236,5 +235,3 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	}
 	return s[len(s)/2], s[len(s)*99/100]
 }
-
-var _ = call.Media{}
