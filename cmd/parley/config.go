@@ -13,6 +13,7 @@ import (
 
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/parley"
+	"github.com/parleyhq/parley/signaling/twilio"
 )
 
 // setting is one configuration value: a flag, and the environment variable
@@ -109,6 +110,11 @@ type config struct {
 	TrustedProxies string
 	MaxTurns       int64
 
+	PublicURL      string
+	TwilioToken    string
+	TwilioGreeting string
+	TwilioDTMF     string
+
 	proxies []netip.Prefix // TrustedProxies, parsed by parseConfig
 }
 
@@ -175,7 +181,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	c := &config{}
 	f := &flagSet{fs: flag.NewFlagSet("parley", flag.ContinueOnError), env: env}
 
-	f.str(&c.Addr, "addr", "PARLEY_ADDR", "127.0.0.1:8080", "HTTP listen address (/, /ws, /healthz, /readyz, /metrics)")
+	f.str(&c.Addr, "addr", "PARLEY_ADDR", "127.0.0.1:8080", "HTTP listen address (/, /ws, /twilio/voice, /twilio/media, /healthz, /readyz, /metrics)")
 	f.str(&c.DebugAddr, "debug-addr", "PARLEY_DEBUG_ADDR", "", "listen address of /debug/pprof/ (profiling); keep it on loopback; empty: off")
 	f.str(&c.TLSCert, "tls-cert", "PARLEY_TLS_CERT", "", "PEM certificate (and chain) file: with -tls-key, serve HTTPS and WSS on -addr; reloaded on SIGHUP and when the files change")
 	f.str(&c.TLSKey, "tls-key", "PARLEY_TLS_KEY", "", "PEM private key file of -tls-cert")
@@ -262,6 +268,11 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.TrustedProxies, "trusted-proxies", "PARLEY_TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of the proxies in front (e.g. 127.0.0.1,10.0.0.0/8); from them the client IP is read from X-Forwarded-For or Forwarded; empty: none, the TCP peer is the client")
 	f.int64(&c.MaxTurns, "session-max-turns", "PARLEY_SESSION_MAX_TURNS", 10000, "user turns a session may have")
 
+	f.str(&c.PublicURL, "public-url", "PARLEY_PUBLIC_URL", "", "this server's public base URL as Twilio reaches it, scheme://host[:port] (e.g. https://voice.example.com): the phone stream's wss:// URL and the signed URLs are built on it; empty: each request's Host, with https unless a trusted proxy's X-Forwarded-Proto says http")
+	f.str(&c.TwilioToken, "twilio-auth-token", "PARLEY_TWILIO_AUTH_TOKEN", "", "the Twilio account's auth token: X-Twilio-Signature is checked on /twilio/voice and /twilio/media (never logged); empty: not checked, anyone who reaches them can open phone calls")
+	f.str(&c.TwilioGreeting, "twilio-greeting", "PARLEY_TWILIO_GREETING", "", "said by Twilio (<Say>) when a phone call is answered, before the bot listens; empty: none")
+	f.str(&c.TwilioDTMF, "twilio-dtmf", "PARLEY_TWILIO_DTMF", "turn", "what a caller's key press does: turn (stored, and a user turn such as \"The caller pressed 5.\") or event (stored only)")
+
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -301,6 +312,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 		return nil, fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	c.proxies = proxies
+	if err := c.twilio().Check(); err != nil {
+		return nil, err
+	}
 	if c.LLMBaseURL != "" && c.LLMModel == "" {
 		return nil, fmt.Errorf("LLM_BASE_URL is set but LLM_MODEL is not: name the model to use")
 	}
@@ -323,6 +337,11 @@ func removedSettings(args []string, env func(string) string) error {
 }
 
 func (c *config) origins() []string { return list(c.Origins) }
+
+// twilio is the phone front end's configuration.
+func (c *config) twilio() twilio.Config {
+	return twilio.Config{PublicURL: c.PublicURL, AuthToken: c.TwilioToken, Greeting: c.TwilioGreeting, DTMF: c.TwilioDTMF}
+}
 
 // list splits a comma-separated setting.
 func list(s string) []string {

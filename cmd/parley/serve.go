@@ -19,6 +19,7 @@ import (
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/certs"
 	"github.com/parleyhq/parley/signaling/parley"
+	"github.com/parleyhq/parley/signaling/twilio"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 )
@@ -27,6 +28,7 @@ import (
 type frontEnds struct {
 	gw     *signaling.Gateway
 	parley *parley.Server
+	twilio *twilio.Server
 }
 
 // buildFrontEnds builds the gateway and the protocols' servers on the
@@ -47,13 +49,21 @@ func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
 	rtc, _ := cfg.webrtc() // checked by parseConfig
 	p := parley.NewServer(parley.Config{MaxText: cfg.MaxText, WebRTC: rtc, OpusComplexity: cfg.Complexity},
 		gw, sessions, c.engine, c.voice, log.With("component", "ws"))
-	return &frontEnds{gw: gw, parley: p}
+	if cfg.TwilioToken == "" {
+		log.Warn("no -twilio-auth-token: anyone who reaches /twilio/voice and /twilio/media can open phone calls")
+	}
+	tw, _ := twilio.NewServer(cfg.twilio(), gw, c.store, c.voice, log.With("component", "twilio")) // checked by parseConfig
+	return &frontEnds{gw: gw, parley: p, twilio: tw}
 }
 
 // newMux routes the HTTP endpoints.
 func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", fe.parley)
+	mux.HandleFunc("POST "+twilio.VoicePath, fe.twilio.ServeVoice)
+	// A GET would be the page's 404: the webhook says it takes a POST.
+	mux.HandleFunc("GET "+twilio.VoicePath, fe.twilio.ServeVoice)
+	mux.HandleFunc("GET "+twilio.MediaPath, fe.twilio.ServeMedia)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
