@@ -17,7 +17,7 @@ NPM_PROJECTS := pipeline/tools/mcp/testdata/npm
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-offline bench-replicas bench-soak clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-offline bench-phone bench-replicas bench-soak clean
 
 all: build
 
@@ -80,6 +80,7 @@ bench: bench-go
 	$(MAKE) bench-idle IDLE_FLAGS="-clients 2000 -duration 5s"
 	$(MAKE) bench-batch BATCH_FLAGS="-rates 10,40,80 -step 5s -grace 3s"
 	$(MAKE) bench-voice VOICE_FLAGS="-calls 50,150 -step 10s"
+	$(MAKE) bench-phone PHONE_FLAGS="-calls 50,150 -step 10s"
 	$(MAKE) bench-replicas REPLICA_FLAGS="-clients 50 -interval 100ms -duration 5s -grace 3s"
 	$(MAKE) bench-soak SOAK_FLAGS="-clients 100 -duration 30s -every 10s"
 
@@ -119,6 +120,12 @@ bench-voice: $(LOAD)
 VOICE_OFFLINE_FLAGS ?= -calls 2,4,6,8 -step 20s
 bench-voice-offline: $(LOAD)
 	./$(LOAD) voice -stack offline $(VOICE_OFFLINE_FLAGS) -json bin/bench-voice-offline.json
+
+# Phone: N calls as Twilio makes them (the voice webhook, a Media Stream
+# of 8 kHz mu-law, marks echoed), zero-cost ASR/TTS fakes.
+PHONE_FLAGS ?= -calls 50,100,150,200 -step 20s
+bench-phone: $(LOAD)
+	./$(LOAD) phone $(PHONE_FLAGS) -json bin/bench-phone.json
 
 # Soak: clients coming and going, some resuming; goroutines and RSS sampled.
 SOAK_FLAGS ?= -clients 300 -duration 10m -every 30s

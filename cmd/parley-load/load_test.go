@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"gopkg.in/hraban/opus.v2"
+
+	"github.com/parleyhq/parley/internal/testkit"
+	"github.com/parleyhq/parley/media/g711"
 )
 
 func TestSummarize(t *testing.T) {
@@ -127,5 +130,35 @@ func TestFakeSpeechEndpoints(t *testing.T) {
 	resp.Body.Close()
 	if want := 2 * len("Hello.") * 24000 * 60 / 1000; len(b) != want {
 		t.Fatalf("%d bytes of PCM, want %d (60 ms per character at 24 kHz)", len(b), want)
+	}
+}
+
+// The phone scenario's line: its mu-law codes are G.711's (the server's
+// own codec, in this test only: the load generator imports nothing of
+// the server), and flite's speech makes whole 20 ms frames of it.
+func TestPhoneLine(t *testing.T) {
+	for v := int32(-32768); v <= 32767; v += 7 {
+		if got, want := muLaw(v), g711.MuLaw.Append(nil, []int16{int16(v)})[0]; got != want {
+			t.Fatalf("mu-law of %d: %#x, want %#x", v, got, want)
+		}
+	}
+	speech, silence, err := mulawFrames("what time is it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(speech) < 25 || len(silence) != 160 || silence[0] != 0xff {
+		t.Fatalf("%d frames, silence %x", len(speech), silence[:2])
+	}
+	loud := 0
+	for _, f := range speech {
+		if len(f) != 160 {
+			t.Fatalf("a frame of %d bytes", len(f))
+		}
+		if testkit.RMS(g711.MuLaw.AppendPCM(nil, f)) > 1000 {
+			loud++
+		}
+	}
+	if loud < len(speech)/3 {
+		t.Fatalf("only %d of %d frames are speech", loud, len(speech))
 	}
 }

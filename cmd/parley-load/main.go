@@ -8,6 +8,7 @@
 //	parley-load batch    [flags]  the batching sweep: batching off and on, offered load rising
 //	parley-load replicas [flags]  two replicas on one Redis: delivery of an event across them
 //	parley-load voice    [flags]  N calls over the WebSocket audio channel
+//	parley-load phone    [flags]  N phone calls as Twilio makes them (webhook, Media Stream, mu-law)
 //	parley-load soak     [flags]  clients coming and going for a long time; goroutines and RSS sampled
 //	parley-load text     -url ws://127.0.0.1:8080/ws -pid N [flags]   against a running server
 //	parley-load upstream -addr 127.0.0.1:9000 [flags]                 the fake model server alone
@@ -60,11 +61,11 @@ func main() {
 	slots := fs.Int("slots", 64, "seed: the server's -llm-slots")
 	batches := fs.String("batches", "1,4", "batch: the server's -llm-batch values to compare")
 	rates := fs.String("rates", "5,10,20,40,60,80,100,120", "batch: offered turns per second, in order")
-	step := fs.Duration("step", 10*time.Second, "batch, voice: how long each step runs")
+	step := fs.Duration("step", 10*time.Second, "batch, voice, phone: how long each step runs")
 	every := fs.Duration("every", 10*time.Second, "soak: how often the server is sampled")
-	calls := fs.String("calls", "25,50,100,150,200", "voice: concurrent calls, a step each")
+	calls := fs.String("calls", "25,50,100,150,200", "voice, phone: concurrent calls, a step each")
 	stack := fs.String("stack", "fake", "voice: fake (zero-cost ASR and TTS fakes) or offline (pocketsphinx and flite)")
-	vadStop := fs.Duration("vad-stop", 600*time.Millisecond, "voice: the server's -vad-stop")
+	vadStop := fs.Duration("vad-stop", 600*time.Millisecond, "voice, phone: the server's -vad-stop")
 	var up upstreamConfig
 	fs.DurationVar(&up.TTFT, "ttft", 100*time.Millisecond, "fake upstream: time to first token")
 	fs.Float64Var(&up.TPS, "tps", 200, "fake upstream: tokens per second")
@@ -109,6 +110,17 @@ func main() {
 			fail(err)
 		}
 		run, err := runVoice(ctx, *parley, *stack, ns, *step, *vadStop)
+		if err != nil {
+			fail(err)
+		}
+		writeJSON(*jsonOut, run)
+		return
+	case "phone":
+		ns, err := parseInts(*calls)
+		if err != nil {
+			fail(err)
+		}
+		run, err := runPhone(ctx, *parley, ns, *step, *vadStop)
 		if err != nil {
 			fail(err)
 		}
