@@ -152,7 +152,10 @@ func writeJSON(path string, v any) {
 	if path == "" {
 		return
 	}
-	b, _ := json.MarshalIndent(v, "", "  ")
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil { // a NaN: the server's /metrics did not answer (it died?)
+		fail(fmt.Errorf("-json: %w", err))
+	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		fail(err)
 	}
