@@ -165,6 +165,8 @@ func TestPhoneWithoutVoice(t *testing.T) {
 func TestPhoneSignatures(t *testing.T) {
 	const token, public = "twilio-token", "https://voice.example.com"
 	opts := fakeVoice()
+	// A token and a public URL: the test is of the signatures they make
+	// (the defaults check none: TestPhoneCall, and cmd/parley's tests).
 	opts.twilio = Config{AuthToken: token, PublicURL: public}
 	opts.ws.Auth.Tokens = []string{"parley-token"} // on, to show that Twilio is not asked for one
 	r := startReplica(t, &fakes.Echo{}, opts)
@@ -212,5 +214,28 @@ func TestPhoneSignatures(t *testing.T) {
 			}
 			ws.Close()
 		})
+	}
+}
+
+// With DTMF "event" (not the default, which makes a turn: TestPhoneCall),
+// a key press is stored, with no turn and no transcript.
+func TestPhoneKeyPressStoredOnly(t *testing.T) {
+	opts := fakeVoice()
+	opts.twilio.DTMF = DTMFEvent // the setting under test
+	r := startReplica(t, &fakes.Echo{}, opts)
+	f := dialTwilio(t, r.mediaURL(), nil, 0)
+	f.start(wantFormat, nil)
+	id := r.sessionOf(t, f.callSid)
+	f.dtmf("#")
+	key := r.waitEvent(t, id, "the key press", func(ev event.Event) bool { _, ok := ev.(event.DTMF); return ok }).(event.DTMF)
+	if key != (event.DTMF{Digit: "#"}) {
+		t.Fatalf("stored %+v", key)
+	}
+	f.dtmf("1") // after it: the first was handled whole
+	r.waitEvent(t, id, "the second key press", func(ev event.Event) bool { d, ok := ev.(event.DTMF); return ok && d.Digit == "1" })
+	for _, ev := range r.events(t, id) {
+		if _, ok := ev.(event.DTMF); !ok {
+			t.Fatalf("a key press stored only made %T %+v", ev, ev)
+		}
 	}
 }

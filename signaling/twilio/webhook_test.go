@@ -101,6 +101,8 @@ func TestWebhookTwiML(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// A trusted proxy, and each case's settings: what they change
+			// is the test (the first case is the defaults').
 			s := newWebhookServer(t, tc.cfg, signaling.Config{TrustedProxies: proxies}, &call.Voice{})
 			r := httptest.NewRequest("POST", "http://voice.example.com/twilio/voice", strings.NewReader(callForm().Encode()))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -178,6 +180,7 @@ func TestWebhookBadRequests(t *testing.T) {
 func TestWebhookSignature(t *testing.T) {
 	const token = "the-auth-token"
 	const public = "https://voice.example.com"
+	// A token and a public URL: their signatures are the test.
 	s := newWebhookServer(t, twilio.Config{AuthToken: token, PublicURL: public}, signaling.Config{}, &call.Voice{})
 	target := "http://127.0.0.1:8080/twilio/voice?tenant=a%20b"
 	good := twilio.Signature(token, public+"/twilio/voice?tenant=a%20b", callForm())
