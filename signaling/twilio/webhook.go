@@ -126,9 +126,11 @@ func clip(s string) string {
 }
 
 // refuseWebhook answers a webhook that is not served, and counts and logs
-// it (with the peer's address, never the form: it names the caller).
+// it (with the peer's address, never the form: it names the caller), at
+// info level, as the gateway logs its refusals: anyone on the internet
+// can post here, and must not be able to flood the log with warnings.
 func (s *Server) refuseWebhook(w http.ResponseWriter, r *http.Request, status int, result, msg string) {
 	webhooks.WithLabelValues(result).Inc()
-	s.log.Warn("twilio webhook refused", "remote", r.RemoteAddr, "status", status, "why", msg)
+	s.log.Info("twilio webhook refused", "remote", r.RemoteAddr, "status", status, "why", msg)
 	http.Error(w, msg, status)
 }
