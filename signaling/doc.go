@@ -1,8 +1,9 @@
 // Package signaling is the gateway of every front end: what a protocol
 // needs of a WebSocket, and nothing of any protocol's messages. The
 // protocols stand beside each other beneath it (parley: the Parley
-// protocol on /ws; twilio: Twilio Media Streams; realtime to come) and map its typed
-// reasons, errors and session events onto their own wire.
+// protocol on /ws; twilio: Twilio Media Streams on /twilio/media;
+// realtime to come) and map its typed reasons, errors and session events
+// onto their own wire.
 //
 // It owns:
 //   - admission (Gateway, Endpoint.Accept): before the upgrade, a
@@ -17,8 +18,8 @@
 //     address (on whenever authentication is: a good token always passes, a
 //     wrong one past the budget gets 429 auth_rate), or instead the
 //     protocol's own check (Protocol.Auth: Twilio signs its requests and
-//     cannot send a token), refused 403 and counted alike; the allowed origins;
-//     and the drain. A refusal is a plain HTTP 429 (with Retry-After), 401,
+//     cannot send a token), refused 403 and counted alike; the allowed
+//     origins; and the drain. A refusal is a plain HTTP 429 (with Retry-After), 401,
 //     403 or 503 that names its Reason, counted in
 //     parley_ws_refused_total{reason}; the log has the reason and the
 //     client's address, never a token;
