@@ -52,8 +52,8 @@ func (s *Store) Metadata(ctx context.Context, id string) (map[string]string, err
 // the caller pressed: event.DTMF) in the session's log, and publishes it,
 // as the other appends do. It returns the event's id.
 func (s *Store) AppendEvent(ctx context.Context, id string, ev event.Event) (string, error) {
-	eid, err := appendScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id)},
-		s.ttl, s.cfg.MaxEvents, s.Channel(id), event.Marshal(ev)).Text()
+	eid, err := appendScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
+		s.ttl, s.cfg.MaxEvents, s.pub, event.Marshal(ev)).Text()
 	if err != nil {
 		return "", scriptErr("append event", err)
 	}
