@@ -59,6 +59,7 @@ func main() {
 	upAddr := fs.String("addr", "127.0.0.1:0", "listen address (upstream)")
 	llm := fs.String("llm", "fake", "seed: the model: fake (the fake upstream) or local (the offline responder)")
 	slots := fs.Int("slots", 64, "seed: the server's -llm-slots")
+	rateSession := fs.String("rate-session", "0", "seed: the server's -rate-session (0: no per-session limit, so that every turn reaches the model path)")
 	batches := fs.String("batches", "1,4", "batch: the server's -llm-batch values to compare")
 	rates := fs.String("rates", "5,10,20,40,60,80,100,120", "batch: offered turns per second, in order")
 	step := fs.Duration("step", 10*time.Second, "batch, voice, phone: how long each step runs")
@@ -137,7 +138,7 @@ func main() {
 	case "replicas":
 		res, err = runReplicas(ctx, *parley, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
 	case "seed":
-		res, err = runSeed(ctx, *parley, *llm, *slots, up, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
+		res, err = runSeed(ctx, *parley, *llm, *slots, *rateSession, up, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
 	default:
 		fail(fmt.Errorf("unknown mode %q", mode))
 	}
@@ -398,13 +399,13 @@ func stopParley(cmd *exec.Cmd) {
 	}
 }
 
-func runSeed(ctx context.Context, bin, llm string, slots int, up upstreamConfig, l textLoad) (*result, error) {
+func runSeed(ctx context.Context, bin, llm string, slots int, rateSession string, up upstreamConfig, l textLoad) (*result, error) {
 	redisURL, redisPid, stopRedis, err := startRedis(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer stopRedis()
-	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION=0", "PARLEY_ASR=off",
+	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION="+rateSession, "PARLEY_ASR=off",
 		fmt.Sprintf("PARLEY_LLM_SLOTS=%d", slots), "PARLEY_LLM_QUEUE=256"}
 	var upstreamTime time.Duration
 	if llm == "fake" {
