@@ -70,6 +70,7 @@ fuzz: deps
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/opus/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzResample$$' -fuzztime $(FUZZTIME) ./media/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzVAD$$' -fuzztime $(FUZZTIME) ./media/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./pipeline/endpoint/
 
 # Benchmarks measure and write figures down; they never fail on timings.
 # `make bench` runs short versions of every scenario (under 5 minutes);
