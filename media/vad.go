@@ -98,7 +98,12 @@ const bridge = 150 * time.Millisecond
 
 // Process takes one frame (any length, typically 20 ms) and reports
 // whether it started or ended speech.
-func (v *VAD) Process(frame []int16) VADEvent {
+func (v *VAD) Process(frame []int16) VADEvent { return v.ProcessHeard(frame, true) }
+
+// ProcessHeard is Process for a frame an EchoGate has judged: with near
+// false (only the bot's own voice coming back) the frame is not speech,
+// however loud, while the noise floor still learns from it.
+func (v *VAD) ProcessHeard(frame []int16, near bool) VADEvent {
 	if len(frame) == 0 {
 		return VADNone
 	}
@@ -111,7 +116,7 @@ func (v *VAD) Process(frame []int16) VADEvent {
 	v.level = level
 	dur := time.Duration(len(frame)) * time.Second / time.Duration(v.cfg.SampleRate)
 	v.trackFloor(level, dur)
-	speech := level > v.cfg.MinLevel && level > v.floor+v.cfg.Threshold
+	speech := near && level > v.cfg.MinLevel && level > v.floor+v.cfg.Threshold
 
 	if !v.speaking {
 		if speech {
