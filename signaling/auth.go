@@ -109,10 +109,19 @@ func newVerifier(a AuthConfig) *verifier {
 
 // check checks the request's token. It never logs the token.
 func (v *verifier) check(r *http.Request, now time.Time) error {
+	return v.checkWith(r, nil, now)
+}
+
+// checkWith is check with the protocol's own place for a token (see
+// Protocol.Token), looked at when the header and the query have none.
+func (v *verifier) checkWith(r *http.Request, protoToken func(*http.Request) string, now time.Time) error {
 	if !v.on {
 		return nil
 	}
 	tok := requestToken(r)
+	if tok == "" && protoToken != nil {
+		tok = protoToken(r)
+	}
 	if tok == "" {
 		return errNoToken
 	}

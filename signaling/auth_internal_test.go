@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -57,5 +58,37 @@ func TestAuthUsesConstantTimeCompares(t *testing.T) {
 	r := httptest.NewRequest("GET", "/ws?access_token="+SignToken(secret, "s", time.Minute, now), nil)
 	if err := newVerifier(a).check(r, now); err != nil || macs != 1 {
 		t.Fatalf("signed token: %v, %d hmac.Equal calls", err, macs)
+	}
+}
+
+// A protocol's own place for the token (Protocol.Token) is looked at only
+// when the header and the query carry none, and what it finds is checked
+// as any token is: a static one, a signed one, a wrong one.
+func TestProtocolToken(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	secret := []byte("k")
+	v := newVerifier(AuthConfig{Tokens: []string{"static"}, Secret: secret})
+	fromHeader := func(r *http.Request) string { return r.Header.Get("X-Token") }
+	for _, tc := range []struct {
+		name, header, query, proto string
+		ok                         bool
+	}{
+		{"static in the protocol's place", "", "", "static", true},
+		{"signed in the protocol's place", "", "", SignToken(secret, "s", time.Minute, now), true},
+		{"wrong in the protocol's place", "", "", "nope", false},
+		{"none anywhere", "", "", "", false},
+		{"the header wins over the protocol's place", "nope", "", "static", false},
+		{"the query wins over the protocol's place", "", "nope", "static", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/v1/realtime?access_token="+tc.query, nil)
+			if tc.header != "" {
+				r.Header.Set("Authorization", "Bearer "+tc.header)
+			}
+			r.Header.Set("X-Token", tc.proto)
+			if err := v.checkWith(r, fromHeader, now); (err == nil) != tc.ok {
+				t.Fatalf("check: %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }

@@ -162,6 +162,16 @@ type Protocol struct {
 	// failed authentications, as a wrong token does. The other checks
 	// (the caps, the origin, the drain) stay the gateway's.
 	Auth func(r *http.Request) error
+	// Token, if set, is where this protocol carries a client's token when
+	// the Authorization header and ?access_token have none (a browser's
+	// WebSocket can set neither a header nor, with some SDKs, the URL: the
+	// OpenAI Realtime protocol offers it as a subprotocol). It returns ""
+	// for none. The token is checked as any other.
+	Token func(r *http.Request) string
+	// MaxMessage, if set, is this protocol's largest frame read, in place
+	// of Config.MaxMessage (a protocol whose audio comes in JSON frames
+	// needs larger ones).
+	MaxMessage int64
 }
 
 // Endpoint is one protocol's entry through the gateway.
@@ -261,7 +271,7 @@ func (e *Endpoint) Accept(w http.ResponseWriter, r *http.Request) *Socket {
 		g.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
 		return nil
 	}
-	if !g.authenticate(w, r, addr, ip, e.proto.Auth) {
+	if !g.authenticate(w, r, addr, ip, e.proto) {
 		g.ipLimit.release(ip)
 		return nil
 	}
@@ -321,17 +331,19 @@ func (e *Endpoint) Serve(s *Socket, serve func()) {
 	}()
 }
 
-// authenticate checks the request's token, if authentication is on, or
-// the protocol's own check (own, when set), and answers a refusal. A
-// missing or wrong token spends one of the address's failures (an expired
-// one does not: only a token we signed has a valid signature, and its
-// client must be told to fetch a new one).
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string, own func(*http.Request) error) bool {
+// authenticate checks the request's token, if authentication is on (in
+// the header, the query, or the protocol's own place), or the protocol's
+// own check when it has one, and answers a refusal. A missing or wrong
+// token spends one of the address's failures (an expired one does not:
+// only a token we signed has a valid signature, and its client must be
+// told to fetch a new one).
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr netip.Addr, ip string, proto Protocol) bool {
+	own := proto.Auth
 	var err error
 	if own != nil {
 		err = own(r)
 	} else {
-		err = g.auth.check(r, g.cfg.Now())
+		err = g.auth.checkWith(r, proto.Token, g.cfg.Now())
 	}
 	if err == nil {
 		return true

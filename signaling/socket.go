@@ -349,7 +349,11 @@ func (s *Socket) write(kind int, data []byte) error {
 // readLoop hands every frame to h until a read fails or the socket
 // closes.
 func (s *Socket) readLoop(h Handler) {
-	s.ws.SetReadLimit(s.cfg.MaxMessage)
+	limit := s.cfg.MaxMessage
+	if s.proto.MaxMessage > 0 {
+		limit = s.proto.MaxMessage
+	}
+	s.ws.SetReadLimit(limit)
 	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	// Pongs go through the writer: only the writer writes.
 	s.ws.SetPingHandler(func(data string) error {
