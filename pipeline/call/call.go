@@ -78,6 +78,9 @@ type Turns interface {
 	SubmitSpoken(ctx context.Context, sessionID, text string, source event.Source, written func(turn int64, reply string)) (int64, error)
 	FinishSpoken(ctx context.Context, sessionID string, turn int64, heard string, cut bool)
 	Interrupt(ctx context.Context, sessionID string) error
+	// AppendItem stores the caller's words as a user item that asks for
+	// no reply (TurnTaking.NoResponse).
+	AppendItem(ctx context.Context, sessionID, text string, source event.Source) (int64, error)
 }
 
 // Follower delivers a session's live events (session.Hub).
@@ -107,6 +110,40 @@ type Played interface {
 // must not block; it may be called when nothing is queued.
 type Flusher interface {
 	Flush()
+}
+
+// Listener is implemented by an Output that follows the caller's turn
+// taking (the OpenAI Realtime protocol's input_audio_buffer events). Its
+// calls come from the call's listening goroutine and must not block. at
+// is a point of the caller's audio, counted from the call's first frame.
+type Listener interface {
+	SpeechStarted(at time.Duration) // the VAD heard the caller start speaking (at: where the speech began)
+	SpeechStopped(at time.Duration) // ... and stop (at: the end of the last voiced audio)
+	// Appended: the end of a turn stored the caller's words as the item of
+	// turn, and asked for no reply (TurnTaking.NoResponse).
+	Appended(turn int64)
+}
+
+// TurnTaking is how a call takes turns with its caller. The zero value is
+// the server's: Config's VAD ends a turn, the turn gets a spoken reply,
+// and the caller's voice cuts a reply off. A front end may change it
+// during the call (SetTurnTaking).
+type TurnTaking struct {
+	// Manual: no voice activity detection. The caller's audio is one
+	// utterance until the front end ends it (Commit) or drops it (Clear);
+	// nothing cuts a reply off but Interrupt.
+	Manual bool
+	// VAD overrides Config.VAD's Start, Stop and Threshold where they are
+	// set (the rest is Config's).
+	VAD     media.VADConfig
+	PreRoll time.Duration // overrides Config.PreRoll when set
+	// NoResponse: the end of a turn stores the caller's words as an item
+	// (Turns.AppendItem) and asks for no reply; the front end asks for one
+	// when it likes (Respond). Listener.Appended tells it of the item.
+	NoResponse bool
+	// NoBargeIn: the caller's voice does not cut a reply off (the front end
+	// may still, with Interrupt).
+	NoBargeIn bool
 }
 
 // Media is what a front end's audio is: PCM in at InRate, the bot's audio
@@ -152,6 +189,9 @@ type Call struct {
 	state    atomic.Value  // event.BotState
 	first    atomic.Int64  // the frame (of sent) whose sending starts firstTurn's audio; 0: none
 	caller   atomic.Bool   // the VAD hears the caller speak
+	taking   atomic.Pointer[TurnTaking]
+	uttered  atomic.Bool    // the recogniser has audio of an utterance not yet ended
+	ctl      chan listenCtl // Commit and Clear, for the listening loop
 
 	mu         sync.Mutex
 	stopSpeech context.CancelFunc // cancels the synthesis under way
@@ -187,7 +227,9 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 		events:   make(chan callEvent, 256),
 		progress: make(chan struct{}, 1),
 		timing:   make(map[int64]*turnTiming),
+		ctl:      make(chan listenCtl, 8),
 	}
+	c.taking.Store(&TurnTaking{})
 	c.pacer = media.NewPacer(cfg.Pacer, c.sendFrame)
 	c.state.Store(event.BotState(""))
 	return c
@@ -281,11 +323,33 @@ func (c *Call) SubmitText(ctx context.Context, text string) (int64, error) {
 }
 
 func (c *Call) submit(ctx context.Context, text string, source event.Source, tt turnTiming) (int64, error) {
+	return c.respond(ctx, tt, func(ctx context.Context, written func(int64, string)) (int64, error) {
+		return c.v.Turns.SubmitSpoken(ctx, c.session, text, source, written)
+	})
+}
+
+// Respond asks for a reply that the call speaks, to the conversation as it
+// stands (a front end's response.create): create starts it with the turn
+// engine, handing written to it as SubmitSpoken takes it, and returns its
+// turn. The reply is spoken, cut off and finished as a spoken turn's.
+func (c *Call) Respond(ctx context.Context, create func(ctx context.Context, written func(turn int64, reply string)) (int64, error)) (int64, error) {
+	return c.respond(ctx, turnTiming{decided: c.clk.Now()}, create)
+}
+
+// Turn is the turn whose reply the call speaks or spoke last (0: none
+// yet).
+func (c *Call) Turn() int64 { return c.turn.Load() }
+
+// SetTurnTaking changes how the call takes turns, from the caller's next
+// frame on (see TurnTaking).
+func (c *Call) SetTurnTaking(t TurnTaking) { c.taking.Store(&t) }
+
+func (c *Call) respond(ctx context.Context, tt turnTiming, create func(context.Context, func(int64, string)) (int64, error)) (int64, error) {
 	// Before the submit: a fast model's reply can start playing before
 	// SubmitSpoken returns.
 	c.setState(event.Thinking)
 	tt.submitted = c.clk.Now()
-	turn, err := c.v.Turns.SubmitSpoken(ctx, c.session, text, source, func(turn int64, reply string) {
+	turn, err := create(ctx, func(turn int64, reply string) {
 		// The turn is ours even if SubmitSpoken has not returned yet: follow
 		// it, or the speaker would take its reply for a superseded one.
 		c.follow(turn)

@@ -13,8 +13,14 @@
 // follows the session's events itself, so it sees its turns' replies from
 // whichever replica writes them.
 //
+// How a call takes turns is its TurnTaking, which a front end may change
+// during the call: the server's VAD or its own settings, a manual commit
+// (Commit, Clear), an end of turn that only stores the caller's words as
+// an item, no barge-in. An Output that is a Listener hears of the
+// caller's speech starting and stopping and of the items stored.
+//
 // Voice is shared by a replica's calls and safe for concurrent use. A
-// Call's Audio, SubmitText, Interrupt and Deliver are safe from any
-// goroutine; Run owns the rest and runs three goroutines (listen, speak,
+// Call's Audio, SubmitText, Respond, Commit, Clear, SetTurnTaking, Turn,
+// Interrupt and Deliver are safe from any goroutine; Run owns the rest and runs three goroutines (listen, speak,
 // pacer) that end with its context.
 package call

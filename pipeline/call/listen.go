@@ -9,43 +9,155 @@ import (
 	"github.com/parleyhq/parley/pipeline/speech"
 )
 
+// listenCtl is an order of the front end's for the listening loop.
+type listenCtl uint8
+
+const (
+	ctlCommit listenCtl = iota + 1 // end the utterance now
+	ctlClear                       // drop the utterance's audio
+)
+
+// listener is the listening loop's state: the VAD and the audio held for
+// the recogniser, for the turn taking in force.
+type listener struct {
+	taking *TurnTaking
+	vad    *media.VAD
+	start  time.Duration // the VAD's start duration in force
+	preMax int
+	pre    []int16
+	heard  time.Duration // caller audio taken so far
+}
+
+// retake makes l follow t: a VAD of its settings, or none.
+func (c *Call) retake(l *listener, t *TurnTaking) {
+	l.taking = t
+	cfg := c.cfg.VAD
+	if t.VAD.Start > 0 {
+		cfg.Start = t.VAD.Start
+	}
+	if t.VAD.Stop > 0 {
+		cfg.Stop = t.VAD.Stop
+	}
+	if t.VAD.Threshold > 0 {
+		cfg.Threshold = t.VAD.Threshold
+	}
+	l.vad = media.NewVAD(cfg)
+	l.start = cfg.Start
+	if l.start <= 0 {
+		l.start = 200 * time.Millisecond // the VAD's own default
+	}
+	pre := c.cfg.PreRoll
+	if t.PreRoll > 0 {
+		pre = t.PreRoll
+	}
+	l.preMax = int(pre.Seconds() * float64(c.v.ASR.SampleRate()))
+	l.pre = l.pre[:0]
+	c.caller.Store(false)
+}
+
 // listen: caller audio → the recogniser's rate → VAD → recogniser → a
 // user turn. It returns when ctx ends.
 func (c *Call) listen(ctx context.Context, rec speech.Recognizer, down *media.Resampler) {
-	vad := media.NewVAD(c.cfg.VAD)
-	preMax := int(c.cfg.PreRoll.Seconds() * float64(c.v.ASR.SampleRate()))
-	var pre, buf []int16
+	var l listener
+	c.retake(&l, c.taking.Load())
+	var buf []int16
 	for {
 		var frame []int16
 		select {
 		case <-ctx.Done():
 			return
+		case op := <-c.ctl:
+			c.control(ctx, rec, &l, op)
+			continue
 		case frame = <-c.in:
+		}
+		if t := c.taking.Load(); t != l.taking {
+			c.retake(&l, t)
 		}
 		if down != nil {
 			buf = down.Process(frame, buf[:0])
 		} else {
 			buf = append(buf[:0], frame...)
 		}
-		ev := vad.Process(buf)
-		c.caller.Store(vad.Speaking())
-		switch {
-		case ev == media.VADSpeechStart:
+		l.heard += time.Duration(len(buf)) * time.Second / time.Duration(c.v.ASR.SampleRate())
+		if l.taking.Manual {
+			c.write(rec, buf)
+			continue
+		}
+		c.detect(ctx, rec, &l, buf)
+	}
+}
+
+// detect runs the VAD over one frame and acts on what it decides.
+func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, buf []int16) {
+	ev := l.vad.Process(buf)
+	c.caller.Store(l.vad.Speaking())
+	switch {
+	case ev == media.VADSpeechStart:
+		if !l.taking.NoBargeIn {
 			c.bargeIn(ctx)
-			c.write(rec, pre) // the frames before the start are speech too
-			c.write(rec, buf)
-			pre = pre[:0]
-		case vad.Speaking() || ev == media.VADSpeechEnd:
-			c.write(rec, buf)
-		default:
-			pre = append(pre, buf...)
-			if over := len(pre) - preMax; over > 0 {
-				pre = append(pre[:0], pre[over:]...)
-			}
 		}
-		if ev == media.VADSpeechEnd {
-			c.endUtterance(ctx, rec, vad.TrailingSilence())
+		if ln, ok := c.out.(Listener); ok {
+			ln.SpeechStarted(max(0, l.heard-l.start))
 		}
+		c.write(rec, l.pre) // the frames before the start are speech too
+		c.write(rec, buf)
+		l.pre = l.pre[:0]
+	case l.vad.Speaking() || ev == media.VADSpeechEnd:
+		c.write(rec, buf)
+	default:
+		l.pre = append(l.pre, buf...)
+		if over := len(l.pre) - l.preMax; over > 0 {
+			l.pre = append(l.pre[:0], l.pre[over:]...)
+		}
+	}
+	if ev == media.VADSpeechEnd {
+		silence := l.vad.TrailingSilence()
+		if ln, ok := c.out.(Listener); ok {
+			ln.SpeechStopped(max(0, l.heard-silence))
+		}
+		c.endUtterance(ctx, rec, silence)
+	}
+}
+
+// control carries out a front end's Commit or Clear.
+func (c *Call) control(ctx context.Context, rec speech.Recognizer, l *listener, op listenCtl) {
+	switch op {
+	case ctlCommit:
+		if c.uttered.Load() {
+			c.endUtterance(ctx, rec, 0)
+		}
+	case ctlClear:
+		if c.uttered.Load() {
+			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, _ = rec.End(ectx) // its words are dropped
+			cancel()
+			c.uttered.Store(false)
+		}
+		l.pre = l.pre[:0]
+	}
+}
+
+// Commit ends the caller's utterance now, as the end of speech would (the
+// client commits its input, as it must with TurnTaking.Manual). It
+// reports false when there is no audio to commit (or the loop has too
+// many orders queued); it never waits for the recogniser.
+func (c *Call) Commit() bool {
+	if !c.uttered.Load() {
+		return false
+	}
+	return c.order(ctlCommit)
+}
+
+// Clear drops the audio of the caller's utterance not yet ended.
+func (c *Call) Clear() { c.order(ctlClear) }
+
+func (c *Call) order(op listenCtl) bool {
+	select {
+	case c.ctl <- op:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -84,19 +196,22 @@ func (c *Call) write(rec speech.Recognizer, pcm []int16) {
 	if len(pcm) == 0 {
 		return
 	}
+	c.uttered.Store(true)
 	if err := rec.Write(pcm); err != nil {
 		c.log.Warn("recogniser dropped audio", "err", err)
 	}
 }
 
-// endUtterance turns the utterance the VAD just ended into a user turn.
-// silence is how long the VAD waited after the last voiced audio.
+// endUtterance turns the utterance just ended (by the VAD, or a commit)
+// into a user turn. silence is how long the VAD waited after the last
+// voiced audio (0 for a commit).
 func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence time.Duration) {
 	now := c.clk.Now()
 	tt := turnTiming{voicedEnd: now.Add(-silence), decided: now}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	text, err := rec.End(ectx)
+	c.uttered.Store(false)
 	tt.transcribed = c.clk.Now()
 	if err != nil {
 		c.log.Warn("recognition failed", "err", err)
@@ -108,11 +223,32 @@ func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence 
 		return // a noise, not words
 	}
 	asrLatency.Observe(tt.transcribed.Sub(tt.decided).Seconds())
+	if c.taking.Load().NoResponse {
+		c.appendItem(ctx, text)
+		return
+	}
 	if _, err := c.submit(ctx, text, event.SourceVoice, tt); err != nil {
-		if te, ok := err.(interface{ Event() event.Error }); ok {
-			c.out.SendEvent(te.Event())
-		} else {
-			c.out.SendEvent(event.Error{Code: event.CodeInternal, Message: "the turn could not be submitted"})
-		}
+		c.submitFailed(err)
+	}
+}
+
+// appendItem stores the caller's words as an item without a reply.
+func (c *Call) appendItem(ctx context.Context, text string) {
+	turn, err := c.v.Turns.AppendItem(ctx, c.session, text, event.SourceVoice)
+	if err != nil {
+		c.submitFailed(err)
+		return
+	}
+	if ln, ok := c.out.(Listener); ok {
+		ln.Appended(turn)
+	}
+}
+
+// submitFailed tells the caller's front end why its turn was not taken.
+func (c *Call) submitFailed(err error) {
+	if te, ok := err.(interface{ Event() event.Error }); ok {
+		c.out.SendEvent(te.Event())
+	} else {
+		c.out.SendEvent(event.Error{Code: event.CodeInternal, Message: "the turn could not be submitted"})
 	}
 }

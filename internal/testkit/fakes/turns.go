@@ -38,6 +38,7 @@ type Turns struct {
 	submitted  []Submitted
 	finished   []Finished
 	interrupts []string // session ids
+	appended   []Submitted
 	changes    changes
 }
 
@@ -95,6 +96,55 @@ func (t *Turns) FinishSpoken(ctx context.Context, sessionID string, turn int64, 
 		t.Events.Publish(sessionID, event.ReplyDone{Turn: turn, Text: heard, Interrupted: cut})
 	}
 	t.changes.changed()
+}
+
+// AppendItem implements call.Turns: it numbers the item as a turn, as
+// the engine does, and records it; nothing replies to it.
+func (t *Turns) AppendItem(ctx context.Context, sessionID, text string, source event.Source) (int64, error) {
+	if t.SubmitErr != nil {
+		return 0, t.SubmitErr
+	}
+	t.mu.Lock()
+	if t.last == nil {
+		t.last = make(map[string]int64)
+	}
+	t.last[sessionID]++
+	s := Submitted{Session: sessionID, Text: text, Source: source, Turn: t.last[sessionID]}
+	t.appended = append(t.appended, s)
+	t.mu.Unlock()
+	t.changes.changed()
+	return s.Turn, nil
+}
+
+// Respond is what a front end's create function does for a spoken
+// response (call.Call.Respond): it numbers a new turn, records it among
+// the submits (with no text) and keeps written, so that Write and Reply
+// work on it.
+func (t *Turns) Respond(sessionID string, written func(turn int64, reply string)) int64 {
+	t.mu.Lock()
+	if t.last == nil {
+		t.last = make(map[string]int64)
+	}
+	t.last[sessionID]++
+	s := Submitted{Session: sessionID, Turn: t.last[sessionID], written: written}
+	t.submitted = append(t.submitted, s)
+	t.mu.Unlock()
+	t.changes.changed()
+	return s.Turn
+}
+
+// Appends are the AppendItem calls so far.
+func (t *Turns) Appends() []Submitted {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Submitted(nil), t.appended...)
+}
+
+// WaitAppends waits for n AppendItem calls and returns them.
+func (t *Turns) WaitAppends(tb testing.TB, n int) []Submitted {
+	tb.Helper()
+	t.changes.wait(tb, fmt.Sprintf("%d appended items", n), func() bool { return len(t.Appends()) >= n })
+	return t.Appends()
 }
 
 // Interrupt implements call.Turns.
