@@ -595,3 +595,56 @@ func splitID(id string) (uint64, uint64) {
 	s, _ := strconv.ParseUint(seq, 10, 64)
 	return m, s
 }
+
+// Entry is one entry of the history stream, with its stream id.
+type Entry struct {
+	ID string
+	Turn
+}
+
+// HistoryEntries returns the whole history (at most Config.MaxHistory
+// entries), oldest first, with each entry's stream id: what an edit or a
+// deletion names.
+func (s *Store) HistoryEntries(ctx context.Context, id string) ([]Entry, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.histKey(id), "-", "+", s.cfg.MaxHistory+64).Result()
+	if err != nil {
+		return nil, fmt.Errorf("session: history: %w", err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for i := range msgs {
+		t := historyOf(msgs[i : i+1])[0]
+		out = append(out, Entry{ID: msgs[i].ID, Turn: t})
+	}
+	return out, nil
+}
+
+// EditHistory replaces the history entry entryID with t, or deletes it
+// when t is nil: a client that truncates what the model said (what the
+// caller heard of it) or deletes an item. The replacement goes to the
+// end of the stream; the model sees the history in turn order, so it
+// keeps its place. ErrNotFound when the session has expired.
+func (s *Store) EditHistory(ctx context.Context, id, entryID string, t *Turn) error {
+	n, err := s.rdb.Exists(ctx, s.metaKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("session: edit history: %w", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.XDel(ctx, s.histKey(id), entryID)
+	if t != nil {
+		v := map[string]any{"r": t.Role, "c": t.Content, "n": t.N}
+		if t.ToolCalls != "" {
+			v["tc"] = t.ToolCalls
+		}
+		if t.CallID != "" {
+			v["i"] = t.CallID
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.histKey(id), MaxLen: s.cfg.MaxHistory, Approx: true, Values: v})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("session: edit history: %w", err)
+	}
+	return nil
+}

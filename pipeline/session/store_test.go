@@ -424,3 +424,46 @@ func TestMetadataAndAppendEvent(t *testing.T) {
 		t.Fatalf("%d keys made for no session", n)
 	}
 }
+
+// A history entry edited (a reply cut to what was heard) or deleted (an
+// item the client removed) changes what History returns; the edit keeps
+// its turn.
+func TestEditHistory(t *testing.T) {
+	ctx := context.Background()
+	s := session.NewStore(redistest.Start(t).Client(), session.Config{})
+	id, _, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AppendUserTurn(ctx, id, "hello", "text"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.StartTurn(ctx, id, 1, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.FinishTurn(ctx, id, 1, "r1", "Hello there, how are you today?", false); err != nil || !ok {
+		t.Fatalf("finish: %v %v", ok, err)
+	}
+	entries, err := s.HistoryEntries(ctx, id)
+	if err != nil || len(entries) != 2 || entries[1].Role != "assistant" {
+		t.Fatalf("entries %+v, %v", entries, err)
+	}
+	cut := entries[1].Turn
+	cut.Content = "Hello there,"
+	if err := s.EditHistory(ctx, id, entries[1].ID, &cut); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EditHistory(ctx, id, entries[0].ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := s.History(ctx, id, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []session.Turn{{Role: "assistant", Content: "Hello there,", N: 1}}; !reflect.DeepEqual(hist, want) {
+		t.Fatalf("history %+v, want %+v", hist, want)
+	}
+	if err := s.EditHistory(ctx, "0123456789abcdef0123456789abcdef", entries[1].ID, nil); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("edit in a session that does not exist: %v", err)
+	}
+}
