@@ -23,6 +23,16 @@ type Settings struct {
 	TurnDetection *TurnDetection `json:"turn_detection,omitempty"`
 	// Tools are the tools the client runs itself (it answers their calls).
 	Tools []llm.Tool `json:"tools,omitempty"`
+	// ToolChoice: "auto", "none", "required" or a tool's name; "": auto.
+	ToolChoice string `json:"tool_choice,omitempty"`
+	// EndAtClientTools: a reply that calls the client's tools ends there;
+	// the results, when they come, are for the next response the client
+	// asks for (the OpenAI Realtime protocol). Otherwise (the Parley
+	// protocol) the reply goes on by itself once they are all in.
+	EndAtClientTools bool `json:"end_at_client_tools,omitempty"`
+	// Transcribe: the client wants the caller's words reported as they are
+	// recognised (they are always recognised: the model reads text).
+	Transcribe bool `json:"transcribe,omitempty"`
 }
 
 // TurnDetection says how a call decides that the caller's turn ended.

@@ -50,6 +50,10 @@ type ToolStep struct {
 	Events  [][]byte      // the stored forms of the calls' tool.call events
 	Pending []PendingCall // the calls that wait for a result
 	Results []ToolOutput  // the results known at once
+	// End: the step ends the turn. The run keeps the turn (FinishReply
+	// stores its reply.done), no job waits, and each pending call's result
+	// is stored when it comes, for the next response to see.
+	End bool
 }
 
 var toolStepScript = redis.NewScript(doneLua + lua("toolstep.lua"))
@@ -70,6 +74,11 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 	for _, r := range st.Results {
 		args = append(args, r.ID, r.Output)
 	}
+	end := "0"
+	if st.End {
+		end = "1"
+	}
+	args = append(args, end)
 	n, err := toolStepScript.Run(ctx, s.rdb, s.writeKeys(id), args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("session: tool step: %w", err)

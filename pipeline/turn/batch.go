@@ -165,6 +165,7 @@ func (e *Engine) startJob(ctx context.Context, j *job) (llm.Request, bool) {
 		return llm.Request{}, false
 	}
 	j.reset = st.Takeover
+	j.endAtTools = st.Settings.EndAtClientTools
 	j.status = session.Appended
 	j.steps, j.prior = st.Steps, priorText(st.History, j.turn)
 	conv := e.conversation(st.History, j.turn, e.instructions(st.Settings, j.opts))
@@ -219,7 +220,42 @@ func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []
 		}
 		conv = append(conv, m)
 	}
-	return conv
+	return answerMissing(conv)
+}
+
+// noResult is what the model is told of a call whose result never came
+// (its turn ended at its tool step, and the client sent none, or not
+// yet): chat APIs refuse a call without a result.
+const noResult = "error: no result was given for this call"
+
+// answerMissing puts a result after every tool call that has none in
+// conv.
+func answerMissing(conv []llm.Message) []llm.Message {
+	answered := map[string]bool{}
+	missing := false
+	for _, m := range conv {
+		if m.ToolCallID != "" {
+			answered[m.ToolCallID] = true
+		}
+	}
+	for _, m := range conv {
+		for _, c := range m.ToolCalls {
+			missing = missing || !answered[c.ID]
+		}
+	}
+	if !missing {
+		return conv
+	}
+	out := make([]llm.Message, 0, len(conv)+1)
+	for _, m := range conv {
+		out = append(out, m)
+		for _, c := range m.ToolCalls {
+			if !answered[c.ID] {
+				out = append(out, llm.Message{Role: llm.RoleTool, Content: noResult, ToolCallID: c.ID})
+			}
+		}
+	}
+	return out
 }
 
 // flushLocked stores the job's buffered text as one reply.delta. j.mu held.
@@ -291,7 +327,7 @@ func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr 
 		}
 	}()
 	if j.status == session.Appended && callErr == nil && len(j.calls) > 0 {
-		if stored, again := e.toolStep(ctx, j); stored {
+		if stored, again := e.toolStep(ctx, j); stored && !j.ended {
 			return again // the job waits for the results, or is queued again
 		}
 	}

@@ -182,6 +182,9 @@ type job struct {
 	steps       int
 	clientTools map[string]bool
 	stopWait    func() bool
+	// endAtTools: a step that calls the client's tools ends the turn (the
+	// session's EndAtClientTools); ended: this one did.
+	endAtTools, ended bool
 
 	// Set while running; guarded by mu.
 	mu        sync.Mutex
@@ -271,9 +274,20 @@ func (e *Engine) SubmitSpoken(ctx context.Context, sessionID, text string, sourc
 }
 
 // ResponseOptions are one response's own settings; a zero field means the
-// session's (session.Settings), or the server's.
+// session's (session.Settings), or the server's. They are persisted with
+// the response's job, so that a replica that takes it over answers alike.
 type ResponseOptions struct {
 	Instructions string `json:"instructions,omitempty"` // the system prompt of this response
+	// Tools, when not nil, are the client's tools this response offers, in
+	// place of the session's (an empty list: none of them).
+	Tools *[]llm.Tool `json:"tools,omitempty"`
+	// ToolChoice: "auto", "none", "required" or a tool's name (as
+	// llm.Request's); "" the session's.
+	ToolChoice string `json:"tool_choice,omitempty"`
+}
+
+func (o ResponseOptions) zero() bool {
+	return o.Instructions == "" && o.Tools == nil && o.ToolChoice == ""
 }
 
 // AppendItem adds a user item to the conversation without asking for a
@@ -292,6 +306,18 @@ func (e *Engine) AppendItem(ctx context.Context, sessionID, text string, source 
 // persistence as Submit.
 func (e *Engine) CreateResponse(ctx context.Context, sessionID string, opts ResponseOptions) (int64, error) {
 	return e.respond(ctx, sessionID, opts, nil, func(ctx context.Context) (int64, error) {
+		return e.store.Respond(ctx, sessionID)
+	})
+}
+
+// CreateSpokenResponse is CreateResponse for a reply that a call speaks
+// (see SubmitSpoken): written gets the whole reply, and FinishSpoken
+// finishes the turn.
+func (e *Engine) CreateSpokenResponse(ctx context.Context, sessionID string, opts ResponseOptions, written func(turn int64, reply string)) (int64, error) {
+	if written == nil {
+		written = func(int64, string) {}
+	}
+	return e.respond(ctx, sessionID, opts, written, func(ctx context.Context) (int64, error) {
 		return e.store.Respond(ctx, sessionID)
 	})
 }
@@ -393,7 +419,7 @@ func (e *Engine) storeError(sessionID string, err error) error {
 // job over answers it alike.
 func jobValues(j *job) []any {
 	v := []any{"s", j.session, "t", j.turn}
-	if j.opts != (ResponseOptions{}) {
+	if !j.opts.zero() {
 		b, _ := json.Marshal(j.opts)
 		v = append(v, "o", string(b))
 	}

@@ -35,12 +35,20 @@ var ErrUnknownCall = errors.New("no tool call of that id is waiting for a result
 // request is what the model is asked for a job: the conversation, and the
 // tools, until the turn has taken its ToolSteps.
 func (e *Engine) request(j *job, conv []llm.Message, set session.Settings) llm.Request {
-	req := llm.Request{Messages: conv}
+	req := llm.Request{Messages: conv, ToolChoice: set.ToolChoice}
+	if j.opts.ToolChoice != "" {
+		req.ToolChoice = j.opts.ToolChoice
+	}
 	if !e.llm.CallsTools() || j.steps >= e.cfg.ToolSteps {
+		req.ToolChoice = ""
 		return req
 	}
-	j.clientTools = make(map[string]bool, len(set.Tools))
-	for _, t := range set.Tools {
+	client := set.Tools
+	if j.opts.Tools != nil {
+		client = *j.opts.Tools
+	}
+	j.clientTools = make(map[string]bool, len(client))
+	for _, t := range client {
 		j.clientTools[t.Name] = true
 		req.Tools = append(req.Tools, t)
 	}
@@ -116,10 +124,14 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	}
 	events, pending, results := e.classify(j)
 	calls, _ := json.Marshal(j.calls)
+	// With EndAtClientTools, a step that calls the client's tools ends the
+	// turn: their results are stored when they come (on any replica), no
+	// step follows, and the next response sees them.
+	end := j.endAtTools && callsClient(pending)
 	// Waiting before the calls are known: a result may come at once, and
 	// must find the job (resume waits for j.mu, so for the rest of this).
 	k := turnKey{j.session, j.turn}
-	if len(pending) > 0 {
+	if len(pending) > 0 && !end {
 		e.mu.Lock()
 		e.waiting[k] = j
 		e.mu.Unlock()
@@ -133,7 +145,7 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	err := e.durably(ctx, "tool step", func(ctx context.Context) (err error) {
 		st, err = e.store.StoreToolStep(ctx, j.session, session.ToolStep{
 			Turn: j.turn, Run: j.run, Text: j.text.String(), Calls: string(calls), JobAt: jobAt(j),
-			Events: events, Pending: pending, Results: results,
+			Events: events, Pending: pending, Results: results, End: end,
 		})
 		return err
 	})
@@ -158,12 +170,34 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	j.buf.Reset()
 	j.calls = nil
 	j.steps++
+	if end {
+		// The turn is finished as a reply without calls (finishJobLocked
+		// goes on); the server's tools of the step still run, and their
+		// results wait in the history for the next response.
+		j.ended = true
+		for _, c := range pending {
+			if c.By == string(event.ByServer) {
+				e.runServerTool(j.session, j.turn, c)
+			}
+		}
+		return true, false
+	}
 	j.keep = true // the job stays in its stream until the turn is finished
 	if len(pending) == 0 {
 		return true, true
 	}
 	e.wait(j, pending)
 	return true, false
+}
+
+// callsClient reports whether any of the calls is the client's.
+func callsClient(pending []session.PendingCall) bool {
+	for _, c := range pending {
+		if c.By == string(event.ByClient) {
+			return true
+		}
+	}
+	return false
 }
 
 // wait parks j (already in e.waiting) until its pending calls have
@@ -260,12 +294,14 @@ func (e *Engine) result(ctx context.Context, sessionID, callID, output, by strin
 	if err != nil {
 		return err
 	}
-	switch status {
-	case session.ResultUnknown:
+	switch {
+	case status == session.ResultUnknown:
 		return ErrUnknownCall
-	case session.ResultLast:
+	case status == session.ResultLast && at != "":
 		e.resume(ctx, sessionID, turn, at)
 	}
+	// A last result with no job: its turn ended at its tool step
+	// (EndAtClientTools); the next response sees the result.
 	return nil
 }
 

@@ -10,7 +10,8 @@
 -- 4 the publish command, 5 turn, 6 run, 7 the step's text, 8 the calls (JSON), 9 the
 -- job's place, then: the number of events and their bodies; the number of
 -- pending calls and (id, record) pairs; the number of results and (id,
--- output) pairs.
+-- output) pairs; then '1' when the step ends the turn: the run keeps
+-- it (its reply.done comes with FinishReply) and no job waits (no tp, tj).
 local turn = tonumber(ARGV[5])
 if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
 if isdone(KEYS[3], turn) then return 0 end
@@ -28,13 +29,15 @@ for k = 1, pending do
   redis.call('HSET', KEYS[3], 'tc:' .. ARGV[i + 2 * k - 1], ARGV[i + 2 * k])
 end
 i = i + 2 * pending + 1
-for k = 1, tonumber(ARGV[i]) do
+local results = tonumber(ARGV[i])
+for k = 1, results do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'tool', 'i', ARGV[i + 2 * k - 1], 'c', ARGV[i + 2 * k], 'n', turn)
 end
-if pending > 0 then
+local ends = ARGV[i + 2 * results + 1] == '1'
+if pending > 0 and not ends then
   redis.call('HSET', KEYS[3], 'tp:' .. turn, pending, 'tj:' .. turn, ARGV[9])
 end
 redis.call('HINCRBY', KEYS[3], 'ts:' .. turn, 1)
-redis.call('HDEL', KEYS[3], 'run:' .. turn)
+if not ends then redis.call('HDEL', KEYS[3], 'run:' .. turn) end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
 return 1
