@@ -19,6 +19,7 @@ import (
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/certs"
 	"github.com/parleyhq/parley/signaling/parley"
+	"github.com/parleyhq/parley/signaling/realtime"
 	"github.com/parleyhq/parley/signaling/twilio"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
@@ -26,9 +27,10 @@ import (
 
 // frontEnds are the protocols' servers, on one gateway.
 type frontEnds struct {
-	gw     *signaling.Gateway
-	parley *parley.Server
-	twilio *twilio.Server
+	gw       *signaling.Gateway
+	parley   *parley.Server
+	realtime *realtime.Server
+	twilio   *twilio.Server
 }
 
 // buildFrontEnds builds the gateway and the protocols' servers on the
@@ -53,13 +55,15 @@ func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
 		log.Warn("no -twilio-auth-token: anyone who reaches /twilio/voice and /twilio/media can open phone calls")
 	}
 	tw, _ := twilio.NewServer(cfg.twilio(), gw, c.store, c.voice, log.With("component", "twilio")) // checked by parseConfig
-	return &frontEnds{gw: gw, parley: p, twilio: tw}
+	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
+	return &frontEnds{gw: gw, parley: p, realtime: rt, twilio: tw}
 }
 
 // newMux routes the HTTP endpoints.
 func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", fe.parley)
+	mux.Handle("GET /v1/realtime", fe.realtime)
 	mux.HandleFunc("POST "+twilio.VoicePath, fe.twilio.ServeVoice)
 	// A GET would be the page's 404: the webhook says it takes a POST.
 	mux.HandleFunc("GET "+twilio.VoicePath, fe.twilio.ServeVoice)
