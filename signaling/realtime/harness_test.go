@@ -107,6 +107,8 @@ type rt struct {
 	more chan struct{}
 	seq  int
 	done chan struct{}
+	// session is the Parley session's id, from session.created.
+	session string
 }
 
 // ev is one server event, decoded loosely.
@@ -261,7 +263,8 @@ outer:
 func connect(t testing.TB, s *server) *rt {
 	t.Helper()
 	c := dial(t, s.URL, nil)
-	c.waitType(0, "session.created")
+	_, e := c.waitType(0, "session.created")
+	c.session = strings.TrimPrefix(e.str("session.id"), "sess_")
 	return c
 }
 

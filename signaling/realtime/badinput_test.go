@@ -1,0 +1,99 @@
+package realtime_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/parleyhq/parley/internal/testkit/fakes"
+	"github.com/parleyhq/parley/signaling/realtime"
+)
+
+// Each bad input gets an error of the right type and code that names the
+// offending event, and the session goes on: the next event is answered.
+func TestBadInput(t *testing.T) {
+	s := start(t, &fakes.Echo{}, opts{
+		// A small cap, so that a test append can pass it (the default,
+		// 512 KiB, holds a frame of its own: see TestAppendCapDefault).
+		realtime: realtime.Config{MaxAppend: 1000},
+		asr:      &fakes.ASR{Rate: 24000}, tts: &fakes.TTS{Rate: 24000},
+	})
+	tests := []struct {
+		name  string
+		event map[string]any // nil: raw
+		raw   string
+		code  string
+		param string
+	}{
+		{"unknown event type", map[string]any{"type": "conversation.frobnicate"}, "", "invalid_value", "type"},
+		{"no type", map[string]any{"item_id": "x"}, "", "invalid_value", "type"},
+		{"malformed JSON", nil, `{"type": "session.update", "event_id": "broken",`, "invalid_json", ""},
+		{"base64 that is not", map[string]any{"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}, "", "invalid_value", "audio"},
+		{"audio that is not whole samples", map[string]any{"type": "input_audio_buffer.append", "audio": base64.StdEncoding.EncodeToString([]byte{1, 2, 3})}, "", "invalid_value", "audio"},
+		{"an append over the cap", map[string]any{"type": "input_audio_buffer.append", "audio": base64.StdEncoding.EncodeToString(make([]byte, 2000))}, "", "invalid_value", "audio"},
+		{"an append without audio", map[string]any{"type": "input_audio_buffer.append"}, "", "missing_required_parameter", "audio"},
+		{"a commit of nothing", map[string]any{"type": "input_audio_buffer.commit"}, "", "input_audio_buffer_commit_empty", ""},
+		{"cancel with nothing active", map[string]any{"type": "response.cancel"}, "", "response_cancel_not_active", ""},
+		{"output for an unknown call", map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "function_call_output", "call_id": "call_nobody", "output": "x"}}, "", "invalid_value", "item.call_id"},
+		{"truncate of an unknown item", map[string]any{"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0, "audio_end_ms": 100}, "", "item_not_found", "item_id"},
+		{"truncate of a user item", map[string]any{"type": "conversation.item.truncate", "item_id": "item_u1", "content_index": 0, "audio_end_ms": 100}, "", "invalid_value", "item_id"},
+		{"retrieve of an unknown item", map[string]any{"type": "conversation.item.retrieve", "item_id": "item_nope"}, "", "item_not_found", "item_id"},
+		{"delete of an unknown item", map[string]any{"type": "conversation.item.delete", "item_id": "item_nope"}, "", "item_not_found", "item_id"},
+		{"an assistant message", map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "assistant", "content": []any{}}}, "", "invalid_value", "item.role"},
+		{"an empty message", map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user", "content": []any{}}}, "", "invalid_value", "item.content"},
+		{"audio with no transcript", map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_audio", "audio": "AAAA"}}}}, "", "unsupported", "item.content[0]"},
+		{"a bad format", map[string]any{"type": "session.update", "session": map[string]any{"audio": map[string]any{"input": map[string]any{"format": map[string]any{"type": "audio/flac"}}}}}, "", "invalid_value", "session.audio.input.format"},
+		{"a bad turn detection", map[string]any{"type": "session.update", "session": map[string]any{"turn_detection": map[string]any{"type": "psychic_vad"}}}, "", "invalid_value", "session.audio.input.turn_detection"},
+		{"bad tools", map[string]any{"type": "session.update", "session": map[string]any{"tools": "all of them"}}, "", "invalid_value", "session.tools"},
+		{"a bad tool choice", map[string]any{"type": "response.create", "response": map[string]any{"tool_choice": "maybe"}}, "", "invalid_value", "response.tool_choice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// A connection each: the error budget (20 a second) is not
+			// what this tests. A user item to point at, and to look at
+			// after the bad input.
+			c := connect(t, s)
+			c.send(map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": "hi"}}}})
+			c.waitType(0, "conversation.item.done")
+			id := "broken"
+			if tc.event != nil {
+				id = c.send(tc.event)
+			} else {
+				c.raw(tc.raw)
+			}
+			var e ev
+			if tc.event == nil {
+				_, e = c.wait(0, "the error", func(e ev) bool { return e.typ() == "error" && e.str("error.code") == tc.code })
+			} else {
+				e = c.errorFor(id)
+			}
+			if e.str("error.code") != tc.code || e.str("error.type") != "invalid_request_error" || e.str("error.param") != tc.param || e.str("error.message") == "" {
+				t.Fatalf("error %v, want code %s param %q", e, tc.code, tc.param)
+			}
+			// The session goes on.
+			ret := c.send(map[string]any{"type": "conversation.item.retrieve", "item_id": "item_u1"})
+			_, got := c.wait(0, "the retrieved item", func(e ev) bool {
+				return e.typ() == "conversation.item.retrieved" && e.str("item.id") == "item_u1"
+			})
+			_ = ret
+			if !strings.Contains(jsonOf(got), `"text":"hi"`) {
+				t.Fatalf("retrieved %v", got)
+			}
+		})
+	}
+}
+
+// A binary frame is no event: an error, and the session goes on.
+func TestBinaryFrame(t *testing.T) {
+	s := start(t, &fakes.Echo{}, opts{})
+	c := connect(t, s)
+	if err := c.ws.WriteMessage(2, []byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	_, e := c.waitType(0, "error")
+	if e.str("error.code") != "invalid_event" {
+		t.Fatalf("error %v", e)
+	}
+	c.send(map[string]any{"type": "session.update", "session": map[string]any{"instructions": "x"}})
+	c.waitType(0, "session.updated")
+}
