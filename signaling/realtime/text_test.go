@@ -153,3 +153,17 @@ func TestHandshake(t *testing.T) {
 		}
 	})
 }
+
+// A session.update sent at once, before session.created is read (the
+// agents SDK sends its configuration as soon as the socket opens): it is
+// taken, after session.created.
+func TestUpdateBeforeCreated(t *testing.T) {
+	s := start(t, &fakes.Echo{}, opts{})
+	c := dial(t, s.URL, nil)
+	c.send(map[string]any{"type": "session.update", "session": map[string]any{"instructions": "early"}})
+	i, _ := c.waitType(0, "session.created")
+	j, upd := c.waitType(0, "session.updated")
+	if j < i || upd.str("session.instructions") != "early" {
+		t.Fatalf("session.created at %d, session.updated at %d: %v", i, j, upd)
+	}
+}
