@@ -72,6 +72,12 @@ func (l *Limiter) Refund(ctx context.Context, key string, r Rule) error {
 	return err
 }
 
+// Peek reads key's bucket without taking a token: the tokens left, as of
+// now (Remaining; +Inf for a rule without a limit).
+func (l *Limiter) Peek(ctx context.Context, key string, r Rule) (Result, error) {
+	return l.take(ctx, key, r, 0)
+}
+
 func (l *Limiter) take(ctx context.Context, key string, r Rule, cost int) (Result, error) {
 	if r.Rate <= 0 {
 		return Result{Allowed: true, Remaining: math.Inf(1)}, nil

@@ -151,3 +151,34 @@ func TestTokenBucket(t *testing.T) {
 		})
 	}
 }
+
+// Peek tells what is left without taking it: a fresh bucket is full, a
+// take shows, and peeking again and again changes nothing.
+func TestPeek(t *testing.T) {
+	ctx := context.Background()
+	for name, rdb := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			l := ratelimit.New(rdb, ratelimit.Config{})
+			r := ratelimit.Rule{Rate: 0.001, Burst: 5} // no refill within the test
+			peek := func() float64 {
+				t.Helper()
+				res, err := l.Peek(ctx, "k", r)
+				if err != nil || !res.Allowed {
+					t.Fatalf("peek: %+v, %v", res, err)
+				}
+				return res.Remaining
+			}
+			if got := peek(); got != 5 {
+				t.Fatalf("a fresh bucket has %v", got)
+			}
+			if _, err := l.Allow(ctx, "k", r); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if got := peek(); got < 4 || got > 4.01 {
+					t.Fatalf("after one take: %v", got)
+				}
+			}
+		})
+	}
+}

@@ -529,6 +529,25 @@ func rateLimited(wait time.Duration) error {
 	return &TurnError{Code: CodeRateLimited, Message: fmt.Sprintf("too many turns; try again in %d ms", ms), RetryAfter: time.Duration(ms) * time.Millisecond}
 }
 
+// Peeker is a Limiter that can also read a bucket without taking from it
+// (ratelimit.Limiter).
+type Peeker interface {
+	Peek(ctx context.Context, key string, r ratelimit.Rule) (ratelimit.Result, error)
+}
+
+// SessionLimit is the session's turn rate and what is left of its bucket
+// now (a front end that reports it, as the Realtime protocol's
+// rate_limits.updated does). ok is false when the session's turns are not
+// limited, or the limiter cannot tell.
+func (e *Engine) SessionLimit(ctx context.Context, sessionID string) (rule ratelimit.Rule, left ratelimit.Result, ok bool, err error) {
+	p, can := e.limiter.(Peeker)
+	if !can || e.cfg.SessionRate.Rate <= 0 {
+		return e.cfg.SessionRate, ratelimit.Result{}, false, nil
+	}
+	left, err = p.Peek(ctx, "{"+sessionID+"}", e.cfg.SessionRate)
+	return e.cfg.SessionRate, left, err == nil, err
+}
+
 // Interrupt stops the session's reply now, on whichever replica runs it:
 // the reply is stored as far as it was streamed, followed by
 // "interrupted". Turns queued but not started are cut too, and a turn

@@ -9,6 +9,7 @@ import (
 	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/llm"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/turn"
 )
@@ -131,5 +132,26 @@ func TestCreateSpokenResponse(t *testing.T) {
 	evs := s.until(t, doneOf(n))
 	if d := evs[len(evs)-1].(event.ReplyDone); d.Text != "echo:" || !d.Interrupted {
 		t.Fatalf("reply.done %+v", d)
+	}
+}
+
+// SessionLimit tells the session's rule and what is left of its bucket;
+// nothing when the session is not limited.
+func TestSessionLimit(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	r := newRig(t, rdb, &fakes.Echo{}, turn.Config{SessionRate: ratelimit.Rule{Rate: 0.001, Burst: 3}}) // no refill within the test
+	ctx := context.Background()
+	id, s := r.session()
+	if _, err := r.eng.Submit(ctx, id, "hi", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, doneOf(1))
+	rule, left, ok, err := r.eng.SessionLimit(ctx, id)
+	if err != nil || !ok || rule.Burst != 3 || left.Remaining < 2 || left.Remaining > 2.01 {
+		t.Fatalf("rule %+v, left %+v, ok %v, %v", rule, left, ok, err)
+	}
+	open := newRig(t, rdb, &fakes.Echo{}, turn.Config{})
+	if _, _, ok, err := open.eng.SessionLimit(ctx, id); ok || err != nil {
+		t.Fatalf("an engine without a session rate: ok %v, %v", ok, err)
 	}
 }
