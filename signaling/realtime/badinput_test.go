@@ -1,9 +1,11 @@
 package realtime_test
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parleyhq/parley/internal/testkit/fakes"
 	"github.com/parleyhq/parley/signaling/realtime"
@@ -96,4 +98,59 @@ func TestBinaryFrame(t *testing.T) {
 	}
 	c.send(map[string]any{"type": "session.update", "session": map[string]any{"instructions": "x"}})
 	c.waitType(0, "session.updated")
+}
+
+// A frame over the cap closes the socket with 1009; a flood of bad events
+// with 1008, after at most the error budget's answers.
+func TestCloses(t *testing.T) {
+	// A small frame cap: the default (1 MiB) would take a large frame to
+	// pass.
+	s := start(t, &fakes.Echo{}, opts{realtime: realtime.Config{MaxMessage: 4096}})
+	t.Run("too big", func(t *testing.T) {
+		c := connect(t, s)
+		c.raw(`{"type":"input_audio_buffer.append","audio":"` + strings.Repeat("A", 8192) + `"}`)
+		<-c.done
+		if code := closeCode(c); code != 1009 {
+			t.Fatalf("closed with %d", code)
+		}
+	})
+	t.Run("flood", func(t *testing.T) {
+		c := connect(t, s)
+		for range 250 {
+			c.raw(`{"type":"nope"}`)
+		}
+		<-c.done
+		if code := closeCode(c); code != 1008 {
+			t.Fatalf("closed with %d", code)
+		}
+		n := 0
+		for _, e := range c.all() {
+			if e.typ() == "error" {
+				n++
+			}
+		}
+		if n > 20 {
+			t.Fatalf("%d errors answered; the budget is 20 a second", n)
+		}
+	})
+}
+
+// A drained replica tells its sockets (an error, server_shutdown), then
+// closes them with 1012.
+func TestDrain(t *testing.T) {
+	s := start(t, &fakes.Echo{}, opts{})
+	c := connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.gw.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	if code := closeCode(c); code != 1012 {
+		t.Fatalf("closed with %d", code)
+	}
+	evs := c.all()
+	if last := evs[len(evs)-1]; last.str("error.code") != "server_shutdown" {
+		t.Fatalf("the last event %v", last)
+	}
 }

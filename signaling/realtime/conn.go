@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -13,7 +14,7 @@ import (
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
-	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/ratelimit"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -50,6 +51,7 @@ type conn struct {
 	cutBy    string // why the next cut comes: turn_detected or client_cancelled
 	call     *call.Call
 	onDone   func(*response)
+	limits   limits // nil: the engine does not tell
 	truncs   map[int64]float64 // audio_end_ms asked for during a response, applied when it is done
 
 	// Owned by the reader goroutine.
@@ -74,6 +76,7 @@ func newConn(s *Server, sock *signaling.Socket, beta bool, model string) *conn {
 	c := &conn{srv: s, sock: sock, beta: beta, model: model, serverStop: stop, serverPre: pre,
 		resps: map[int64]*response{}, modes: map[int64]bool{}, asked: map[int64]bool{}, truncs: map[int64]float64{}}
 	c.onDone = c.applyTruncation
+	c.limits, _ = s.turns.(limits)
 	return c
 }
 
@@ -335,9 +338,26 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// settingsNow is the session's settings as this connection has them.
-func (c *conn) settingsNow() session.Settings {
+// limits is a turn engine that tells what is left of a session's turn
+// rate (turn.Engine).
+type limits interface {
+	SessionLimit(ctx context.Context, sessionID string) (ratelimit.Rule, ratelimit.Result, bool, error)
+}
+
+// rateLimits says what is left of the session's turn rate, after a
+// response: rate_limits.updated with the "requests" bucket (Parley limits
+// turns, not tokens).
+func (c *conn) rateLimits() {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	rule, left, ok, err := c.limits.SessionLimit(ctx, c.sessionID)
+	if err != nil || !ok {
+		return
+	}
+	remaining := math.Floor(left.Remaining)
+	reset := (float64(rule.Burst) - left.Remaining) / rule.Rate
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conf.settings()
+	c.emitLocked("rate_limits.updated", "rate_limits", []any{map[string]any{
+		"name": "requests", "limit": rule.Burst, "remaining": remaining, "reset_seconds": math.Round(max(0, reset)*1000) / 1000}})
 }

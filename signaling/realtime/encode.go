@@ -356,6 +356,9 @@ func (c *conn) finishLocked(r *response, status string, details any) {
 	if c.onDone != nil {
 		c.onDone(r)
 	}
+	if c.limits != nil {
+		go c.rateLimits() // a round trip to Redis: not under c.mu; ends with it
+	}
 }
 
 // errorEventLocked: a turn failed (the model, the queue), or the call

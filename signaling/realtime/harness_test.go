@@ -40,6 +40,7 @@ type server struct {
 	URL   string // ws://…/v1/realtime
 	store *session.Store
 	http  *httptest.Server
+	gw    *signaling.Gateway
 }
 
 type opts struct {
@@ -79,7 +80,7 @@ func start(t testing.TB, model llm.LLM, o opts) *server {
 	go func() { defer wg.Done(); _ = eng.Run(ctx) }()
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/realtime", srv)
-	s := &server{store: store}
+	s := &server{store: store, gw: gw}
 	if o.tls {
 		s.http = httptest.NewUnstartedServer(mux)
 	} else {
@@ -109,6 +110,18 @@ type rt struct {
 	done chan struct{}
 	// session is the Parley session's id, from session.created.
 	session string
+	err     error // what ended the reading
+}
+
+// closeCode is the code of the close frame that ended the socket (-1 for
+// none).
+func closeCode(c *rt) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ce, ok := c.err.(*websocket.CloseError); ok {
+		return ce.Code
+	}
+	return -1
 }
 
 // ev is one server event, decoded loosely.
@@ -155,6 +168,9 @@ func (c *rt) read() {
 	for {
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.mu.Unlock()
 			return
 		}
 		var e ev

@@ -2,9 +2,12 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,7 +91,7 @@ func NewServer(cfg Config, gw *signaling.Gateway, sessions *signaling.Sessions, 
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, sessions: sessions, turns: turns, voice: voice, log: log}
 	s.ep = gw.Endpoint(signaling.Protocol{
-		CloseCode: CloseCode, Subprotocols: []string{protoRealtime, protoBeta},
+		CloseCode: CloseCode, GoingAway: goingAway, Subprotocols: []string{protoRealtime, protoBeta},
 		Token: subprotocolKey, MaxMessage: cfg.MaxMessage,
 	})
 	return s
@@ -133,6 +136,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(s, sock, beta(r), r.URL.Query().Get("model"))
 	s.ep.Serve(sock, c.serve)
+}
+
+// goingAway is the last event of a socket whose replica drains: an error
+// that says so. The client connects again (to any replica), which makes
+// a new session: the Realtime protocol has no resume.
+func goingAway(retryAfter time.Duration) []byte {
+	b, _ := json.Marshal(map[string]any{"type": "error", "event_id": "event_shutdown", "error": map[string]any{
+		"type": "server_error", "code": "server_shutdown", "param": nil, "event_id": nil,
+		"message": fmt.Sprintf("this server is shutting down; connect again in %d ms (a new session)", retryAfter.Milliseconds())}})
+	return b
 }
 
 // CloseCode is the Realtime protocol's close code for a reason: OpenAI's
