@@ -51,7 +51,7 @@ type conn struct {
 	cutBy    string // why the next cut comes: turn_detected or client_cancelled
 	call     *call.Call
 	onDone   func(*response)
-	limits   limits // nil: the engine does not tell
+	limits   limits            // nil: the engine does not tell
 	truncs   map[int64]float64 // audio_end_ms asked for during a response, applied when it is done
 
 	// Owned by the reader goroutine.
