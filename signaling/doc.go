@@ -1,9 +1,9 @@
 // Package signaling is the gateway of every front end: what a protocol
 // needs of a WebSocket, and nothing of any protocol's messages. The
 // protocols stand beside each other beneath it (parley: the Parley
-// protocol on /ws; twilio: Twilio Media Streams on /twilio/media;
-// realtime to come) and map its typed reasons, errors and session events
-// onto their own wire.
+// protocol on /ws; realtime: the OpenAI Realtime protocol on
+// /v1/realtime; twilio: Twilio Media Streams on /twilio/media) and map its
+// typed reasons, errors and session events onto their own wire.
 //
 // It owns:
 //   - admission (Gateway, Endpoint.Accept): before the upgrade, a
@@ -14,7 +14,8 @@
 //     connections and new connections per second (off by default; when
 //     set, every request spends the rate, a token guess too); the optional
 //     authentication (a static bearer token or an HMAC-signed token with an
-//     expiry, see SignToken), with a budget of failed authentications per
+//     expiry, see SignToken; in the Authorization header, ?access_token, or
+//     where the protocol carries it, Protocol.Token), with a budget of failed authentications per
 //     address (on whenever authentication is: a good token always passes, a
 //     wrong one past the budget gets 429 auth_rate), or instead the
 //     protocol's own check (Protocol.Auth: Twilio signs its requests and
