@@ -3,6 +3,7 @@ package realtime_test
 import (
 	"encoding/base64"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,49 @@ func TestVoiceG711(t *testing.T) {
 	}
 	if len(pcmOut) == 0 || level(pcmOut) < 2000 {
 		t.Fatalf("%d samples at level %v", len(pcmOut), level(pcmOut))
+	}
+}
+
+// Text replies to speech: with output_modalities ["text"], the caller's
+// turn is a user item and the connection asks for a text response.
+func TestVoiceInTextOut(t *testing.T) {
+	s, _ := voiceServer(t, "hello there")
+	c := connect(t, s)
+	c.send(map[string]any{"type": "session.update", "session": map[string]any{"output_modalities": []any{"text"}}})
+	c.waitType(0, "session.updated")
+	speak(c, 24000, 0, 600*time.Millisecond)
+	_, done := c.waitType(0, "response.done")
+	if !strings.Contains(jsonOf(done), `"text":"echo: hello there"`) {
+		t.Fatalf("response.done %v", done)
+	}
+	for _, e := range c.all() {
+		if e.typ() == "response.output_audio.delta" {
+			t.Fatal("audio in a text session")
+		}
+	}
+}
+
+// The beta names: a voice turn's events as beta clients read them.
+func TestBetaNames(t *testing.T) {
+	s, _ := voiceServer(t, "hello")
+	c := dial(t, s.URL, http.Header{"Openai-Beta": {"realtime=v1"}})
+	c.waitType(0, "session.created")
+	c.send(map[string]any{"type": "session.update", "session": map[string]any{"input_audio_format": "g711_ulaw", "output_audio_format": "g711_ulaw", "modalities": []any{"audio", "text"}}})
+	_, upd := c.waitType(0, "session.updated")
+	if upd.str("session.output_audio_format") != "g711_ulaw" {
+		t.Fatalf("session %v", upd)
+	}
+	speak(c, 8000, g711.MuLaw, 600*time.Millisecond)
+	end, _ := c.waitType(0, "response.done")
+	got := strings.Join(typesOf(c.all()[:end+1]), " ")
+	for _, want := range []string{"conversation.item.created", "response.audio.delta", "response.audio_transcript.delta", "response.audio.done", "response.audio_transcript.done"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("no %s in %s", want, got)
+		}
+	}
+	for _, ga := range []string{"conversation.item.added", "response.output_audio.delta"} {
+		if strings.Contains(got, ga) {
+			t.Fatalf("GA's %s in a beta session", ga)
+		}
 	}
 }
