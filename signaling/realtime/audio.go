@@ -106,6 +106,9 @@ func (c *conn) appendAudio(ev *clientEvent) {
 			fmt.Sprintf("audio is not %s: %v", c.inFormat.Type, err))
 		return
 	}
+	c.mu.Lock()
+	c.heardMs += int64(len(pcmIn)) * 1000 / int64(c.dec.Rate())
+	c.mu.Unlock()
 	n := c.dec.Rate() / media.FramesPerSecond
 	for len(pcmIn) > 0 {
 		k := min(n, len(pcmIn))
@@ -183,6 +186,7 @@ func (c *conn) SendEvent(ev event.Event) {
 func (c *conn) SpeechStarted(at time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.disarmLocked()
 	c.cutBy = "turn_detected"
 	c.emitLocked("input_audio_buffer.speech_started", "item_id", userItemID(c.lastTurn+1), "audio_start_ms", at.Milliseconds())
 }
@@ -213,4 +217,50 @@ func (c *conn) Appended(turn int64) {
 		return
 	}
 	c.askedFor(n, false)
+}
+
+// armLocked starts server_vad's idle timeout once a response is done and
+// nothing else is under way: if the caller says nothing within
+// idle_timeout_ms, the model is asked to go on
+// (input_audio_buffer.timeout_triggered, then a spoken response). Only
+// for a connection whose call is up. c.mu held.
+func (c *conn) armLocked() {
+	c.disarmLocked()
+	d := c.conf.Turns
+	if c.closed || c.call == nil || d == nil || d.Type != "server_vad" || d.IdleTimeoutMs == nil || *d.IdleTimeoutMs <= 0 || !c.conf.audio() || c.activeLocked() {
+		return
+	}
+	c.idle = time.AfterFunc(time.Duration(*d.IdleTimeoutMs)*time.Millisecond, c.idleTimeout) // its goroutine ends with idleTimeout
+}
+
+func (c *conn) disarmLocked() {
+	if c.idle != nil {
+		c.idle.Stop()
+		c.idle = nil
+	}
+}
+
+// idleTimeout: the caller said nothing for idle_timeout_ms after a
+// response: the model is asked to go on, aloud.
+func (c *conn) idleTimeout() {
+	c.mu.Lock()
+	cl := c.call
+	if c.closed || cl == nil || c.idle == nil || c.activeLocked() {
+		c.mu.Unlock()
+		return
+	}
+	c.idle = nil
+	c.emitLocked("input_audio_buffer.timeout_triggered", "item_id", userItemID(c.lastTurn+1),
+		"audio_start_ms", c.heardMs, "audio_end_ms", c.heardMs)
+	c.mu.Unlock()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	n, err := cl.Respond(ctx, func(ctx context.Context, written func(int64, string)) (int64, error) {
+		return c.srv.turns.CreateSpokenResponse(ctx, c.sessionID, responseOptions{}.opts(), written)
+	})
+	if err != nil {
+		c.turnError("", err)
+		return
+	}
+	c.askedFor(n, true)
 }

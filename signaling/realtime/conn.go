@@ -53,6 +53,9 @@ type conn struct {
 	onDone   func(*response)
 	limits   limits            // nil: the engine does not tell
 	truncs   map[int64]float64 // audio_end_ms asked for during a response, applied when it is done
+	idle     *time.Timer       // server_vad's idle_timeout_ms, armed at a response's end
+	heardMs  int64             // input audio appended so far, in ms
+	closed   bool              // the socket is gone: no timer is armed again
 
 	// Owned by the reader goroutine.
 	callStop  context.CancelFunc
@@ -90,6 +93,10 @@ func (c *conn) serve() {
 		return
 	}
 	c.sock.Serve(c)
+	c.mu.Lock()
+	c.closed = true
+	c.disarmLocked()
+	c.mu.Unlock()
 	c.stopCall()
 	c.feed.Close()
 	c.sock.Log().Info("realtime session ended", "reason", c.sock.Reason().String())

@@ -356,6 +356,7 @@ func (c *conn) finishLocked(r *response, status string, details any) {
 	if c.onDone != nil {
 		c.onDone(r)
 	}
+	c.armLocked()
 	if c.limits != nil {
 		go c.rateLimits() // a round trip to Redis: not under c.mu; ends with it
 	}

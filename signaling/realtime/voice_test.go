@@ -192,3 +192,27 @@ func TestBetaNames(t *testing.T) {
 		}
 	}
 }
+
+// server_vad's idle_timeout_ms: the caller silent that long after a
+// response, the model is asked to go on: timeout_triggered, then a
+// spoken response.
+func TestIdleTimeout(t *testing.T) {
+	s, _ := voiceServer(t, "hello")
+	c := connect(t, s)
+	c.send(map[string]any{"type": "session.update", "session": map[string]any{"audio": map[string]any{"input": map[string]any{
+		"turn_detection": map[string]any{"type": "server_vad", "idle_timeout_ms": 300}}}}})
+	_, upd := c.waitType(0, "session.updated")
+	if upd.num("session.audio.input.turn_detection.idle_timeout_ms") != 300 {
+		t.Fatalf("session %v", upd)
+	}
+	speak(c, 24000, 0, 600*time.Millisecond)
+	first, _ := c.waitType(0, "response.done")
+	i, trig := c.waitType(first, "input_audio_buffer.timeout_triggered")
+	if trig.str("item_id") == "" {
+		t.Fatalf("timeout_triggered %v", trig)
+	}
+	_, done := c.wait(i, "the response it asked for", func(e ev) bool { return e.typ() == "response.done" })
+	if done.str("response.id") != "resp_2" || !strings.Contains(jsonOf(done), `"output_audio"`) {
+		t.Fatalf("response.done %v", done)
+	}
+}
