@@ -36,6 +36,10 @@ var (
 // tokenPrefix marks signed tokens (and their format's version).
 const tokenPrefix = "pt1."
 
+// ephemeralPrefix is what the OpenAI SDKs' ephemeral keys start with; a
+// signed token may carry it (see the Realtime protocol's client secrets).
+const ephemeralPrefix = "ek_"
+
 type tokenClaims struct {
 	Sub string `json:"sub,omitempty"`
 	Exp int64  `json:"exp"` // Unix seconds
@@ -125,8 +129,10 @@ func (v *verifier) checkWith(r *http.Request, protoToken func(*http.Request) str
 	if tok == "" {
 		return errNoToken
 	}
-	if len(v.secret) > 0 && strings.HasPrefix(tok, tokenPrefix) {
-		return verifySigned(v.secret, tok, now)
+	// A signed token may come as an ephemeral key of the OpenAI SDKs,
+	// "ek_" + token (the browser SDK takes no other key without a flag).
+	if signed := strings.TrimPrefix(tok, ephemeralPrefix); len(v.secret) > 0 && strings.HasPrefix(signed, tokenPrefix) {
+		return verifySigned(v.secret, signed, now)
 	}
 	// Every configured token is compared, with no early exit, as SHA-256
 	// digests: ConstantTimeCompare returns at once on a length mismatch,

@@ -92,3 +92,25 @@ func TestProtocolToken(t *testing.T) {
 		})
 	}
 }
+
+// A signed token as an ephemeral key ("ek_" + token) is the token.
+func TestEphemeralPrefix(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	secret := []byte("k")
+	v := newVerifier(AuthConfig{Secret: secret})
+	for _, tc := range []struct {
+		tok string
+		ok  bool
+	}{
+		{"ek_" + SignToken(secret, "s", time.Minute, now), true},
+		{SignToken(secret, "s", time.Minute, now), true},
+		{"ek_" + SignToken([]byte("other"), "s", time.Minute, now), false},
+		{"ek_nonsense", false},
+	} {
+		r := httptest.NewRequest("GET", "/v1/realtime", nil)
+		r.Header.Set("Authorization", "Bearer "+tc.tok)
+		if err := v.check(r, now); (err == nil) != tc.ok {
+			t.Fatalf("%q: %v, want ok %v", tc.tok, err, tc.ok)
+		}
+	}
+}

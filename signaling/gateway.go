@@ -377,6 +377,32 @@ func (g *Gateway) FromTrustedProxy(r *http.Request) bool {
 	return isTrusted(peerAddr(r.RemoteAddr), g.cfg.TrustedProxies)
 }
 
+// Authenticate checks the token of a plain HTTP request of a front end
+// (one that mints keys, say) as Accept does a socket's, the failed-auth
+// limiter included, and answers the refusal. It reports whether the
+// request may go on.
+func (g *Gateway) Authenticate(w http.ResponseWriter, r *http.Request) bool {
+	addr := clientIP(r, g.cfg.TrustedProxies)
+	ip := addr.String()
+	if !addr.IsValid() {
+		ip = r.RemoteAddr
+	}
+	return g.authenticate(w, r, addr, ip, Protocol{})
+}
+
+// AuthOn reports whether requests need a token.
+func (g *Gateway) AuthOn() bool { return g.cfg.Auth.on() }
+
+// Mint signs a token for subject that expires after ttl, with the
+// gateway's secret and clock; false when there is no secret.
+func (g *Gateway) Mint(subject string, ttl time.Duration) (token string, expires time.Time, ok bool) {
+	if len(g.cfg.Auth.Secret) == 0 {
+		return "", time.Time{}, false
+	}
+	now := g.cfg.Now()
+	return SignToken(g.cfg.Auth.Secret, subject, ttl, now), now.Add(ttl), true
+}
+
 // Shutdown refuses new sockets, tells the open ones to reconnect (to any
 // replica, each after its own delay within ReconnectSpread), closes them
 // with ReasonShutdown, and waits for their goroutines, or for ctx.
