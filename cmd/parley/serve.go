@@ -64,6 +64,7 @@ func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", fe.parley)
 	mux.Handle("GET /v1/realtime", fe.realtime)
+	mux.HandleFunc("POST /v1/realtime/client_secrets", fe.realtime.ServeSecrets)
 	mux.HandleFunc("POST "+twilio.VoicePath, fe.twilio.ServeVoice)
 	// A GET would be the page's 404: the webhook says it takes a POST.
 	mux.HandleFunc("GET "+twilio.VoicePath, fe.twilio.ServeVoice)

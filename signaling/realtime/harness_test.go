@@ -80,6 +80,7 @@ func start(t testing.TB, model llm.LLM, o opts) *server {
 	go func() { defer wg.Done(); _ = eng.Run(ctx) }()
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/realtime", srv)
+	mux.HandleFunc("POST /v1/realtime/client_secrets", srv.ServeSecrets)
 	s := &server{store: store, gw: gw}
 	if o.tls {
 		s.http = httptest.NewUnstartedServer(mux)

@@ -68,6 +68,7 @@ var (
 // the gateway.
 type Server struct {
 	cfg      Config
+	gw       *signaling.Gateway
 	ep       *signaling.Endpoint
 	sessions *signaling.Sessions
 	turns    Turns
@@ -89,7 +90,7 @@ const (
 // serves text only.
 func NewServer(cfg Config, gw *signaling.Gateway, sessions *signaling.Sessions, turns Turns, voice *call.Voice, log *slog.Logger) *Server {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, sessions: sessions, turns: turns, voice: voice, log: log}
+	s := &Server{cfg: cfg, gw: gw, sessions: sessions, turns: turns, voice: voice, log: log}
 	s.ep = gw.Endpoint(signaling.Protocol{
 		CloseCode: CloseCode, GoingAway: goingAway, Subprotocols: []string{protoRealtime, protoBeta},
 		Token: subprotocolKey, MaxMessage: cfg.MaxMessage,
