@@ -17,7 +17,7 @@ NPM_PROJECTS := pipeline/tools/mcp/testdata/npm signaling/realtime/testdata/npm
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-offline bench-phone bench-replicas bench-soak clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-phone bench-replicas bench-soak clean
 
 all: build
 
@@ -118,6 +118,8 @@ bench-batch: $(LOAD)
 VOICE_FLAGS ?= -calls 50,100,150,200,250,300 -step 20s
 bench-voice: $(LOAD)
 	./$(LOAD) voice -stack fake $(VOICE_FLAGS) -json bin/bench-voice.json
+bench-voice-realtime: $(LOAD)
+	./$(LOAD) voice -proto realtime -stack fake $(VOICE_FLAGS) -json bin/bench-voice-realtime.json
 VOICE_OFFLINE_FLAGS ?= -calls 2,4,6,8 -step 20s
 bench-voice-offline: $(LOAD)
 	./$(LOAD) voice -stack offline $(VOICE_OFFLINE_FLAGS) -json bin/bench-voice-offline.json

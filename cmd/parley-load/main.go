@@ -7,7 +7,7 @@
 //	parley-load idle     [flags]  redis-server + bin/parley, N sessions that only stay connected
 //	parley-load batch    [flags]  the batching sweep: batching off and on, offered load rising
 //	parley-load replicas [flags]  two replicas on one Redis: delivery of an event across them
-//	parley-load voice    [flags]  N calls over the WebSocket audio channel
+//	parley-load voice    [flags]  N calls over the WebSocket audio channel (-proto realtime: over /v1/realtime)
 //	parley-load phone    [flags]  N phone calls as Twilio makes them (webhook, Media Stream, mu-law)
 //	parley-load soak     [flags]  clients coming and going for a long time; goroutines and RSS sampled
 //	parley-load text     -url ws://127.0.0.1:8080/ws -pid N [flags]   against a running server
@@ -67,6 +67,7 @@ func main() {
 	calls := fs.String("calls", "25,50,100,150,200", "voice, phone: concurrent calls, a step each")
 	stack := fs.String("stack", "fake", "voice: fake (zero-cost ASR and TTS fakes) or offline (pocketsphinx and flite)")
 	vadStop := fs.Duration("vad-stop", 600*time.Millisecond, "voice, phone: the server's -vad-stop")
+	proto := fs.String("proto", "parley", "voice: the calls' protocol: parley (Opus over /ws) or realtime (the OpenAI Realtime protocol, PCM16 over /v1/realtime)")
 	var up upstreamConfig
 	fs.DurationVar(&up.TTFT, "ttft", 100*time.Millisecond, "fake upstream: time to first token")
 	fs.Float64Var(&up.TPS, "tps", 200, "fake upstream: tokens per second")
@@ -110,7 +111,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		run, err := runVoice(ctx, *parley, *stack, ns, *step, *vadStop)
+		run, err := runVoice(ctx, *parley, *stack, *proto, ns, *step, *vadStop)
 		if err != nil {
 			fail(err)
 		}

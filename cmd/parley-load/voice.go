@@ -59,6 +59,7 @@ type voiceStep struct {
 
 type voiceRun struct {
 	Stack  string      `json:"stack"`
+	Proto  string      `json:"protocol"`
 	VAD    string      `json:"vad_stop"`
 	Speech string      `json:"speech"`
 	Steps  []voiceStep `json:"steps"`
@@ -131,10 +132,18 @@ func readWAV(path string) ([]int16, int, error) {
 	return nil, 0, errors.New(path + ": no data chunk")
 }
 
-// runVoice runs the calls in steps (one server for all of them).
-func runVoice(ctx context.Context, bin, stack string, steps []int, dur time.Duration, vadStop time.Duration) (*voiceRun, error) {
+// runVoice runs the calls in steps (one server for all of them), over
+// the Parley protocol (Opus) or the Realtime one (PCM16).
+func runVoice(ctx context.Context, bin, stack, proto string, steps []int, dur time.Duration, vadStop time.Duration) (*voiceRun, error) {
 	const phrase = "what time is it"
 	speech, silence, err := speechPackets(phrase)
+	path, dial := "/ws", dialCall
+	if proto == "realtime" {
+		speech, silence, err = speechPCM(phrase)
+		path, dial = "/v1/realtime", dialRealtime
+	} else if proto != "parley" {
+		return nil, fmt.Errorf("-proto %q: parley or realtime", proto)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -169,20 +178,26 @@ func runVoice(ctx context.Context, bin, stack string, steps []int, dur time.Dura
 		return nil, err
 	}
 	defer stopParley(cmd)
-	run := &voiceRun{Stack: stack, VAD: vadStop.String(), Speech: fmt.Sprintf("%q, %d frames", phrase, len(speech))}
+	run := &voiceRun{Stack: stack, Proto: proto, VAD: vadStop.String(), Speech: fmt.Sprintf("%q, %d frames", phrase, len(speech))}
 	for _, n := range steps {
 		if ctx.Err() != nil {
 			break
 		}
-		st := voiceStepRun(ctx, "ws://"+addr+"/ws", "http://"+addr+"/metrics", cmd.Process.Pid, n, dur, speech, silence)
+		st := voiceStepRun(ctx, dial, "ws://"+addr+path, "http://"+addr+"/metrics", cmd.Process.Pid, n, dur, speech, silence)
 		run.Steps = append(run.Steps, st)
-		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) p50 %.0f p99 %.0f ms, voice-to-voice p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call)\n",
-			n, st.Turns, st.NoReply, st.ServerMs.P50, st.ServerMs.P99, st.V2V.P50, st.V2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall)
+		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) p50 %.0f p99 %.0f ms, voice-to-voice p50 %.0f p99 %.0f ms; client end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call)\n",
+			n, st.Turns, st.NoReply, st.ServerMs.P50, st.ServerMs.P99, st.V2V.P50, st.V2V.P99, st.ClientV2V.P50, st.ClientV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall)
 	}
 	return run, nil
 }
 
-func voiceStepRun(ctx context.Context, url, metricsURL string, pid, calls int, dur time.Duration, speech [][]byte, silence []byte) voiceStep {
+// voiceClient is one call of a protocol: it speaks until stop.
+type voiceClient interface {
+	run(stop time.Time, speech [][]byte, silence []byte) callResult
+	Close() error
+}
+
+func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voiceClient, error), url, metricsURL string, pid, calls int, dur time.Duration, speech [][]byte, silence []byte) voiceStep {
 	var (
 		mu             sync.Mutex
 		serverMs, v2v  []time.Duration
@@ -204,12 +219,12 @@ func voiceStepRun(ctx context.Context, url, metricsURL string, pid, calls int, d
 			defer wg.Done()
 			// Spread the calls' starts so their turns do not all align.
 			time.Sleep(time.Duration(i) * 2 * time.Second / time.Duration(calls))
-			c, err := dialCall(ctx, url)
+			c, err := dial(ctx, url)
 			if err != nil {
 				cfail.Add(1)
 				return
 			}
-			defer c.ws.Close()
+			defer c.Close()
 			res := c.run(stop, speech, silence)
 			turns.Add(res.turns)
 			noReply.Add(res.noReply)
@@ -248,7 +263,9 @@ type callClient struct {
 	ws *websocket.Conn
 }
 
-func dialCall(ctx context.Context, url string) (*callClient, error) {
+func (c *callClient) Close() error { return c.ws.Close() }
+
+func dialCall(ctx context.Context, url string) (voiceClient, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	ws, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
