@@ -3,7 +3,6 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/parleyhq/parley/pipeline/llm"
@@ -217,5 +216,3 @@ func validName(s string) bool {
 	}
 	return true
 }
-
-var errNoItem = errors.New("no such item")
