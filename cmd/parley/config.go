@@ -94,6 +94,8 @@ type config struct {
 	Origins      string
 	MaxMessage   int64
 	MaxText      int
+	RTMessage    int64
+	RTAppend     int
 	SendQueue    int
 	WriteTimeout time.Duration
 	PingInterval time.Duration
@@ -253,6 +255,8 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
 	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
 	f.int(&c.MaxText, "max-text", "PARLEY_MAX_TEXT", 4000, "longest text turn, in characters")
+	f.int64(&c.RTMessage, "realtime-max-message", "PARLEY_REALTIME_MAX_MESSAGE", 1<<20, "largest frame read on /v1/realtime, in bytes (its audio comes base64 in JSON); 0: 1 MiB")
+	f.int(&c.RTAppend, "realtime-max-append", "PARLEY_REALTIME_MAX_APPEND", 512<<10, "most audio in one input_audio_buffer.append on /v1/realtime, in bytes once decoded; larger ones get an error; 0: 512 KiB")
 	f.int(&c.SendQueue, "send-queue", "PARLEY_SEND_QUEUE", 256, "frames queued per socket before the client counts as slow and is disconnected")
 	f.dur(&c.WriteTimeout, "write-timeout", "PARLEY_WRITE_TIMEOUT", 10*time.Second, "deadline of every socket write")
 	f.dur(&c.PingInterval, "ping-interval", "PARLEY_PING_INTERVAL", 30*time.Second, "WebSocket ping period")
