@@ -167,3 +167,27 @@ func TestUpdateBeforeCreated(t *testing.T) {
 		t.Fatalf("session.created at %d, session.updated at %d: %v", i, j, upd)
 	}
 }
+
+// response.cancel during a response: it stops, and its response.done says
+// cancelled, client_cancelled, with what was said; a second cancel finds
+// nothing active.
+func TestCancel(t *testing.T) {
+	model := fakes.NewGate()
+	s := start(t, model, opts{})
+	c := connect(t, s)
+	c.send(map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": "talk"}}}})
+	c.send(map[string]any{"type": "response.create"})
+	<-model.Started
+	model.Send("Once upon ")
+	c.waitType(0, "response.output_text.delta")
+	c.send(map[string]any{"type": "response.cancel"})
+	_, done := c.waitType(0, "response.done")
+	if done.str("response.status") != "cancelled" || done.str("response.status_details.reason") != "client_cancelled" ||
+		!strings.Contains(jsonOf(done), `"text":"Once upon "`) {
+		t.Fatalf("response.done %v", done)
+	}
+	id := c.send(map[string]any{"type": "response.cancel"})
+	if e := c.errorFor(id); e.str("error.code") != "response_cancel_not_active" {
+		t.Fatalf("a second cancel: %v", e)
+	}
+}
