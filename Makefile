@@ -67,6 +67,8 @@ FUZZTIME ?= 5s
 fuzz: deps
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./signaling/parley/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzBinaryFrames$$' -fuzztime $(FUZZTIME) ./signaling/parley/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzSessionUpdate$$' -fuzztime $(FUZZTIME) ./signaling/realtime/
+	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) ./signaling/realtime/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./media/opus/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzResample$$' -fuzztime $(FUZZTIME) ./media/
 	$(GO) test $(TAGS) -run '^$$' -fuzz '^FuzzVAD$$' -fuzztime $(FUZZTIME) ./media/
