@@ -358,7 +358,7 @@ func (c *conn) finishLocked(r *response, status string, details any) {
 	}
 	c.armLocked()
 	if c.limits != nil {
-		go c.rateLimits() // a round trip to Redis: not under c.mu; ends with it
+		go c.rateLimits() // a round trip to Redis, not under c.mu; ends when it answers (5 s at most)
 	}
 }
 
