@@ -406,7 +406,7 @@ func runSeed(ctx context.Context, bin, llm string, slots int, rateSession string
 		return nil, err
 	}
 	defer stopRedis()
-	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION="+rateSession, "PARLEY_ASR=off",
+	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION=" + rateSession, "PARLEY_ASR=off",
 		fmt.Sprintf("PARLEY_LLM_SLOTS=%d", slots), "PARLEY_LLM_QUEUE=256"}
 	var upstreamTime time.Duration
 	if llm == "fake" {
