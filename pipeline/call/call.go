@@ -190,8 +190,11 @@ type Call struct {
 	first    atomic.Int64  // the frame (of sent) whose sending starts firstTurn's audio; 0: none
 	caller   atomic.Bool   // the VAD hears the caller speak
 	taking   atomic.Pointer[TurnTaking]
-	uttered  atomic.Bool    // the recogniser has audio of an utterance not yet ended
-	ctl      chan listenCtl // Commit and Clear, for the listening loop
+	uttered  atomic.Bool   // the recogniser has audio of an utterance not yet ended
+	ctl      chan ctlOrder // Commit and Clear, for the listening loop
+	queued   atomic.Int64  // caller frames Audio queued, ever
+	dropped  atomic.Int64  // of those, dropped before the listening loop took them
+	taken    atomic.Int64  // of those, taken by the listening loop
 
 	mu         sync.Mutex
 	stopSpeech context.CancelFunc // cancels the synthesis under way
@@ -227,7 +230,7 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 		events:   make(chan callEvent, 256),
 		progress: make(chan struct{}, 1),
 		timing:   make(map[int64]*turnTiming),
-		ctl:      make(chan listenCtl, 8),
+		ctl:      make(chan ctlOrder, 8),
 	}
 	c.taking.Store(&TurnTaking{})
 	c.pacer = media.NewPacer(cfg.Pacer, c.sendFrame)
@@ -278,11 +281,13 @@ func (c *Call) Audio(pcm []int16) {
 	for {
 		select {
 		case c.in <- f:
+			c.queued.Add(1)
 			return
 		default:
 		}
 		select {
 		case <-c.in:
+			c.dropped.Add(1)
 			droppedInput.Inc()
 		default:
 		}

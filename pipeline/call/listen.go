@@ -12,6 +12,14 @@ import (
 // listenCtl is an order of the front end's for the listening loop.
 type listenCtl uint8
 
+// ctlOrder is an order and how many caller frames had been queued when it
+// was given: the loop takes those first, so that a commit holds the audio
+// sent before it and a clear drops that audio, and no later.
+type ctlOrder struct {
+	op    listenCtl
+	after int64
+}
+
 const (
 	ctlCommit listenCtl = iota + 1 // end the utterance now
 	ctlClear                       // drop the utterance's audio
@@ -66,26 +74,42 @@ func (c *Call) listen(ctx context.Context, rec speech.Recognizer, down *media.Re
 		select {
 		case <-ctx.Done():
 			return
-		case op := <-c.ctl:
-			c.control(ctx, rec, &l, op)
+		case o := <-c.ctl:
+			for c.taken.Load()+c.dropped.Load() < o.after {
+				select {
+				case <-ctx.Done():
+					return
+				case frame = <-c.in:
+					c.taken.Add(1)
+					buf = c.take(ctx, rec, &l, down, frame, buf)
+				}
+			}
+			c.control(ctx, rec, &l, o.op)
 			continue
 		case frame = <-c.in:
+			c.taken.Add(1)
 		}
-		if t := c.taking.Load(); t != l.taking {
-			c.retake(&l, t)
-		}
-		if down != nil {
-			buf = down.Process(frame, buf[:0])
-		} else {
-			buf = append(buf[:0], frame...)
-		}
-		l.heard += time.Duration(len(buf)) * time.Second / time.Duration(c.v.ASR.SampleRate())
-		if l.taking.Manual {
-			c.write(rec, buf)
-			continue
-		}
-		c.detect(ctx, rec, &l, buf)
+		buf = c.take(ctx, rec, &l, down, frame, buf)
 	}
+}
+
+// take hears one caller frame; buf is its scratch, returned for reuse.
+func (c *Call) take(ctx context.Context, rec speech.Recognizer, l *listener, down *media.Resampler, frame, buf []int16) []int16 {
+	if t := c.taking.Load(); t != l.taking {
+		c.retake(l, t)
+	}
+	if down != nil {
+		buf = down.Process(frame, buf[:0])
+	} else {
+		buf = append(buf[:0], frame...)
+	}
+	l.heard += time.Duration(len(buf)) * time.Second / time.Duration(c.v.ASR.SampleRate())
+	if l.taking.Manual {
+		c.write(rec, buf)
+		return buf
+	}
+	c.detect(ctx, rec, l, buf)
+	return buf
 }
 
 // detect runs the VAD over one frame and acts on what it decides.
@@ -143,7 +167,10 @@ func (c *Call) control(ctx context.Context, rec speech.Recognizer, l *listener, 
 // reports false when there is no audio to commit (or the loop has too
 // many orders queued); it never waits for the recogniser.
 func (c *Call) Commit() bool {
-	if !c.uttered.Load() {
+	// With manual turn taking every frame is the utterance's: those still
+	// queued count.
+	pending := c.taking.Load().Manual && c.queued.Load() > c.taken.Load()+c.dropped.Load()
+	if !c.uttered.Load() && !pending {
 		return false
 	}
 	return c.order(ctlCommit)
@@ -154,7 +181,7 @@ func (c *Call) Clear() { c.order(ctlClear) }
 
 func (c *Call) order(op listenCtl) bool {
 	select {
-	case c.ctl <- op:
+	case c.ctl <- ctlOrder{op: op, after: c.queued.Load()}:
 		return true
 	default:
 		return false

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/internal/testkit/fakes"
@@ -31,7 +30,8 @@ func TestManualCommit(t *testing.T) {
 	c.waitType(0, "input_audio_buffer.cleared")
 	_ = clr
 	tone()
-	time.Sleep(200 * time.Millisecond) // the audio reaches the call before the commit
+	// No pause: the call takes the audio queued before a commit (or a
+	// clear) first.
 	c.send(map[string]any{"type": "input_audio_buffer.commit"})
 	_, com := c.waitType(0, "input_audio_buffer.committed")
 	_, item := c.waitType(0, "conversation.item.done")
