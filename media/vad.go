@@ -63,6 +63,7 @@ type VAD struct {
 	gap      time.Duration // current non-speech run while counting voiced
 	silence  time.Duration // non-speech run while speaking
 	trailing time.Duration // the silence that ended the last utterance
+	onset    time.Duration // the speech run that started the last utterance
 	level    float64       // last frame's level, dBFS
 }
 
@@ -88,6 +89,11 @@ func (v *VAD) Level() float64 { return v.level }
 // utterance: from the end of its last voiced frame to the decision, in
 // audio time (Stop, or a frame more).
 func (v *VAD) TrailingSilence() time.Duration { return v.trailing }
+
+// Onset is, after a VADSpeechStart, how long before the end of the frame
+// that started the utterance its speech began: the voiced run that reached
+// Start, its bridged gaps included.
+func (v *VAD) Onset() time.Duration { return v.onset }
 
 // Floor is the current noise floor estimate in dBFS.
 func (v *VAD) Floor() float64 { return v.floor }
@@ -129,6 +135,7 @@ func (v *VAD) ProcessHeard(frame []int16, near bool) VADEvent {
 			}
 		}
 		if v.voiced >= v.cfg.Start {
+			v.onset = v.voiced
 			v.speaking, v.voiced, v.gap, v.silence = true, 0, 0, 0
 			return VADSpeechStart
 		}

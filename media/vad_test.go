@@ -83,6 +83,7 @@ func addNoise(s []int16, snrDB float64, seed uint64) []int16 {
 
 type vadRun struct {
 	starts, ends []int // sample positions (end of the frame that fired)
+	began        []int // where each start's Onset puts the speech's beginning
 }
 
 func runVAD(s []int16, cfg VADConfig) vadRun {
@@ -93,6 +94,7 @@ func runVAD(s []int16, cfg VADConfig) vadRun {
 		switch v.Process(s[i : i+frame]) {
 		case VADSpeechStart:
 			r.starts = append(r.starts, i+frame)
+			r.began = append(r.began, i+frame-int(v.Onset()*16/time.Millisecond))
 		case VADSpeechEnd:
 			r.ends = append(r.ends, i+frame)
 		}
@@ -151,6 +153,11 @@ func TestVAD(t *testing.T) {
 			// Start: after the onset plus the start duration, not much later.
 			if d := ms(r.starts[0] - first); d < cfg.Start-20*time.Millisecond || d > cfg.Start+tc.late {
 				t.Fatalf("start %v after the onset; want about %v", d, cfg.Start)
+			}
+			// Onset: back to the speech's start (which the call's recording
+			// notes), within a frame or two.
+			if d := ms(r.began[0] - first); d < -60*time.Millisecond || d > 60*time.Millisecond {
+				t.Fatalf("the speech began %v after the onset, says Onset", d)
 			}
 			// End: the stop duration after the speech ends, give or take.
 			if d := ms(r.ends[0] - last); d < cfg.Stop-100*time.Millisecond || d > cfg.Stop+300*time.Millisecond {
