@@ -162,6 +162,8 @@ type Voice struct {
 	ASR    speech.ASR
 	TTS    speech.TTS
 	Config Config
+	// Recorder records each call (pipeline/record); nil: none are.
+	Recorder Recorder
 }
 
 // ListenRate is the rate of the PCM a call wants: the recogniser's. A
@@ -195,6 +197,8 @@ type Call struct {
 	queued   atomic.Int64  // caller frames Audio queued, ever
 	dropped  atomic.Int64  // of those, dropped before the listening loop took them
 	taken    atomic.Int64  // of those, taken by the listening loop
+
+	rec atomic.Pointer[recording] // nil: not recorded
 
 	mu         sync.Mutex
 	stopSpeech context.CancelFunc // cancels the synthesis under way
@@ -248,6 +252,7 @@ func (c *Call) sendFrame(frame []byte) error {
 		c.firstAudio(n)
 	}
 	err := c.out.SendAudio(frame)
+	c.rec.Load().bot(n, frame) // before it counts as sent: a cut that sees it finds it recorded
 	c.sent.Store(n)
 	select {
 	case c.progress <- struct{}{}:
@@ -277,6 +282,7 @@ func (c *Call) played() int64 {
 // never blocks: when the listening loop is behind, the oldest frame is
 // dropped and counted.
 func (c *Call) Audio(pcm []int16) {
+	c.rec.Load().caller(pcm)
 	f := append([]int16(nil), pcm...)
 	for {
 		select {
@@ -324,7 +330,9 @@ func (c *Call) post(ev callEvent) {
 // SubmitText submits a typed turn during the call: it is answered aloud,
 // like a spoken one.
 func (c *Call) SubmitText(ctx context.Context, text string) (int64, error) {
-	return c.submit(ctx, text, event.SourceText, turnTiming{decided: c.clk.Now()})
+	turn, err := c.submit(ctx, text, event.SourceText, turnTiming{decided: c.clk.Now()})
+	c.rec.Load().heard(turn, event.SourceText, text, time.Time{})
+	return turn, err
 }
 
 func (c *Call) submit(ctx context.Context, text string, source event.Source, tt turnTiming) (int64, error) {
@@ -413,6 +421,8 @@ func (c *Call) Run(ctx context.Context) error {
 		return fmt.Errorf("call: follow the session: %w", err)
 	}
 	defer stop()
+	c.startRecording(c.clk.Now())
+	defer c.stopRecording() // after the goroutines below: the file is whole
 	c.setState(event.Listening)
 	ticks, stopTicks := c.clk.NewTicker(media.FrameDuration)
 	defer stopTicks()

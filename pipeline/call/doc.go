@@ -18,6 +18,9 @@
 // (Commit, Clear), an end of turn that only stores the caller's words as
 // an item, no barge-in. An Output that is a Listener hears of the
 // caller's speech starting and stopping and of the items stored.
+// With Voice.Recorder set, a call is recorded (pipeline/record): it hands
+// its Recording the caller's PCM as it arrives, the bot's frames as they
+// are sent (decoded back to PCM), what a barge-in cut, and its turns.
 //
 // Voice is shared by a replica's calls and safe for concurrent use. A
 // Call's Audio, SubmitText, Respond, Commit, Clear, SetTurnTaking, Turn,

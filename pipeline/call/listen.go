@@ -118,6 +118,7 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 	c.caller.Store(l.vad.Speaking())
 	switch {
 	case ev == media.VADSpeechStart:
+		c.rec.Load().speechStarted(l.vad.Onset())
 		if !l.taking.NoBargeIn {
 			c.bargeIn(ctx)
 		}
@@ -251,17 +252,20 @@ func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence 
 	}
 	asrLatency.Observe(tt.transcribed.Sub(tt.decided).Seconds())
 	if c.taking.Load().NoResponse {
-		c.appendItem(ctx, text)
+		c.appendItem(ctx, text, tt.voicedEnd)
 		return
 	}
-	if _, err := c.submit(ctx, text, event.SourceVoice, tt); err != nil {
+	turn, err := c.submit(ctx, text, event.SourceVoice, tt)
+	c.rec.Load().heard(turn, event.SourceVoice, text, tt.voicedEnd)
+	if err != nil {
 		c.submitFailed(err)
 	}
 }
 
 // appendItem stores the caller's words as an item without a reply.
-func (c *Call) appendItem(ctx context.Context, text string) {
+func (c *Call) appendItem(ctx context.Context, text string, voicedEnd time.Time) {
 	turn, err := c.v.Turns.AppendItem(ctx, c.session, text, event.SourceVoice)
+	c.rec.Load().heard(turn, event.SourceVoice, text, voicedEnd)
 	if err != nil {
 		c.submitFailed(err)
 		return

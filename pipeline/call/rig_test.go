@@ -30,6 +30,8 @@ type rig struct {
 	sink  Output        // given to the call: out, or a PlayedOutput around it
 	cfg   Config
 	media Media
+	// recorder: Voice.Recorder
+	recorder Recorder
 
 	c    *Call
 	rec  *fakes.Recognizer
@@ -64,7 +66,7 @@ func buildRig(t *testing.T, setup ...func(*rig)) *rig {
 // start runs the call until stop or the end of the test.
 func (r *rig) start() {
 	r.cfg.Clock = r.clk
-	v := &Voice{Turns: r.turns, Events: r.hub, ASR: r.asr, TTS: r.tts, Config: r.cfg}
+	v := &Voice{Turns: r.turns, Events: r.hub, ASR: r.asr, TTS: r.tts, Config: r.cfg, Recorder: r.recorder}
 	r.c = v.NewCall(sessionID, r.media, r.sink, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -153,7 +153,7 @@ func (s *speaker) queued() time.Duration {
 func (s *speaker) onBargeIn(ctx context.Context, turn int64) {
 	switch {
 	case turn == s.cur.turn && !s.cur.finished:
-		s.finish(ctx, s.cur.heard(s.c.played()), true)
+		s.finish(ctx, s.c.played(), true)
 		s.pushed = s.c.sent.Load() // what was flushed will never be sent
 		s.wakeAfter(listenFallback)
 	case turn != s.cur.turn:
@@ -270,14 +270,15 @@ func (s *speaker) checkPlayed(ctx context.Context) {
 		s.wakeAfter(left)
 		return
 	}
-	s.finish(ctx, s.cur.heard(s.c.sent.Load()), false)
+	s.finish(ctx, s.c.sent.Load(), false)
 	s.wakeAfter(listenFallback)
 }
 
-// finish reports what was heard of the turn; "listening" follows its
-// reply.done, which comes back through the session's events (a timer
-// stands in if it never does).
-func (s *speaker) finish(ctx context.Context, heard string, cut bool) {
+// finish reports what was heard of the turn, played frames in;
+// "listening" follows its reply.done, which comes back through the
+// session's events (a timer stands in if it never does).
+func (s *speaker) finish(ctx context.Context, played int64, cut bool) {
+	heard := s.cur.heard(played)
 	s.cur.finished = true
 	s.c.mu.Lock()
 	delete(s.c.timing, s.cur.turn) // cut before any audio: no latency event
@@ -286,6 +287,7 @@ func (s *speaker) finish(ctx context.Context, heard string, cut bool) {
 		s.c.flush()
 		s.c.first.Store(0)
 	}
+	s.c.rec.Load().spoke(&s.cur, heard, played, cut)
 	s.c.v.Turns.FinishSpoken(ctx, s.c.session, s.cur.turn, heard, cut)
 	if s.cur.turn == s.c.turn.Load() {
 		s.c.active.Store(false)
