@@ -91,6 +91,9 @@ type config struct {
 	Interfaces  string
 	RTCLoopback string
 
+	RecordDir       string
+	RecordRetention time.Duration
+
 	Origins      string
 	MaxMessage   int64
 	MaxText      int
@@ -252,6 +255,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.Interfaces, "webrtc-interfaces", "PARLEY_WEBRTC_INTERFACES", "", "network interfaces to gather WebRTC candidates on, comma-separated; empty: all (loopback candidates follow -webrtc-loopback)")
 	f.str(&c.RTCLoopback, "webrtc-loopback", "PARLEY_WEBRTC_LOOPBACK", "auto", "offer loopback (127.0.0.1, ::1) WebRTC candidates: auto (to a browser on this host, whose socket comes from a loopback address), on (to every client), off")
 
+	f.str(&c.RecordDir, "record-dir", "PARLEY_RECORD_DIR", "", "record every call (browser and phone) in this directory: a stereo WAV file a call, the caller left and the bot right, and its transcript as JSON lines (see docs/operations.md); empty: no recording")
+	f.dur(&c.RecordRetention, "record-retention", "PARLEY_RECORD_RETENTION", 0, "delete recordings older than this, e.g. 720h (30 days), checked hourly; 0: keep them for ever")
+
 	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
 	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
 	f.int(&c.MaxText, "max-text", "PARLEY_MAX_TEXT", 4000, "longest text turn, in characters")
@@ -307,6 +313,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 		default:
 			return nil, fmt.Errorf("-%s %q: see -help", v.name, v.val)
 		}
+	}
+	if c.RecordRetention < 0 || (c.RecordRetention > 0 && c.RecordDir == "") {
+		return nil, fmt.Errorf("-record-retention %v: it is how long recordings in -record-dir are kept (0: for ever)", c.RecordRetention)
 	}
 	if _, err := c.webrtc(); err != nil {
 		return nil, err

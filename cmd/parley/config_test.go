@@ -83,6 +83,8 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		{"url without model", map[string]string{"LLM_BASE_URL": "http://127.0.0.1:1/v1"}, nil},
 		{"tls certificate without key", map[string]string{"PARLEY_TLS_CERT": "cert.pem"}, nil},
 		{"tls key without certificate", nil, []string{"-tls-key", "key.pem"}},
+		{"negative retention", map[string]string{"PARLEY_RECORD_DIR": "rec", "PARLEY_RECORD_RETENTION": "-1h"}, nil},
+		{"retention without recordings", nil, []string{"-record-retention", "720h"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/ratelimit"
+	"github.com/parleyhq/parley/pipeline/record"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
 	"github.com/parleyhq/parley/pipeline/sphinx"
@@ -34,16 +35,23 @@ type core struct {
 	tools  tools.Toolbox // the MCP servers' tools; nil: no -mcp-config
 	mcp    *mcp.Manager  // runs them (Run under serve's errgroup); nil when tools is
 	close  func()
+
+	record *record.Recorder // records calls, deletes old recordings (Run under serve's errgroup); nil: no -record-dir
 }
 
 // buildCore connects to Redis (or starts the embedded one) and builds the
 // core, in order.
 func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error) {
+	// First: a directory that cannot take recordings stops the start at once.
+	rec, err := newRecorder(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	rdb, closeRedis, err := openRedis(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	c := &core{rdb: rdb, close: closeRedis}
+	c := &core{rdb: rdb, close: closeRedis, record: rec}
 	fail := func(err error) (*core, error) { closeRedis(); return nil, err }
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = rdb.Ping(pctx).Err()
@@ -96,6 +104,9 @@ func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error
 	}
 	if c.voice, err = newVoice(cfg, c.engine, c.hub, log); err != nil {
 		return fail(err)
+	}
+	if c.voice != nil && c.record != nil {
+		c.voice.Recorder = c.record
 	}
 	return c, nil
 }
@@ -194,6 +205,27 @@ func newMCP(cfg *config, log *slog.Logger) (*mcp.Manager, error) {
 	}
 	log.Info("MCP servers configured", "file", cfg.MCPConfig, "servers", len(servers))
 	return mcp.New(mcp.Config{Servers: servers, CallTimeout: cfg.MCPCallTimeout, MaxOutput: cfg.MCPMaxOutput}, log)
+}
+
+// newRecorder checks -record-dir; nil without it.
+func newRecorder(cfg *config, log *slog.Logger) (*record.Recorder, error) {
+	if cfg.RecordDir == "" {
+		return nil, nil
+	}
+	r, err := record.New(record.Config{Dir: cfg.RecordDir, Retention: cfg.RecordRetention}, log.With("component", "record"))
+	if err != nil {
+		return nil, fmt.Errorf("-record-dir %s cannot take recordings: %w", cfg.RecordDir, err)
+	}
+	kept := "for ever"
+	if cfg.RecordRetention > 0 {
+		kept = cfg.RecordRetention.String()
+	}
+	if cfg.ASR == "off" || cfg.TTS == "off" {
+		log.Warn("-record-dir is set but voice calls are off: nothing is recorded (old recordings are still deleted)", "dir", cfg.RecordDir)
+	} else {
+		log.Info("calls are recorded", "dir", cfg.RecordDir, "kept", kept)
+	}
+	return r, nil
 }
 
 // newVoice builds the speech providers and the voice stack that calls

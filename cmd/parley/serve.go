@@ -123,6 +123,9 @@ func serve(ctx context.Context, cfg *config, c *core, fe *frontEnds, log *slog.L
 	if c.mcp != nil { // ends when work ends, after the drain: draining turns may still call tools
 		g.Go(func() error { return c.mcp.Run(gctx) })
 	}
+	if c.record != nil { // ends when work ends
+		g.Go(func() error { return c.record.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := serveHTTP(); !errors.Is(err, http.ErrServerClosed) {
 			return err
