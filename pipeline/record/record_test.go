@@ -496,7 +496,8 @@ func TestWriteErrorStopsTheRecording(t *testing.T) {
 	rec := &Recording{queue: 10000, wake: make(chan struct{}, 1), done: make(chan struct{}), w: newWriter(wav, txt, rate, t0)}
 	before := count(writeErrors)
 	openRecordings.Inc() // as Start does: run takes it back
-	go rec.run(slog.New(slog.DiscardHandler)) // ends with Close
+	// The writer: it ends with Close.
+	go rec.run(slog.New(slog.DiscardHandler))
 	realTime(rec, 0, 1, 100)
 	rec.Heard(at(time.Second), 1, "voice", "hi", at(0), at(time.Second))
 	if err := rec.Close(); err == nil {

@@ -55,6 +55,8 @@ type replicaOpts struct {
 	tts    speech.TTS
 	call   call.Config
 	store  session.Config
+
+	recorder call.Recorder // Voice.Recorder; nil: calls are not recorded
 }
 
 func startReplica(t testing.TB, rdb *redis.Client, model llm.LLM, o replicaOpts) *replica {
@@ -75,7 +77,7 @@ func startReplica(t testing.TB, rdb *redis.Client, model llm.LLM, o replicaOpts)
 	}
 	var voice *call.Voice
 	if o.asr != nil {
-		voice = &call.Voice{Turns: eng, Events: hub, ASR: o.asr, TTS: o.tts, Config: o.call}
+		voice = &call.Voice{Turns: eng, Events: hub, ASR: o.asr, TTS: o.tts, Config: o.call, Recorder: o.recorder}
 	}
 	gw := signaling.NewGateway(o.ws, log)
 	srv := parley.NewServer(o.parley, gw, &signaling.Sessions{Store: store, Hub: hub}, eng, voice, log)

@@ -1,0 +1,329 @@
+//go:build !nospeech
+
+package parley_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/opus"
+	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/pipeline/record"
+)
+
+// closeSignal is the real recorder, telling the test when a recording
+// has been closed (its file whole).
+type closeSignal struct {
+	*record.Recorder
+	closed chan struct{}
+}
+
+func (r closeSignal) Start(sessionID string, rate int, start time.Time) (call.Recording, error) {
+	rec, err := r.Recorder.Start(sessionID, rate, start)
+	if err != nil {
+		return nil, err
+	}
+	return closedRecording{rec, r.closed}, nil
+}
+
+type closedRecording struct {
+	call.Recording
+	closed chan struct{}
+}
+
+func (r closedRecording) Close() error {
+	err := r.Recording.Close()
+	close(r.closed)
+	return err
+}
+
+// transcriptLine is a line of a recording's transcript.
+type transcriptLine struct {
+	At          float64
+	Speaker     string
+	Turn        int64
+	Source      string
+	Text        string
+	From, To    *float64
+	Interrupted *bool
+}
+
+// A recorded call with an interruption, over the WebSocket with Opus and
+// flite speech: a typed "help" is answered at length, the caller speaks
+// over it, the bot stops, and the caller's words are answered. The file
+// decodes as stereo at the call's rate; the left channel holds the
+// caller's speech, the right the bot's; the bot's reply is in the file
+// exactly as far as the caller heard it, and is silent from the cut on;
+// the transcript's times match the energy in the channels within 100 ms.
+func TestRecordedCallWithAnInterruption(t *testing.T) {
+	asr, v := offline(t)
+	dir := t.TempDir()
+	rec, err := record.New(record.Config{Dir: dir}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, recorder: closeSignal{rec, closed}})
+	c := dial(t, r.URL)
+	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
+	if ev := c.Next(); ev.Type != "session" {
+		t.Fatalf("%s", ev.Raw)
+	}
+	type item struct {
+		ev    msg
+		audio []byte
+	}
+	msgs := make(chan item, 10000)
+	go func() { // ends when the socket closes
+		defer close(msgs)
+		for {
+			kind, b, err := c.WS.ReadMessage()
+			if err != nil {
+				return
+			}
+			m := item{}
+			if kind == websocket.BinaryMessage {
+				m.audio = b
+			} else {
+				_ = json.Unmarshal(b, &m.ev)
+				m.ev.Raw = string(b)
+			}
+			msgs <- m
+		}
+	}()
+	next := func() item {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatal("socket closed")
+			}
+			return m
+		case <-time.After(30 * time.Second):
+			t.Fatal("nothing received for 30 s")
+		}
+		return item{}
+	}
+
+	// The caller hears each reply's frames: heard[turn].
+	heard := map[int64][][]byte{}
+	turn := int64(1)
+	c.Send(map[string]any{"type": "text", "text": "help"})
+	for len(heard[1]) < 50 { // a second of the reply
+		if m := next(); m.audio != nil {
+			heard[1] = append(heard[1], m.audio)
+		}
+	}
+	speech := opusSpeech(t, v, "what time is it", 0, 1500*time.Millisecond)
+	sentDone := make(chan struct{})
+	go func() { // ends when the speech is sent or the socket fails
+		defer close(sentDone)
+		_ = speak(c, speech)
+	}()
+	for done := false; !done; {
+		m := next()
+		switch {
+		case m.audio != nil:
+			heard[turn] = append(heard[turn], m.audio)
+		case m.ev.Type == "reply.done" && m.ev.Turn == 1:
+			turn = 2 // what follows is the reply to the caller's words
+		case m.ev.Type == "reply.done" && m.ev.Turn == 2:
+			done = true
+		case m.ev.Type == "error":
+			t.Fatalf("error: %s", m.ev.Raw)
+		}
+	}
+	<-sentDone
+	c.WS.Close() // the call ends: its recording is closed
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the recording was not closed when the call ended")
+	}
+
+	wavs, _ := filepath.Glob(filepath.Join(dir, "*", "*.wav"))
+	if len(wavs) != 1 {
+		t.Fatalf("recordings %v; want one", wavs)
+	}
+	left, right := readStereo(t, wavs[0], 16000)
+	lines := readTranscript(t, strings.TrimSuffix(wavs[0], ".wav")+".jsonl")
+	byTurn := func(speaker string, turn int64) transcriptLine {
+		for _, l := range lines {
+			if l.Speaker == speaker && l.Turn == turn {
+				return l
+			}
+		}
+		t.Fatalf("no %s line for turn %d in %+v", speaker, turn, lines)
+		return transcriptLine{}
+	}
+	typed, said := byTurn("caller", 1), byTurn("caller", 2)
+	cut, answer := byTurn("bot", 1), byTurn("bot", 2)
+	if typed.Source != "text" || typed.Text != "help" || typed.From != nil ||
+		said.Source != "voice" || said.Text != "what time is it" || said.From == nil ||
+		cut.Interrupted == nil || !*cut.Interrupted || cut.From == nil ||
+		answer.Interrupted == nil || *answer.Interrupted || !strings.HasPrefix(answer.Text, "It is ") || answer.From == nil {
+		t.Fatalf("transcript: %+v", lines)
+	}
+	full := local.New(local.Config{}).Reply("help")
+	if cut.Text == "" || cut.Text == full || !strings.HasPrefix(full, cut.Text) {
+		t.Fatalf("the cut reply's text %q is not a strict prefix of %q", cut.Text, full)
+	}
+
+	const tolerance = 0.1 // s
+	// near compares what the transcript (or the recording) says with what
+	// the audio shows.
+	near := func(what string, says, shows float64) {
+		t.Helper()
+		t.Logf("%s: %.3f s; the audio: %.3f s", what, says, shows)
+		if math.Abs(says-shows) > tolerance {
+			t.Errorf("%s: %.3f s, but the audio shows %.3f s", what, says, shows)
+		}
+	}
+	// The left channel is the caller's one utterance.
+	spans := loudSpans(left, 16000)
+	if len(spans) == 0 {
+		t.Fatal("the left channel is silent")
+	}
+	near("the caller's speech begins (transcript)", *said.From, spans[0][0])
+	near("the caller's speech ends (transcript)", *said.To, spans[len(spans)-1][1])
+
+	// The right channel is the bot's: each reply where the transcript
+	// puts it, as long as the frames the caller heard of it, with the
+	// audio of those frames where it is in them.
+	for _, reply := range []struct {
+		line   transcriptLine
+		frames [][]byte
+	}{{cut, heard[1]}, {answer, heard[2]}} {
+		from, to := *reply.line.From, *reply.line.To
+		name := "turn " + itoa(reply.line.Turn) + "'s reply"
+		near(name+" lasts (transcript), as the caller heard it", to-from, float64(len(reply.frames))*media.FrameDuration.Seconds())
+		heard := loudSpans(decodeOpus(t, reply.frames), 16000) // from its first frame
+		recorded := loudSpans(slice(right, from, to), 16000)   // from the transcript's from
+		if len(heard) == 0 || len(recorded) == 0 {
+			t.Fatalf("%s: %d loud stretches heard, %d in the recording", name, len(heard), len(recorded))
+		}
+		near(name+": its speech begins (recording, from the transcript's from)", from+recorded[0][0], from+heard[0][0])
+		near(name+": its speech ends (recording, before the transcript's to)", from+recorded[len(recorded)-1][1], from+heard[len(heard)-1][1])
+	}
+	// Silent from the cut on, until the next reply: the caller heard
+	// nothing more, and the recording has nothing more.
+	if after := loudSpans(slice(right, *cut.To, *answer.From), 16000); len(after) != 0 {
+		t.Fatalf("the bot's channel is loud at %.3f s, after the cut at %.3f s", *cut.To+after[0][0], *cut.To)
+	}
+	// The cut came within 500 ms of the caller's first word: the VAD's
+	// start (200 ms), and what TestBargeIn allows beyond it.
+	if d := *cut.To - spans[0][0]; d < 0 || d > 0.5 {
+		t.Fatalf("the bot stopped %.3f s after the caller began (at %.3f s)", d, spans[0][0])
+	}
+	if rest := loudSpans(slice(right, *answer.To, float64(len(right))/16000), 16000); len(rest) != 0 {
+		t.Fatalf("the bot's channel is loud after its last reply: %v", rest)
+	}
+}
+
+// readStereo reads a recording: its left and right channels.
+func readStereo(t *testing.T, name string, rate int) (left, right []int16) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := media.ReadWAV(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Channels != 2 || w.Rate != rate {
+		t.Fatalf("%d channels at %d Hz; want stereo at %d", w.Channels, w.Rate, rate)
+	}
+	for i := 0; i+1 < len(w.Samples); i += 2 {
+		left, right = append(left, w.Samples[i]), append(right, w.Samples[i+1])
+	}
+	return left, right
+}
+
+func readTranscript(t *testing.T, name string) []transcriptLine {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []transcriptLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l transcriptLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("transcript line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// decodeOpus is the audio of frames, at 16 kHz.
+func decodeOpus(t *testing.T, frames [][]byte) []int16 {
+	t.Helper()
+	dec, err := opus.NewDecoder(16000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pcm []int16
+	for _, f := range frames {
+		p, err := dec.Decode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pcm = append(pcm, p...)
+	}
+	return pcm
+}
+
+// slice is the audio from second from to second to.
+func slice(s []int16, from, to float64) []int16 {
+	a, b := min(len(s), int(from*16000)), min(len(s), int(to*16000))
+	if a >= b {
+		return nil
+	}
+	return s[a:b]
+}
+
+// loudSpans are the stretches of s, in seconds, whose 10 ms windows are
+// louder than -40 dBFS (gaps under 300 ms bridged: the pauses between
+// words).
+func loudSpans(s []int16, rate int) [][2]float64 {
+	n := rate / 100
+	var spans [][2]float64
+	for i := 0; i+n <= len(s); i += n {
+		if dbfs(s[i:i+n]) <= -40 {
+			continue
+		}
+		from, to := float64(i)/float64(rate), float64(i+n)/float64(rate)
+		if k := len(spans) - 1; k >= 0 && from-spans[k][1] < 0.3 {
+			spans[k][1] = to
+			continue
+		}
+		spans = append(spans, [2]float64{from, to})
+	}
+	return spans
+}
+
+// dbfs is the level of s.
+func dbfs(s []int16) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += float64(v) * float64(v)
+	}
+	return 20 * math.Log10(math.Sqrt(sum/float64(len(s)))/32768+1e-12)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
