@@ -45,7 +45,7 @@ func TestRecordingSurvivesAKill(t *testing.T) {
 	c := dialWS(t, p.addr)
 	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
 	c.Send(map[string]any{"type": "text", "text": "help"}) // about 8 s spoken
-	const heard = 150 // frames: 3 s
+	const heard = 150                                      // frames (3 s) read before the kill
 	for frames := 0; frames < heard; {
 		_ = c.WS.SetReadDeadline(time.Now().Add(30 * time.Second))
 		kind, b, err := c.WS.ReadMessage()
