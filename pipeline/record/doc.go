@@ -10,8 +10,8 @@
 // Why WAV: it costs no encoder per call (recording runs on the replica's
 // CPU, beside the calls), every tool reads it, and a file written as it
 // goes stays readable after a crash: the header's sizes are rewritten at
-// each write, about every 100 ms, so a crash loses what was in memory,
-// under half a second. The price is size: 64 KB a second at 16 kHz
+// each write, about every 100 ms, so a crash loses only what was in
+// memory: the window and a chunk (writer.go), the last half second or so. The price is size: 64 KB a second at 16 kHz
 // (browser calls), 32 KB at 8 kHz (phone calls); Ogg/Opus would be about
 // ten times smaller, a later option. Nothing is fsynced: a process crash
 // loses nothing the kernel was given, an OS crash what it had not written.
