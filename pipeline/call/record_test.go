@@ -21,7 +21,12 @@ import (
 type recorded struct {
 	err error // Start's
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	d  recordings
+}
+
+// recordings is what a recorded was given.
+type recordings struct {
 	started []string // session, rate, start
 	caller  []int16
 	frames  []int64   // the bot frames' numbers
@@ -49,7 +54,7 @@ type spokeTurn struct {
 func (f *recorded) Start(sessionID string, rate int, start time.Time) (Recording, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.started = append(f.started, sessionID, strconv.Itoa(rate), start.String())
+	f.d.started = append(f.d.started, sessionID, strconv.Itoa(rate), start.String())
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -59,47 +64,46 @@ func (f *recorded) Start(sessionID string, rate int, start time.Time) (Recording
 func (f *recorded) Caller(pcm []int16, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.caller = append(f.caller, pcm...)
+	f.d.caller = append(f.d.caller, pcm...)
 }
 
 func (f *recorded) Bot(frame int64, pcm []int16, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.frames = append(f.frames, frame)
-	f.bot = append(f.bot, append([]int16(nil), pcm...))
+	f.d.frames = append(f.d.frames, frame)
+	f.d.bot = append(f.d.bot, append([]int16(nil), pcm...))
 }
 
 func (f *recorded) Cut(played, sent int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cuts = append(f.cuts, [2]int64{played, sent})
+	f.d.cuts = append(f.d.cuts, [2]int64{played, sent})
 }
 
 func (f *recorded) Heard(at time.Time, turn int64, source event.Source, text string, from, to time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.heard = append(f.heard, heardTurn{turn, source, text, from, to})
+	f.d.heard = append(f.d.heard, heardTurn{turn, source, text, from, to})
 }
 
 func (f *recorded) Spoke(at time.Time, turn int64, text string, first, last int64, cut bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.spoke = append(f.spoke, spokeTurn{turn, text, first, last, cut})
+	f.d.spoke = append(f.d.spoke, spokeTurn{turn, text, first, last, cut})
 }
 
 func (f *recorded) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.closed++
+	f.d.closed++
 	return nil
 }
 
 // snapshot is a copy of what was recorded so far.
-func (f *recorded) snapshot() recorded {
+func (f *recorded) snapshot() recordings {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return recorded{started: f.started, caller: f.caller, frames: f.frames, bot: f.bot,
-		cuts: f.cuts, heard: f.heard, spoke: f.spoke, closed: f.closed}
+	return f.d
 }
 
 // The recording gets the caller's audio as it comes, each bot frame as it
