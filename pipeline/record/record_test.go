@@ -498,7 +498,17 @@ func TestWriteErrorStopsTheRecording(t *testing.T) {
 	openRecordings.Inc() // as Start does: run takes it back
 	// The writer: it ends with Close.
 	go rec.run(slog.New(slog.DiscardHandler))
-	realTime(rec, 0, 1, 100)
+	realTime(rec, 0, 1, 100) // 2 s: more than a window and a chunk to write
+	deadline := time.Now().Add(10 * time.Second)
+	for failed := false; !failed; {
+		rec.mu.Lock()
+		failed = rec.err != nil
+		rec.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the failed write went unnoticed")
+		}
+		time.Sleep(5 * ms)
+	}
 	rec.Heard(at(time.Second), 1, "voice", "hi", at(0), at(time.Second))
 	if err := rec.Close(); err == nil {
 		t.Fatal("Close reported no error")
