@@ -200,14 +200,18 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 	// The right channel is the bot's: each reply where the transcript
 	// puts it, as long as the frames the caller heard of it, with the
 	// audio of those frames where it is in them.
+	// The caller's decoder is one for the call: a reply's first frames
+	// carry what its encoder had of the last one.
+	pcm := decodeOpus(t, append(heard[1], heard[2]...))
+	first := len(heard[1]) * 320
 	for _, reply := range []struct {
-		line   transcriptLine
-		frames [][]byte
-	}{{cut, heard[1]}, {answer, heard[2]}} {
+		line  transcriptLine
+		audio []int16
+	}{{cut, pcm[:first]}, {answer, pcm[first:]}} {
 		from, to := *reply.line.From, *reply.line.To
 		name := "turn " + itoa(reply.line.Turn) + "'s reply"
-		near(name+" lasts (transcript), as the caller heard it", to-from, float64(len(reply.frames))*media.FrameDuration.Seconds())
-		heard := loudSpans(decodeOpus(t, reply.frames), 16000) // from its first frame
+		near(name+" lasts (transcript), as the caller heard it", to-from, float64(len(reply.audio))/16000)
+		heard := loudSpans(reply.audio, 16000) // from its first frame
 		recorded := loudSpans(slice(right, from, to), 16000)   // from the transcript's from
 		if len(heard) == 0 || len(recorded) == 0 {
 			t.Fatalf("%s: %d loud stretches heard, %d in the recording", name, len(heard), len(recorded))
