@@ -11,6 +11,8 @@ import (
 
 	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/internal/testkit/fakes"
+	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/media/g711"
 	"github.com/parleyhq/parley/media/pcm"
 	"github.com/parleyhq/parley/pipeline/event"
 )
@@ -222,5 +224,43 @@ func TestRecordingThatFailsToStart(t *testing.T) {
 	}
 	if got := rec.snapshot(); len(got.started) != 3 || len(got.frames) != 0 || got.closed != 0 {
 		t.Fatalf("recorded %+v", got)
+	}
+}
+
+// The recording is at the caller's rate, whatever the bot's codec: a
+// phone call's G.711 at 8 kHz as it is, Opus-like audio at another rate
+// resampled to it. The bot's tone arrives at the recording's rate.
+func TestRecordingAtTheCallersRate(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    int
+		codec media.Codec
+	}{
+		{"a phone call: G.711 at 8 kHz", 8000, g711.MuLaw},
+		{"PCM at 24 kHz to a 16 kHz caller", 16000, pcm.Codec{Rate: 24000}},
+		{"PCM at 16 kHz to an 8 kHz caller", 8000, pcm.Codec{Rate: 16000}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorded{}
+			r := newRig(t, heard("hello"), func(r *rig) {
+				r.recorder, r.media = rec, Media{InRate: tc.in, Out: tc.codec}
+			})
+			r.spokenTurn(1)
+			r.turns.Write(1, s1)
+			r.finishAfterTicks(1)
+			got := rec.snapshot()
+			if got.started[1] != strconv.Itoa(tc.in) {
+				t.Fatalf("recording at %s Hz; want the caller's %d", got.started[1], tc.in)
+			}
+			var audio []int16
+			for _, f := range got.bot {
+				audio = append(audio, f...)
+			}
+			if n := len(audio) / len(got.bot); n < tc.in/50-2 || n > tc.in/50+2 {
+				t.Fatalf("%d samples a bot frame; want %d", n, tc.in/50)
+			}
+			checkTone(t, audio[tc.in/10:tc.in*6/10], tc.in)
+		})
 	}
 }

@@ -28,6 +28,7 @@
 //
 // A Recording's methods never block: they queue for the recording's own
 // goroutine, which alone touches its files; past Config.Queue frames the
-// oldest is dropped and counted. Recorder's methods are safe for
+// oldest is dropped and counted. File writes have no deadline (a local
+// file's cannot): a stalled disk stalls that goroutine only. Recorder's methods are safe for
 // concurrent use; so are a Recording's.
 package record

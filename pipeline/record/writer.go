@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -50,10 +51,11 @@ type writer struct {
 	buf      []int16  // interleaved, from base
 	next     [2]int64 // where each channel's next frame may go
 	started  [2]bool
-	latest   int64 // the latest position due by the clock (arrival or sending)
-	runs     []run // where the bot's recent frames are
-	full     bool  // the file is as long as a WAV can be
-	err      error // the first write error: nothing more is written
+	latest   int64  // the latest position due by the clock (arrival or sending)
+	runs     []run  // where the bot's recent frames are
+	out      []byte // flush's, kept for the next
+	full     bool   // the file is as long as a WAV can be
+	err      error  // the first write error: nothing more is written
 }
 
 // run is a stretch of bot frames played back to back: first to
@@ -264,7 +266,8 @@ func (w *writer) flush(all bool) error {
 	}
 	w.grow(limit)
 	n := limit - w.base
-	b := make([]byte, 4*n)
+	b := slices.Grow(w.out[:0], int(4*n))[:4*n]
+	w.out = b
 	for i, s := range w.buf[:2*n] {
 		binary.LittleEndian.PutUint16(b[2*i:], uint16(s))
 	}
