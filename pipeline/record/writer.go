@@ -104,17 +104,15 @@ func (w *writer) handle(it *item) error {
 		return nil
 	}
 	switch it.kind {
-	case callerAudio, botAudio:
-		if w.full {
-			return nil
-		}
-	}
-	switch it.kind {
 	case callerAudio:
-		w.place(left, it.pcm, it.at)
+		if !w.full {
+			w.place(left, it.pcm, it.at)
+		}
 	case botAudio:
-		pos := w.place(right, it.pcm, it.at)
-		w.ran(it.frame, pos, pos+int64(len(it.pcm)))
+		if !w.full {
+			pos := w.place(right, it.pcm, it.at)
+			w.ran(it.frame, pos, pos+int64(len(it.pcm)))
+		}
 	case cutBot:
 		return w.cut(it.frame, it.last)
 	case heardLine:
