@@ -221,7 +221,9 @@ type writtenReply struct {
 	text string
 }
 
-// NewCall builds a call of sessionID; Run starts it.
+// NewCall builds a call of sessionID; Run starts it. A recorded call's
+// recording starts here, so that nothing the front end hands the call
+// after NewCall is missing from it, and ends with Run.
 func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger) *Call {
 	cfg := v.Config
 	cfg.setDefaults(v.ASR.SampleRate())
@@ -239,6 +241,7 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 	c.taking.Store(&TurnTaking{})
 	c.pacer = media.NewPacer(cfg.Pacer, c.sendFrame)
 	c.state.Store(event.BotState(""))
+	c.startRecording(c.clk.Now())
 	return c
 }
 
@@ -400,6 +403,7 @@ func (c *Call) follow(turn int64) {
 
 // Run runs the call until ctx ends.
 func (c *Call) Run(ctx context.Context) error {
+	defer c.stopRecording() // last: after the goroutines below, the file is whole
 	rec, err := c.v.ASR.NewCall(ctx, c.partial)
 	if err != nil {
 		return fmt.Errorf("call: speech recogniser: %w", err)
@@ -421,8 +425,6 @@ func (c *Call) Run(ctx context.Context) error {
 		return fmt.Errorf("call: follow the session: %w", err)
 	}
 	defer stop()
-	c.startRecording(c.clk.Now())
-	defer c.stopRecording() // after the goroutines below: the file is whole
 	c.setState(event.Listening)
 	ticks, stopTicks := c.clk.NewTicker(media.FrameDuration)
 	defer stopTicks()
