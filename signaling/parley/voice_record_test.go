@@ -65,7 +65,9 @@ type transcriptLine struct {
 // decodes as stereo at the call's rate; the left channel holds the
 // caller's speech, the right the bot's; the bot's reply is in the file
 // exactly as far as the caller heard it, and is silent from the cut on;
-// the transcript's times match the energy in the channels within 100 ms.
+// the transcript's times match the audio within 100 ms (the caller's
+// speech by its energy on the left, the bot's replies where what the
+// caller heard matches the right).
 func TestRecordedCallWithAnInterruption(t *testing.T) {
 	asr, v := offline(t)
 	dir := t.TempDir()
