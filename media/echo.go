@@ -81,11 +81,13 @@ const (
 	echoActive = 0.003
 	// echoRatios is how many ratios the gain is learnt from (1 s of loud
 	// bot frames); echoPercentile the share of them below the gain.
-	echoRatios = 50
-	// echoPrior: frames of the bot playing during which, with no echo found
-	// yet, the echo is assumed to be at most as loud as what was played.
-	echoPrior      = 50
+	echoRatios     = 50
 	echoPercentile = 0.5
+	// echoPrior: frames of the bot playing during which, with no echo found
+	// yet, the echo is assumed to be at most echoPriorGain (-6 dB) of the
+	// loudest frame played lately: a caller louder than that is heard.
+	echoPrior     = 25
+	echoPriorGain = 0.5
 )
 
 // NewEchoGate returns an EchoGate.
@@ -105,8 +107,8 @@ func NewEchoGate(cfg EchoConfig) *EchoGate {
 	}
 }
 
-// amplitude is a frame's RMS, of full scale.
-func amplitude(pcm []int16) float64 {
+// Amplitude is a frame's RMS, of full scale: what EchoGate.Played takes.
+func Amplitude(pcm []int16) float64 {
 	if len(pcm) == 0 {
 		return 0
 	}
@@ -118,13 +120,13 @@ func amplitude(pcm []int16) float64 {
 	return math.Sqrt(sum / float64(len(pcm)))
 }
 
-// Played records one frame of the bot's audio (PCM at any rate) as it
-// leaves the server.
-func (g *EchoGate) Played(pcm []int16) {
+// Played records one frame of the bot's audio as it leaves the server: its
+// Amplitude (of the PCM at any rate), measured where the frame was made.
+func (g *EchoGate) Played(amp float64) {
 	if len(g.queue)-g.qhead >= 4*len(g.ref) { // never heard out (the caller's audio stopped): keep it bounded
 		g.qhead++
 	}
-	g.queue = append(g.queue, amplitude(pcm))
+	g.queue = append(g.queue, amp)
 }
 
 // Flush forgets the played frames not yet heard out: the client was told
@@ -145,7 +147,7 @@ func (g *EchoGate) Near(pcm []int16) bool {
 	}
 	copy(g.ref, g.ref[1:])
 	g.ref[len(g.ref)-1] = x
-	y := amplitude(pcm)
+	y := Amplitude(pcm)
 	loudest := slices.Max(g.ref)
 	if loudest < echoActive {
 		// Nothing played lately could be coming back: the caller's. Nor is
@@ -175,8 +177,8 @@ func (g *EchoGate) Near(pcm []int16) bool {
 	if bestCorr < echoCorrelated {
 		if g.active < echoPrior && !g.locked {
 			// Too early to know whether anything comes back: assume the
-			// echo is no louder than what was played.
-			return y > loudest
+			// echo is no louder than half what was played.
+			return y > loudest*echoPriorGain
 		}
 		return true // no echo path (a headset), or the caller speaking over it
 	}
@@ -187,7 +189,7 @@ func (g *EchoGate) Near(pcm []int16) bool {
 	}
 	gain, ok := g.learn(y / xd)
 	if !ok {
-		return y > loudest // the prior, until the gain is known
+		return y > loudest*echoPriorGain // the prior, until the gain is known
 	}
 	return y > gain*xd*g.margin
 }

@@ -53,7 +53,7 @@ func mix(a, b []int16, delay int, gain float64) []int16 {
 	return out
 }
 
-func dBFS(f []int16) float64 { return 20 * math.Log10(amplitude(f)+1e-9) }
+func dBFS(f []int16) float64 { return 20 * math.Log10(Amplitude(f)+1e-9) }
 
 // The bot's own voice fed back at -6 dB with 60 ms of delay is not the
 // caller's, from the first frame; a caller
@@ -73,7 +73,7 @@ func TestEchoGate(t *testing.T) {
 		near := make([]bool, frames)
 		for i := range near {
 			if played {
-				g.Played(frameAt(bot, i))
+				g.Played(Amplitude(frameAt(bot, i)))
 			}
 			near[i] = g.Near(frameAt(in, i))
 		}
@@ -161,7 +161,7 @@ func TestVADWithEchoGate(t *testing.T) {
 			g, v := NewEchoGate(EchoConfig{}), NewVAD(VADConfig{SampleRate: 16000})
 			started := -1
 			for i := 0; i < len(bot)/echoFrame; i++ {
-				g.Played(frameAt(bot, i))
+				g.Played(Amplitude(frameAt(bot, i)))
 				f := frameAt(tc.in, i)
 				if v.ProcessHeard(f, g.Near(f)) == VADSpeechStart && started < 0 {
 					started = i
@@ -194,12 +194,12 @@ func BenchmarkEchoGate(b *testing.B) {
 	g := NewEchoGate(EchoConfig{})
 	f := noise(echoFrame, 3000, 1)
 	for i := 0; i < 200; i++ {
-		g.Played(f)
+		g.Played(Amplitude(f))
 		g.Near(f)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		g.Played(f)
+		g.Played(Amplitude(f)) // the speaker measures each frame it makes
 		g.Near(f)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)*float64(FramesPerSecond)/1e7, "%core/call")

@@ -28,13 +28,15 @@ type PacerConfig struct {
 
 // Pacer sends one 20 ms frame per 20 ms tick, so the client receives audio
 // at real time rather than in bursts, however fast it was synthesised.
-// Flush drops what is queued at once (barge-in).
-type Pacer struct {
+// Flush drops what is queued at once (barge-in). F is what a frame is to
+// its sender: an encoded packet, or a packet with the PCM it came from
+// (the call's echo gate learns from what leaves, when it leaves).
+type Pacer[F any] struct {
 	cfg  PacerConfig
-	send func(frame []byte) error
+	send func(frame F) error
 
 	mu        sync.Mutex
-	q         [][]byte // ring
+	q         []F // ring
 	head, n   int
 	active    bool // between the first Push of an utterance and End
 	ended     bool
@@ -46,25 +48,26 @@ type Pacer struct {
 
 // NewPacer returns a Pacer that calls send for each frame, from Run's
 // goroutine only.
-func NewPacer(cfg PacerConfig, send func(frame []byte) error) *Pacer {
+func NewPacer[F any](cfg PacerConfig, send func(frame F) error) *Pacer[F] {
 	if cfg.Lead <= 0 {
 		cfg.Lead = 3
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 500
 	}
-	return &Pacer{cfg: cfg, send: send, q: make([][]byte, cfg.Queue), kick: make(chan struct{}, 1)}
+	return &Pacer[F]{cfg: cfg, send: send, q: make([]F, cfg.Queue), kick: make(chan struct{}, 1)}
 }
 
 // Push queues a frame. Past the queue's bound the oldest frame is dropped
 // and counted: late audio is worth less than current audio.
-func (p *Pacer) Push(frame []byte) {
+func (p *Pacer[F]) Push(frame F) {
 	p.mu.Lock()
 	if !p.active {
 		p.active, p.ended, p.lead = true, false, p.cfg.Lead
 	}
+	var none F
 	if p.n == len(p.q) {
-		p.q[p.head] = nil
+		p.q[p.head] = none
 		p.head = (p.head + 1) % len(p.q)
 		p.n--
 		p.dropped++
@@ -84,7 +87,7 @@ func (p *Pacer) Push(frame []byte) {
 
 // End marks the end of an utterance: once its frames are sent, empty
 // ticks are silence, not underruns.
-func (p *Pacer) End() {
+func (p *Pacer[F]) End() {
 	p.mu.Lock()
 	p.ended = true
 	if p.n == 0 {
@@ -94,31 +97,29 @@ func (p *Pacer) End() {
 }
 
 // Flush drops every queued frame now and ends the utterance.
-func (p *Pacer) Flush() {
+func (p *Pacer[F]) Flush() {
 	p.mu.Lock()
-	for i := range p.q {
-		p.q[i] = nil
-	}
+	clear(p.q)
 	p.head, p.n, p.active, p.ended, p.lead = 0, 0, false, false, 0
 	p.mu.Unlock()
 }
 
 // Stats returns the underruns and dropped frames counted so far.
-func (p *Pacer) Stats() (underruns, dropped int) {
+func (p *Pacer[F]) Stats() (underruns, dropped int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.underruns, p.dropped
 }
 
 // Queued is the number of frames waiting.
-func (p *Pacer) Queued() int {
+func (p *Pacer[F]) Queued() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.n
 }
 
 // Run sends frames until ctx ends or send fails, one per 20 ms.
-func (p *Pacer) Run(ctx context.Context) error {
+func (p *Pacer[F]) Run(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	return p.RunTicks(ctx, t.C)
@@ -126,7 +127,7 @@ func (p *Pacer) Run(ctx context.Context) error {
 
 // RunTicks is Run with the ticks given, for tests and for callers that
 // share one clock among many pacers.
-func (p *Pacer) RunTicks(ctx context.Context, ticks <-chan time.Time) error {
+func (p *Pacer[F]) RunTicks(ctx context.Context, ticks <-chan time.Time) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -134,8 +135,8 @@ func (p *Pacer) RunTicks(ctx context.Context, ticks <-chan time.Time) error {
 		case <-p.kick:
 			// The lead of a new utterance goes out at once.
 			for {
-				f := p.pop(true)
-				if f == nil {
+				f, ok := p.pop(true)
+				if !ok {
 					break
 				}
 				if err := p.send(f); err != nil {
@@ -143,7 +144,7 @@ func (p *Pacer) RunTicks(ctx context.Context, ticks <-chan time.Time) error {
 				}
 			}
 		case <-ticks:
-			if f := p.pop(false); f != nil {
+			if f, ok := p.pop(false); ok {
 				if err := p.send(f); err != nil {
 					return err
 				}
@@ -153,12 +154,13 @@ func (p *Pacer) RunTicks(ctx context.Context, ticks <-chan time.Time) error {
 }
 
 // pop takes the next frame: with lead, only while lead frames remain.
-func (p *Pacer) pop(lead bool) []byte {
+func (p *Pacer[F]) pop(lead bool) (F, bool) {
+	var none F
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if lead {
 		if p.lead == 0 {
-			return nil
+			return none, false
 		}
 	}
 	if p.n == 0 {
@@ -169,17 +171,17 @@ func (p *Pacer) pop(lead bool) []byte {
 		if p.ended {
 			p.active = false
 		}
-		return nil
+		return none, false
 	}
 	if lead {
 		p.lead--
 	}
 	f := p.q[p.head]
-	p.q[p.head] = nil
+	p.q[p.head] = none
 	p.head = (p.head + 1) % len(p.q)
 	p.n--
 	if p.n == 0 && p.ended {
 		p.active = false
 	}
-	return f
+	return f, true
 }

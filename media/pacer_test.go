@@ -9,7 +9,7 @@ import (
 
 // pacerRig drives a Pacer with hand-made ticks and records what it sent.
 type pacerRig struct {
-	p     *Pacer
+	p     *Pacer[[]byte]
 	ticks chan time.Time
 	mu    sync.Mutex
 	sent  []byte // the first byte of each frame sent
@@ -104,11 +104,11 @@ func TestPacerDropsOldestAndFlushes(t *testing.T) {
 	if _, d := r.p.Stats(); d != 2 || r.p.Queued() != 3 {
 		t.Fatalf("dropped %d, queued %d; want 2 and 3", d, r.p.Queued())
 	}
-	if f := r.p.pop(false); f[0] != 3 {
+	if f, _ := r.p.pop(false); f[0] != 3 {
 		t.Fatalf("oldest kept is %d, want 3 (1 and 2 dropped)", f[0])
 	}
 	r.p.Flush()
-	if r.p.Queued() != 0 || r.p.pop(false) != nil {
+	if _, ok := r.p.pop(false); r.p.Queued() != 0 || ok {
 		t.Fatal("frames survived a flush")
 	}
 }

@@ -65,6 +65,7 @@ type VAD struct {
 	trailing time.Duration // the silence that ended the last utterance
 	onset    time.Duration // the speech run that started the last utterance
 	level    float64       // last frame's level, dBFS
+	raw      bool          // the last frame was speech by its level, whatever ProcessHeard was told
 }
 
 // NewVAD returns a VAD.
@@ -95,6 +96,22 @@ func (v *VAD) TrailingSilence() time.Duration { return v.trailing }
 // Start, its bridged gaps included.
 func (v *VAD) Onset() time.Duration { return v.onset }
 
+// Raw reports whether the last frame was speech by its level alone,
+// before ProcessHeard's judgement of it.
+func (v *VAD) Raw() bool { return v.raw }
+
+// SetStop changes the silence that ends an utterance, from the next
+// frame: an endpointer reads it from the words so far. A silence already
+// past the new one ends the utterance at the next frame of silence.
+func (v *VAD) SetStop(d time.Duration) {
+	if d > 0 {
+		v.cfg.Stop = d
+	}
+}
+
+// Stop is the silence that ends an utterance, in force.
+func (v *VAD) Stop() time.Duration { return v.cfg.Stop }
+
 // Floor is the current noise floor estimate in dBFS.
 func (v *VAD) Floor() float64 { return v.floor }
 
@@ -122,7 +139,8 @@ func (v *VAD) ProcessHeard(frame []int16, near bool) VADEvent {
 	v.level = level
 	dur := time.Duration(len(frame)) * time.Second / time.Duration(v.cfg.SampleRate)
 	v.trackFloor(level, dur)
-	speech := near && level > v.cfg.MinLevel && level > v.floor+v.cfg.Threshold
+	v.raw = level > v.cfg.MinLevel && level > v.floor+v.cfg.Threshold
+	speech := near && v.raw
 
 	if !v.speaking {
 		if speech {
