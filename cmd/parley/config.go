@@ -84,12 +84,19 @@ type config struct {
 	TTSRate     int
 	VADStart    time.Duration
 	VADStop     time.Duration
-	Complexity  int
-	ICEServers  string
-	UDPPorts    string
-	PublicIPs   string
-	Interfaces  string
-	RTCLoopback string
+	// Turn taking (pipeline/call, pipeline/endpoint).
+	Endpointing   bool
+	EndpointShort time.Duration
+	EndpointLong  time.Duration
+	EchoGate      bool
+	BargeInWords  int
+	BargeInAfter  time.Duration
+	Complexity    int
+	ICEServers    string
+	UDPPorts      string
+	PublicIPs     string
+	Interfaces    string
+	RTCLoopback   string
 
 	RecordDir       string
 	RecordRetention time.Duration
@@ -246,7 +253,13 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.TTSAPIKey, "tts-api-key", "PARLEY_TTS_API_KEY", "", "bearer token for -tts=openai (never logged)")
 	f.int(&c.TTSRate, "tts-rate", "PARLEY_TTS_RATE", 24000, "sample rate of the PCM that -tts=openai returns")
 	f.dur(&c.VADStart, "vad-start", "PARLEY_VAD_START", 200*time.Millisecond, "speech this long starts a caller's turn (and interrupts the bot)")
-	f.dur(&c.VADStop, "vad-stop", "PARLEY_VAD_STOP", 600*time.Millisecond, "silence this long ends a caller's turn")
+	f.dur(&c.VADStop, "vad-stop", "PARLEY_VAD_STOP", 600*time.Millisecond, "silence this long ends a caller's turn (with -endpointing: when their words say neither that they have finished nor that they go on)")
+	f.bool(&c.Endpointing, "endpointing", "PARLEY_ENDPOINTING", true, "read the end of a caller's turn from their words so far: -endpoint-short after a question or a short reply, -endpoint-long after words that end mid-thought, else -vad-stop; false: always -vad-stop")
+	f.dur(&c.EndpointShort, "endpoint-short", "PARLEY_ENDPOINT_SHORT", 300*time.Millisecond, "with -endpointing: the silence after a complete utterance")
+	f.dur(&c.EndpointLong, "endpoint-long", "PARLEY_ENDPOINT_LONG", 1200*time.Millisecond, "with -endpointing: the silence after words that end mid-thought (at most 2s)")
+	f.bool(&c.EchoGate, "echo-gate", "PARLEY_ECHO_GATE", true, "caller audio that is only the bot's own voice coming back (a speaker phone) neither interrupts the bot nor becomes a turn")
+	f.int(&c.BargeInWords, "barge-in-words", "PARLEY_BARGE_IN_WORDS", 2, "words (not backchannels like \"okay\"; or one like \"stop\") a caller must say over the bot to interrupt it")
+	f.dur(&c.BargeInAfter, "barge-in-after", "PARLEY_BARGE_IN_AFTER", 600*time.Millisecond, "speech over the bot this long interrupts it whatever the words")
 	f.int(&c.Complexity, "opus-complexity", "PARLEY_OPUS_COMPLEXITY", 5, "Opus encoder complexity, 1 to 10")
 
 	f.str(&c.ICEServers, "webrtc-ice-servers", "PARLEY_WEBRTC_ICE_SERVERS", "", "comma-separated STUN/TURN URLs for the server's WebRTC peer (turn:user:pass@host:port for TURN with credentials)")
@@ -313,6 +326,14 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 		default:
 			return nil, fmt.Errorf("-%s %q: see -help", v.name, v.val)
 		}
+	}
+	switch {
+	case c.EndpointShort <= 0 || c.EndpointLong <= 0 || c.EndpointShort > c.EndpointLong:
+		return nil, fmt.Errorf("-endpoint-short %v and -endpoint-long %v: both above zero, the short one no longer", c.EndpointShort, c.EndpointLong)
+	case c.EndpointLong > 2*time.Second:
+		return nil, fmt.Errorf("-endpoint-long %v: at most 2s (a caller waits that long for any answer)", c.EndpointLong)
+	case c.BargeInWords < 1 || c.BargeInAfter <= 0:
+		return nil, fmt.Errorf("-barge-in-words %d and -barge-in-after %v: at least one word, and a time above zero", c.BargeInWords, c.BargeInAfter)
 	}
 	if c.RecordRetention < 0 || (c.RecordRetention > 0 && c.RecordDir == "") {
 		return nil, fmt.Errorf("-record-retention %v: it is how long recordings in -record-dir are kept (0: for ever)", c.RecordRetention)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/endpoint"
 	"github.com/parleyhq/parley/pipeline/flite"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/local"
@@ -258,6 +259,11 @@ func newVoice(cfg *config, turns call.Turns, events call.Follower, log *slog.Log
 	}
 	log.Info("voice calls on (WebRTC and WebSocket audio)", "asr", cfg.ASR, "tts", cfg.TTS)
 	return &call.Voice{Turns: turns, Events: events, ASR: asr, TTS: tts, Config: call.Config{
-		VAD: media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
+		VAD:          media.VADConfig{Start: cfg.VADStart, Stop: cfg.VADStop},
+		Endpoint:     endpoint.Config{Short: cfg.EndpointShort, Normal: cfg.VADStop, Long: cfg.EndpointLong},
+		FixedSilence: !cfg.Endpointing,
+		NoEchoGate:   !cfg.EchoGate,
+		BargeInWords: cfg.BargeInWords,
+		BargeInAfter: cfg.BargeInAfter,
 	}}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/clock"
 	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline/endpoint"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/session"
 	"github.com/parleyhq/parley/pipeline/speech"
@@ -38,7 +39,28 @@ type Config struct {
 	// Defaults DefaultFiller and 1.5s; "-": say nothing.
 	Filler      string
 	FillerDelay time.Duration
-	Clock       clock.Clock // default the system's
+	// Endpoint chooses the silence that ends the caller's turn from their
+	// words so far (pipeline/endpoint): short after a question, long after
+	// words that end mid-thought. FixedSilence: VAD.Stop instead, whatever
+	// was said (so does a front end that sets TurnTaking.VAD.Stop).
+	Endpoint     endpoint.Config
+	FixedSilence bool
+	// Echo: caller audio that is only the bot's own voice coming back (a
+	// speaker phone, a browser without echo cancellation) is not speech:
+	// it neither cuts the bot off nor becomes a turn (media.EchoGate).
+	// NoEchoGate turns that off.
+	Echo       media.EchoConfig
+	NoEchoGate bool
+	// While the bot speaks, the caller's voice cuts it off once their words
+	// are recognised: BargeInWords words that are not a backchannel
+	// ("mm-hm", "okay", "yeah"), or one word that stops a speaker ("stop",
+	// "wait", "no"); or once they have spoken for BargeInAfter, whatever
+	// the recogniser makes of it. An utterance that does neither (a cough,
+	// an "okay") is a false start: not a turn, and the bot goes on.
+	// Defaults 2 and 600ms.
+	BargeInWords int
+	BargeInAfter time.Duration
+	Clock        clock.Clock // default the system's
 }
 
 // DefaultFiller is what a call says while a tool runs.
@@ -65,6 +87,12 @@ func (c *Config) setDefaults(asrRate int) {
 	}
 	if c.FillerDelay <= 0 {
 		c.FillerDelay = 1500 * time.Millisecond
+	}
+	if c.BargeInWords <= 0 {
+		c.BargeInWords = 2
+	}
+	if c.BargeInAfter <= 0 {
+		c.BargeInAfter = 600 * time.Millisecond
 	}
 	c.Clock = clock.Or(c.Clock)
 	c.VAD.SampleRate = asrRate
@@ -144,6 +172,9 @@ type TurnTaking struct {
 	// NoBargeIn: the caller's voice does not cut a reply off (the front end
 	// may still, with Interrupt).
 	NoBargeIn bool
+	// Eagerness, when set, chooses the endpointing's waits as OpenAI's
+	// semantic_vad does (endpoint.Eagerness) in place of Config.Endpoint.
+	Eagerness string
 }
 
 // Media is what a front end's audio is: PCM in at InRate, the bot's audio
@@ -182,7 +213,7 @@ type Call struct {
 
 	in       chan []int16   // caller frames at media.InRate
 	events   chan callEvent // for the speaker
-	pacer    *media.Pacer
+	pacer    *media.Pacer[outFrame]
 	sent     atomic.Int64  // frames the pacer has sent, ever
 	progress chan struct{} // signalled at each frame sent: the speaker may wait for room
 	turn     atomic.Int64  // the turn whose reply is spoken
@@ -192,11 +223,14 @@ type Call struct {
 	first    atomic.Int64  // the frame (of sent) whose sending starts firstTurn's audio; 0: none
 	caller   atomic.Bool   // the VAD hears the caller speak
 	taking   atomic.Pointer[TurnTaking]
-	uttered  atomic.Bool   // the recogniser has audio of an utterance not yet ended
-	ctl      chan ctlOrder // Commit and Clear, for the listening loop
-	queued   atomic.Int64  // caller frames Audio queued, ever
-	dropped  atomic.Int64  // of those, dropped before the listening loop took them
-	taken    atomic.Int64  // of those, taken by the listening loop
+	uttered  atomic.Bool            // the recogniser has audio of an utterance not yet ended
+	ctl      chan ctlOrder          // Commit and Clear, for the listening loop
+	queued   atomic.Int64           // caller frames Audio queued, ever
+	dropped  atomic.Int64           // of those, dropped before the listening loop took them
+	taken    atomic.Int64           // of those, taken by the listening loop
+	words    atomic.Pointer[string] // the recogniser's words so far in the utterance
+	reply    atomic.Pointer[string] // the words of the reply being spoken
+	echo     *echoGate              // nil with Config.NoEchoGate
 
 	rec atomic.Pointer[recording] // nil: not recorded
 
@@ -240,6 +274,9 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 	}
 	c.taking.Store(&TurnTaking{})
 	c.pacer = media.NewPacer(cfg.Pacer, c.sendFrame)
+	if !cfg.NoEchoGate {
+		c.echo = &echoGate{g: media.NewEchoGate(cfg.Echo)}
+	}
 	c.state.Store(event.BotState(""))
 	c.startRecording(c.clk.Now())
 	return c
@@ -249,7 +286,9 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 // counted once the Output has it, so that what follows a reply's last
 // frame counted (listening, its reply.done) follows it out too. Only the
 // pacer's goroutine sends: n is this frame's number.
-func (c *Call) sendFrame(frame []byte) error {
+func (c *Call) sendFrame(f outFrame) error {
+	frame := f.pkt
+	c.echo.played(f.amp)
 	n := c.sent.Load() + 1
 	if n == c.first.Load() {
 		c.firstAudio(n)
@@ -446,5 +485,6 @@ func (c *Call) setState(s event.BotState) {
 
 // partial is the recogniser's best guess so far, on its goroutine.
 func (c *Call) partial(text string) {
+	c.words.Store(&text)
 	c.out.SendEvent(event.Transcript{Text: text})
 }

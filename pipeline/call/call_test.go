@@ -23,10 +23,12 @@ const (
 )
 
 // heard says what the caller is heard to have said, turn after turn.
+// Its words come at once, as the partial of the utterance's first frame:
+// a voice over the bot is an interruption as soon as it starts.
 func heard(texts ...string) func(*rig) {
 	return func(r *rig) {
 		for _, t := range texts {
-			r.asr.Script = append(r.asr.Script, fakes.Utterance{Text: t})
+			r.asr.Script = append(r.asr.Script, fakes.Utterance{Text: t, Partials: []string{t}})
 		}
 	}
 }
@@ -77,7 +79,8 @@ func TestSpokenTurn(t *testing.T) {
 	if len(partials) != 2 || partials[0].Text != "what" || partials[1].Text != "what is" || partials[0].Final || partials[0].Turn != 0 {
 		t.Fatalf("partial transcripts %+v", partials)
 	}
-	checkLatency(t, r.out, true, 0, 0)
+	// "what is" ends mid-thought: the endpointing waited its long silence.
+	checkLatency(t, r.out, true, 0, 0, 1200, "unfinished")
 }
 
 // The latency event's figures, which the fake clock makes exact: the
@@ -96,7 +99,7 @@ func TestLatency(t *testing.T) {
 		r.advance(100 * time.Millisecond)
 		r.turns.Write(1, s1)
 		r.out.WaitFrames(t, 1)
-		checkLatency(t, r.out, true, 50, 100)
+		checkLatency(t, r.out, true, 50, 100, 600, "no_words") // no partials: the normal silence
 	})
 	t.Run("typed", func(t *testing.T) {
 		r := newRig(t)
@@ -106,7 +109,7 @@ func TestLatency(t *testing.T) {
 		r.advance(80 * time.Millisecond)
 		r.turns.Write(1, s1)
 		r.out.WaitFrames(t, 1)
-		checkLatency(t, r.out, false, 0, 80) // the server's part from the turn's arrival
+		checkLatency(t, r.out, false, 0, 80, 0, "") // the server's part from the turn's arrival
 	})
 }
 
@@ -152,7 +155,7 @@ func checkStates(t *testing.T, out *fakes.Output, frames int, want ...event.BotS
 // The fake clock makes the figures exact: the recogniser took asr ms (of
 // a spoken turn), the model's first text came model ms after the
 // submission, the first frame left at once.
-func checkLatency(t *testing.T, out *fakes.Output, spoken bool, asr, model int64) {
+func checkLatency(t *testing.T, out *fakes.Output, spoken bool, asr, model, endpoint int64, why string) {
 	t.Helper()
 	var lat []event.Latency
 	at := -1
@@ -177,9 +180,13 @@ func checkLatency(t *testing.T, out *fakes.Output, spoken bool, asr, model int64
 	if l.ASR == nil || l.Endpoint == nil || l.VoiceToVoice == nil {
 		t.Fatalf("a spoken turn's latency without its voice figures: %+v", l)
 	}
-	// The endpoint is the VAD's stop silence (600 ms), in audio time, and
-	// voice to voice is it plus the server's part (each rounded down).
-	if *l.ASR != asr || *l.Endpoint < 600 || *l.Endpoint > 620 ||
+	// The endpoint is the silence the endpointing chose, in audio time
+	// (a frame more at most), and voice to voice is it plus the server's
+	// part (each rounded down).
+	if l.EndpointWhy != why {
+		t.Fatalf("endpoint chosen by %q; want %q", l.EndpointWhy, why)
+	}
+	if *l.ASR != asr || *l.Endpoint < endpoint || *l.Endpoint > endpoint+20 ||
 		*l.VoiceToVoice < *l.Endpoint+l.Server || *l.VoiceToVoice > *l.Endpoint+l.Server+1 {
 		t.Fatalf("latency: voice to voice %d, endpoint %d, server %d, asr %d", *l.VoiceToVoice, *l.Endpoint, l.Server, *l.ASR)
 	}

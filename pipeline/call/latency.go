@@ -52,6 +52,7 @@ var (
 // turnTiming is when the steps of a turn happened, for its latency event.
 type turnTiming struct {
 	voicedEnd   time.Time // the end of the caller's last voiced audio; zero for a typed turn
+	why         string    // the rule that chose the silence waited for
 	decided     time.Time // the end-of-turn decision, or a typed turn's arrival
 	transcribed time.Time // zero for a typed turn
 	submitted   time.Time
@@ -105,7 +106,7 @@ func (c *Call) firstAudio(frame int64) {
 	serverLatency.Observe(now.Sub(tt.decided).Seconds())
 	if !tt.voicedEnd.IsZero() {
 		asr, v2v, ep := ms(tt.transcribed.Sub(tt.decided)), ms(now.Sub(tt.voicedEnd)), ms(tt.decided.Sub(tt.voicedEnd))
-		ev.ASR, ev.VoiceToVoice, ev.Endpoint = &asr, &v2v, &ep
+		ev.ASR, ev.VoiceToVoice, ev.Endpoint, ev.EndpointWhy = &asr, &v2v, &ep, tt.why
 		voiceLatency.Observe(now.Sub(tt.voicedEnd).Seconds())
 		endpointLatency.Observe(tt.decided.Sub(tt.voicedEnd).Seconds())
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/pipeline/endpoint"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/speech"
 )
@@ -33,7 +34,11 @@ type listener struct {
 	start  time.Duration // the VAD's start duration in force
 	preMax int
 	pre    []int16
-	heard  time.Duration // caller audio taken so far
+	heard  time.Duration        // caller audio taken so far
+	ep     *endpoint.Endpointer // nil: the VAD's fixed silence
+	chosen endpoint.Decision    // the silence waited for, and why
+	over   voiceOver            // an utterance begun over the bot
+	echo   time.Duration        // speech by level that the echo gate held back, in a row
 }
 
 // retake makes l follow t: a VAD of its settings, or none.
@@ -50,6 +55,7 @@ func (c *Call) retake(l *listener, t *TurnTaking) {
 		cfg.Threshold = t.VAD.Threshold
 	}
 	l.vad = media.NewVAD(cfg)
+	l.ep = c.endpointer(t)
 	l.start = cfg.Start
 	if l.start <= 0 {
 		l.start = 200 * time.Millisecond // the VAD's own default
@@ -114,22 +120,28 @@ func (c *Call) take(ctx context.Context, rec speech.Recognizer, l *listener, dow
 
 // detect runs the VAD over one frame and acts on what it decides.
 func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, buf []int16) {
-	ev := l.vad.Process(buf)
+	near := c.echo.near(buf)
+	ev := l.vad.ProcessHeard(buf, near)
+	c.countEcho(l, near)
 	c.caller.Store(l.vad.Speaking())
 	switch {
 	case ev == media.VADSpeechStart:
 		c.rec.Load().speechStarted(l.vad.Onset())
-		if !l.taking.NoBargeIn {
-			c.bargeIn(ctx)
-		}
-		if ln, ok := c.out.(Listener); ok {
-			ln.SpeechStarted(max(0, l.heard-l.start))
+		c.words.Store(nil)
+		if c.active.Load() && !l.taking.NoBargeIn {
+			// Over the bot: an interruption once its words say so (heed).
+			l.over = voiceOver{on: true, since: max(0, l.heard-l.start)}
+		} else {
+			c.speechStarted(max(0, l.heard-l.start))
 		}
 		c.write(rec, l.pre) // the frames before the start are speech too
 		c.write(rec, buf)
 		l.pre = l.pre[:0]
 	case l.vad.Speaking() || ev == media.VADSpeechEnd:
 		c.write(rec, buf)
+		if l.vad.Speaking() {
+			c.heed(ctx, l, near)
+		}
 	default:
 		l.pre = append(l.pre, buf...)
 		if over := len(l.pre) - l.preMax; over > 0 {
@@ -138,10 +150,79 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 	}
 	if ev == media.VADSpeechEnd {
 		silence := l.vad.TrailingSilence()
-		if ln, ok := c.out.(Listener); ok {
-			ln.SpeechStopped(max(0, l.heard-silence))
+		over := l.over
+		over.stopped = max(0, l.heard-silence)
+		l.over = voiceOver{}
+		if !over.on {
+			c.speechStopped(over.stopped)
 		}
-		c.endUtterance(ctx, rec, silence)
+		why := fixedSilence
+		if l.ep != nil {
+			why = l.chosen.Why
+		}
+		endpointWait.WithLabelValues(string(why)).Observe(silence.Seconds())
+		c.endUtterance(ctx, rec, silence, why, over)
+	}
+}
+
+// speechStopped tells a Listener that the caller stopped speaking at at.
+func (c *Call) speechStopped(at time.Duration) {
+	if ln, ok := c.out.(Listener); ok {
+		ln.SpeechStopped(at)
+	}
+}
+
+// heed follows an utterance under way: the endpointing's silence from its
+// words so far, and whether a voice over the bot has become an
+// interruption.
+func (c *Call) heed(ctx context.Context, l *listener, near bool) {
+	words := ""
+	if p := c.words.Load(); p != nil {
+		words = *p
+	}
+	if l.ep != nil {
+		l.chosen = l.ep.Decide(words)
+		l.vad.SetStop(l.chosen.Wait)
+	}
+	if !l.over.on {
+		return
+	}
+	if near && l.vad.Raw() {
+		l.over.voiced += media.FrameDuration
+	}
+	if !c.active.Load() {
+		since := l.over.since
+		l.over = voiceOver{} // the bot finished meanwhile: an utterance as any
+		c.speechStarted(since)
+		return
+	}
+	// The VAD's start is speech too: it reached Start to begin.
+	if c.interrupts(words) || l.start+l.over.voiced >= c.cfg.BargeInAfter {
+		since := l.over.since
+		l.over = voiceOver{}
+		c.bargeIn(ctx)
+		c.speechStarted(since)
+	}
+}
+
+// speechStarted tells a Listener that the caller started speaking at at.
+func (c *Call) speechStarted(at time.Duration) {
+	if ln, ok := c.out.(Listener); ok {
+		ln.SpeechStarted(at)
+	}
+}
+
+// countEcho counts each stretch of caller audio that would have started
+// speech by its level, but was held back as the bot's echo.
+func (c *Call) countEcho(l *listener, near bool) {
+	if !l.vad.Raw() || near {
+		l.echo = 0
+		return
+	}
+	before := l.echo
+	l.echo += media.FrameDuration
+	if before < l.start && l.echo >= l.start {
+		echoSuppressed.Inc()
 	}
 }
 
@@ -150,7 +231,7 @@ func (c *Call) control(ctx context.Context, rec speech.Recognizer, l *listener, 
 	switch op {
 	case ctlCommit:
 		if c.uttered.Load() {
-			c.endUtterance(ctx, rec, 0)
+			c.endUtterance(ctx, rec, 0, fixedSilence, voiceOver{})
 		}
 	case ctlClear:
 		if c.uttered.Load() {
@@ -212,6 +293,7 @@ func (c *Call) bargeIn(ctx context.Context) {
 	c.mu.Unlock()
 	if f, ok := c.out.(Flusher); ok {
 		f.Flush() // the client's queue too, at once
+		c.echo.flush()
 	}
 	c.first.Store(0) // its first frame may have been flushed: no latency figure
 	if err := c.v.Turns.Interrupt(ctx, c.session); err != nil {
@@ -232,10 +314,12 @@ func (c *Call) write(rec speech.Recognizer, pcm []int16) {
 
 // endUtterance turns the utterance just ended (by the VAD, or a commit)
 // into a user turn. silence is how long the VAD waited after the last
-// voiced audio (0 for a commit).
-func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence time.Duration) {
+// voiced audio (0 for a commit), why the rule that chose it. over.on: the
+// utterance began over the bot and has not cut it off: unless its words
+// say otherwise it is a false start, and no turn.
+func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence time.Duration, why endpoint.Why, over voiceOver) {
 	now := c.clk.Now()
-	tt := turnTiming{voicedEnd: now.Add(-silence), decided: now}
+	tt := turnTiming{voicedEnd: now.Add(-silence), decided: now, why: string(why)}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	text, err := rec.End(ectx)
@@ -248,7 +332,23 @@ func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence 
 		return
 	}
 	if text == "" {
+		if over.on {
+			falseStarts.Inc()
+		}
 		return // a noise, not words
+	}
+	if over.on && c.active.Load() {
+		if !c.interrupts(text) {
+			falseStarts.Inc() // an "okay", a cough heard as a word: the bot goes on
+			return
+		}
+		// Words enough, recognised only now: an interruption after all.
+		c.bargeIn(ctx)
+		c.speechStarted(over.since)
+		c.speechStopped(over.stopped)
+	} else if over.on {
+		c.speechStarted(over.since) // the bot finished meanwhile
+		c.speechStopped(over.stopped)
 	}
 	asrLatency.Observe(tt.transcribed.Sub(tt.decided).Seconds())
 	if c.taking.Load().NoResponse {

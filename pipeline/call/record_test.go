@@ -179,9 +179,10 @@ func TestRecordingHooks(t *testing.T) {
 			}
 			// The utterances' times: back from the frame that started it
 			// (the VAD's 200 ms, to the end of that frame) and from the one
-			// that ended it (its 600 ms of silence).
+			// that ended it (its 300 ms of silence: the endpointing's for a
+			// short reply, "hello").
 			wantHeard := []heardTurn{
-				{1, event.SourceVoice, "hello", began.Add(20*time.Millisecond - 200*time.Millisecond), began.Add(20*time.Millisecond - 600*time.Millisecond)},
+				{1, event.SourceVoice, "hello", began.Add(20*time.Millisecond - 200*time.Millisecond), began.Add(20*time.Millisecond - 300*time.Millisecond)},
 			}
 			if len(got.heard) != 2 || !reflect.DeepEqual(got.heard[:1], wantHeard) || got.heard[1].turn != 2 || got.heard[1].text != "is it cold" {
 				t.Errorf("heard %+v; want %+v, then turn 2", got.heard, wantHeard)

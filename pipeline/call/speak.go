@@ -383,6 +383,7 @@ func (s *speaker) sayApology(ctx context.Context) bool {
 // pushes its last, padded frame. On an error the partial frame is
 // dropped.
 func (s *speaker) synthesize(ctx context.Context, text string, turn int64, emit func(context.Context, []int16) error) error {
+	s.c.said(text)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.c.mu.Lock()
@@ -398,8 +399,9 @@ func (s *speaker) synthesize(ctx context.Context, text string, turn int64, emit 
 	}
 	if len(s.frame) > 0 {
 		s.frame = append(s.frame, make([]int16, s.enc.Frame()-len(s.frame))...)
+		amp := media.Amplitude(s.frame)
 		if pkt, err := s.enc.Encode(s.frame); err == nil {
-			s.push(pkt, turn)
+			s.push(outFrame{pkt: pkt, amp: amp}, turn)
 		}
 		s.frame = s.frame[:0]
 	}
@@ -420,6 +422,7 @@ func (s *speaker) encode(ctx context.Context, pcm []int16, turn int64) error {
 		if err := s.waitRoom(ctx); err != nil {
 			return err
 		}
+		amp := media.Amplitude(s.frame[:n]) // the echo gate's reference for this frame
 		pkt, err := s.enc.Encode(s.frame[:n])
 		if err != nil {
 			return err
@@ -431,7 +434,7 @@ func (s *speaker) encode(ctx context.Context, pcm []int16, turn int64) error {
 			s.cur.heardAny = true
 			s.c.expectFirst(turn, s.pushed+1) // before the push: the pacer may send it at once
 		}
-		if !s.push(pkt, turn) {
+		if !s.push(outFrame{pkt: pkt, amp: amp}, turn) {
 			return context.Canceled // cut off
 		}
 		s.frame = append(s.frame[:0], s.frame[n:]...)
@@ -442,14 +445,14 @@ func (s *speaker) encode(ctx context.Context, pcm []int16, turn int64) error {
 // push queues a frame of turn's audio (0: the apology's) unless the turn
 // has been cut off, and reports whether it did. Under c.mu, as bargeIn's
 // flush is: no frame of a cut turn is queued after the flush.
-func (s *speaker) push(pkt []byte, turn int64) bool {
+func (s *speaker) push(f outFrame, turn int64) bool {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	if turn != 0 && s.c.cut.Load() == turn {
 		return false
 	}
 	s.pushed++
-	s.c.pacer.Push(pkt)
+	s.c.pacer.Push(f)
 	return true
 }
 

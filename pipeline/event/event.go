@@ -106,6 +106,10 @@ type Latency struct {
 	// Endpoint: the end of voiced audio to the end-of-turn decision (the
 	// silence the turn detector waited for).
 	Endpoint *int64 `json:"endpoint_ms,omitempty"`
+	// EndpointWhy: the rule that chose that silence (pipeline/endpoint:
+	// question, reply, unfinished, dictation, request, statement,
+	// no_words; fixed when the silence is set).
+	EndpointWhy string `json:"endpoint_why,omitempty"`
 	// Server: the end-of-turn decision (or a typed turn's arrival) to the
 	// first audio frame leaving the server.
 	Server        int64  `json:"server_ms"`

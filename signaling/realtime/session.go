@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/pipeline/call"
+	"github.com/parleyhq/parley/pipeline/endpoint"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -412,11 +413,8 @@ func parseDetection(raw json.RawMessage, serverStop, serverPre time.Duration) (*
 	return d, ""
 }
 
-// eagernessStop is semantic_vad's end-of-turn silence: no semantic model
-// runs here, so eagerness only chooses how long a silence ends a turn.
-var eagernessStop = map[string]time.Duration{
-	"high": 300 * time.Millisecond, "medium": 700 * time.Millisecond, "auto": 700 * time.Millisecond, "low": 1200 * time.Millisecond,
-}
+// semantic_vad is the call's endpointing (pipeline/endpoint), which reads
+// the caller's words so far: eagerness chooses its waits.
 
 // taking is the call's turn taking for the session.
 func (c *conf) taking() call.TurnTaking {
@@ -430,7 +428,10 @@ func (c *conf) taking() call.TurnTaking {
 		PreRoll:    time.Duration(d.PrefixPaddingMs) * time.Millisecond,
 	}
 	if d.Type == "semantic_vad" {
-		t.VAD.Stop = eagernessStop[d.Eagerness]
+		t.Eagerness = d.Eagerness
+		if t.Eagerness == "" {
+			t.Eagerness = "auto"
+		}
 		return t
 	}
 	t.VAD.Stop = time.Duration(d.SilenceDurationMs) * time.Millisecond
@@ -460,7 +461,9 @@ func (c *conf) turnDetection() *session.TurnDetection {
 	td := &session.TurnDetection{Mode: "vad", SilenceMs: d.SilenceDurationMs, PrefixMs: d.PrefixPaddingMs,
 		CreateResponse: &cr, InterruptResponse: &ir}
 	if d.Type == "semantic_vad" {
-		td.Mode, td.Eagerness, td.SilenceMs = "semantic", d.Eagerness, int(eagernessStop[d.Eagerness].Milliseconds())
+		// The silence after words that say neither, for the record.
+		normal := endpoint.New(endpoint.Eagerness(d.Eagerness)).Config().Normal
+		td.Mode, td.Eagerness, td.SilenceMs = "semantic", d.Eagerness, int(normal.Milliseconds())
 	}
 	return td
 }
