@@ -258,8 +258,8 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.dur(&c.EndpointShort, "endpoint-short", "PARLEY_ENDPOINT_SHORT", 300*time.Millisecond, "with -endpointing: the silence after a complete utterance")
 	f.dur(&c.EndpointLong, "endpoint-long", "PARLEY_ENDPOINT_LONG", 1200*time.Millisecond, "with -endpointing: the silence after words that end mid-thought (at most 2s)")
 	f.bool(&c.EchoGate, "echo-gate", "PARLEY_ECHO_GATE", true, "caller audio that is only the bot's own voice coming back (a speaker phone) neither interrupts the bot nor becomes a turn")
-	f.int(&c.BargeInWords, "barge-in-words", "PARLEY_BARGE_IN_WORDS", 2, "words (not backchannels like \"okay\"; or one like \"stop\") a caller must say over the bot to interrupt it")
-	f.dur(&c.BargeInAfter, "barge-in-after", "PARLEY_BARGE_IN_AFTER", 600*time.Millisecond, "speech over the bot this long interrupts it whatever the words")
+	f.int(&c.BargeInWords, "barge-in-words", "PARLEY_BARGE_IN_WORDS", call.DefaultBargeInWords, "words (not backchannels like \"okay\"; or one like \"stop\") a caller must say over the bot to interrupt it")
+	f.dur(&c.BargeInAfter, "barge-in-after", "PARLEY_BARGE_IN_AFTER", call.DefaultBargeInAfter, "speech over the bot this long interrupts it whatever the words")
 	f.int(&c.Complexity, "opus-complexity", "PARLEY_OPUS_COMPLEXITY", 5, "Opus encoder complexity, 1 to 10")
 
 	f.str(&c.ICEServers, "webrtc-ice-servers", "PARLEY_WEBRTC_ICE_SERVERS", "", "comma-separated STUN/TURN URLs for the server's WebRTC peer (turn:user:pass@host:port for TURN with credentials)")

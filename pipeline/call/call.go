@@ -63,6 +63,12 @@ type Config struct {
 	Clock        clock.Clock // default the system's
 }
 
+// The barge-in's defaults (Config.BargeInWords, Config.BargeInAfter).
+const (
+	DefaultBargeInWords = 2
+	DefaultBargeInAfter = 600 * time.Millisecond
+)
+
 // DefaultFiller is what a call says while a tool runs.
 const DefaultFiller = "One moment."
 
@@ -89,10 +95,10 @@ func (c *Config) setDefaults(asrRate int) {
 		c.FillerDelay = 1500 * time.Millisecond
 	}
 	if c.BargeInWords <= 0 {
-		c.BargeInWords = 2
+		c.BargeInWords = DefaultBargeInWords
 	}
 	if c.BargeInAfter <= 0 {
-		c.BargeInAfter = 600 * time.Millisecond
+		c.BargeInAfter = DefaultBargeInAfter
 	}
 	c.Clock = clock.Or(c.Clock)
 	c.VAD.SampleRate = asrRate

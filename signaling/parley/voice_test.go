@@ -322,9 +322,12 @@ func TestGarbageAudioIsDroppedAndTheCallGoesOn(t *testing.T) {
 }
 
 // Barge-in: the caller speaks over a long reply. The bot's audio stops
-// within 300 ms of the VAD's start threshold (counted in 20 ms frames, the
-// pacer's clock), interrupted arrives, the stored reply is a prefix of the
-// full one, and the caller's words become the next turn.
+// once the caller's words say it is an interruption, and at the latest
+// after BargeInAfter (600 ms) of the caller's voice (counted in 20 ms
+// frames, the pacer's clock: the words come from the recogniser, whose
+// speed depends on the machine, the backstop does not), interrupted
+// arrives, the stored reply is a prefix of the full one, and the caller's
+// words become the next turn.
 func TestBargeIn(t *testing.T) {
 	asr, v := offline(t)
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
@@ -395,12 +398,13 @@ func TestBargeIn(t *testing.T) {
 			done1 = &m.ev
 		}
 	}
-	// Frames of the caller's audio before the VAD can fire (onset + start),
-	// 300 ms more, and the pacer's lead of 3.
-	limit := onset + 10 + 15 + 3
+	// Frames of the caller's audio before its speech (onset), the
+	// backstop's 600 ms of voice (which counts the VAD's start), and the
+	// pacer's lead of 3.
+	limit := onset + int(call.DefaultBargeInAfter/media.FrameDuration) + 3
 	t.Logf("bot frames after the caller began: %d (limit %d, speech onset at frame %d); stored reply: %q", botFrames, limit, onset, done1.Text)
 	if botFrames > limit {
-		t.Fatalf("%d bot frames after the caller began speaking; want at most %d (300 ms after the VAD's start)", botFrames, limit)
+		t.Fatalf("%d bot frames after the caller began speaking; want at most %d (the caller's speech, then 600 ms)", botFrames, limit)
 	}
 	if interrupted == nil || !done1.Interrupted {
 		t.Fatalf("want interrupted, then reply.done marked interrupted; got %+v", done1)
