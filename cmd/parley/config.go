@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/parley"
 	"github.com/parleyhq/parley/signaling/twilio"
