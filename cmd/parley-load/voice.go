@@ -50,6 +50,7 @@ type voiceStep struct {
 	ClientUnder int64            `json:"client_underruns"` // gaps > 80 ms inside a reply
 	PacerUnder  float64          `json:"server_pacer_underruns"`
 	Frames      int64            `json:"bot_frames"`
+	Interrupted int64            `json:"interrupted_replies"`
 	Disconnects int64            `json:"disconnects"`
 	ConnectFail int64            `json:"connect_failures"`
 	Errors      map[string]int64 `json:"errors_by_code"`
@@ -147,32 +148,15 @@ func runVoice(ctx context.Context, bin, stack, proto string, steps []int, dur ti
 	if err != nil {
 		return nil, err
 	}
-	redisURL, _, stopRedis, err := startRedis(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer stopRedis()
-	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION=0", "PARLEY_VAD_STOP=" + vadStop.String(),
-		"PARLEY_LLM_SLOTS=256", "PARLEY_LLM_QUEUE=1024"}
 	maxCalls := 0
 	for _, n := range steps {
 		maxCalls = max(maxCalls, n)
 	}
-	switch stack {
-	case "fake":
-		uctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		addr, err := newUpstream(upstreamConfig{Transcript: phrase}).serve(uctx, "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		base := "http://" + addr + "/v1"
-		env = append(env, "PARLEY_ASR=openai", "PARLEY_ASR_BASE_URL="+base, "PARLEY_TTS=openai", "PARLEY_TTS_BASE_URL="+base)
-	case "offline":
-		env = append(env, "PARLEY_ASR=sphinx", "PARLEY_TTS=flite", "PARLEY_ASR_DECODERS="+strconv.Itoa(maxCalls))
-	default:
-		return nil, fmt.Errorf("-stack %q: fake or offline", stack)
+	env, stopEnv, err := voiceEnv(ctx, stack, phrase, vadStop, maxCalls)
+	if err != nil {
+		return nil, err
 	}
+	defer stopEnv()
 	addr, cmd, err := startParley(ctx, bin, env)
 	if err != nil {
 		return nil, err
@@ -205,6 +189,7 @@ func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voice
 		gaps           []time.Duration
 		turns, noReply atomic.Int64
 		under, frames  atomic.Int64
+		interrupted    atomic.Int64
 		disc, cfail    atomic.Int64
 		errs           = map[string]int64{}
 	)
@@ -230,6 +215,7 @@ func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voice
 			noReply.Add(res.noReply)
 			under.Add(res.under)
 			frames.Add(res.frames)
+			interrupted.Add(res.interrupted)
 			if res.disconnected {
 				disc.Add(1)
 			}
@@ -249,7 +235,7 @@ func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voice
 	st := voiceStep{
 		Calls: calls, Seconds: round(time.Since(t0).Seconds()), Turns: turns.Load(), NoReply: noReply.Load(),
 		ServerMs: summarize(serverMs, 0), V2V: summarize(v2v, 0), ClientV2V: summarize(clientV2V, 0), Jitter: summarize(gaps, frameDur),
-		ClientUnder: under.Load(), Frames: frames.Load(), Disconnects: disc.Load(), ConnectFail: cfail.Load(), Errors: errs,
+		ClientUnder: under.Load(), Frames: frames.Load(), Interrupted: interrupted.Load(), Disconnects: disc.Load(), ConnectFail: cfail.Load(), Errors: errs,
 		PacerUnder: metricSum(metricsURL, "parley_media_pacer_underruns_total") - pacer0,
 		Server:     srv,
 	}
@@ -260,7 +246,8 @@ func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voice
 }
 
 type callClient struct {
-	ws *websocket.Conn
+	ws   *websocket.Conn
+	echo *echoPath // nil: the frames given are Opus packets, sent as they are
 }
 
 func (c *callClient) Close() error { return c.ws.Close() }
@@ -285,6 +272,7 @@ func dialCall(ctx context.Context, url string) (voiceClient, error) {
 
 type callResult struct {
 	turns, noReply, under, frames int64
+	interrupted                   int64 // replies cut (the interrupted event)
 	serverMs, v2v, clientV2V      []time.Duration
 	gaps                          []time.Duration
 	errors                        map[string]int64
@@ -292,7 +280,9 @@ type callResult struct {
 }
 
 // run speaks turn after turn until stop: the microphone never pauses (a
-// packet every 20 ms), as a real one does not.
+// packet every 20 ms), as a real one does not. The frames given are Opus
+// packets, or with an echo path 20 ms of PCM16 at 16 kHz (speechPCM),
+// encoded as they go.
 func (c *callClient) run(stop time.Time, speech [][]byte, silence []byte) callResult {
 	res := callResult{errors: map[string]int64{}}
 	var mu sync.Mutex
@@ -307,6 +297,9 @@ func (c *callClient) run(stop time.Time, speech [][]byte, silence []byte) callRe
 				return
 			}
 			now := time.Now()
+			if kind == websocket.BinaryMessage && c.echo != nil {
+				c.echo.heard(b, now)
+			}
 			mu.Lock()
 			if kind == websocket.BinaryMessage {
 				res.frames++
@@ -346,6 +339,11 @@ func (c *callClient) run(stop time.Time, speech [][]byte, silence []byte) callRe
 					if !endOfSpeech.IsZero() {
 						replied = true
 					}
+				case "interrupted":
+					res.interrupted++
+					if c.echo != nil {
+						c.echo.flush()
+					}
 				case "error":
 					res.errors[ev.Code]++
 				}
@@ -361,6 +359,12 @@ func (c *callClient) run(stop time.Time, speech [][]byte, silence []byte) callRe
 		case <-done:
 			res.disconnected = time.Now().Before(stop)
 			return false
+		}
+		if c.echo != nil { // p is PCM16: the caller's own voice, the echo mixed in
+			var err error
+			if p, err = c.echo.mix(p, time.Now()); err != nil {
+				return false
+			}
 		}
 		_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		return c.ws.WriteMessage(websocket.BinaryMessage, p) == nil
@@ -428,4 +432,35 @@ func metricSum(url, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// voiceEnv starts redis-server and the stack's providers (the fake
+// upstream runs in this process) and returns the server's environment for
+// them; stop ends them.
+func voiceEnv(ctx context.Context, stack, phrase string, vadStop time.Duration, maxCalls int) (env []string, stop func(), err error) {
+	redisURL, _, stopRedis, err := startRedis(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	env = []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION=0", "PARLEY_VAD_STOP=" + vadStop.String(),
+		"PARLEY_LLM_SLOTS=256", "PARLEY_LLM_QUEUE=1024"}
+	switch stack {
+	case "fake":
+		uctx, cancel := context.WithCancel(ctx)
+		addr, err := newUpstream(upstreamConfig{Transcript: phrase}).serve(uctx, "127.0.0.1:0")
+		if err != nil {
+			cancel()
+			stopRedis()
+			return nil, nil, err
+		}
+		base := "http://" + addr + "/v1"
+		env = append(env, "PARLEY_ASR=openai", "PARLEY_ASR_BASE_URL="+base, "PARLEY_TTS=openai", "PARLEY_TTS_BASE_URL="+base)
+		return env, func() { cancel(); stopRedis() }, nil
+	case "offline":
+		env = append(env, "PARLEY_ASR=sphinx", "PARLEY_TTS=flite", "PARLEY_ASR_DECODERS="+strconv.Itoa(maxCalls))
+		return env, stopRedis, nil
+	default:
+		stopRedis()
+		return nil, nil, fmt.Errorf("-stack %q: fake or offline", stack)
+	}
 }
