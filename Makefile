@@ -17,7 +17,7 @@ NPM_PROJECTS := pipeline/tools/mcp/testdata/npm signaling/realtime/testdata/npm
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-phone bench-replicas bench-soak clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-echo bench-phone bench-replicas bench-soak clean
 
 all: build
 
@@ -125,6 +125,13 @@ bench-voice-realtime: $(LOAD)
 VOICE_OFFLINE_FLAGS ?= -calls 2,4,6,8 -step 20s
 bench-voice-offline: $(LOAD)
 	./$(LOAD) voice -stack offline $(VOICE_OFFLINE_FLAGS) -json bin/bench-voice-offline.json
+
+# The echo gate's cost: the voice calls against the server with the gate on
+# and off, alternating in rounds, callers with and without the bot's audio
+# coming back into their microphone (docs/benchmarks.md, "The echo gate").
+ECHO_FLAGS ?= -calls 100 -step 15s -rounds 3
+bench-echo: $(LOAD)
+	./$(LOAD) voice -ab echo-gate $(ECHO_FLAGS) -json bin/bench-echo.json
 
 # Phone: N calls as Twilio makes them (the voice webhook, a Media Stream
 # of 8 kHz mu-law, marks echoed), zero-cost ASR/TTS fakes.

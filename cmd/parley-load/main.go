@@ -7,7 +7,8 @@
 //	parley-load idle     [flags]  redis-server + bin/parley, N sessions that only stay connected
 //	parley-load batch    [flags]  the batching sweep: batching off and on, offered load rising
 //	parley-load replicas [flags]  two replicas on one Redis: delivery of an event across them
-//	parley-load voice    [flags]  N calls over the WebSocket audio channel (-proto realtime: over /v1/realtime)
+//	parley-load voice    [flags]  N calls over the WebSocket audio channel (-proto realtime: over /v1/realtime;
+//	                              -ab echo-gate: the echo gate on and off, alternating, callers with and without an echo)
 //	parley-load phone    [flags]  N phone calls as Twilio makes them (webhook, Media Stream, mu-law)
 //	parley-load soak     [flags]  clients coming and going for a long time; goroutines and RSS sampled
 //	parley-load text     -url ws://127.0.0.1:8080/ws -pid N [flags]   against a running server
@@ -67,6 +68,10 @@ func main() {
 	calls := fs.String("calls", "25,50,100,150,200", "voice, phone: concurrent calls, a step each")
 	stack := fs.String("stack", "fake", "voice: fake (zero-cost ASR and TTS fakes) or offline (pocketsphinx and flite)")
 	vadStop := fs.Duration("vad-stop", 600*time.Millisecond, "voice, phone: the server's -vad-stop")
+	ab := fs.String("ab", "", "voice: an A/B in one run, the arms alternating in -rounds: echo-gate (the server's echo gate on and off, the caller with and without an echo; one -calls value)")
+	rounds := fs.Int("rounds", 3, "voice -ab: rounds, each a -step of every arm")
+	echoDB := fs.Float64("echo-db", -6, "voice -ab echo-gate: the level of the bot's audio in the echo arms' microphone, dB")
+	echoDelay := fs.Duration("echo-delay", 60*time.Millisecond, "voice -ab echo-gate: how late the bot's audio comes back into the microphone")
 	proto := fs.String("proto", "parley", "voice: the calls' protocol: parley (Opus over /ws) or realtime (the OpenAI Realtime protocol, PCM16 over /v1/realtime)")
 	var up upstreamConfig
 	fs.DurationVar(&up.TTFT, "ttft", 100*time.Millisecond, "fake upstream: time to first token")
@@ -110,6 +115,18 @@ func main() {
 		ns, err := parseInts(*calls)
 		if err != nil {
 			fail(err)
+		}
+		if *ab != "" {
+			if *ab != "echo-gate" || len(ns) != 1 || *stack != "fake" || *proto != "parley" {
+				fail(fmt.Errorf("-ab %q: echo-gate, with one -calls value, -stack fake, -proto parley", *ab))
+			}
+			run, err := runEchoAB(ctx, *parley, echoAB{Calls: ns[0], Rounds: *rounds, Step: *step, VADStop: *vadStop, EchoDB: *echoDB, EchoDelay: *echoDelay})
+			if err != nil {
+				fail(err)
+			}
+			printArms(run.Summary)
+			writeJSON(*jsonOut, run)
+			return
 		}
 		run, err := runVoice(ctx, *parley, *stack, *proto, ns, *step, *vadStop)
 		if err != nil {
