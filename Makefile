@@ -83,6 +83,7 @@ bench: bench-go
 	$(MAKE) bench-idle IDLE_FLAGS="-clients 2000 -duration 5s"
 	$(MAKE) bench-batch BATCH_FLAGS="-rates 10,40,80 -step 5s -grace 3s"
 	$(MAKE) bench-voice VOICE_FLAGS="-calls 50,150 -step 10s"
+	$(MAKE) bench-echo ECHO_FLAGS="-calls 50 -step 8s -rounds 1"
 	$(MAKE) bench-phone PHONE_FLAGS="-calls 50,150 -step 10s"
 	$(MAKE) bench-replicas REPLICA_FLAGS="-clients 50 -interval 100ms -duration 5s -grace 3s"
 	$(MAKE) bench-soak SOAK_FLAGS="-clients 100 -duration 30s -every 10s"
