@@ -17,8 +17,9 @@ import (
 )
 
 // Barge-in on a phone call: the caller speaks over the bot's answer.
-// Twilio is sent clear within a few hundred ms of the VAD's start
-// threshold (counted in the bot's 20 ms frames that still came), and the
+// Twilio is sent clear once the caller's words say it is an interruption,
+// at most 600 ms into their speech (counted in the bot's 20 ms frames that
+// still came), and the
 // reply stored is what the caller heard by Twilio's marks, not what was
 // sent: the fake plays each frame a second after it came, so a second of
 // audio was sent and never heard. The marks Twilio returns at the clear
@@ -45,10 +46,12 @@ func TestPhoneBargeIn(t *testing.T) {
 			after++
 		}
 	}
-	// Frames of the caller's audio before the VAD can fire (the speech's
-	// onset, then 200 ms of it), 300 ms more, and the pacer's lead.
+	// Frames of the caller's audio before their speech (its onset), then
+	// at most the barge-in's backstop of 600 ms of it (the words, from the
+	// recogniser, usually come sooner, at the machine's pace), and the
+	// pacer's lead.
 	onset := onsetFrames(t, v, over)
-	if limit := onset + 10 + 15 + 3; after > limit {
+	if limit := onset + int(call.DefaultBargeInAfter/media.FrameDuration) + 3; after > limit {
 		t.Fatalf("%d bot frames came after the caller began speaking and before the clear; want at most %d", after, limit)
 	}
 	cut := clears[0]
