@@ -58,6 +58,8 @@ type replicaOpts struct {
 	asr    speech.ASR // with tts; nil: no voice stack
 	tts    speech.TTS
 	call   call.Config
+
+	recorder call.Recorder // Voice.Recorder; nil: calls are not recorded
 }
 
 func startReplica(t testing.TB, model llm.LLM, o replicaOpts) *replica {
@@ -76,7 +78,7 @@ func startReplica(t testing.TB, model llm.LLM, o replicaOpts) *replica {
 	}
 	var voice *call.Voice
 	if o.asr != nil {
-		voice = &call.Voice{Turns: eng, Events: hub, ASR: o.asr, TTS: o.tts, Config: o.call}
+		voice = &call.Voice{Turns: eng, Events: hub, ASR: o.asr, TTS: o.tts, Config: o.call, Recorder: o.recorder}
 	}
 	gw := signaling.NewGateway(o.ws, log)
 	srv, err := NewServer(o.twilio, gw, store, voice, log)
