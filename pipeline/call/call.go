@@ -20,7 +20,7 @@ import (
 // comment.
 type Config struct {
 	VAD     media.VADConfig   // SampleRate is set to the recogniser's; Start is also the barge-in threshold
-	PreRoll time.Duration     // caller audio kept from before speech is detected, so the first word is whole; default 400ms
+	PreRoll time.Duration     // caller audio kept from before speech is detected, so the first word is whole (the bot's echo in it silenced); default 400ms
 	Pacer   media.PacerConfig // outbound pacing
 	// InputQueue: caller frames queued for the listening loop (the oldest
 	// dropped past it); default 50 (1 s).

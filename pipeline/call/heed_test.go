@@ -167,3 +167,61 @@ func count(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// An utterance begun over the bot's echo: the pre-roll (the audio kept
+// from before the VAD's start, for the first word's onset) holds only
+// what the echo gate took for the caller, the echo's frames as silence.
+// Else the recogniser hears the bot's words before the caller's: over a
+// phone's echo, "hello there" came out "i'm in the air".
+func TestEchoIsNotPreRoll(t *testing.T) {
+	r := newRig(t, func(r *rig) {
+		r.cfg.NoEchoGate = false // the default: the gate is what is tested
+		r.asr.Script = []fakes.Utterance{{Text: "hello", Partials: []string{"hello"}}, {Text: "what about paris"}}
+	})
+	r.spokenTurn(1)
+	r.turns.Write(1, s1+" "+s2)
+	r.lead(0)
+	n := r.inFrame()
+	// The echo: the bot's tone 12 dB down, 3 frames late; then the caller,
+	// as loud as the bot, over it. Each caller frame follows one frame of
+	// the bot, as a client's microphone does.
+	const late, echoFrames = 3, 20
+	echo := testkit.Tone(440, n*media.FramesPerSecond, n*(echoFrames+startFrames), fakes.Amplitude/4)
+	voice := testkit.Tone(300, n*media.FramesPerSecond, n*30, fakes.Amplitude)
+	for i := range voice[:len(echo)] {
+		voice[i] += echo[i]
+	}
+	writes, ends := len(r.rec.Writes()), r.rec.Ends()
+	for range late {
+		r.tick(1)
+		r.c.Audio(make([]int16, n))
+	}
+	for i := range echoFrames {
+		r.tick(1)
+		r.c.Audio(echo[i*n : (i+1)*n])
+	}
+	for i := range startFrames {
+		r.tick(1)
+		r.c.Audio(voice[i*n : (i+1)*n])
+	}
+	r.rec.WaitFor(t, "the start of speech", func() bool { return len(r.rec.Writes()) > writes })
+	for i := startFrames; i < len(voice)/n; i++ {
+		r.feedWritten(voice[i*n:(i+1)*n], ends)
+	}
+	for r.rec.Ends() == ends {
+		r.feedWritten(make([]int16, n), ends)
+	}
+	pre := r.rec.Utterances()[1][:r.rec.Writes()[writes]]
+	caller, echoed := 0, 0
+	for i := 0; i+n <= len(pre); i += n {
+		switch a := media.Amplitude(pre[i : i+n]); {
+		case a > 0.1:
+			caller++
+		case a > 0.01:
+			echoed++
+		}
+	}
+	if caller != startFrames-1 || echoed != 0 {
+		t.Fatalf("the pre-roll holds %d frames of the caller and %d of the echo; want %d and none", caller, echoed, startFrames-1)
+	}
+}
