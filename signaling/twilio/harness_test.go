@@ -219,6 +219,7 @@ type fakeTwilio struct {
 	said  [][]byte
 	saids []time.Time
 	first []bool
+	sent  int // frames a speaker phone's line sent (echo_test.go)
 }
 
 type pendingMark struct {
