@@ -145,10 +145,9 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 	default:
 		// The bot's echo is kept as silence: an utterance begun over it
 		// must not start with the bot's words.
-		if near {
-			l.pre = append(l.pre, buf...)
-		} else {
-			l.pre = append(l.pre, make([]int16, len(buf))...)
+		l.pre = append(l.pre, buf...)
+		if !near {
+			clear(l.pre[len(l.pre)-len(buf):])
 		}
 		if over := len(l.pre) - l.preMax; over > 0 {
 			l.pre = append(l.pre[:0], l.pre[over:]...)
