@@ -217,7 +217,7 @@ type Call struct {
 	log     *slog.Logger
 	clk     clock.Clock
 
-	in       chan []int16   // caller frames at media.InRate
+	in       chan inFrame   // caller frames at media.InRate
 	events   chan callEvent // for the speaker
 	pacer    *media.Pacer[outFrame]
 	sent     atomic.Int64  // frames the pacer has sent, ever
@@ -272,7 +272,7 @@ func (v *Voice) NewCall(sessionID string, m Media, out Output, log *slog.Logger)
 	}
 	c := &Call{
 		cfg: cfg, v: v, session: sessionID, media: m, out: out, log: log, clk: cfg.Clock,
-		in:       make(chan []int16, cfg.InputQueue),
+		in:       make(chan inFrame, cfg.InputQueue),
 		events:   make(chan callEvent, 256),
 		progress: make(chan struct{}, 1),
 		timing:   make(map[int64]*turnTiming),
@@ -330,8 +330,8 @@ func (c *Call) played() int64 {
 // never blocks: when the listening loop is behind, the oldest frame is
 // dropped and counted.
 func (c *Call) Audio(pcm []int16) {
-	c.rec.Load().caller(pcm)
-	f := append([]int16(nil), pcm...)
+	f := inFrame{pcm: append([]int16(nil), pcm...), at: c.clk.Now()}
+	c.rec.Load().caller(pcm, f.at)
 	for {
 		select {
 		case c.in <- f:
@@ -346,6 +346,14 @@ func (c *Call) Audio(pcm []int16) {
 		default:
 		}
 	}
+}
+
+// inFrame is a caller frame and when it arrived: the times of the
+// caller's speech are those of its audio's arrival, not of the listening
+// loop's turn at it (behind on a loaded machine).
+type inFrame struct {
+	pcm []int16
+	at  time.Time
 }
 
 // Deliver implements session.Sink: the session's live events, on the

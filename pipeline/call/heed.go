@@ -111,6 +111,9 @@ var stoppers = map[string]bool{"stop": true, "wait": true, "no": true, "hold": t
 // backchannels, unless those words are a stretch of the bot's own
 // sentences (its echo, recognised).
 func (c *Call) interrupts(words string) bool {
+	if c.echoed(words) {
+		return false // even a "no" or a "wait" of the bot's own
+	}
 	var mine []string
 	for _, w := range endpoint.Words(words) {
 		if stoppers[w] {
@@ -120,13 +123,22 @@ func (c *Call) interrupts(words string) bool {
 			mine = append(mine, w)
 		}
 	}
-	if len(mine) < c.cfg.BargeInWords {
-		return false
-	}
-	if p := c.reply.Load(); p != nil && within(endpoint.Words(*p), mine) {
-		return false
-	}
-	return true
+	return len(mine) >= c.cfg.BargeInWords && !c.own(mine)
+}
+
+// echoed reports whether words, two or more, are a stretch of the bot's
+// latest sentences: its own voice coming back, recognised. (One word is
+// too little to tell.)
+func (c *Call) echoed(words string) bool {
+	ws := endpoint.Words(words)
+	return len(ws) >= 2 && c.own(ws)
+}
+
+// own reports whether words appear, in order, in the bot's latest
+// sentences.
+func (c *Call) own(words []string) bool {
+	p := c.reply.Load()
+	return p != nil && within(endpoint.Words(*p), words)
 }
 
 // within reports whether part appears in whole, word after word.

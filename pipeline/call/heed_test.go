@@ -54,6 +54,9 @@ func TestVoiceOverTheBot(t *testing.T) {
 			if fin.Cut || fin.Heard != s1+" "+s2+" "+s3 || r.turns.Interrupts() != 0 {
 				t.Fatalf("finished %+v after %d interrupts; want the whole reply", fin, r.turns.Interrupts())
 			}
+			// Counted once the recogniser's End returns, on the call's
+			// goroutine: the reply may be finished before.
+			testkit.Eventually(t, "the false start counted", func() bool { return count(falseStarts) > false0 })
 			if n := len(r.turns.Submits()); n != 1 {
 				t.Fatalf("%d turns submitted; the voice over the bot made one", n)
 			}
@@ -223,5 +226,38 @@ func TestEchoIsNotPreRoll(t *testing.T) {
 	}
 	if caller != startFrames-1 || echoed != 0 {
 		t.Fatalf("the pre-roll holds %d frames of the caller and %d of the echo; want %d and none", caller, echoed, startFrames-1)
+	}
+}
+
+// What the caller's words over the bot are: the bot's own words come
+// back (echo) are never an interruption, even a "wait" or a "no" of its
+// own; a stopper of the caller's is; so are two words of theirs that are
+// not backchannels.
+func TestInterrupts(t *testing.T) {
+	c := &Call{cfg: Config{BargeInWords: DefaultBargeInWords}}
+	c.said("No problem, wait a moment.")
+	c.said("Tomorrow it will rain in Paris.")
+	for _, tc := range []struct {
+		words      string
+		interrupts bool
+		echoed     bool
+	}{
+		{"it will rain", false, true},
+		{"wait a moment", false, true},
+		{"wait", true, false},
+		{"okay yeah", false, false},
+		{"what about london", true, false},
+		{"okay what", false, false},
+		{"rain", false, false},
+		{"in paris", false, true},
+	} {
+		t.Run(tc.words, func(t *testing.T) {
+			if got := c.interrupts(tc.words); got != tc.interrupts {
+				t.Errorf("interrupts: %v, want %v", got, tc.interrupts)
+			}
+			if got := c.echoed(tc.words); got != tc.echoed {
+				t.Errorf("echoed: %v, want %v", got, tc.echoed)
+			}
+		})
 	}
 }

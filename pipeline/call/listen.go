@@ -39,6 +39,7 @@ type listener struct {
 	chosen endpoint.Decision    // the silence waited for, and why
 	over   voiceOver            // an utterance begun over the bot
 	echo   time.Duration        // speech by level that the echo gate held back, in a row
+	at     time.Time            // when the frame being heard arrived
 }
 
 // retake makes l follow t: a VAD of its settings, or none.
@@ -76,7 +77,7 @@ func (c *Call) listen(ctx context.Context, rec speech.Recognizer, down *media.Re
 	c.retake(&l, c.taking.Load())
 	var buf []int16
 	for {
-		var frame []int16
+		var frame inFrame
 		select {
 		case <-ctx.Done():
 			return
@@ -87,7 +88,8 @@ func (c *Call) listen(ctx context.Context, rec speech.Recognizer, down *media.Re
 					return
 				case frame = <-c.in:
 					c.taken.Add(1)
-					buf = c.take(ctx, rec, &l, down, frame, buf)
+					l.at = frame.at
+					buf = c.take(ctx, rec, &l, down, frame.pcm, buf)
 				}
 			}
 			c.control(ctx, rec, &l, o.op)
@@ -95,7 +97,8 @@ func (c *Call) listen(ctx context.Context, rec speech.Recognizer, down *media.Re
 		case frame = <-c.in:
 			c.taken.Add(1)
 		}
-		buf = c.take(ctx, rec, &l, down, frame, buf)
+		l.at = frame.at
+		buf = c.take(ctx, rec, &l, down, frame.pcm, buf)
 	}
 }
 
@@ -126,7 +129,7 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 	c.caller.Store(l.vad.Speaking())
 	switch {
 	case ev == media.VADSpeechStart:
-		c.rec.Load().speechStarted(l.vad.Onset())
+		c.rec.Load().speechStarted(l.at, l.vad.Onset())
 		c.words.Store(nil)
 		if c.active.Load() && !l.taking.NoBargeIn {
 			// Over the bot: an interruption once its words say so (heed).
@@ -166,7 +169,7 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 			why = l.chosen.Why
 		}
 		endpointWait.WithLabelValues(string(why)).Observe(silence.Seconds())
-		c.endUtterance(ctx, rec, silence, why, over)
+		c.endUtterance(ctx, rec, l.at, silence, why, over)
 	}
 }
 
@@ -236,7 +239,7 @@ func (c *Call) control(ctx context.Context, rec speech.Recognizer, l *listener, 
 	switch op {
 	case ctlCommit:
 		if c.uttered.Load() {
-			c.endUtterance(ctx, rec, 0, fixedSilence, voiceOver{})
+			c.endUtterance(ctx, rec, l.at, 0, fixedSilence, voiceOver{})
 		}
 	case ctlClear:
 		if c.uttered.Load() {
@@ -318,13 +321,17 @@ func (c *Call) write(rec speech.Recognizer, pcm []int16) {
 }
 
 // endUtterance turns the utterance just ended (by the VAD, or a commit)
-// into a user turn. silence is how long the VAD waited after the last
-// voiced audio (0 for a commit), why the rule that chose it. over.on: the
+// into a user turn. at is when the last frame heard arrived, silence how
+// long the VAD waited after the last voiced audio (0 for a commit), why
+// the rule that chose it. over.on: the
 // utterance began over the bot and has not cut it off: unless its words
 // say otherwise it is a false start, and no turn.
-func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence time.Duration, why endpoint.Why, over voiceOver) {
+func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, at time.Time, silence time.Duration, why endpoint.Why, over voiceOver) {
 	now := c.clk.Now()
-	tt := turnTiming{voicedEnd: now.Add(-silence), decided: now, why: string(why)}
+	if at.IsZero() {
+		at = now
+	}
+	tt := turnTiming{voicedEnd: at.Add(-silence), decided: now, why: string(why)}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	text, err := rec.End(ectx)
@@ -341,6 +348,10 @@ func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, silence 
 			falseStarts.Inc()
 		}
 		return // a noise, not words
+	}
+	if over.on && c.echoed(text) {
+		falseStarts.Inc() // the bot's echo, though it may have finished since
+		return
 	}
 	if over.on && c.active.Load() {
 		if !c.interrupts(text) {

@@ -83,9 +83,9 @@ func (c *Call) stopRecording() {
 	}
 }
 
-func (r *recording) caller(pcm []int16) {
+func (r *recording) caller(pcm []int16, at time.Time) {
 	if r != nil {
-		r.r.Caller(pcm, r.c.clk.Now())
+		r.r.Caller(pcm, at)
 	}
 }
 
@@ -107,11 +107,11 @@ func (r *recording) bot(n int64, frame []byte) {
 }
 
 // speechStarted notes when the utterance the VAD has just started began:
-// onset before the end of the frame that started it, which the recording
-// placed from its arrival, about now.
-func (r *recording) speechStarted(onset time.Duration) {
+// onset before the end of the frame that started it, which arrived at at
+// (and the recording placed from there).
+func (r *recording) speechStarted(at time.Time, onset time.Duration) {
 	if r != nil {
-		r.began = r.c.clk.Now().Add(media.FrameDuration - onset)
+		r.began = at.Add(media.FrameDuration - onset)
 	}
 }
 
