@@ -261,3 +261,20 @@ func TestInterrupts(t *testing.T) {
 		})
 	}
 }
+
+// The recogniser's words lag the audio (a loaded machine): a question's
+// short silence is waited for from where the words reach, so a caller
+// whose words are late is not cut off on stale ones. The lag here is 1 s:
+// the turn ends after a second of silence, not 300 ms.
+func TestEndpointingWaitsForTheWords(t *testing.T) {
+	r := newRig(t, func(r *rig) {
+		r.asr.Script = []fakes.Utterance{{Text: "what time is it", Partials: []string{"what time is it"}}}
+		r.asr.Lagging.Store(int64(time.Second))
+	})
+	r.say(400 * time.Millisecond)
+	r.turns.WaitSubmits(t, 1)
+	r.following(1)
+	r.turns.Write(1, s1)
+	r.out.WaitFrames(t, 1)
+	checkEndpoint(t, r, 1, 1000, "question")
+}

@@ -51,10 +51,11 @@ var (
 
 // turnTiming is when the steps of a turn happened, for its latency event.
 type turnTiming struct {
-	voicedEnd   time.Time // the end of the caller's last voiced audio; zero for a typed turn
-	why         string    // the rule that chose the silence waited for
-	decided     time.Time // the end-of-turn decision, or a typed turn's arrival
-	transcribed time.Time // zero for a typed turn
+	voicedEnd   time.Time     // the end of the caller's last voiced audio, as it arrived; zero for a typed turn
+	silence     time.Duration // the silence waited for after it, in audio time
+	why         string        // the rule that chose the silence waited for
+	decided     time.Time     // the end-of-turn decision, or a typed turn's arrival
+	transcribed time.Time     // zero for a typed turn
 	submitted   time.Time
 	firstText   time.Time
 	ttsStart    time.Time
@@ -105,10 +106,12 @@ func (c *Call) firstAudio(frame int64) {
 	ttsLatency.Observe(now.Sub(tt.ttsStart).Seconds())
 	serverLatency.Observe(now.Sub(tt.decided).Seconds())
 	if !tt.voicedEnd.IsZero() {
-		asr, v2v, ep := ms(tt.transcribed.Sub(tt.decided)), ms(now.Sub(tt.voicedEnd)), ms(tt.decided.Sub(tt.voicedEnd))
+		// Voice to voice from the audio's arrival: it holds the silence
+		// and any wait of the audio to be heard (a loaded server).
+		asr, v2v, ep := ms(tt.transcribed.Sub(tt.decided)), ms(now.Sub(tt.voicedEnd)), ms(tt.silence)
 		ev.ASR, ev.VoiceToVoice, ev.Endpoint, ev.EndpointWhy = &asr, &v2v, &ep, tt.why
 		voiceLatency.Observe(now.Sub(tt.voicedEnd).Seconds())
-		endpointLatency.Observe(tt.decided.Sub(tt.voicedEnd).Seconds())
+		endpointLatency.Observe(tt.silence.Seconds())
 	}
 	c.out.SendEvent(ev)
 }

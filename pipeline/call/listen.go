@@ -143,7 +143,7 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 	case l.vad.Speaking() || ev == media.VADSpeechEnd:
 		c.write(rec, buf)
 		if l.vad.Speaking() {
-			c.heed(ctx, l, near)
+			c.heed(ctx, rec, l, near)
 		}
 	default:
 		// The bot's echo is kept as silence: an utterance begun over it
@@ -183,14 +183,14 @@ func (c *Call) speechStopped(at time.Duration) {
 // heed follows an utterance under way: the endpointing's silence from its
 // words so far, and whether a voice over the bot has become an
 // interruption.
-func (c *Call) heed(ctx context.Context, l *listener, near bool) {
+func (c *Call) heed(ctx context.Context, rec speech.Recognizer, l *listener, near bool) {
 	words := ""
 	if p := c.words.Load(); p != nil {
 		words = *p
 	}
 	if l.ep != nil {
 		l.chosen = l.ep.Decide(words)
-		l.vad.SetStop(l.chosen.Wait)
+		l.vad.SetStop(max(l.chosen.Wait, lag(rec, l.ep)))
 	}
 	if !l.over.on {
 		return
@@ -211,6 +211,17 @@ func (c *Call) heed(ctx context.Context, l *listener, near bool) {
 		c.bargeIn(ctx)
 		c.speechStarted(since)
 	}
+}
+
+// lag is how far the recogniser's words lag the audio, at most the
+// endpointing's longest wait: a turn ends on its words only once they
+// cover the audio up to the silence (a recogniser behind on a loaded
+// machine would otherwise have the caller cut off mid-thought).
+func lag(rec speech.Recognizer, ep *endpoint.Endpointer) time.Duration {
+	if l, ok := rec.(speech.Lagger); ok {
+		return min(l.Lag(), ep.Config().Max)
+	}
+	return 0
 }
 
 // speechStarted tells a Listener that the caller started speaking at at.
@@ -331,7 +342,7 @@ func (c *Call) endUtterance(ctx context.Context, rec speech.Recognizer, at time.
 	if at.IsZero() {
 		at = now
 	}
-	tt := turnTiming{voicedEnd: at.Add(-silence), decided: now, why: string(why)}
+	tt := turnTiming{voicedEnd: at.Add(-silence), silence: silence, decided: now, why: string(why)}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	text, err := rec.End(ectx)

@@ -1,6 +1,9 @@
 package speech
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // TTS speaks text. Providers: flite (offline, cgo) and OpenAI-compatible
 // /v1/audio/speech.
@@ -40,4 +43,13 @@ type Recognizer interface {
 	End(ctx context.Context) (string, error)
 	// Close releases the recogniser; an open utterance is dropped.
 	Close()
+}
+
+// Lagger is a Recognizer that knows how far its words lag the audio: how
+// much of what was written its latest partial words do not yet cover
+// (audio queued, or decoded since its last partial). A call waits for
+// them to catch up before it ends a turn on what they say. Lag is safe
+// to call from the goroutine that writes.
+type Lagger interface {
+	Lag() time.Duration
 }

@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -69,7 +70,10 @@ type ASR struct {
 	idle          []*C.ps_decoder_t
 }
 
-var _ speech.ASR = (*ASR)(nil)
+var (
+	_ speech.ASR    = (*ASR)(nil)
+	_ speech.Lagger = (*recognizer)(nil)
+)
 
 var silenceOnce sync.Once
 
@@ -143,6 +147,13 @@ type recognizer struct {
 	partial func(string)
 	ops     chan op
 	closed  bool
+	// Samples written, and how many of them the latest words cover.
+	written, covered atomic.Int64
+}
+
+// Lag implements speech.Lagger.
+func (r *recognizer) Lag() time.Duration {
+	return time.Duration(r.written.Load()-r.covered.Load()) * time.Second / 16000
 }
 
 // Write implements speech.Recognizer.
@@ -152,6 +163,7 @@ func (r *recognizer) Write(pcm []int16) error {
 	}
 	select {
 	case r.ops <- op{pcm: append([]int16(nil), pcm...)}:
+		r.written.Add(int64(len(pcm)))
 		return nil
 	default:
 		behind.Inc()
@@ -191,6 +203,7 @@ func (r *recognizer) Close() {
 func (r *recognizer) run() {
 	inUtt := false
 	var since int
+	var processed int64
 	every := int(r.a.cfg.PartialEvery.Seconds() * 16000)
 	last := ""
 	for o := range r.ops {
@@ -202,12 +215,14 @@ func (r *recognizer) run() {
 			}
 			C.ps_process_raw(r.d, (*C.int16)(unsafe.Pointer(&o.pcm[0])), C.size_t(len(o.pcm)), 0, 0)
 			since += len(o.pcm)
+			processed += int64(len(o.pcm))
 			if r.partial != nil && since >= every {
 				since = 0
 				if h := goString(C.hyp(r.d)); h != "" && h != last {
 					last = h
 					r.partial(h)
 				}
+				r.covered.Store(processed) // after the partial: the words first
 			}
 		case o.end != nil:
 			text := ""
@@ -216,6 +231,7 @@ func (r *recognizer) run() {
 				text = goString(C.hyp(r.d))
 				inUtt = false
 			}
+			r.covered.Store(processed)
 			o.end <- text
 		}
 	}

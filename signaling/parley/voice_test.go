@@ -261,15 +261,19 @@ func TestVoiceCallOverTheWebSocket(t *testing.T) {
 	// Voice-to-voice starts at the end of the caller's voiced audio, so it
 	// holds the end-of-turn silence, reported as endpoint_ms; server_ms
 	// starts at the decision. "What time is it" is a question: the
-	// endpointing's short silence (300 ms), not the fixed 600 ms of before,
-	// so the caller hears the answer at least 200 ms sooner.
+	// endpointing's short silence (300 ms, and pipeline/call's
+	// TestEndpointing holds it to that on its fake clock), not the fixed
+	// 600 ms of before, so the caller hears the answer sooner. Here, with
+	// pocketsphinx's words coming every 300 ms of audio, the turn waits
+	// for them to cover the silence's start: on a loaded machine, later.
 	if lat == nil || lat.Turn != 1 || lat.ASR == nil || lat.VoiceToVoice == nil || lat.Endpoint == nil ||
 		*lat.ASR < 0 || lat.LLMFirstToken < 0 || lat.TTSFirstAudio < 0 || lat.Server < *lat.ASR ||
 		lat.EndpointWhy != "question" ||
-		*lat.Endpoint < 300 || *lat.Endpoint > 400 || // the silence, and at most a few frames more
-		*lat.VoiceToVoice-(*lat.Endpoint+lat.Server) > 1 || *lat.VoiceToVoice < *lat.Endpoint+lat.Server { // each rounded down to a ms
+		*lat.Endpoint < 300 || *lat.Endpoint >= 600 ||
+		*lat.VoiceToVoice < *lat.Endpoint+lat.Server { // more: the audio's wait to be heard, on a loaded machine
 
-		t.Fatalf("latency event: %+v", lat)
+		b, _ := json.Marshal(lat)
+		t.Fatalf("latency event: %s", b)
 	}
 	t.Logf("latency: voice to voice %d ms = endpoint %d ms + server %d ms (asr %d ms, model first token %d ms, tts first audio %d ms)",
 		*lat.VoiceToVoice, *lat.Endpoint, lat.Server, *lat.ASR, lat.LLMFirstToken, lat.TTSFirstAudio)

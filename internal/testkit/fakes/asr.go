@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parleyhq/parley/pipeline/speech"
 )
@@ -19,6 +21,9 @@ type ASR struct {
 	Script []Utterance
 	// NewErr, if set, is what NewCall fails with.
 	NewErr error
+	// Lagging is how far its recognisers say their words lag the audio
+	// (speech.Lagger); set it at any time.
+	Lagging atomic.Int64 // a time.Duration
 
 	mu      sync.Mutex
 	calls   []*Recognizer
@@ -88,6 +93,9 @@ type Recognizer struct {
 	ends     int   // End calls begun
 	closed   bool
 }
+
+// Lag implements speech.Lagger: the ASR's Lagging.
+func (r *Recognizer) Lag() time.Duration { return time.Duration(r.asr.Lagging.Load()) }
 
 // Write implements speech.Recognizer.
 func (r *Recognizer) Write(pcm []int16) error {
