@@ -37,8 +37,6 @@ func TestBadInput(t *testing.T) {
 		{"a commit of nothing", map[string]any{"type": "input_audio_buffer.commit"}, "", "input_audio_buffer_commit_empty", ""},
 		{"cancel with nothing active", map[string]any{"type": "response.cancel"}, "", "response_cancel_not_active", ""},
 		{"output for an unknown call", map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "function_call_output", "call_id": "call_nobody", "output": "x"}}, "", "invalid_value", "item.call_id"},
-		{"truncate of an unknown item", map[string]any{"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0, "audio_end_ms": 100}, "", "item_not_found", "item_id"},
-		{"truncate of a user item", map[string]any{"type": "conversation.item.truncate", "item_id": "item_u1", "content_index": 0, "audio_end_ms": 100}, "", "invalid_value", "item_id"},
 		{"retrieve of an unknown item", map[string]any{"type": "conversation.item.retrieve", "item_id": "item_nope"}, "", "item_not_found", "item_id"},
 		{"delete of an unknown item", map[string]any{"type": "conversation.item.delete", "item_id": "item_nope"}, "", "item_not_found", "item_id"},
 		{"an assistant message", map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "assistant", "content": []any{}}}, "", "invalid_value", "item.role"},
@@ -83,6 +81,106 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// conversation.item.truncate of a spoken reply: within its audio (or to
+// its end) it is truncated and its transcript cut to the words heard;
+// past the end, of an unknown item or of a user's, an error (OpenAI's
+// code and words) and the item is left as it was; the session goes on.
+func TestTruncate(t *testing.T) {
+	s, _ := voiceServer(t)
+	const said = "one two three four five six"
+	tests := []struct {
+		name    string
+		item    string
+		endMs   func(sentMs float64) float64 // nil: no audio_end_ms
+		code    string                       // "": truncated
+		param   string
+		shorter bool // OpenAI's words: "… is already shorter than …"
+		cut     bool // the transcript is cut
+	}{
+		{"within the audio", "item_a1", func(ms float64) float64 { return float64(int64(ms / 2)) }, "", "", false, true},
+		{"to its end", "item_a1", func(ms float64) float64 { return ms }, "", "", false, false},
+		{"nothing of it", "item_a1", func(float64) float64 { return 0 }, "", "", false, true},
+		{"past the end", "item_a1", func(ms float64) float64 { return ms + 100 }, "invalid_value", "audio_end_ms", true, false},
+		{"far past the end", "item_a1", func(float64) float64 { return 1e9 }, "invalid_value", "audio_end_ms", true, false},
+		{"negative", "item_a1", func(float64) float64 { return -5 }, "invalid_value", "audio_end_ms", false, false},
+		{"no audio_end_ms", "item_a1", nil, "invalid_value", "audio_end_ms", false, false},
+		{"an unknown item", "item_nope", func(float64) float64 { return 10 }, "item_not_found", "item_id", false, false},
+		{"a user item", "item_u1", func(float64) float64 { return 10 }, "invalid_value", "item_id", false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := connect(t, s) // a session each: an item as spoken
+			c.send(map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": said}}}})
+			c.send(map[string]any{"type": "response.create"})
+			end, _ := c.wait(0, "the spoken reply", func(e ev) bool { return e.typ() == "response.done" && e.str("response.id") == "resp_1" })
+			var sent int
+			for _, e := range c.all()[:end] {
+				if e.typ() == "response.output_audio.delta" {
+					b, _ := base64.StdEncoding.DecodeString(e.str("delta"))
+					sent += len(b)
+				}
+			}
+			sentMs := float64(sent) / 48 // PCM16 at 24 kHz
+			if sentMs < 200 {
+				t.Fatalf("%v ms of audio: no spoken reply to truncate", sentMs)
+			}
+			whole := transcriptOf(t, c)
+			trunc := map[string]any{"type": "conversation.item.truncate", "item_id": tc.item, "content_index": 0}
+			if tc.endMs != nil {
+				trunc["audio_end_ms"] = tc.endMs(sentMs)
+			}
+			id := c.send(trunc)
+			if tc.code == "" {
+				_, tr := c.waitType(0, "conversation.item.truncated")
+				if tr.num("audio_end_ms") != tc.endMs(sentMs) || tr.str("item_id") != tc.item {
+					t.Fatalf("truncated %v, asked %v ms", tr, trunc["audio_end_ms"])
+				}
+			} else {
+				e := c.errorFor(id)
+				if e.str("error.code") != tc.code || e.str("error.type") != "invalid_request_error" || e.str("error.param") != tc.param || e.str("error.message") == "" {
+					t.Fatalf("error %v, want code %s param %q", e, tc.code, tc.param)
+				}
+				if msg := e.str("error.message"); tc.shorter && !strings.Contains(msg, "is already shorter than") {
+					t.Fatalf("a truncate past the end says %q, not OpenAI's words", msg)
+				}
+			}
+			// The session goes on, the item as the truncate left it.
+			got := transcriptOf(t, c)
+			switch {
+			case tc.cut && (len(got) >= len(whole) || !strings.HasPrefix(whole, got)):
+				t.Fatalf("truncated to %q from %q", got, whole)
+			case !tc.cut && got != whole:
+				t.Fatalf("the item says %q, was %q", got, whole)
+			}
+			if tc.code != "" {
+				for _, e := range c.all() {
+					if e.typ() == "conversation.item.truncated" {
+						t.Fatalf("truncated after an error: %v", e)
+					}
+				}
+			}
+			if got != "" {
+				waitHistory(t, s, c, got)
+			}
+		})
+	}
+}
+
+// transcriptOf retrieves item_a1 and returns its transcript.
+func transcriptOf(t *testing.T, c *rt) string {
+	t.Helper()
+	from := len(c.all())
+	c.send(map[string]any{"type": "conversation.item.retrieve", "item_id": "item_a1"})
+	_, ret := c.wait(from, "the retrieved item", func(e ev) bool { return e.typ() == "conversation.item.retrieved" && e.str("item.id") == "item_a1" })
+	content, _ := ret.get("item.content").([]any)
+	if len(content) != 1 {
+		t.Fatalf("item_a1 is %v", ret)
+	}
+	part, _ := content[0].(map[string]any)
+	tr, _ := part["transcript"].(string)
+	return tr
 }
 
 // A binary frame is no event: an error, and the session goes on.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -143,9 +144,12 @@ func (c *conn) noItem(ev *clientEvent, id string) {
 }
 
 // itemTruncate cuts an assistant audio item to what the client played:
-// audio_end_ms, clamped to the audio sent, and its transcript to the
-// words of that much audio (in proportion), in the history too, so the
-// model hears what the caller heard.
+// audio_end_ms of the audio sent, and its transcript to the words of
+// that much audio (in proportion), in the history too, so the model hears
+// what the caller heard. Past the end of the audio sent it is an error
+// and the item is left as it is, as OpenAI's service does: a client that
+// counts wall-clock time instead of the audio it got learns of it here,
+// not from a transcript cut at a place nobody heard.
 func (c *conn) itemTruncate(ev *clientEvent) {
 	id, ok := c.itemID(ev)
 	if !ok {
@@ -162,13 +166,19 @@ func (c *conn) itemTruncate(ev *clientEvent) {
 		if it == nil {
 			c.noItem(ev, id)
 		} else {
-			c.fail(ev.EventID, "invalid_request_error", "invalid_value", "item_id", "only an assistant's audio message can be truncated")
+			c.fail(ev.EventID, "invalid_request_error", "invalid_value", "item_id", fmt.Sprintf("only model output audio messages can be truncated: %q is not one", clip(id, 60)))
 		}
 		return
 	}
 	r := it.resp
 	total := float64(r.bytes) / r.out.bytesPerMs()
-	end := min(*ev.AudioEndMs, total)
+	end := *ev.AudioEndMs
+	if end > total {
+		c.mu.Unlock()
+		// OpenAI's words, which clients match on ("already shorter").
+		c.fail(ev.EventID, "invalid_request_error", "invalid_value", "audio_end_ms", fmt.Sprintf("Audio content of %dms is already shorter than %dms", int64(total), int64(math.Ceil(end))))
+		return
+	}
 	c.emitLocked("conversation.item.truncated", "item_id", id, "content_index", ev.ContentIndex, "audio_end_ms", int64(end))
 	text := ""
 	if r.done {
