@@ -13,7 +13,7 @@ APT_PACKAGES := libopus-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-e
 # npm projects that tests run (real programs nobody here wrote), pinned by
 # their package-lock.json; `make deps` installs them into the test cache of
 # internal/testkit/npm, so that the tests run offline afterwards.
-NPM_PROJECTS := pipeline/tools/mcp/testdata/npm signaling/realtime/testdata/npm
+NPM_PROJECTS := pipeline/tools/mcp/testdata/npm signaling/realtime/testdata/npm signaling/realtime/testdata/npm-twilio
 
 export PATH := $(PATH):/usr/local/go/bin
 

@@ -1,12 +1,18 @@
 package realtime_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/internal/testkit/npm"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/g711"
 )
@@ -28,18 +35,38 @@ import (
 // the marks say was played. The fake Twilio streams flite's speech as a
 // phone line does and plays what it gets at real time. Against the real
 // server with the offline stack (pocketsphinx, the local responder,
-// flite), GA and beta.
+// flite): a bridge of the test's own, GA and beta, and the agents SDK's
+// TwilioRealtimeTransportLayer (@openai/agents-extensions, from npm).
 func TestTwilioBridge(t *testing.T) {
 	for _, beta := range []bool{false, true} {
 		name := map[bool]string{false: "GA", true: "beta"}[beta]
-		t.Run(name, func(t *testing.T) { twilioBridgeCall(t, beta) })
+		t.Run(name, func(t *testing.T) {
+			s := offlineServer(t, false)
+			b := startBridge(t, s.URL, beta)
+			twilioBridgeCall(t, b, b.url, beta)
+		})
 	}
+	t.Run("agents-extensions", func(t *testing.T) {
+		s := offlineServer(t, false)
+		n := startNodeBridge(t, s.URL)
+		twilioBridgeCall(t, n, n.url, false)
+	})
 }
 
-func twilioBridgeCall(t *testing.T, beta bool) {
-	s := offlineServer(t, false)
-	b := startBridge(t, s.URL, beta)
-	tw := dialFakeTwilio(t, b.url)
+// bridgeApp is a bridge as the test sees it: the Realtime events it got,
+// with a "client.truncate" of its own for each truncate it sent; prompt
+// has the bot answer a text, send sends a client event.
+type bridgeApp interface {
+	all() []ev
+	wait(t *testing.T, from int, what string, match func(ev) bool) (int, ev)
+	prompt(t *testing.T, text string)
+	send(t *testing.T, v map[string]any)
+}
+
+const longPrompt = "echo one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+
+func twilioBridgeCall(t *testing.T, b bridgeApp, url string, beta bool) {
+	tw := dialFakeTwilio(t, url)
 	_, upd := b.wait(t, 0, "session.updated", func(e ev) bool { return e.typ() == "session.updated" })
 	if f := upd.get("session.audio.output.format.type"); !beta && (f != "audio/pcmu" || upd.str("session.audio.input.format.type") != "audio/pcmu") {
 		t.Fatalf("session.updated %v", upd)
@@ -59,27 +86,24 @@ func twilioBridgeCall(t *testing.T, beta bool) {
 	if heard := tr.str("transcript"); heard != "hello" {
 		t.Fatalf("the caller said %q, transcribed %q", "hello", heard)
 	}
-	i, done := b.wait(t, 0, "the answer's response.done", func(e ev) bool { return e.typ() == "response.done" })
+	_, done := b.wait(t, 0, "the answer's response.done", func(e ev) bool { return e.typ() == "response.done" })
 	if done.str("response.status") != "completed" {
 		t.Fatalf("response.done %v", done)
 	}
-	reply := transcriptIn(done)
 	tw.waitPlayed(t)
-	frames := tw.received()
-	checkPhoneReply(t, reply, frames)
+	checkPhoneReply(t, transcriptIn(done), tw.received())
 
 	// The bot speaks first, as apps have it greet; the caller talks over
 	// it: speech_started, the response cancelled by the server (its
 	// turn_detected), Twilio's buffer cleared, and the truncate of what
 	// was played accepted.
 	from := len(b.all())
-	b.prompt(t, "echo one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen")
+	b.prompt(t, longPrompt)
 	_, created := b.wait(t, from, "the long reply", func(e ev) bool { return e.typ() == "response.created" })
 	long := created.str("response.id")
-	start := tw.playedCount()
-	tw.waitPlayedAtLeast(t, start+50) // a second of it played
+	tw.waitPlayedAtLeast(t, tw.playedCount()+50) // a second of it played
 	tw.say(mulawFrames(t, "stop talking please"))
-	j, _ := b.wait(t, from, "speech_started over the reply", func(e ev) bool { return e.typ() == "input_audio_buffer.speech_started" })
+	b.wait(t, from, "speech_started over the reply", func(e ev) bool { return e.typ() == "input_audio_buffer.speech_started" })
 	_, cancelled := b.wait(t, from, "the long reply's response.done", func(e ev) bool {
 		return e.typ() == "response.done" && e.str("response.id") == long
 	})
@@ -87,33 +111,48 @@ func twilioBridgeCall(t *testing.T, beta bool) {
 		t.Fatalf("the interrupted response ended %v", cancelled)
 	}
 	tw.waitUntil(t, "a clear", func() bool { return tw.ncleard > 0 })
-	trunc := b.truncate(t)
+	j, trunc := b.wait(t, from, "the bridge's truncate", func(e ev) bool { return e.typ() == "client.truncate" })
+	item, playedMs := trunc.str("item_id"), int64(trunc.num("audio_end_ms"))
 	_, ok := b.wait(t, j, "conversation.item.truncated", func(e ev) bool {
 		return e.typ() == "conversation.item.truncated" || e.typ() == "error"
 	})
-	if ok.typ() != "conversation.item.truncated" || ok.str("item_id") != trunc.item || int64(ok.num("audio_end_ms")) != trunc.playedMs {
-		t.Fatalf("the truncate of %s at %d ms (of %d sent) was answered %v", trunc.item, trunc.playedMs, trunc.sentMs, ok)
+	sentMs := sentMsOf(b.all(), item)
+	if ok.typ() != "conversation.item.truncated" || ok.str("item_id") != item || int64(ok.num("audio_end_ms")) != playedMs {
+		t.Fatalf("the truncate of %s at %d ms (of %d sent) was answered %v", item, playedMs, sentMs, ok)
+	}
+	if playedMs < 1000 || playedMs > sentMs {
+		t.Fatalf("truncated at %d ms, with %d ms sent; a second at least was played", playedMs, sentMs)
+	}
+	// The reply stopped: far less of it was sent than it is long.
+	if whole := int64(len(pcm16k(t, longPrompt)) / 16); sentMs > whole*3/4 {
+		t.Fatalf("%d ms of a %d ms reply were sent: it was not cut", sentMs, whole)
 	}
 	// The item keeps the words played, and the model will see them.
 	k := len(b.all())
-	b.send(map[string]any{"type": "conversation.item.retrieve", "item_id": trunc.item})
+	b.send(t, map[string]any{"type": "conversation.item.retrieve", "item_id": item})
 	_, ret := b.wait(t, k, "the truncated item", func(e ev) bool { return e.typ() == "conversation.item.retrieved" })
 	heard := transcriptIn(ev{"response": map[string]any{"output": []any{ret.get("item")}}})
 	if whole := transcriptIn(cancelled); heard == "" || heard == whole || !strings.HasPrefix(whole, heard) {
 		t.Fatalf("the truncated item says %q of %q", heard, whole)
 	}
-	if trunc.playedMs < 1000 || trunc.playedMs > trunc.sentMs {
-		t.Fatalf("truncated at %d ms, with %d ms sent; a second at least was played", trunc.playedMs, trunc.sentMs)
-	}
-	// The reply stopped: far less of it was sent than it is long.
-	if whole := len(pcm16k(t, "echo one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen")) / 16; int(trunc.sentMs) > whole*3/4 {
-		t.Fatalf("%d ms of a %d ms reply were sent: it was not cut", trunc.sentMs, whole)
-	}
-	for _, e := range b.all()[i:] {
+	for _, e := range b.all() {
 		if e.typ() == "error" {
 			t.Fatalf("the session sent an error: %v", e)
 		}
 	}
+}
+
+// sentMsOf is how much audio of item the bridge got, in milliseconds of
+// mu-law (8 bytes each): a delta's payload, or its length in "bytes".
+func sentMsOf(evs []ev, item string) int64 {
+	n := 0
+	for _, e := range evs {
+		if (e.typ() == "response.output_audio.delta" || e.typ() == "response.audio.delta") && e.str("item_id") == item {
+			raw, _ := base64.StdEncoding.DecodeString(e.str("delta"))
+			n += len(raw) + int(e.num("bytes"))
+		}
+	}
+	return int64(n / 8)
 }
 
 // transcriptIn is the transcript of a response.done's audio message.
@@ -223,12 +262,6 @@ type bridge struct {
 	ended            bool
 	sentMs, playedMs int64
 	pending          int // marks not yet echoed
-	truncs           []truncation
-}
-
-type truncation struct {
-	item             string
-	playedMs, sentMs int64
 }
 
 func startBridge(t *testing.T, parley string, beta bool) *bridge {
@@ -294,7 +327,7 @@ func (b *bridge) serve(w http.ResponseWriter, r *http.Request) {
 			sid = m.StreamSid
 			twmu.Unlock()
 		case "media": // the payload as it came: both sides speak mu-law
-			b.send(map[string]any{"type": "input_audio_buffer.append", "audio": m.Media.Payload})
+			b.write(map[string]any{"type": "input_audio_buffer.append", "audio": m.Media.Payload})
 		case "mark":
 			b.played(m.Mark.Name)
 		case "stop":
@@ -307,7 +340,7 @@ func (b *bridge) serve(w http.ResponseWriter, r *http.Request) {
 
 func (b *bridge) sessionUpdate() {
 	if b.beta {
-		b.send(map[string]any{"type": "session.update", "session": map[string]any{
+		b.write(map[string]any{"type": "session.update", "session": map[string]any{
 			"input_audio_format": "g711_ulaw", "output_audio_format": "g711_ulaw",
 			"turn_detection":            map[string]any{"type": "server_vad"},
 			"input_audio_transcription": map[string]any{"model": "whisper-1"},
@@ -316,7 +349,7 @@ func (b *bridge) sessionUpdate() {
 		}})
 		return
 	}
-	b.send(map[string]any{"type": "session.update", "session": map[string]any{
+	b.write(map[string]any{"type": "session.update", "session": map[string]any{
 		"type": "realtime", "output_modalities": []string{"audio"},
 		"instructions": "You are a helpful phone assistant.",
 		"audio": map[string]any{
@@ -365,15 +398,15 @@ func (b *bridge) fromRealtime(rt *websocket.Conn, toTwilio func(map[string]any))
 			// moment may have emptied Twilio's buffer).
 			b.mu.Lock()
 			playing := b.item != "" && (b.pending > 0 || !b.ended)
-			tr := truncation{item: b.item, playedMs: b.playedMs, sentMs: b.sentMs}
+			item, played := b.item, b.playedMs
 			if playing {
-				b.truncs = append(b.truncs, tr)
 				b.item, b.pending = "", 0 // its marks still to come are not heard
+				b.events = append(b.events, ev{"type": "client.truncate", "item_id": item, "audio_end_ms": float64(played)})
 			}
 			b.mu.Unlock()
 			if playing {
 				toTwilio(map[string]any{"event": "clear"})
-				b.send(map[string]any{"type": "conversation.item.truncate", "item_id": tr.item, "content_index": 0, "audio_end_ms": tr.playedMs})
+				b.write(map[string]any{"type": "conversation.item.truncate", "item_id": item, "content_index": 0, "audio_end_ms": played})
 			}
 		}
 	}
@@ -394,7 +427,10 @@ func (b *bridge) played(name string) {
 	}
 }
 
-func (b *bridge) send(v map[string]any) {
+func (b *bridge) send(_ *testing.T, v map[string]any) { b.write(v) }
+
+// write sends a client event to the Realtime socket.
+func (b *bridge) write(v map[string]any) {
 	b.mu.Lock()
 	rt := b.rt
 	b.mu.Unlock()
@@ -409,20 +445,9 @@ func (b *bridge) send(v map[string]any) {
 // text item and response.create.
 func (b *bridge) prompt(t *testing.T, text string) {
 	t.Helper()
-	b.send(map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user",
+	b.write(map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user",
 		"content": []any{map[string]any{"type": "input_text", "text": text}}}})
-	b.send(map[string]any{"type": "response.create"})
-}
-
-// truncate is the one truncation the bridge sent.
-func (b *bridge) truncate(t *testing.T) truncation {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.truncs) != 1 {
-		t.Fatalf("the bridge sent %d truncates: %+v", len(b.truncs), b.truncs)
-	}
-	return b.truncs[0]
+	b.write(map[string]any{"type": "response.create"})
 }
 
 func (b *bridge) all() []ev {
@@ -628,4 +653,160 @@ func (f *fakeTwilio) waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// --- the agents SDK's Twilio transport, in node ---
+
+// nodeBridge is testdata/twilio.cjs running: the agents SDK's
+// TwilioRealtimeTransportLayer as a Twilio bridge in front of the server.
+type nodeBridge struct {
+	url   string // ws://127.0.0.1:port/, where Twilio connects
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	lines []line
+	evs   []ev // its events, and a client.truncate for each truncate it sent
+	more  chan struct{}
+}
+
+func startNodeBridge(t *testing.T, parley string) *nodeBridge {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is not on PATH (%v); `make deps` installs Node.js", err)
+	}
+	dir, err := npm.Install("testdata/npm-twilio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", filepath.Join("testdata", "twilio.cjs"), parley)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(dir, "node_modules"), "NODE_NO_WARNINGS=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &nodeBridge{more: make(chan struct{}, 1)}
+	if n.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan struct{})
+	go func() { // ends when node's stdout closes (it exits)
+		defer close(read)
+		n.read(stdout)
+	}()
+	t.Cleanup(func() {
+		_ = n.stdin.Close() // it closes its session and exits
+		select {
+		case <-read:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-read
+		}
+		_ = cmd.Wait()
+		if os.Getenv("PARLEY_TEST_NODE") != "" || t.Failed() {
+			t.Logf("node twilio.cjs stderr:\n%s", stderr.String())
+		}
+		for _, l := range n.all0() {
+			if l.str("t") == "fatal" || l.str("t") == "timeout" {
+				t.Errorf("node twilio.cjs: %v", l)
+			}
+		}
+	})
+	_, l := n.waitLine(t, "listening")
+	n.url = fmt.Sprintf("ws://127.0.0.1:%d/", int(l["port"].(float64)))
+	return n
+}
+
+func (n *nodeBridge) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var l line
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		n.mu.Lock()
+		n.lines = append(n.lines, l)
+		switch l.str("t") {
+		case "event":
+			e, _ := l["event"].(map[string]any)
+			n.evs = append(n.evs, ev(e))
+		case "truncate":
+			n.evs = append(n.evs, ev{"type": "client.truncate", "item_id": l["item_id"], "audio_end_ms": l["audio_end_ms"]})
+		case "error":
+			n.evs = append(n.evs, ev{"type": "error", "error": l["error"]})
+		}
+		n.mu.Unlock()
+		select {
+		case n.more <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (n *nodeBridge) all0() []line {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]line(nil), n.lines...)
+}
+
+func (n *nodeBridge) all() []ev {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]ev(nil), n.evs...)
+}
+
+func (n *nodeBridge) waitLine(t *testing.T, kind string) (int, line) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		for i, l := range n.all0() {
+			if l.str("t") == kind {
+				return i, l
+			}
+		}
+		select {
+		case <-n.more:
+		case <-deadline:
+			t.Fatalf("node twilio.cjs printed no %s within 30s: %v", kind, n.all0())
+		}
+	}
+}
+
+func (n *nodeBridge) wait(t *testing.T, from int, what string, match func(ev) bool) (int, ev) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		evs := n.all()
+		for i := from; i < len(evs); i++ {
+			if match(evs[i]) {
+				return i, evs[i]
+			}
+		}
+		select {
+		case <-n.more:
+		case <-deadline:
+			t.Fatalf("no %s within 30s; the bridge got %s", what, types(n.all()))
+		}
+	}
+}
+
+func (n *nodeBridge) command(t *testing.T, cmd string) {
+	t.Helper()
+	if _, err := io.WriteString(n.stdin, cmd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// prompt is the SDK's session.sendMessage.
+func (n *nodeBridge) prompt(t *testing.T, text string) { n.command(t, "prompt "+text) }
+
+// send is the transport's sendEvent.
+func (n *nodeBridge) send(t *testing.T, v map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	n.command(t, "send "+string(b))
 }
