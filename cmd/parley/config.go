@@ -13,7 +13,7 @@ import (
 
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/signaling"
-	"github.com/parleyhq/parley/signaling/parley"
+	"github.com/parleyhq/parley/signaling/rtc"
 	"github.com/parleyhq/parley/signaling/twilio"
 )
 
@@ -390,10 +390,10 @@ func list(s string) []string {
 }
 
 // webrtc turns the WebRTC settings into the signaling package's config.
-func (c *config) webrtc() (parley.WebRTCConfig, error) {
-	w := parley.WebRTCConfig{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces)}
+func (c *config) webrtc() (rtc.Config, error) {
+	w := rtc.Config{PublicIPs: list(c.PublicIPs), Interfaces: list(c.Interfaces)}
 	var err error
-	if w.Loopback, err = parley.ParseLoopback(c.RTCLoopback); err != nil {
+	if w.Loopback, err = rtc.ParseLoopback(c.RTCLoopback); err != nil {
 		return w, fmt.Errorf("-webrtc-loopback %w", err)
 	}
 	for _, u := range list(c.ICEServers) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleyhq/parley/signaling/parley"
+	"github.com/parleyhq/parley/signaling/rtc"
 )
 
 // The README's configuration table must list every setting, with the
@@ -113,13 +113,13 @@ func TestWebRTCSettings(t *testing.T) {
 	if w.PortMin != 40000 || w.PortMax != 40100 || len(w.Interfaces) != 1 || w.Interfaces[0] != "lo" {
 		t.Fatalf("%+v", w)
 	}
-	if w.Loopback != parley.LoopbackAuto {
+	if w.Loopback != rtc.LoopbackAuto {
 		t.Fatalf("default loopback %v, want auto", w.Loopback)
 	}
 	for _, tc := range []struct {
 		val  string
-		want parley.Loopback
-	}{{"auto", parley.LoopbackAuto}, {"on", parley.LoopbackOn}, {"true", parley.LoopbackOn}, {"off", parley.LoopbackOff}, {"false", parley.LoopbackOff}} {
+		want rtc.Loopback
+	}{{"auto", rtc.LoopbackAuto}, {"on", rtc.LoopbackOn}, {"true", rtc.LoopbackOn}, {"off", rtc.LoopbackOff}, {"false", rtc.LoopbackOff}} {
 		t.Run("loopback "+tc.val, func(t *testing.T) {
 			cfg, err := parseConfig([]string{"-webrtc-loopback", tc.val}, func(string) string { return "" })
 			if err != nil {

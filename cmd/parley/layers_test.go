@@ -13,7 +13,7 @@ const module = "github.com/parleyhq/parley"
 // The layers of docs/design.md: the core (pipeline/..., media/...) never
 // imports a front end (signaling/...); the call and the turn engine import
 // no protocol and no codec, directly or not; front ends do not import
-// each other.
+// each other; what they share (sharedBySignaling) imports none of them.
 func TestLayers(t *testing.T) {
 	deps := moduleImports(t, "../..")
 	codecs := []string{"media/opus", "media/g711", "media/pcm"}
@@ -26,11 +26,16 @@ func TestLayers(t *testing.T) {
 					t.Errorf("%s imports %s: the core must not know a front end", pkg, dep)
 				}
 			}
-		case strings.HasPrefix(pkg, "signaling/") && !strings.HasPrefix(pkg, "signaling/certs"):
-			front := strings.SplitN(pkg, "/", 3)[1]
+		case frontEnd(pkg) != "":
 			for dep := range closure {
-				if strings.HasPrefix(dep, "signaling/") && !strings.HasPrefix(dep, "signaling/"+front) && !strings.HasPrefix(dep, "signaling/certs") {
+				if f := frontEnd(dep); f != "" && f != frontEnd(pkg) {
 					t.Errorf("%s imports %s: front ends stand side by side", pkg, dep)
+				}
+			}
+		case strings.HasPrefix(pkg, "signaling"):
+			for dep := range closure {
+				if frontEnd(dep) != "" {
+					t.Errorf("%s imports %s: what front ends share knows none of them", pkg, dep)
 				}
 			}
 		}
@@ -47,6 +52,25 @@ func TestLayers(t *testing.T) {
 	if len(deps["pipeline/call"]) == 0 || len(deps["signaling/parley"]) == 0 {
 		t.Fatal("the scan found no imports: it is broken")
 	}
+}
+
+// sharedBySignaling are the packages under signaling/ that are not front
+// ends: what front ends share (certificates, WebRTC plumbing).
+var sharedBySignaling = []string{"signaling/certs", "signaling/rtc"}
+
+// frontEnd is the front end a package belongs to (signaling/<name>/...),
+// or "" for one that is none.
+func frontEnd(pkg string) string {
+	rest, ok := strings.CutPrefix(pkg, "signaling/")
+	if !ok {
+		return ""
+	}
+	for _, s := range sharedBySignaling {
+		if pkg == s || strings.HasPrefix(pkg, s+"/") {
+			return ""
+		}
+	}
+	return strings.SplitN(rest, "/", 2)[0]
 }
 
 // moduleImports maps each package of the module (by its path below the

@@ -12,12 +12,13 @@ import (
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/rtc"
 )
 
 // Config of a Server. A zero field means the default in its comment.
 type Config struct {
 	MaxText        int // longest text turn, in characters; default 4000
-	WebRTC         WebRTCConfig
+	WebRTC         rtc.Config
 	OpusComplexity int // of the bot's audio, 1 to 10; default 5
 }
 
@@ -66,7 +67,7 @@ type Server struct {
 	log      *slog.Logger
 
 	voice *call.Voice // nil: text only
-	rtc   *rtcAPIs    // nil: no WebRTC
+	rtc   *rtc.APIs   // nil: no WebRTC
 }
 
 // NewServer returns a Server. voice is the replica's voice stack; nil
@@ -75,7 +76,7 @@ func NewServer(cfg Config, gw *signaling.Gateway, sessions *signaling.Sessions, 
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, gw: gw, sessions: sessions, turns: turns, voice: voice, log: log}
 	s.ep = gw.Endpoint(signaling.Protocol{CloseCode: CloseCode, GoingAway: reconnectWire})
-	if apis, err := newRTCAPIs(cfg.WebRTC); err != nil {
+	if apis, err := rtc.NewAPIs(cfg.WebRTC); err != nil {
 		log.Error("WebRTC is off", "err", err)
 	} else {
 		s.rtc = apis

@@ -24,7 +24,7 @@ import (
 // TestWebRTC runs the WebRTC tests on a host whose only network is
 // loopback (a laptop offline, a container, a sandbox): the test binary
 // re-executes itself in a new network namespace where only lo is up. The
-// server keeps the default WebRTCConfig; the pion client stands for a
+// server keeps the default rtc.Config; the pion client stands for a
 // browser on the same host.
 func TestWebRTC(t *testing.T) {
 	if os.Getenv("PARLEY_IN_NETNS") == "" {

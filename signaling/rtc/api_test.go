@@ -1,4 +1,4 @@
-package parley
+package rtc
 
 import (
 	"net"
@@ -19,12 +19,11 @@ func TestLoopbackCandidatesPerClient(t *testing.T) {
 		{LoopbackOff, false, false},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
-			apis, err := newRTCAPIs(WebRTCConfig{Loopback: tc.mode})
+			apis, err := NewAPIs(Config{Loopback: tc.mode})
 			if err != nil {
 				t.Fatal(err)
 			}
-			// apis.local offers loopback candidates unless they are off.
-			withLoopback := func(a net.Addr) bool { return apis.forClient(a) == apis.local && tc.mode != LoopbackOff }
+			withLoopback := func(a net.Addr) bool { return apis.WithLoopback(apis.ForClient(a)) }
 			for _, a := range local {
 				if got := withLoopback(a); got != tc.local {
 					t.Errorf("client %v: loopback candidates %v, want %v", a, got, tc.local)
