@@ -257,6 +257,29 @@ func retryAfter(w http.ResponseWriter, wait time.Duration) {
 // The caller serves an accepted socket with Serve.
 func (e *Endpoint) Accept(w http.ResponseWriter, r *http.Request) *Socket {
 	g := e.gw
+	ip, ok := e.admit(w, r)
+	if !ok {
+		return nil
+	}
+	cw := &corkWriter{ResponseWriter: w}
+	ws, err := e.upgrader.Upgrade(cw, r, nil)
+	if err != nil {
+		g.wg.Done()
+		g.ipLimit.release(ip)
+		g.log.Debug("upgrade failed", "remote", ip, "err", err)
+		return nil // the upgrader has answered
+	}
+	s := newSocket(&g.cfg, &e.proto, ws, g.log.With("remote", ip))
+	s.cork = cw.conn
+	e.open(s, ip)
+	return s
+}
+
+// admit runs Accept's checks and answers a refusal. An admitted request
+// holds a connection slot of its address and a place in the drain's
+// wait: the socket that it becomes gives them back when it ends.
+func (e *Endpoint) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
+	g := e.gw
 	addr := clientIP(r, g.cfg.TrustedProxies)
 	ip := addr.String()
 	if !addr.IsValid() {
@@ -269,47 +292,83 @@ func (e *Endpoint) Accept(w http.ResponseWriter, r *http.Request) *Socket {
 			msg = fmt.Sprintf("more than %g new connections per second from this address", g.cfg.ConnectRatePerIP)
 		}
 		g.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
-		return nil
+		return "", false
 	}
 	if !g.authenticate(w, r, addr, ip, e.proto) {
 		g.ipLimit.release(ip)
-		return nil
+		return "", false
 	}
 	if !g.checkOrigin(r) {
 		g.ipLimit.release(ip)
 		g.refuse(w, ip, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
-		return nil
+		return "", false
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.shutdown {
-		g.mu.Unlock()
 		g.ipLimit.release(ip)
 		g.refuse(w, ip, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
-		return nil
+		return "", false
 	}
 	g.wg.Add(1)
-	g.mu.Unlock()
+	return ip, true
+}
 
-	cw := &corkWriter{ResponseWriter: w}
-	ws, err := e.upgrader.Upgrade(cw, r, nil)
-	if err != nil {
-		g.wg.Done()
-		g.ipLimit.release(ip)
-		g.log.Debug("upgrade failed", "remote", ip, "err", err)
-		return nil // the upgrader has answered
-	}
-	s := newSocket(&g.cfg, &e.proto, ws, g.log.With("remote", ip))
-	s.cork = cw.conn
+// open registers an admitted socket, so that a drain finds it.
+func (e *Endpoint) open(s *Socket, ip string) {
+	g := e.gw
 	s.ip = ip
 	g.mu.Lock()
 	g.sockets[s] = struct{}{}
-	late := g.shutdown // Shutdown began during the upgrade and did not see s
+	late := g.shutdown // Shutdown began since admit and did not see s
 	g.mu.Unlock()
 	if late {
 		g.goAway(s)
 	}
 	connections.Inc()
+}
+
+// Admission is a plain HTTP request that the gateway let in (Admit) and
+// that becomes a socket over another transport than a WebSocket once the
+// front end has negotiated it (a WebRTC data channel, after an SDP offer
+// and answer): Open it, or Release it. Its methods are for the request's
+// goroutine.
+type Admission struct {
+	e    *Endpoint
+	ip   string
+	used bool
+}
+
+// Admit runs Accept's checks on a request that will not be upgraded (the
+// caps, the token, the origin, the drain) and answers a refusal (nil).
+func (e *Endpoint) Admit(w http.ResponseWriter, r *http.Request) *Admission {
+	ip, ok := e.admit(w, r)
+	if !ok {
+		return nil
+	}
+	return &Admission{e: e, ip: ip}
+}
+
+// Open is the socket over mc, to be served with Endpoint.Serve. A drain
+// that began since Admit closes it at once, with the protocol's going
+// away message.
+func (a *Admission) Open(mc MessageConn) *Socket {
+	a.used = true
+	g := a.e.gw
+	s := newMessageSocket(&g.cfg, &a.e.proto, mc, g.log.With("remote", a.ip))
+	a.e.open(s, a.ip)
 	return s
+}
+
+// Release gives back what Admit took, when the request does not become a
+// socket (its negotiation failed). A no-op after Open.
+func (a *Admission) Release() {
+	if a.used {
+		return
+	}
+	a.used = true
+	a.e.gw.ipLimit.release(a.ip)
+	a.e.gw.wg.Done()
 }
 
 // Serve runs serve (the protocol's reader, which calls s.Serve) on a

@@ -50,7 +50,8 @@ type Handler interface {
 type Socket struct {
 	cfg   *Config
 	proto *Protocol
-	ws    *websocket.Conn
+	ws    *websocket.Conn // nil for a socket over a MessageConn
+	mc    MessageConn     // the socket's transport when it is not a WebSocket
 	log   *slog.Logger
 
 	send      *frameQueue
@@ -92,13 +93,21 @@ func (s *Socket) Log() *slog.Logger { return s.log }
 func (s *Socket) SetLog(l *slog.Logger) { s.log = l }
 
 // RemoteAddr is the TCP peer's address.
-func (s *Socket) RemoteAddr() net.Addr { return s.ws.NetConn().RemoteAddr() }
+func (s *Socket) RemoteAddr() net.Addr {
+	if s.mc != nil {
+		return s.mc.RemoteAddr()
+	}
+	return s.ws.NetConn().RemoteAddr()
+}
 
 // Greeted says the client has introduced itself (a hello): from now on the
 // read deadline is the silence allowed (ReadTimeout), no longer the
 // hello's, and a timeout is read_timeout, not hello_timeout.
 func (s *Socket) Greeted() {
 	s.greeted.Store(true)
+	if s.mc != nil {
+		return // its transport says when it is gone
+	}
 	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 }
 
@@ -107,6 +116,10 @@ func (s *Socket) Greeted() {
 // Writers run on their own goroutine, only while there is something to
 // write.
 func (s *Socket) Serve(h Handler) {
+	if s.mc != nil {
+		s.serveMessages(h)
+		return
+	}
 	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
 	s.readLoop(h)
 	s.Close(ReasonClientGone) // no-op if a reason was set first
@@ -167,7 +180,9 @@ func (s *Socket) enqueue(f frame) {
 		s.Close(ReasonSlowClient)
 		// The writer is stuck in a write to a client that does not read:
 		// fail that write now rather than at its deadline.
-		_ = s.ws.NetConn().SetWriteDeadline(time.Now())
+		if s.ws != nil {
+			_ = s.ws.NetConn().SetWriteDeadline(time.Now())
+		}
 	}
 }
 
@@ -299,6 +314,11 @@ func (s *Socket) writeQueued(media chan []byte) error {
 // or within a second. Once only: no writer starts after it.
 func (s *Socket) finish() {
 	s.send.finish()
+	if s.mc != nil {
+		_ = s.mc.Close() // ends the reader: a message connection has no close frame
+		close(s.finished)
+		return
+	}
 	msg := websocket.FormatCloseMessage(s.proto.CloseCode(s.reason), s.reason.String())
 	_ = s.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	_ = s.ws.SetReadDeadline(time.Now().Add(time.Second))
@@ -342,6 +362,9 @@ func (s *Socket) drainMedia(media chan []byte) error {
 func (s *Socket) WriteText(data []byte) error { return s.write(websocket.TextMessage, data) }
 
 func (s *Socket) write(kind int, data []byte) error {
+	if s.mc != nil {
+		return s.mc.WriteMessage(kind == websocket.TextMessage, data)
+	}
 	_ = s.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	return s.ws.WriteMessage(kind, data)
 }

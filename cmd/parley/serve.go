@@ -55,7 +55,7 @@ func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
 		log.Warn("no -twilio-auth-token: anyone who reaches /twilio/voice and /twilio/media can open phone calls")
 	}
 	tw, _ := twilio.NewServer(cfg.twilio(), gw, c.store, c.voice, log.With("component", "twilio")) // checked by parseConfig
-	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText, MaxMessage: cfg.RTMessage, MaxAppend: cfg.RTAppend}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
+	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText, MaxMessage: cfg.RTMessage, MaxAppend: cfg.RTAppend, WebRTC: rtc}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
 	return &frontEnds{gw: gw, parley: p, realtime: rt, twilio: tw}
 }
 
@@ -65,6 +65,8 @@ func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	mux.Handle("GET /ws", fe.parley)
 	mux.Handle("GET /v1/realtime", fe.realtime)
 	mux.HandleFunc("POST /v1/realtime/client_secrets", fe.realtime.ServeSecrets)
+	// Any method: a wrong one is told so in the API's error shape.
+	mux.HandleFunc("/v1/realtime/calls", fe.realtime.ServeCalls)
 	mux.HandleFunc("POST "+twilio.VoicePath, fe.twilio.ServeVoice)
 	// A GET would be the page's 404: the webhook says it takes a POST.
 	mux.HandleFunc("GET "+twilio.VoicePath, fe.twilio.ServeVoice)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/g711"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/media/pcm"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
@@ -38,14 +39,16 @@ func (c *conn) ensureCall(eventID string) *call.Call {
 		c.fail(eventID, "invalid_request_error", "unsupported", "", "this server has no speech recogniser or synthesiser: the session is text only")
 		return nil
 	}
-	dec, err := codec(conf.In).NewDecoder(conf.In.Rate)
+	m, kind, err := c.callMedia(conf)
 	if err != nil {
 		c.fail(eventID, "server_error", "call_failed", "", "the audio decoder could not start: "+err.Error())
 		return nil
 	}
-	c.dec, c.inFormat = dec, conf.In
-	cl = c.srv.voice.NewCall(c.sessionID, call.Media{InRate: dec.Rate(), Out: codec(conf.Out)}, c, c.sock.Log().With("call", "realtime"))
+	cl = c.srv.voice.NewCall(c.sessionID, m, c, c.sock.Log().With("call", kind))
 	cl.SetTurnTaking(conf.taking())
+	if c.rtc != nil {
+		c.rtc.setCall(cl) // the caller's packets go to it from now on
+	}
 	ctx, cancel := context.WithCancel(c.sock.Context())
 	done := make(chan struct{})
 	c.callStop, c.callDone = cancel, done
@@ -60,6 +63,20 @@ func (c *conn) ensureCall(eventID string) *call.Call {
 		}
 	}()
 	return cl
+}
+
+// callMedia is the call's media: the session's formats on a WebSocket
+// (the decoder of the appends set up), Opus both ways on WebRTC.
+func (c *conn) callMedia(conf conf) (call.Media, string, error) {
+	if c.rtc != nil {
+		return call.Media{InRate: c.rtc.dec.Rate(), Out: opus.Codec{}}, "webrtc", nil
+	}
+	dec, err := codec(conf.In).NewDecoder(conf.In.Rate)
+	if err != nil {
+		return call.Media{}, "", err
+	}
+	c.dec, c.inFormat = dec, conf.In
+	return call.Media{InRate: dec.Rate(), Out: codec(conf.Out)}, "realtime", nil
 }
 
 // stopCall ends the call, if there is one, and waits for it.
@@ -79,6 +96,11 @@ func (c *conn) stopCall() {
 // format, at most MaxAppend bytes, and gives it to the call in 20 ms
 // frames (the VAD decides at that grain).
 func (c *conn) appendAudio(ev *clientEvent) {
+	if c.rtc != nil {
+		c.fail(ev.EventID, "invalid_request_error", "invalid_value", "type",
+			"this is a WebRTC call: the caller's audio comes on its audio track, not in input_audio_buffer.append")
+		return
+	}
 	if ev.Audio == nil {
 		c.fail(ev.EventID, "invalid_request_error", "missing_required_parameter", "audio", "input_audio_buffer.append needs \"audio\": base64 of the input audio")
 		return
@@ -163,6 +185,14 @@ func (c *conn) outputClear(ev *clientEvent) {
 // the call's pacer, as an audio delta of the response it belongs to.
 func (c *conn) SendAudio(frame []byte) error {
 	c.mu.Lock()
+	if c.rtc != nil {
+		send := c.call != nil && c.trackLocked(c.call.Turn())
+		c.mu.Unlock()
+		if send {
+			c.rtc.speaker.Send(frame) // an Opus packet, on the bot's track
+		}
+		return nil
+	}
 	defer c.mu.Unlock()
 	if c.call != nil {
 		c.audioLocked(c.call.Turn(), frame)

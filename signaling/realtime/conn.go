@@ -35,6 +35,8 @@ type conn struct {
 	sessionID  string
 	serverStop time.Duration // the server's end-of-turn silence and pre-roll
 	serverPre  time.Duration
+	rtc        *callPeer       // a WebRTC call's peer; nil on a WebSocket
+	initial    json.RawMessage // a WebRTC call's session, from its offer
 
 	// mu guards the protocol's state: the session object and what the
 	// client has been told of items and responses. See doc.go for its
@@ -92,6 +94,9 @@ func (c *conn) serve() {
 		c.sock.Serve(c) // writes the close frame; returns at once
 		return
 	}
+	if c.rtc != nil && c.ensureCall("") == nil {
+		c.sock.Close(signaling.ReasonInternal)
+	}
 	c.sock.Serve(c)
 	c.mu.Lock()
 	c.closed = true
@@ -116,6 +121,9 @@ func (c *conn) attach() bool {
 	}
 	c.feed, c.sessionID = feed, feed.ID()
 	c.conf = newConf(c.sessionID, c.model, c.serverStop, c.serverPre)
+	if !isNull(c.initial) {
+		c.conf.update(c.initial, c.serverStop, c.serverPre) // checked before the answer
+	}
 	if c.srv.voice == nil {
 		c.conf.Modalities = []string{"text"}
 	}
@@ -287,7 +295,8 @@ func (c *conn) sessionUpdate(ev *clientEvent) {
 	c.mu.Lock()
 	next := c.conf
 	param, bad := next.update(ev.Session, c.serverStop, c.serverPre)
-	formats := next.In != c.conf.In || next.Out != c.conf.Out
+	// A WebRTC call's audio is Opus on its tracks, whatever the formats.
+	formats := c.rtc == nil && (next.In != c.conf.In || next.Out != c.conf.Out)
 	busy := formats && c.call != nil && c.activeLocked()
 	if bad == "" && next.audio() && c.srv.voice == nil {
 		param, bad = "session.output_modalities", "this server has no speech recogniser or synthesiser: audio is off; use [\"text\"]"

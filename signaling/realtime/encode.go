@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/event"
 )
 
@@ -17,7 +18,8 @@ type response struct {
 	msg    *item  // its message, once added
 	open   bool   // msg's content part is open: deltas go to it
 	output []*item
-	bytes  int    // audio bytes sent
+	bytes  int    // audio bytes sent (on WebRTC, as many as in its format)
+	played bool   // on WebRTC, its audio began on the track (output_audio_buffer.started)
 	sent   string // the message's text sent so far
 	cancel string // why it was cut: turn_detected or client_cancelled
 	done   bool
@@ -353,6 +355,11 @@ func (c *conn) finishLocked(r *response, status string, details any) {
 		}
 	}
 	c.emitLocked("response.done", "response", c.responseWire(r, status, details))
+	if r.played {
+		// The pacer sends at real time, and a reply is done once its last
+		// frame is out (or it was cut): the track has stopped.
+		c.emitLocked("output_audio_buffer.stopped", "response_id", r.id)
+	}
 	if c.onDone != nil {
 		c.onDone(r)
 	}
@@ -397,6 +404,29 @@ func (c *conn) audioLocked(turn int64, frame []byte) {
 	r.bytes += len(frame)
 	c.emitLocked(c.name("response.output_audio.delta"), "response_id", r.id, "item_id", r.msg.ID,
 		"output_index", r.index(r.msg), "content_index", 0, "delta", base64.StdEncoding.EncodeToString(frame))
+}
+
+// trackLocked is audioLocked for a WebRTC call: whether the frame of
+// turn goes out on the track (the same frames as audioLocked sends as
+// deltas), and output_audio_buffer.started before its first.
+func (c *conn) trackLocked(turn int64) bool {
+	r := c.resps[turn]
+	if r == nil {
+		r = c.startLocked(turn)
+	}
+	if r.done || !r.audio {
+		return false
+	}
+	c.openLocked(r)
+	if !r.open {
+		return false
+	}
+	if !r.played {
+		r.played = true
+		c.emitLocked("output_audio_buffer.started", "response_id", r.id)
+	}
+	r.bytes += int(r.out.bytesPerMs() * float64(media.FrameDuration.Milliseconds()))
+	return true
 }
 
 // activeLocked reports whether a response is under way: asked for on

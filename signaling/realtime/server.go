@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
+	"github.com/parleyhq/parley/signaling/rtc"
 )
 
 // Config of a Server. A zero field means the default in its comment.
@@ -30,6 +31,8 @@ type Config struct {
 	// is a third larger than its audio. Default 1 MiB.
 	MaxMessage int64
 	MaxText    int // longest input_text, in characters; default 4000
+	// WebRTC is the network of POST /v1/realtime/calls's peers.
+	WebRTC rtc.Config
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +65,10 @@ var (
 		Namespace: "parley", Subsystem: "realtime", Name: "sessions_total",
 		Help: "Realtime sessions opened, by event names (ga or beta).",
 	}, []string{"names"})
+	droppedPackets = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "realtime", Name: "dropped_audio_packets_total",
+		Help: "Packets of a WebRTC caller's audio that were not Opus, dropped.",
+	})
 )
 
 // Server serves the OpenAI Realtime protocol on /v1/realtime, through
@@ -73,6 +80,7 @@ type Server struct {
 	sessions *signaling.Sessions
 	turns    Turns
 	voice    *call.Voice // nil: text only
+	rtc      *rtc.APIs   // nil: no WebRTC calls
 	log      *slog.Logger
 }
 
@@ -95,6 +103,11 @@ func NewServer(cfg Config, gw *signaling.Gateway, sessions *signaling.Sessions, 
 		CloseCode: CloseCode, GoingAway: goingAway, Subprotocols: []string{protoRealtime, protoBeta},
 		Token: subprotocolKey, MaxMessage: cfg.MaxMessage,
 	})
+	if apis, err := rtc.NewAPIs(cfg.WebRTC); err != nil {
+		log.Error("WebRTC calls are off", "err", err)
+	} else {
+		s.rtc = apis
+	}
 	return s
 }
 
