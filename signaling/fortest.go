@@ -27,3 +27,10 @@ func (s *Socket) SentForTest() [][]byte {
 	}
 	return out
 }
+
+// OpenForTest is how many sockets the gateway holds open.
+func (g *Gateway) OpenForTest() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sockets)
+}

@@ -199,8 +199,8 @@ func checkOffer(offer string) string {
 	for _, m := range d.MediaDescriptions {
 		switch m.MediaName.Media {
 		case "audio":
-			for _, f := range m.MediaName.Formats {
-				if pt, ok := m.Attribute("rtpmap:" + f); ok && strings.HasPrefix(strings.ToLower(pt), "opus/") {
+			for _, a := range m.Attributes { // rtpmap:<payload type> <codec>/<rate>[/<channels>]
+				if _, codec, ok := strings.Cut(a.Value, " "); ok && a.Key == "rtpmap" && strings.HasPrefix(strings.ToLower(codec), "opus/") {
 					audio = true
 				}
 			}

@@ -81,6 +81,7 @@ func start(t testing.TB, model llm.LLM, o opts) *server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/realtime", srv)
 	mux.HandleFunc("POST /v1/realtime/client_secrets", srv.ServeSecrets)
+	mux.HandleFunc("/v1/realtime/calls", srv.ServeCalls)
 	s := &server{store: store, gw: gw}
 	if o.tls {
 		s.http = httptest.NewUnstartedServer(mux)
@@ -102,8 +103,9 @@ func start(t testing.TB, model llm.LLM, o opts) *server {
 // rt is a Realtime client of a test: it reads every server event into a
 // list, and waits for the ones it wants.
 type rt struct {
-	t    testing.TB
-	ws   *websocket.Conn
+	t     testing.TB
+	ws    *websocket.Conn
+	write func([]byte) error // a WebRTC client's data channel; nil: ws
 	mu   sync.Mutex
 	evs  []ev
 	more chan struct{}
@@ -174,19 +176,34 @@ func (c *rt) read() {
 			c.mu.Unlock()
 			return
 		}
-		var e ev
-		if json.Unmarshal(data, &e) != nil {
-			c.t.Errorf("a frame that is not JSON: %q", data)
+		if !c.push(data) {
 			return
 		}
-		c.mu.Lock()
-		c.evs = append(c.evs, e)
-		c.mu.Unlock()
-		select {
-		case c.more <- struct{}{}:
-		default:
-		}
 	}
+}
+
+// push adds a server event the client read.
+func (c *rt) push(data []byte) bool {
+	var e ev
+	if json.Unmarshal(data, &e) != nil {
+		c.t.Errorf("a frame that is not JSON: %q", data)
+		return false
+	}
+	c.mu.Lock()
+	c.evs = append(c.evs, e)
+	c.mu.Unlock()
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (c *rt) writeText(b []byte) error {
+	if c.write != nil {
+		return c.write(b)
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
 
 // send sends a client event with an event_id of its own, and returns it.
@@ -198,7 +215,7 @@ func (c *rt) send(v map[string]any) string {
 		v["event_id"] = id
 	}
 	b, _ := json.Marshal(v)
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+	if err := c.writeText(b); err != nil {
 		c.t.Fatalf("send: %v", err)
 	}
 	return id
@@ -206,7 +223,7 @@ func (c *rt) send(v map[string]any) string {
 
 func (c *rt) raw(data string) {
 	c.t.Helper()
-	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(data)); err != nil {
+	if err := c.writeText([]byte(data)); err != nil {
 		c.t.Fatalf("send: %v", err)
 	}
 }
