@@ -106,11 +106,11 @@ type rt struct {
 	t     testing.TB
 	ws    *websocket.Conn
 	write func([]byte) error // a WebRTC client's data channel; nil: ws
-	mu   sync.Mutex
-	evs  []ev
-	more chan struct{}
-	seq  int
-	done chan struct{}
+	mu    sync.Mutex
+	evs   []ev
+	more  chan struct{}
+	seq   int
+	done  chan struct{}
 	// session is the Parley session's id, from session.created.
 	session string
 	err     error // what ended the reading
