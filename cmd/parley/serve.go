@@ -65,8 +65,10 @@ func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	mux.Handle("GET /ws", fe.parley)
 	mux.Handle("GET /v1/realtime", fe.realtime)
 	mux.HandleFunc("POST /v1/realtime/client_secrets", fe.realtime.ServeSecrets)
-	// Any method: a wrong one is told so in the API's error shape.
-	mux.HandleFunc("/v1/realtime/calls", fe.realtime.ServeCalls)
+	mux.HandleFunc("POST /v1/realtime/calls", fe.realtime.ServeCalls)
+	// A GET would be the page's 404: it is told, in the API's error shape,
+	// that the endpoint takes a POST.
+	mux.HandleFunc("GET /v1/realtime/calls", fe.realtime.ServeCalls)
 	mux.HandleFunc("POST "+twilio.VoicePath, fe.twilio.ServeVoice)
 	// A GET would be the page's 404: the webhook says it takes a POST.
 	mux.HandleFunc("GET "+twilio.VoicePath, fe.twilio.ServeVoice)
