@@ -34,6 +34,14 @@
 //     through a bounded queue; a client too slow to drain it is
 //     disconnected with ReasonSlowClient. Frames queued together go out in
 //     one write (corkConn);
+//   - a socket over another transport than a WebSocket: a front end
+//     admits a plain HTTP request (Endpoint.Admit: the same checks as
+//     Accept, in the same order), negotiates it, and opens a Socket over a
+//     MessageConn (Admission.Open; a WebRTC data channel, signaling/rtc),
+//     or gives the admission back (Admission.Release). Such a socket has
+//     the same queue, writer and close, no pings and no read deadline (its
+//     transport says when it ends), and its handler hears a Pong every
+//     PingInterval while it is open;
 //   - the session feed (Feed): a resuming client is sent the events it
 //     missed, read from the session log by the writer, before live ones;
 //     events are de-duplicated by id, so each is sent once, in order;

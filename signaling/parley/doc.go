@@ -1,7 +1,7 @@
 // Package parley is the Parley protocol (docs/protocol.md) on /ws: a
 // session per socket (hello, resume with last_event), typed turns,
 // interruptions, and calls, with Opus over the socket or over WebRTC (a
-// pion peer negotiated on the socket, from one of two APIs: with loopback
+// pion peer negotiated on the socket, from one of two APIs of signaling/rtc: with loopback
 // candidates for a client on this host, or without). A WebRTC call moves
 // to the WebSocket on the client's word, on the same socket, the call
 // going on.

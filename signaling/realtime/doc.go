@@ -1,5 +1,8 @@
 // Package realtime serves the OpenAI Realtime API's WebSocket protocol on
-// GET /v1/realtime (docs/realtime.md), beside the Parley protocol, on the
+// GET /v1/realtime (docs/realtime.md), and its WebRTC flow on POST
+// /v1/realtime/calls (calls.go: the offer answered, a Socket over the
+// oai-events data channel, the audio as Opus on the tracks, the same conn
+// on top), beside the Parley protocol, on the
 // same core: a Realtime connection is a new Parley session, its items are
 // the session's history, its responses are turns of the engine, its audio
 // goes through a voice call (pipeline/call) with PCM16 or G.711 as the
@@ -20,5 +23,8 @@
 // for a replay) and the call's pacer, under the encoder's lock, which is
 // taken before the socket's queue lock and after the feed's. The call's
 // goroutines end when the socket closes (or when a format change
-// restarts the call).
+// restarts the call). A WebRTC call's socket ends when its data channel
+// closes or its peer connection fails or closes; the peer connection is
+// then closed, which ends pion's goroutines and the reader of the
+// caller's track (pion's, calling callPeer.heard).
 package realtime
