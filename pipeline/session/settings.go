@@ -15,7 +15,8 @@ import (
 // Settings are a session's own settings, stored with it, so that whichever
 // replica runs a turn, or takes it over, has them. A zero field means the
 // server's default. Front ends set them (the OpenAI Realtime protocol's
-// session.update); the Parley protocol uses the server's.
+// session.update, the Parley protocol's hello); a session that sets none
+// has the server's.
 type Settings struct {
 	Instructions  string         `json:"instructions,omitempty"` // the system prompt
 	Voice         string         `json:"voice,omitempty"`        // a voice of the synthesiser
@@ -23,6 +24,11 @@ type Settings struct {
 	TurnDetection *TurnDetection `json:"turn_detection,omitempty"`
 	// Tools are the tools the client runs itself (it answers their calls).
 	Tools []llm.Tool `json:"tools,omitempty"`
+	// ServerTools selects the server's own tools (MCP servers') that the
+	// model is offered: nil, all of them; else only those it names, none
+	// when it is empty (each a tool's name as the model sees it, or a
+	// server's name and ".*": see pipeline/tools).
+	ServerTools *[]string `json:"server_tools,omitempty"`
 	// ToolChoice: "auto", "none", "required" or a tool's name; "": auto.
 	ToolChoice string `json:"tool_choice,omitempty"`
 	// EndAtClientTools: a reply that calls the client's tools ends there;
@@ -54,6 +60,9 @@ var settingsScript = redis.NewScript(lua("settings.lua"))
 
 // SetSettings replaces the session's settings.
 func (s *Store) SetSettings(ctx context.Context, id string, set Settings) error {
+	if set.ServerTools != nil && *set.ServerTools == nil {
+		set.ServerTools = &[]string{} // an empty selection, not "all" (JSON null)
+	}
 	b, err := json.Marshal(set)
 	if err != nil {
 		return fmt.Errorf("session: settings: %w", err)

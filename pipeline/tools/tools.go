@@ -18,6 +18,13 @@ type Toolbox interface {
 	// told to the model as its result; ErrUnknown when no such tool is
 	// offered.
 	Call(ctx context.Context, name string, arguments json.RawMessage) (string, error)
+	// Servers are the names of the servers the tools come from (an MCP
+	// configuration's), whether they are up or not.
+	Servers() []string
+	// Origin is the name of the server that offers the tool of that name
+	// (the model's name of it), or offered it since the start: its server
+	// may be restarting. "" when no server knows the name.
+	Origin(name string) string
 }
 
 // ErrUnknown: no tool of that name is offered.

@@ -57,7 +57,8 @@ type Config struct {
 	Clock clock.Clock // default the system's
 
 	// Toolbox holds the tools the server runs itself (MCP servers'); nil:
-	// none. The client's own come with the session's settings.
+	// none. The client's own come with the session's settings, and so does
+	// its selection of these (Settings.ServerTools).
 	Toolbox tools.Toolbox
 	// ToolSteps: a turn calls tools at most this many times before the
 	// model must answer in words; default 4.
@@ -177,10 +178,12 @@ type job struct {
 	written  func(turn int64, reply string) // non-nil: a call speaks the reply and finishes the turn
 	// Tool steps: the text of the turn's earlier steps (already in the
 	// history with their calls), the steps taken, the tools the client
-	// runs, and the timer of a wait for the client's results.
+	// runs, the session's selection of the server's (nil: all), and the
+	// timer of a wait for the client's results.
 	prior       string
 	steps       int
 	clientTools map[string]bool
+	serverTools *[]string
 	stopWait    func() bool
 	// endAtTools: a step that calls the client's tools ends the turn (the
 	// session's EndAtClientTools); ended: this one did.

@@ -36,6 +36,7 @@ var ErrUnknownCall = errors.New("no tool call of that id is waiting for a result
 // tools, until the turn has taken its ToolSteps.
 func (e *Engine) request(j *job, conv []llm.Message, set session.Settings) llm.Request {
 	req := llm.Request{Messages: conv, ToolChoice: set.ToolChoice}
+	j.serverTools = set.ServerTools
 	if j.opts.ToolChoice != "" {
 		req.ToolChoice = j.opts.ToolChoice
 	}
@@ -52,15 +53,15 @@ func (e *Engine) request(j *job, conv []llm.Message, set session.Settings) llm.R
 		j.clientTools[t.Name] = true
 		req.Tools = append(req.Tools, t)
 	}
-	if e.cfg.Toolbox != nil {
-		req.Tools = append(req.Tools, e.cfg.Toolbox.Tools()...)
-	}
+	req.Tools = append(req.Tools, tools.Offered(e.cfg.Toolbox, j.serverTools)...)
 	return req
 }
 
-// serverTool reports whether the server runs a tool of that name.
-func (e *Engine) serverTool(name string) bool {
-	if e.cfg.Toolbox == nil {
+// serverTool reports whether the server runs a tool of that name for a
+// session whose selection is sel: a tool it does not offer the session is
+// as unknown as a made-up one, and is not run.
+func (e *Engine) serverTool(name string, sel *[]string) bool {
+	if e.cfg.Toolbox == nil || !tools.Allowed(e.cfg.Toolbox, sel, name) {
 		return false
 	}
 	for _, t := range e.cfg.Toolbox.Tools() {
@@ -87,7 +88,7 @@ func (e *Engine) classify(j *job) (events [][]byte, pending []session.PendingCal
 		switch {
 		case j.clientTools[c.Name]:
 			by = string(event.ByClient)
-		case e.serverTool(c.Name):
+		case e.serverTool(c.Name, j.serverTools):
 			by = string(event.ByServer)
 		default:
 			results = append(results, session.ToolOutput{ID: c.ID, Output: fmt.Sprintf("error: there is no tool named %q; the tools offered are the ones in the request", c.Name)})

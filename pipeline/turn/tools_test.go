@@ -374,3 +374,57 @@ func TestHugeToolOutputIsCut(t *testing.T) {
 		t.Fatalf("the model got %d bytes (valid UTF-8: %v), ending %q", len(got), utf8.ValidString(got), got[max(0, len(got)-60):])
 	}
 }
+
+// A session's selection of the server's tools: the model is offered only
+// those, and a call of another is refused as a made-up name is, not run;
+// no selection offers them all (the default), an empty one none.
+func TestServerToolsSelected(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	list := func(s ...string) *[]string { return &s } // list() points to nil: stored as empty
+	for _, c := range []struct {
+		name    string
+		sel     *[]string
+		offered string // the tools in the model's request
+		runs    int
+		refused int // calls told "there is no tool named"
+	}{
+		{"default: all", nil, "echo,add", 2, 0},
+		{"one tool", list("echo"), "echo", 1, 1},
+		{"the whole server", list("box.*"), "echo,add", 2, 0},
+		// With no tool offered, a call is no call (batch.go): none runs.
+		{"none", list(), "", 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			box := &fakes.Toolbox{Offered: []llm.Tool{{Name: "echo"}, {Name: "add"}}}
+			// Any: the model calls both whatever it was offered.
+			model := &fakes.Tooler{Any: true, Calls: []llm.ToolCall{{Name: "echo"}, {Name: "add"}}}
+			r := newRig(t, rdb, model, turn.Config{Toolbox: box})
+			id, s := r.session()
+			ctx := context.Background()
+			if err := r.store.SetSettings(ctx, id, session.Settings{ServerTools: c.sel}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.eng.Submit(ctx, id, "use them", event.SourceText); err != nil {
+				t.Fatal(err)
+			}
+			evs := s.until(t, doneOf(1))
+			var offered []string
+			for _, tl := range model.Requests()[0].Tools {
+				offered = append(offered, tl.Name)
+			}
+			calls := 0
+			for _, ev := range evs {
+				if isToolCall(ev) {
+					calls++
+				}
+			}
+			text := evs[len(evs)-1].(event.ReplyDone).Text
+			if strings.Join(offered, ",") != c.offered || box.Calls() != c.runs || calls != c.runs {
+				t.Fatalf("offered %v; %d runs, %d tool.call events; reply %q", offered, box.Calls(), calls, text)
+			}
+			if refused := strings.Count(text, "there is no tool named"); refused != c.refused {
+				t.Fatalf("%d calls refused as unknown, want %d: %q", refused, c.refused, text)
+			}
+		})
+	}
+}

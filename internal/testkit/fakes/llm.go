@@ -203,7 +203,10 @@ func (l *Tooler) Requests() []llm.Request {
 // name and arguments. It counts the calls. Safe for concurrent use.
 type Toolbox struct {
 	Offered []llm.Tool
-	Run     func(ctx context.Context, name string, args json.RawMessage) (string, error)
+	// Server is the name of the one server the tools come from; "" is
+	// "box".
+	Server string
+	Run    func(ctx context.Context, name string, args json.RawMessage) (string, error)
 
 	mu    sync.Mutex
 	calls int
@@ -211,6 +214,26 @@ type Toolbox struct {
 
 // Tools implements tools.Toolbox.
 func (b *Toolbox) Tools() []llm.Tool { return b.Offered }
+
+// Servers implements tools.Toolbox.
+func (b *Toolbox) Servers() []string { return []string{b.server()} }
+
+// Origin implements tools.Toolbox: the server, for an offered tool.
+func (b *Toolbox) Origin(name string) string {
+	for _, t := range b.Offered {
+		if t.Name == name {
+			return b.server()
+		}
+	}
+	return ""
+}
+
+func (b *Toolbox) server() string {
+	if b.Server == "" {
+		return "box"
+	}
+	return b.Server
+}
 
 // Call implements tools.Toolbox.
 func (b *Toolbox) Call(ctx context.Context, name string, args json.RawMessage) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"sync"
@@ -42,6 +43,9 @@ var _ tools.Toolbox = (*Manager)(nil)
 type catalog struct {
 	tools  []llm.Tool
 	byName map[string]entry
+	// known: every name offered since the start, and its server's name
+	// (a selection may name a tool whose server is restarting).
+	known map[string]string
 }
 
 type entry struct {
@@ -68,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 		m.servers = append(m.servers, newServer(s, m))
 	}
 	slices.SortFunc(m.servers, func(a, b *server) int { return cmp.Compare(a.cfg.Name, b.cfg.Name) })
-	m.catalog.Store(&catalog{byName: map[string]entry{}})
+	m.catalog.Store(&catalog{byName: map[string]entry{}, known: map[string]string{}})
 	return m, nil
 }
 
@@ -98,6 +102,21 @@ func (m *Manager) Run(ctx context.Context) error {
 // cheap to take (the Parameters bytes are shared: read them only).
 func (m *Manager) Tools() []llm.Tool {
 	return slices.Clone(m.catalog.Load().tools)
+}
+
+// Servers returns the configured servers' names, sorted.
+func (m *Manager) Servers() []string {
+	names := make([]string, len(m.servers))
+	for i, s := range m.servers {
+		names[i] = s.cfg.Name
+	}
+	return names
+}
+
+// Origin returns the name of the server that offers the tool the model
+// knows as name, or offered it since the start; "" for none.
+func (m *Manager) Origin(name string) string {
+	return m.catalog.Load().known[name]
 }
 
 // Call runs the tool that the model knows as name. The error is for the
@@ -184,7 +203,7 @@ func (m *Manager) rebuild() {
 		}
 		s.mu.RUnlock()
 	}
-	c := &catalog{byName: make(map[string]entry, len(offers))}
+	c := &catalog{byName: make(map[string]entry, len(offers)), known: maps.Clone(m.catalog.Load().known)}
 	for _, o := range offers {
 		if count[o.name] > 1 {
 			o.name = modelName(o.srv.cfg.Name + "__" + o.t.name)
@@ -194,6 +213,7 @@ func (m *Manager) rebuild() {
 			continue
 		}
 		c.byName[o.name] = entry{srv: o.srv, name: o.t.name, schema: o.t.schema}
+		c.known[o.name] = o.srv.cfg.Name
 		c.tools = append(c.tools, llm.Tool{Name: o.name, Description: o.t.description, Parameters: o.t.schema.params})
 	}
 	toolsOffered.Add(float64(len(c.tools) - m.offered))
