@@ -178,6 +178,10 @@ func TestEverythingKilled(t *testing.T) {
 	if _, err := m.Call(context.Background(), "echo", json.RawMessage(`{"message": "anyone?"}`)); !errors.Is(err, tools.ErrUnknown) {
 		t.Fatalf("a call while the server is down: %v; want tools.ErrUnknown", err)
 	}
+	// A session may still name its tools (and its server) meanwhile.
+	if got := m.Origin("echo"); got != "everything" || !slices.Equal(m.Servers(), []string{"everything"}) {
+		t.Fatalf("while the server is down: Origin(echo) = %q, Servers() = %v", got, m.Servers())
+	}
 	waitFor(t, "the tools back", func() bool { return slices.Equal(names(m.Tools()), everythingTools) })
 	if now := childPID(t, "mcp-server-everything"); now == 0 || now == pid {
 		t.Fatalf("server pid %d after the restart, %d before", now, pid)

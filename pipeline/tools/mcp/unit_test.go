@@ -110,6 +110,16 @@ func TestToolNames(t *testing.T) {
 	if got := names(m.Tools()); !slices.Equal(got, []string{"a_1__search", "c", "only_b", "search"}) {
 		t.Errorf("with a.1 down: names = %q", got)
 	}
+	// Origin: the server that offers a name now, else the last that did;
+	// a name never offered has none.
+	for name, want := range map[string]string{"a_1__search": "c", "search": "b", "b__search": "b", "get_time": "a.1", "get.time": "", "nothing": ""} {
+		if got := m.Origin(name); got != want {
+			t.Errorf("Origin(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if got := m.Servers(); !slices.Equal(got, []string{"a.1", "b", "c"}) {
+		t.Errorf("Servers() = %q", got)
+	}
 }
 
 func TestBackoff(t *testing.T) {
