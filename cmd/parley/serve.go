@@ -49,7 +49,7 @@ func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
 	}
 	sessions := &signaling.Sessions{Store: c.store, Hub: c.hub}
 	rtc, _ := cfg.webrtc() // checked by parseConfig
-	p := parley.NewServer(parley.Config{MaxText: cfg.MaxText, WebRTC: rtc, OpusComplexity: cfg.Complexity},
+	p := parley.NewServer(parley.Config{MaxText: cfg.MaxText, WebRTC: rtc, OpusComplexity: cfg.Complexity, Tools: c.tools},
 		gw, sessions, c.engine, c.voice, log.With("component", "ws"))
 	if cfg.TwilioToken == "" {
 		log.Warn("no -twilio-auth-token: anyone who reaches /twilio/voice and /twilio/media can open phone calls")

@@ -15,7 +15,6 @@ import (
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
-	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
 )
@@ -185,13 +184,10 @@ func (c *conn) hello(m *inMsg) {
 	if !ok {
 		return
 	}
-	var tools []llm.Tool
-	if len(m.Tools) > 0 && string(m.Tools) != "null" {
-		var bad string
-		if tools, bad = parseTools(m.Tools); bad != "" {
-			c.sendError(codeBadRequest, bad)
-			return
-		}
+	tools, serverTools, bad := c.helloTools(m)
+	if bad != "" {
+		c.sendError(codeBadRequest, bad)
+		return
 	}
 	ctx, cancel := context.WithTimeout(c.sock.Context(), 5*time.Second)
 	defer cancel()
@@ -201,8 +197,8 @@ func (c *conn) hello(m *inMsg) {
 		return
 	}
 	c.feed, c.sessionID = feed, feed.ID()
-	if tools != nil {
-		if err := c.setTools(ctx, tools); err != nil {
+	if tools != nil || serverTools != nil {
+		if err := c.setTools(ctx, tools, serverTools); err != nil {
 			c.sock.Log().Error("store the client's tools", "err", err)
 			c.sendError(codeInternal, "the tools could not be stored; say hello again")
 			feed.Close()

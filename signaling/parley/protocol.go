@@ -34,9 +34,11 @@ type inMsg struct {
 	Candidate json.RawMessage `json:"candidate"`
 	Transport string          `json:"transport"` // of an audio message (a move), as in hello's audio
 	Codec     string          `json:"codec"`
-	Tools     json.RawMessage `json:"tools"`   // hello: the tools the client runs
-	CallID    *string         `json:"call_id"` // tool.result
-	Output    *string         `json:"output"`  // tool.result
+	Tools     json.RawMessage `json:"tools"` // hello: the tools the client runs
+	// hello: the server's tools the session is offered (absent: as it is)
+	ServerTools json.RawMessage `json:"server_tools"`
+	CallID      *string         `json:"call_id"` // tool.result
+	Output      *string         `json:"output"`  // tool.result
 }
 
 type audioSpec struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/tools"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/rtc"
 )
@@ -20,6 +21,9 @@ type Config struct {
 	MaxText        int // longest text turn, in characters; default 4000
 	WebRTC         rtc.Config
 	OpusComplexity int // of the bot's audio, 1 to 10; default 5
+	// Tools are the server's own tools (the MCP servers'), which a hello's
+	// server_tools names; nil: none.
+	Tools tools.Toolbox
 }
 
 func (c *Config) setDefaults() {

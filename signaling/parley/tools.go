@@ -11,6 +11,7 @@ import (
 
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/tools"
 	"github.com/parleyhq/parley/pipeline/turn"
 )
 
@@ -56,15 +57,63 @@ func parseTools(raw json.RawMessage) ([]llm.Tool, string) {
 	return out, ""
 }
 
-// setTools stores the client's tools with the session, so that any
-// replica that answers its turns offers them.
-func (c *conn) setTools(ctx context.Context, tools []llm.Tool) error {
+// maxServerTools bounds the entries of a hello's server_tools.
+const maxServerTools = 256
+
+// helloTools reads a hello's tools and server_tools (nil for each that
+// it leaves as the session has it), or says what is wrong with them.
+func (c *conn) helloTools(m *inMsg) (tools []llm.Tool, serverTools *[]string, bad string) {
+	if !isNull(m.Tools) {
+		if tools, bad = parseTools(m.Tools); bad != "" {
+			return nil, nil, bad
+		}
+	}
+	if !isNull(m.ServerTools) {
+		if serverTools, bad = parseServerTools(m.ServerTools, c.srv.cfg.Tools); bad != "" {
+			return nil, nil, bad
+		}
+	}
+	return tools, serverTools, ""
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
+}
+
+// parseServerTools reads a hello's server_tools: names of box's tools, or
+// of its servers with ".*" (pipeline/tools), an empty list for none.
+func parseServerTools(raw json.RawMessage, box tools.Toolbox) (*[]string, string) {
+	names := []string{}
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return nil, `"server_tools" must be an array of names: a server tool's name, or a server's name and ".*"`
+	}
+	if len(names) > maxServerTools {
+		return nil, fmt.Sprintf("%d server_tools: at most %d", len(names), maxServerTools)
+	}
+	if names == nil {
+		names = []string{}
+	}
+	if err := tools.Check(box, names); err != nil {
+		return nil, "server_tools: " + err.Error()
+	}
+	return &names, ""
+}
+
+// setTools stores the client's tools, and its selection of the server's,
+// with the session (nil leaves either as it was), so that any replica
+// that answers its turns offers them.
+func (c *conn) setTools(ctx context.Context, client []llm.Tool, serverTools *[]string) error {
 	store := c.srv.sessions.Store
 	set, err := store.Settings(ctx, c.sessionID)
 	if err != nil {
 		return err
 	}
-	set.Tools = tools
+	if client != nil {
+		set.Tools = client
+	}
+	if serverTools != nil {
+		set.ServerTools = serverTools
+	}
 	return store.SetSettings(ctx, c.sessionID, set)
 }
 
