@@ -55,7 +55,7 @@ func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
 		log.Warn("no -twilio-auth-token: anyone who reaches /twilio/voice and /twilio/media can open phone calls")
 	}
 	tw, _ := twilio.NewServer(cfg.twilio(), gw, c.store, c.voice, log.With("component", "twilio")) // checked by parseConfig
-	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText, MaxMessage: cfg.RTMessage, MaxAppend: cfg.RTAppend, WebRTC: rtc}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
+	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText, MaxMessage: cfg.RTMessage, MaxAppend: cfg.RTAppend, WebRTC: rtc, Tools: c.tools}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
 	return &frontEnds{gw: gw, parley: p, realtime: rt, twilio: tw}
 }
 

@@ -102,7 +102,7 @@ func (s *Server) ServeCalls(w http.ResponseWriter, r *http.Request) {
 	}
 	initial := newConf("", "", time.Second, time.Second)
 	if !isNull(sess) {
-		if param, bad := initial.update(sess, time.Second, time.Second); bad != "" {
+		if param, bad := initial.update(sess, time.Second, time.Second, s.cfg.Tools); bad != "" {
 			adm.Release()
 			httpError(w, http.StatusBadRequest, "invalid_request_error", "invalid_value", param, bad)
 			return

@@ -122,7 +122,7 @@ func (c *conn) attach() bool {
 	c.feed, c.sessionID = feed, feed.ID()
 	c.conf = newConf(c.sessionID, c.model, c.serverStop, c.serverPre)
 	if !isNull(c.initial) {
-		c.conf.update(c.initial, c.serverStop, c.serverPre) // checked before the answer
+		c.conf.update(c.initial, c.serverStop, c.serverPre, c.srv.cfg.Tools) // checked before the answer
 	}
 	if c.srv.voice == nil {
 		c.conf.Modalities = []string{"text"}
@@ -294,7 +294,7 @@ func (c *conn) sessionUpdate(ev *clientEvent) {
 	}
 	c.mu.Lock()
 	next := c.conf
-	param, bad := next.update(ev.Session, c.serverStop, c.serverPre)
+	param, bad := next.update(ev.Session, c.serverStop, c.serverPre, c.srv.cfg.Tools)
 	// A WebRTC call's audio is Opus on its tracks, whatever the formats.
 	formats := c.rtc == nil && (next.In != c.conf.In || next.Out != c.conf.Out)
 	busy := formats && c.call != nil && c.activeLocked()

@@ -25,7 +25,7 @@ func FuzzSessionUpdate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		c := newConf("0123", "m", 600*time.Millisecond, 400*time.Millisecond)
 		before, _ := json.Marshal(c.wire(false))
-		param, bad := c.update(json.RawMessage(raw), 600*time.Millisecond, 400*time.Millisecond)
+		param, bad := c.update(json.RawMessage(raw), 600*time.Millisecond, 400*time.Millisecond, nil)
 		after, err := json.Marshal(c.wire(false))
 		if err != nil {
 			t.Fatalf("the session does not render: %v", err)

@@ -39,9 +39,12 @@ func parseResponse(raw json.RawMessage) (o responseOptions, param, bad string) {
 		return o, "response", "response must be an object: " + err.Error()
 	}
 	if len(o.Tools) > 0 && !isNull(o.Tools) {
-		tools, bad := parseTools(o.Tools)
+		tools, servers, bad := parseTools(o.Tools)
 		if bad != "" {
 			return o, "response.tools", bad
+		}
+		if len(servers) > 0 {
+			return o, "response.tools", fmt.Sprintf("tool %d: mcp tools are chosen for the session (session.update), not for one response", servers[0].index)
 		}
 		o.tools = &tools
 	}
@@ -161,40 +164,48 @@ func (c *conn) responseCancel(ev *clientEvent) {
 	}
 }
 
-// wireTool is a tool as a session or a response declares it.
+// wireTool is a tool as a session or a response declares it: a function
+// tool, or an MCP server (mcp.go).
 type wireTool struct {
 	Type        string          `json:"type"`
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
 	Parameters  json.RawMessage `json:"parameters"`
+	mcpTool
 }
 
 const maxTools = 64
 
-// parseTools reads function tools (others, such as hosted MCP servers,
-// are not served here and are left out), or says what is wrong.
-func parseTools(raw json.RawMessage) ([]llm.Tool, string) {
+// parseTools reads function tools, and the mcp entries as they are (mcp.go
+// reads them); other types are not served here and are left out. Or it
+// says what is wrong.
+func parseTools(raw json.RawMessage) ([]llm.Tool, []indexedMCP, string) {
 	if isNull(raw) {
-		return nil, ""
+		return nil, nil, ""
 	}
 	var in []wireTool
 	if err := json.Unmarshal(raw, &in); err != nil {
-		return nil, "tools must be an array of {\"type\": \"function\", \"name\", \"description\", \"parameters\"}"
+		return nil, nil, "tools must be an array of {\"type\": \"function\", \"name\", \"description\", \"parameters\"}"
 	}
 	if len(in) > maxTools {
-		return nil, fmt.Sprintf("%d tools: at most %d", len(in), maxTools)
+		return nil, nil, fmt.Sprintf("%d tools: at most %d", len(in), maxTools)
 	}
 	out := []llm.Tool{}
+	var servers []indexedMCP
 	seen := map[string]bool{}
 	for i, t := range in {
+		if t.Type == "mcp" {
+			servers = append(servers, indexedMCP{i, t.mcpTool})
+			continue
+		}
 		if t.Type != "" && t.Type != "function" {
 			continue
 		}
 		switch {
 		case !validName(t.Name):
-			return nil, fmt.Sprintf("tool %d: name %q: 1 to 64 letters, digits, '_' or '-'", i, clip(t.Name, 70))
+			return nil, nil, fmt.Sprintf("tool %d: name %q: 1 to 64 letters, digits, '_' or '-'", i, clip(t.Name, 70))
 		case seen[t.Name]:
-			return nil, fmt.Sprintf("tool %q is declared twice", t.Name)
+			return nil, nil, fmt.Sprintf("tool %q is declared twice", t.Name)
 		}
 		seen[t.Name] = true
 		if isNull(t.Parameters) {
@@ -202,7 +213,7 @@ func parseTools(raw json.RawMessage) ([]llm.Tool, string) {
 		}
 		out = append(out, llm.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters})
 	}
-	return out, ""
+	return out, servers, ""
 }
 
 func validName(s string) bool {

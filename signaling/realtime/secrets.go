@@ -65,7 +65,7 @@ func (s *Server) ServeSecrets(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConf("", "", 600*time.Millisecond, 400*time.Millisecond)
 	if !isNull(body.Session) {
-		if param, bad := c.update(body.Session, 600*time.Millisecond, 400*time.Millisecond); bad != "" {
+		if param, bad := c.update(body.Session, 600*time.Millisecond, 400*time.Millisecond, s.cfg.Tools); bad != "" {
 			secretError(w, http.StatusBadRequest, "invalid_value", param+": "+bad)
 			return
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
+	"github.com/parleyhq/parley/pipeline/tools"
 	"github.com/parleyhq/parley/pipeline/turn"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/rtc"
@@ -33,6 +34,9 @@ type Config struct {
 	MaxText    int // longest input_text, in characters; default 4000
 	// WebRTC is the network of POST /v1/realtime/calls's peers.
 	WebRTC rtc.Config
+	// Tools are the server's own tools (the MCP servers'), which the mcp
+	// entries of a session's tools name; nil: none.
+	Tools tools.Toolbox
 }
 
 func (c *Config) setDefaults() {

@@ -10,6 +10,7 @@ import (
 	"github.com/parleyhq/parley/pipeline/endpoint"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
+	"github.com/parleyhq/parley/pipeline/tools"
 )
 
 // format is an audio format of the session: PCM16 at a rate, or G.711.
@@ -105,6 +106,7 @@ type conf struct {
 	Model         string
 	Instructions  string
 	Tools         []llm.Tool
+	ServerTools   *[]string       // from the tools' mcp entries; nil: none, so all the server's tools
 	rawTools      json.RawMessage // as the client sent them, echoed
 	ToolChoice    json.RawMessage // "auto", "none", "required" or {"type":"function","name":…}
 	Modalities    []string        // ["audio"] or ["text"]
@@ -207,14 +209,15 @@ type fields map[string]json.RawMessage
 // update applies a session.update's session (GA or beta names, either
 // way): only the fields it names change, unknown ones are ignored. It
 // says what is wrong, and with which parameter, or "".
-func (c *conf) update(raw json.RawMessage, serverStop, serverPre time.Duration) (param, bad string) {
+// box is the server's own tools, which the tools' mcp entries name.
+func (c *conf) update(raw json.RawMessage, serverStop, serverPre time.Duration, box tools.Toolbox) (param, bad string) {
 	var f fields
 	if err := json.Unmarshal(raw, &f); err != nil || f == nil {
 		return "session", "session must be an object"
 	}
 	next := *c
 	steps := []func(fields) (string, string){
-		next.updateText, next.updateTools,
+		next.updateText, func(f fields) (string, string) { return next.updateTools(f, box) },
 		func(f fields) (string, string) { return next.updateAudio(f, serverStop, serverPre) },
 	}
 	for _, step := range steps {
@@ -266,13 +269,17 @@ func (c *conf) updateText(f fields) (string, string) {
 	return "", ""
 }
 
-func (c *conf) updateTools(f fields) (string, string) {
+func (c *conf) updateTools(f fields, box tools.Toolbox) (string, string) {
 	if v, ok := f["tools"]; ok {
-		tools, bad := parseTools(v)
+		client, servers, bad := parseTools(v)
 		if bad != "" {
 			return "session.tools", bad
 		}
-		c.Tools, c.rawTools = tools, v
+		sel, bad := selectServers(servers, box)
+		if bad != "" {
+			return "session.tools", bad
+		}
+		c.Tools, c.ServerTools, c.rawTools = client, sel, v
 		if isNull(v) {
 			c.rawTools = nil
 		}
@@ -447,7 +454,7 @@ func (c *conf) settings() session.Settings {
 	choice, _ := toolChoice(c.ToolChoice)
 	return session.Settings{
 		Instructions: c.Instructions, Voice: c.Voice, Modalities: c.Modalities,
-		Tools: c.Tools, ToolChoice: choice, EndAtClientTools: true, Transcribe: c.transcribe(),
+		Tools: c.Tools, ServerTools: c.ServerTools, ToolChoice: choice, EndAtClientTools: true, Transcribe: c.transcribe(),
 		TurnDetection: c.turnDetection(),
 	}
 }
