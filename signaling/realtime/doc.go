@@ -11,7 +11,8 @@
 // A connection's state (the Realtime session object, the items and
 // responses as the client has been told of them) is the connection's own
 // (conn); what any replica needs to answer a response (instructions,
-// tools, tool choice, the end of a reply at a client's tool call) is the
+// tools, tool choice, the server's tools chosen by mcp entries (mcp.go),
+// the end of a reply at a client's tool call) is the
 // session's settings in Redis. The session's stored events are encoded
 // into Realtime events by an encoder of its own (encoder): one stored
 // event is a few Realtime events, and ids are derived from turns and
