@@ -64,6 +64,17 @@ func TestMCPConfigWired(t *testing.T) {
 	// calls an echo tool when told to echo) reaches the server, and its
 	// output comes back in the reply.
 	echoThroughTheModel(t, cfg.Addr, "hello from parley")
+	// The tools are wired into the front ends: a hello's server_tools is
+	// checked against them.
+	sel := dialWS(t, cfg.Addr)
+	sel.Send(map[string]any{"type": "hello", "server_tools": []string{"teleport"}})
+	if m := sel.Next(); m.Type != "error" || m.Code != "bad_request" || !strings.Contains(m.Message, `"teleport"`) {
+		t.Fatalf("hello with an unknown server tool: %s", m.Raw)
+	}
+	sel.Send(map[string]any{"type": "hello", "server_tools": []string{"echo", "everything.*"}})
+	if m := sel.Next(); m.Type != "session" {
+		t.Fatalf("hello with known server tools: %s", m.Raw)
+	}
 	// The server dies: it is started again, and the next call works.
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
