@@ -32,7 +32,8 @@ func (bigLLM) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm
 // A client that stops reading is disconnected as slow_client, not waited
 // for; it resumes and gets everything.
 func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
-	r := startReplica(t, newRedis(t), bigLLM{}, replicaOpts{
+	rdb := newRedis(t)
+	r := startReplica(t, rdb, bigLLM{}, replicaOpts{
 		ws:     signaling.Config{SendQueue: 4, WriteTimeout: 2 * time.Second},
 		engine: turn.Config{Coalesce: time.Nanosecond}, // every piece its own frame
 	})
@@ -66,7 +67,11 @@ func TestSlowClientIsDisconnectedAndLosesNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c2 := dial(t, r.URL)
+	// On another replica, with the default write timeout: the replay is
+	// 24 MB, more than this test's reader may take in 2 s on a loaded
+	// machine (it would be a slow client too).
+	r2 := startReplica(t, rdb, bigLLM{}, replicaOpts{})
+	c2 := dial(t, r2.URL)
 	if ev := c2.Resume(c.Session, c.Token, c.LastID); ev.Type != "session" {
 		t.Fatalf("resume: %s", ev.Raw)
 	}
