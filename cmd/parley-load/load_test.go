@@ -162,3 +162,18 @@ func TestPhoneLine(t *testing.T) {
 		t.Fatalf("only %d of %d frames are speech", loud, len(speech))
 	}
 }
+
+// -server-env takes KEY=VALUE pairs only (an empty value is one).
+func TestServerEnv(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{{"GOGC=400", true}, {"PARLEY_MEMORY_LIMIT=", true}, {"GOGC", false}, {"=400", false}, {"GO GC=1", false}} {
+		t.Run(tc.in, func(t *testing.T) {
+			var e envList
+			if err := e.Set(tc.in); (err == nil) != tc.ok {
+				t.Fatalf("Set(%q): %v, want ok %v", tc.in, err, tc.ok)
+			}
+		})
+	}
+}

@@ -72,6 +72,7 @@ func main() {
 	rounds := fs.Int("rounds", 3, "voice -ab: rounds, each a -step of every arm")
 	echoDB := fs.Float64("echo-db", -6, "voice -ab echo-gate: the level of the bot's audio in the echo arms' microphone, dB")
 	echoDelay := fs.Duration("echo-delay", 60*time.Millisecond, "voice -ab echo-gate: how late the bot's audio comes back into the microphone")
+	fs.Var(&serverEnv, "server-env", "KEY=VALUE added to the environment of every server the run starts, after the scenario's own settings (so it wins over them), e.g. PARLEY_GC_PERCENT=400 or GOMEMLIMIT=256MiB; repeat for more")
 	proto := fs.String("proto", "parley", "voice: the calls' protocol: parley (Opus over /ws) or realtime (the OpenAI Realtime protocol, PCM16 over /v1/realtime)")
 	var up upstreamConfig
 	fs.DurationVar(&up.TTFT, "ttft", 100*time.Millisecond, "fake upstream: time to first token")
@@ -389,6 +390,8 @@ func startParley(ctx context.Context, bin string, env []string) (string, *exec.C
 	// server's per-IP caps are off.
 	cmd.Env = append(os.Environ(), append(env, "PARLEY_ADDR="+addr, "PARLEY_LOG_LEVEL=warn",
 		"PARLEY_MAX_CONNS_PER_IP=0", "PARLEY_CONNECT_RATE_PER_IP=0")...)
+	// -server-env last: exec uses the last value of a repeated key.
+	cmd.Env = append(cmd.Env, serverEnv...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("%s: %w (run 'make build')", bin, err)
@@ -404,6 +407,25 @@ func startParley(ctx context.Context, bin string, env []string) (string, *exec.C
 	}
 	_ = cmd.Process.Kill()
 	return "", nil, fmt.Errorf("parley did not come up")
+}
+
+// serverEnv is -server-env: settings for the servers a run starts (an
+// A/B of a server setting is runs alternating with and without it).
+// Variables such as GOGC set on parley-load itself would change the load
+// generator too, whose CPU is part of every figure.
+var serverEnv envList
+
+// envList is a repeated KEY=VALUE flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(s string) error {
+	if k, _, ok := strings.Cut(s, "="); !ok || k == "" || strings.ContainsAny(k, " \t") {
+		return fmt.Errorf("%q: want KEY=VALUE", s)
+	}
+	*e = append(*e, s)
+	return nil
 }
 
 func stopParley(cmd *exec.Cmd) {
