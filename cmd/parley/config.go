@@ -33,6 +33,9 @@ type config struct {
 	LogLevel  string
 	LogFormat string
 	Drain     time.Duration
+	// The Go runtime's memory (memory.go).
+	GCPercent   int
+	MemoryLimit string
 
 	RedisURL          string
 	RedisPrefix       string
@@ -128,7 +131,8 @@ type config struct {
 	TwilioGreeting string
 	TwilioDTMF     string
 
-	proxies []netip.Prefix // TrustedProxies, parsed by parseConfig
+	proxies     []netip.Prefix // TrustedProxies, parsed by parseConfig
+	memoryLimit int64          // MemoryLimit in bytes, parsed by parseConfig; 0: none
 }
 
 // settings lists every flag with its environment variable, in README order.
@@ -202,6 +206,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	f.dur(&c.Drain, "drain-timeout", "PARLEY_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM/SIGINT, time to finish in-flight turns before handing them to other replicas")
 	f.dur(&c.DrainSpread, "drain-reconnect-spread", "PARLEY_DRAIN_RECONNECT_SPREAD", 2*time.Second, "on drain, each client is told to wait a random delay below this before reconnecting (retry_after_ms), so that they do not all arrive at once; 0: 2s")
+
+	f.int(&c.GCPercent, "gc-percent", "PARLEY_GC_PERCENT", defaultGCPercent, "the Go runtime's GC percent: the heap grows by this much of the live heap before the next collection; higher costs less CPU and more memory (GOGC, if set, wins); 0: 400")
+	f.str(&c.MemoryLimit, "memory-limit", "PARLEY_MEMORY_LIMIT", "0", "soft memory limit of the Go runtime, e.g. 900MiB: near it the GC runs more often whatever -gc-percent says; set it below a container's memory limit (GOMEMLIMIT, if set, wins); 0: none")
 
 	f.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL (redis://host:port/db); empty starts an in-process Redis (miniredis) for a one-machine demo")
 	f.str(&c.RedisPrefix, "redis-prefix", "PARLEY_REDIS_PREFIX", "parley", "prefix of every Redis key")
@@ -309,6 +316,9 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	if err := f.fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if err := c.memory(); err != nil {
+		return nil, err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, fmt.Errorf("-tls-cert and -tls-key go together: set both to serve HTTPS, or neither for HTTP")
 	}
@@ -368,6 +378,22 @@ func removedSettings(args []string, env func(string) string) error {
 			return errors.New(trustProxy)
 		}
 	}
+	return nil
+}
+
+// memory checks the Go runtime's memory settings and parses the limit.
+func (c *config) memory() error {
+	switch {
+	case c.GCPercent < 0:
+		return fmt.Errorf("-gc-percent %d: a percent above zero (0: %d); to turn the GC off, GOGC=off", c.GCPercent, defaultGCPercent)
+	case c.GCPercent == 0:
+		c.GCPercent = defaultGCPercent
+	}
+	n, err := parseByteSize(c.MemoryLimit)
+	if err != nil {
+		return fmt.Errorf("-memory-limit %w", err)
+	}
+	c.memoryLimit = n
 	return nil
 }
 

@@ -30,6 +30,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
+	applyMemory(cfg, os.Getenv, log)
 	raiseFileLimit(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
