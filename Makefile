@@ -17,7 +17,7 @@ NPM_PROJECTS := pipeline/tools/mcp/testdata/npm signaling/realtime/testdata/npm 
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-echo bench-phone bench-replicas bench-soak clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-echo bench-gc bench-phone bench-replicas bench-soak clean
 
 all: build
 
@@ -133,6 +133,12 @@ bench-voice-offline: $(LOAD)
 ECHO_FLAGS ?= -calls 100 -step 15s -rounds 3
 bench-echo: $(LOAD)
 	./$(LOAD) voice -ab echo-gate $(ECHO_FLAGS) -json bin/bench-echo.json
+
+# The GC settings' A/B: -gc-percent and -memory-limit arms run side by
+# side, in rounds (docs/benchmarks.md, "Memory and GC"); results in
+# bin/bench-gc/.
+bench-gc: $(LOAD)
+	docs/bench/gc/ab.sh
 
 # Phone: N calls as Twilio makes them (the voice webhook, a Media Stream
 # of 8 kHz mu-law, marks echoed), zero-cost ASR/TTS fakes.

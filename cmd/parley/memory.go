@@ -10,8 +10,8 @@ import (
 )
 
 // defaultGCPercent is -gc-percent's default. Measured against Go's 100
-// and 400 (docs/benchmarks.md, "Memory and GC"): 11 % less server CPU per
-// turn through an upstream for 14 % more peak RSS; 400 saved 14 % for 51 %.
+// and 400 (docs/benchmarks.md, "Memory and GC"): 4–11 % less server CPU
+// per turn for 6–14 % more peak RSS; 400 saved 10–15 % for 51 %.
 const defaultGCPercent = 200
 
 // parseByteSize reads a size as GOMEMLIMIT writes it: a whole number of
