@@ -27,8 +27,11 @@ const (
 	chunk = 100 * time.Millisecond
 	// placementSlack: a frame due this soon after its channel's previous
 	// one ends follows it at once. Packets arrive with jitter, the
-	// pacer's ticks too, and what the listener heard had no such holes.
-	placementSlack = 40 * time.Millisecond
+	// pacer's ticks too (late by tens of ms on a loaded machine), and what
+	// the listener heard had no such holes: the pacer sends 60 ms ahead
+	// and a client's jitter buffer holds more. A later frame is a true
+	// gap, which the listener heard as one.
+	placementSlack = 100 * time.Millisecond
 	// maxAhead bounds the audio held in memory when a channel runs ahead
 	// of the clock (audio sent faster than real time): past it, the
 	// oldest is written, and the other channel's late frames go after it.
