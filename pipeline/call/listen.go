@@ -214,12 +214,13 @@ func (c *Call) heed(ctx context.Context, rec speech.Recognizer, l *listener, nea
 }
 
 // lag is how far the recogniser's words lag the audio, at most the
-// endpointing's longest wait: a turn ends on its words only once they
+// endpointing's long wait (the one for words that end mid-thought: no
+// wait on words is longer): a turn ends on its words only once they
 // cover the audio up to the silence (a recogniser behind on a loaded
 // machine would otherwise have the caller cut off mid-thought).
 func lag(rec speech.Recognizer, ep *endpoint.Endpointer) time.Duration {
 	if l, ok := rec.(speech.Lagger); ok {
-		return min(l.Lag(), ep.Config().Max)
+		return min(l.Lag(), ep.Config().Long)
 	}
 	return 0
 }

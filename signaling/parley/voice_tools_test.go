@@ -100,7 +100,10 @@ func TestVoiceCallWithATool(t *testing.T) {
 	model := &fakes.Tooler{Calls: []llm.ToolCall{{Name: "weather", Arguments: "{}"}}}
 	r := startReplica(t, newRedis(t), model, replicaOpts{asr: asr, tts: v})
 	filler := framesFor(v, call.DefaultFiller)
-	speech := opusSpeech(t, v, "what time is it", 300*time.Millisecond, 1200*time.Millisecond)
+	// Silence after the words long enough for any end of turn (a
+	// recogniser behind on a loaded machine stretches it to 1.2 s): the
+	// client sends nothing after it.
+	speech := opusSpeech(t, v, "what time is it", 300*time.Millisecond, 2*time.Second)
 
 	t.Run("the filler, then the answer", func(t *testing.T) {
 		c := dial(t, r.URL)
