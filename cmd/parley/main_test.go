@@ -27,6 +27,42 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// runWired runs the wired server on env until /readyz answers. Its
+// addresses were free when picked, but another test process may take one
+// before the server binds it (a redis-server of another package's test
+// did): the server then fails at once, and is started again on others.
+func runWired(t *testing.T, env map[string]string) (*config, context.CancelFunc, chan error, *http.Response) {
+	t.Helper()
+starts:
+	for attempt := 1; ; attempt++ {
+		cfg, err := parseConfig(nil, func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			select {
+			case err := <-done:
+				cancel()
+				if attempt < 3 && strings.Contains(fmt.Sprint(err), "address already in use") {
+					env["PARLEY_ADDR"], env["PARLEY_DEBUG_ADDR"] = freeAddr(t), freeAddr(t)
+					continue starts
+				}
+				t.Fatalf("the server ended before it was ready: %v", err)
+			default:
+			}
+			if resp, err := http.Get("http://" + cfg.Addr + "/readyz"); err == nil {
+				return cfg, cancel, done, resp
+			} else if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("server never came up: %v", err)
+			}
+		}
+	}
+}
+
 // The wired server answers a typed turn with the offline responder, on the
 // embedded Redis (the demo default) and on a real one, and drains when
 // its context ends.
@@ -60,25 +96,8 @@ func TestServerEndToEnd(t *testing.T) {
 				t.Cleanup(up.Close)
 				env["LLM_BASE_URL"], env["LLM_MODEL"], env["LLM_API_KEY"] = up.URL+"/v1", "test-model", "sk-1"
 			}
-			cfg, err := parseConfig(nil, func(k string) string { return env[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-
+			cfg, cancel, done, resp := runWired(t, env)
 			base := "http://" + cfg.Addr
-			var resp *http.Response
-			for deadline := time.Now().Add(10 * time.Second); ; {
-				if resp, err = http.Get(base + "/readyz"); err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("server never came up: %v", err)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				t.Fatalf("/readyz: %s", resp.Status)
