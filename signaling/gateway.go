@@ -196,6 +196,11 @@ func (g *Gateway) Endpoint(p Protocol) *Endpoint {
 	return e
 }
 
+// OriginAllowed reports whether r's Origin may use this endpoint
+// (Config.AllowedOrigins; no Origin, not a browser: yes): for a front
+// end's plain HTTP endpoints that answer browsers' CORS preflights.
+func (e *Endpoint) OriginAllowed(r *http.Request) bool { return e.gw.checkOrigin(r) }
+
 func (g *Gateway) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {

@@ -279,7 +279,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.RecordDir, "record-dir", "PARLEY_RECORD_DIR", "", "record every call (browser and phone) in this directory: a stereo WAV file a call, the caller left and the bot right, and its transcript as JSON lines (see docs/operations.md); empty: no recording")
 	f.dur(&c.RecordRetention, "record-retention", "PARLEY_RECORD_RETENTION", 0, "delete recordings older than this, e.g. 720h (30 days), checked hourly; 0: keep them for ever")
 
-	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws; empty: same host only; * any")
+	f.str(&c.Origins, "allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed on /ws, /v1/realtime and (CORS) /v1/realtime/calls; empty: same host only; * any")
 	f.int64(&c.MaxMessage, "max-message", "PARLEY_MAX_MESSAGE", 64<<10, "largest WebSocket frame read, in bytes")
 	f.int(&c.MaxText, "max-text", "PARLEY_MAX_TEXT", 4000, "longest text turn, in characters")
 	f.int64(&c.RTMessage, "realtime-max-message", "PARLEY_REALTIME_MAX_MESSAGE", 1<<20, "largest frame read on /v1/realtime, in bytes (its audio comes base64 in JSON); 0: 1 MiB")

@@ -69,6 +69,7 @@ func newMux(c *core, fe *frontEnds) *http.ServeMux {
 	// A GET would be the page's 404: it is told, in the API's error shape,
 	// that the endpoint takes a POST.
 	mux.HandleFunc("GET /v1/realtime/calls", fe.realtime.ServeCalls)
+	mux.HandleFunc("OPTIONS /v1/realtime/calls", fe.realtime.ServeCalls) // CORS preflights
 	mux.HandleFunc("POST "+twilio.VoicePath, fe.twilio.ServeVoice)
 	// A GET would be the page's 404: the webhook says it takes a POST.
 	mux.HandleFunc("GET "+twilio.VoicePath, fe.twilio.ServeVoice)

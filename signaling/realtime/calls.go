@@ -57,6 +57,34 @@ type callPeer struct {
 	call *call.Call // nil until the session is up: the caller's audio waits for it
 }
 
+// cors lets a browser page of an allowed origin (-allowed-origins; by
+// default the server's own host) POST its offer from another origin, as
+// the agents SDK's WebRTC transport does from an app's page: the key is
+// a bearer token, no cookie rides along. It answers a preflight (and
+// reports true); on other requests it adds the headers the page needs to
+// read the answer and its Location. A disallowed origin gets no CORS
+// headers: its browser refuses the call, and the POST is refused anyway.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !s.ep.OriginAllowed(r) {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	if r.Method != http.MethodOptions {
+		h.Set("Access-Control-Expose-Headers", "Location")
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "POST")
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		h.Set("Access-Control-Allow-Headers", req)
+	}
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
 // httpError answers a request in the OpenAI API's error shape.
 func httpError(w http.ResponseWriter, status int, typ, code, param, msg string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -71,6 +99,9 @@ func httpError(w http.ResponseWriter, status int, typ, code, param, msg string) 
 // /v1/realtime/calls/{call_id}), and the call served on a goroutine of
 // its own until the peer connection closes or fails.
 func (s *Server) ServeCalls(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return // a preflight, answered
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		httpError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "",

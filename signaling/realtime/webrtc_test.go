@@ -19,6 +19,8 @@ import (
 	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/opus"
+	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/signaling"
 )
 
 // callsURL is the server's POST /v1/realtime/calls.
@@ -315,5 +317,61 @@ func TestWebRTCBadRequests(t *testing.T) {
 	resp, answer := post(t, s.callsURL(), "application/sdp", []byte(good), nil)
 	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(answer, "v=0") {
 		t.Fatalf("a good offer after the bad: %s %q", resp.Status, answer)
+	}
+}
+
+// A browser page of another origin POSTs its offer (the agents SDK's
+// WebRTC transport from an app's page): its preflight is answered for
+// the origins -allowed-origins allows (by default the server's own host,
+// so another origin must be listed; here one is, a default changed for
+// it, and the default's refusal is the first case), and the answer
+// exposes its Location. A disallowed origin gets no CORS headers.
+func TestWebRTCCORS(t *testing.T) {
+	asr, tts := offline(t)
+	def := start(t, local.New(local.Config{}), opts{asr: asr, tts: tts})
+	listed := start(t, local.New(local.Config{}), opts{asr: asr, tts: tts,
+		gateway: signaling.Config{AllowedOrigins: []string{"https://app.example"}}})
+	for _, tc := range []struct {
+		name, origin, method string
+		srv                  *server
+		allowed              bool
+	}{
+		{"another origin, by default", "https://app.example", http.MethodOptions, def, false},
+		{"the server's own host, by default", "", http.MethodOptions, def, true},
+		{"a listed origin's preflight", "https://app.example", http.MethodOptions, listed, true},
+		{"an unlisted origin's preflight", "https://evil.example", http.MethodOptions, listed, false},
+		{"a listed origin's POST", "https://app.example", http.MethodPost, listed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			origin := tc.origin
+			if origin == "" {
+				origin = tc.srv.http.URL // the page served by Parley itself
+			}
+			req, _ := http.NewRequest(tc.method, tc.srv.callsURL(), strings.NewReader("not an offer"))
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Content-Type", "application/sdp")
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := resp.Header.Get("Access-Control-Allow-Origin")
+			switch {
+			case !tc.allowed && got != "":
+				t.Fatalf("%s: Access-Control-Allow-Origin %q for an origin not allowed", resp.Status, got)
+			case !tc.allowed:
+				return
+			case got != origin:
+				t.Fatalf("%s: Access-Control-Allow-Origin %q, want %q", resp.Status, got, origin)
+			case tc.method == http.MethodOptions && (resp.StatusCode != http.StatusNoContent ||
+				resp.Header.Get("Access-Control-Allow-Methods") != "POST" ||
+				resp.Header.Get("Access-Control-Allow-Headers") != "authorization, content-type"):
+				t.Fatalf("preflight: %s %v", resp.Status, resp.Header)
+			case tc.method == http.MethodPost && resp.Header.Get("Access-Control-Expose-Headers") != "Location":
+				t.Fatalf("POST: %s %v", resp.Status, resp.Header)
+			}
+		})
 	}
 }
