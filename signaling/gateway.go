@@ -152,6 +152,10 @@ type Protocol struct {
 	// GoingAway is the last frame a socket gets when the replica drains:
 	// reconnect (to any replica) after retryAfter. Nil: none.
 	GoingAway func(retryAfter time.Duration) []byte
+	// Refusal, if set, writes a refused request's answer in this
+	// protocol's shape (its status, the reason and a message in words);
+	// nil: the reason and the message as plain text.
+	Refusal func(w http.ResponseWriter, status int, reason Reason, msg string)
 	// Subprotocols the server may answer, in order of preference.
 	Subprotocols []string
 	// Auth, when set, authenticates the protocol's requests in its own
@@ -222,7 +226,7 @@ func (g *Gateway) checkOrigin(r *http.Request) bool {
 // name and a message in words. Never the token: it is not logged either,
 // only the reason and the client's address. Throttled guesses are logged
 // at debug level, so that a guessing client cannot flood the log.
-func (g *Gateway) refuse(w http.ResponseWriter, remote string, status int, reason Reason, msg string) {
+func (g *Gateway) refuse(w http.ResponseWriter, remote string, status int, reason Reason, msg string, refusal func(http.ResponseWriter, int, Reason, string)) {
 	refused.WithLabelValues(reason.String()).Inc()
 	what, level := "refused", slog.LevelInfo
 	switch {
@@ -232,6 +236,10 @@ func (g *Gateway) refuse(w http.ResponseWriter, remote string, status int, reaso
 		what = "auth failed"
 	}
 	g.log.Log(context.Background(), level, what, "remote", remote, "reason", reason.String())
+	if refusal != nil {
+		refusal(w, status, reason, msg)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(reason.String() + ": " + msg + "\n"))
@@ -296,7 +304,7 @@ func (e *Endpoint) admit(w http.ResponseWriter, r *http.Request) (string, bool) 
 		if reason == ReasonIPRate {
 			msg = fmt.Sprintf("more than %g new connections per second from this address", g.cfg.ConnectRatePerIP)
 		}
-		g.refuse(w, ip, http.StatusTooManyRequests, reason, msg)
+		g.refuse(w, ip, http.StatusTooManyRequests, reason, msg, e.proto.Refusal)
 		return "", false
 	}
 	if !g.authenticate(w, r, addr, ip, e.proto) {
@@ -305,14 +313,14 @@ func (e *Endpoint) admit(w http.ResponseWriter, r *http.Request) (string, bool) 
 	}
 	if !g.checkOrigin(r) {
 		g.ipLimit.release(ip)
-		g.refuse(w, ip, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)")
+		g.refuse(w, ip, http.StatusForbidden, ReasonOrigin, "origin "+strconv.Quote(r.Header.Get("Origin"))+" is not allowed (-allowed-origins)", e.proto.Refusal)
 		return "", false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.shutdown {
 		g.ipLimit.release(ip)
-		g.refuse(w, ip, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another")
+		g.refuse(w, ip, http.StatusServiceUnavailable, ReasonShutdown, "this server is shutting down; connect to another", e.proto.Refusal)
 		return "", false
 	}
 	g.wg.Add(1)
@@ -422,15 +430,15 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, addr neti
 		}
 		retryAfter(w, wait)
 		g.refuse(w, ip, http.StatusTooManyRequests, ReasonAuthRate,
-			fmt.Sprintf("more than %d failed authentications from this address; wait, or present a valid token", g.cfg.AuthFailBurst))
+			fmt.Sprintf("more than %d failed authentications from this address; wait, or present a valid token", g.cfg.AuthFailBurst), proto.Refusal)
 		return false
 	}
 	if own != nil {
-		g.refuse(w, ip, http.StatusForbidden, reason, err.Error())
+		g.refuse(w, ip, http.StatusForbidden, reason, err.Error(), proto.Refusal)
 		return false
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-	g.refuse(w, ip, http.StatusUnauthorized, reason, err.Error())
+	g.refuse(w, ip, http.StatusUnauthorized, reason, err.Error(), proto.Refusal)
 	return false
 }
 

@@ -93,6 +93,20 @@ func httpError(w http.ResponseWriter, status int, typ, code, param, msg string) 
 		"type": typ, "code": code, "message": msg, "param": nilIfEmpty(param)}})
 }
 
+// refusal is the gateway's refusal (a bad key, an origin, a cap, the
+// drain) in the OpenAI API's error shape, which the SDKs read: the code
+// is the refusal's reason (docs/operations.md lists them).
+func refusal(w http.ResponseWriter, status int, reason signaling.Reason, msg string) {
+	typ := "invalid_request_error"
+	switch {
+	case status == http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case status >= 500:
+		typ = "server_error"
+	}
+	httpError(w, status, typ, reason.String(), "", msg)
+}
+
 // ServeCalls answers POST /v1/realtime/calls: the request is admitted as
 // a WebSocket of /v1/realtime is (the token, the origin, the caps, the
 // drain), its offer answered (201, application/sdp, Location

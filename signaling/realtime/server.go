@@ -105,7 +105,7 @@ func NewServer(cfg Config, gw *signaling.Gateway, sessions *signaling.Sessions, 
 	s := &Server{cfg: cfg, gw: gw, sessions: sessions, turns: turns, voice: voice, log: log}
 	s.ep = gw.Endpoint(signaling.Protocol{
 		CloseCode: CloseCode, GoingAway: goingAway, Subprotocols: []string{protoRealtime, protoBeta},
-		Token: subprotocolKey, MaxMessage: cfg.MaxMessage,
+		Token: subprotocolKey, MaxMessage: cfg.MaxMessage, Refusal: refusal,
 	})
 	if apis, err := rtc.NewAPIs(cfg.WebRTC); err != nil {
 		log.Error("WebRTC calls are off", "err", err)

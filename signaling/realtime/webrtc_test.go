@@ -375,3 +375,33 @@ func TestWebRTCCORS(t *testing.T) {
 		})
 	}
 }
+
+// A refused offer (no key, a wrong one; authentication on, a default
+// changed for it) is told why in the API's error shape, as the SDKs read
+// it, with the refusal's reason as its code.
+func TestWebRTCRefusedInTheAPIShape(t *testing.T) {
+	asr, tts := offline(t)
+	s := start(t, local.New(local.Config{}), opts{asr: asr, tts: tts,
+		gateway: signaling.Config{Auth: signaling.AuthConfig{Tokens: []string{"sk-good"}}}})
+	for _, key := range []string{"", "sk-wrong"} {
+		t.Run("key "+key, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, s.callsURL(), strings.NewReader("v=0\r\n"))
+			req.Header.Set("Content-Type", "application/sdp")
+			if key != "" {
+				req.Header.Set("Authorization", "Bearer "+key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e ev
+			b, _ := io.ReadAll(resp.Body)
+			if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != http.StatusUnauthorized ||
+				resp.Header.Get("Content-Type") != "application/json" ||
+				e.str("error.type") != "invalid_request_error" || e.str("error.code") != "unauthorized" || e.str("error.message") == "" {
+				t.Fatalf("%s %s: %s", resp.Status, resp.Header.Get("Content-Type"), b)
+			}
+		})
+	}
+}
