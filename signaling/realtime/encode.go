@@ -357,8 +357,14 @@ func (c *conn) finishLocked(r *response, status string, details any) {
 	c.emitLocked("response.done", "response", c.responseWire(r, status, details))
 	if r.played {
 		// The pacer sends at real time, and a reply is done once its last
-		// frame is out (or it was cut): the track has stopped.
-		c.emitLocked("output_audio_buffer.stopped", "response_id", r.id)
+		// frame is out (or it was cut): the track has stopped. Cut by the
+		// caller's voice, its buffer was cleared, as OpenAI's service says
+		// (a client's output_audio_buffer.clear says so itself).
+		if d, _ := details.(map[string]any); d != nil && d["reason"] == "turn_detected" {
+			c.emitLocked("output_audio_buffer.cleared", "response_id", r.id)
+		} else {
+			c.emitLocked("output_audio_buffer.stopped", "response_id", r.id)
+		}
 	}
 	if c.onDone != nil {
 		c.onDone(r)

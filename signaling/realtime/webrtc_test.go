@@ -405,3 +405,63 @@ func TestWebRTCRefusedInTheAPIShape(t *testing.T) {
 		})
 	}
 }
+
+// A barge-in over WebRTC: the caller speaks on its track over a long
+// reply. speech_started, the response cancelled (turn_detected), the
+// output buffer cleared, the bot's audio stops on the track; the client's
+// truncate at what it played is accepted and cuts the item.
+func TestWebRTCBargeIn(t *testing.T) {
+	if !testkit.InLoopbackNetns(t) {
+		return
+	}
+	s := offlineServer(t, false)
+	speech := opusSpeech(t, "stop, what time is it", 0, 1500*time.Millisecond)
+	k := newRTCCaller(t, true, true)
+	c := k.call(t, s)
+	c.send(map[string]any{"type": "conversation.item.create", "item": map[string]any{"type": "message", "role": "user",
+		"content": []any{map[string]any{"type": "input_text", "text": "help"}}}}) // about 8 s spoken
+	c.send(map[string]any{"type": "response.create"})
+	c.waitType(0, "output_audio_buffer.started")
+	packets := func() int { k.mu.Lock(); defer k.mu.Unlock(); return len(k.audio) }
+	waitFor(t, "a second of the reply", func() bool { return packets() >= 50 })
+
+	tick := time.NewTicker(20 * time.Millisecond)
+	for _, p := range speech { // over the reply, at real time
+		<-tick.C
+		if err := k.mic.WriteSample(pionmedia.Sample{Data: p, Duration: 20 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick.Stop()
+	end, done := c.wait(0, "the cut response", func(e ev) bool { return e.typ() == "response.done" && e.str("response.id") == "resp_1" })
+	if done.str("response.status") != "cancelled" || done.str("response.status_details.reason") != "turn_detected" {
+		t.Fatalf("response.done %v", done)
+	}
+	c.waitType(end, "output_audio_buffer.cleared")
+	got := strings.Join(typesOf(c.all()), " ")
+	for _, want := range []string{"input_audio_buffer.speech_started", "output_audio_buffer.cleared"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("no %s in %s", want, got)
+		}
+	}
+	// What the caller heard: the packets that came (8 s were not sent).
+	heardMs := packets() * 20
+	if heardMs >= 7000 {
+		t.Fatalf("%d ms of the reply came on the track: it was not cut", heardMs)
+	}
+	item := ""
+	for _, e := range c.all() {
+		if e.typ() == "response.output_item.added" && e.str("response_id") == "resp_1" {
+			item = e.str("item.id")
+		}
+	}
+	id := c.send(map[string]any{"type": "conversation.item.truncate", "item_id": item, "content_index": 0, "audio_end_ms": heardMs / 2})
+	_, tr := c.wait(0, "the truncate's answer", func(e ev) bool {
+		return e.typ() == "conversation.item.truncated" || e.typ() == "error" && e.str("event_id") != "" && strings.Contains(jsonOf(e), id)
+	})
+	if tr.typ() != "conversation.item.truncated" || tr.str("item_id") != item || int(tr.num("audio_end_ms")) != heardMs/2 {
+		t.Fatalf("truncate: %v", tr)
+	}
+	_ = k.pc.Close()
+	waitFor(t, "the session's connection to end", func() bool { return s.gw.OpenForTest() == 0 })
+}
