@@ -180,16 +180,16 @@ func (c *conn) itemTruncate(ev *clientEvent) {
 		return
 	}
 	c.emitLocked("conversation.item.truncated", "item_id", id, "content_index", ev.ContentIndex, "audio_end_ms", int64(end))
-	text := ""
-	if r.done {
+	text, done, turn := "", r.done, r.turn // read under the lock: the feed finishes responses
+	if done {
 		it.Text = heardWords(it.Text, end, total)
 		text = it.Text
 	} else {
-		c.truncs[r.turn] = end // its reply is not stored yet: cut it once it is
+		c.truncs[turn] = end // its reply is not stored yet: cut it once it is
 	}
 	c.mu.Unlock()
-	if r.done {
-		c.editReply(r.turn, text)
+	if done {
+		c.editReply(turn, text)
 	}
 }
 
