@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -59,21 +56,9 @@ type phoneRun struct {
 // and encodes it as 20 ms frames of G.711 mu-law; silence is one frame
 // of zeros.
 func mulawFrames(text string) (speech [][]byte, silence []byte, err error) {
-	dir, err := os.MkdirTemp("", "parley-load-")
+	pcm, err := flitePCM(text)
 	if err != nil {
 		return nil, nil, err
-	}
-	defer os.RemoveAll(dir)
-	wav := filepath.Join(dir, "speech.wav")
-	if out, err := exec.Command("flite", "-voice", "kal16", "-t", text, "-o", wav).CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("flite (apt install flite): %v: %s", err, out)
-	}
-	pcm, rate, err := readWAV(wav)
-	if err != nil {
-		return nil, nil, err
-	}
-	if rate != 16000 {
-		return nil, nil, fmt.Errorf("flite rendered %d Hz; want 16000", rate)
 	}
 	var frame []byte
 	for i := 0; i+1 < len(pcm); i += 2 {

@@ -6,9 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -26,23 +23,11 @@ import (
 // speechPCM renders text with flite as 20 ms chunks of PCM16 at 16 kHz,
 // and a chunk of silence.
 func speechPCM(text string) (speech [][]byte, silence []byte, err error) {
-	dir, err := os.MkdirTemp("", "parley-load-")
+	pcm, err := flitePCM(text)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
-	wav := filepath.Join(dir, "speech.wav")
-	if out, err := exec.Command("flite", "-voice", "kal16", "-t", text, "-o", wav).CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("flite (apt install flite): %v: %s", err, out)
-	}
-	pcm, rate, err := readWAV(wav)
-	if err != nil {
-		return nil, nil, err
-	}
-	if rate != 16000 {
-		return nil, nil, fmt.Errorf("flite kal16 spoke at %d Hz, not 16000", rate)
-	}
-	n := rate / 50
+	n := fliteRate / 50
 	for off := 0; off+n <= len(pcm); off += n {
 		b := make([]byte, 2*n)
 		for i, s := range pcm[off : off+n] {

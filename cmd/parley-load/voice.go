@@ -69,19 +69,11 @@ type voiceRun struct {
 // speechPackets renders text with flite (voice kal16, 16 kHz) and encodes
 // it as 20 ms Opus packets; silence is one encoded packet of zeros.
 func speechPackets(text string) (speech [][]byte, silence []byte, err error) {
-	dir, err := os.MkdirTemp("", "parley-load-")
+	pcm, err := flitePCM(text)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
-	wav := filepath.Join(dir, "speech.wav")
-	if out, err := exec.Command("flite", "-voice", "kal16", "-t", text, "-o", wav).CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("flite (apt install flite): %v: %s", err, out)
-	}
-	pcm, rate, err := readWAV(wav)
-	if err != nil {
-		return nil, nil, err
-	}
+	rate := fliteRate
 	enc, err := opus.NewEncoder(rate, 1, opus.AppVoIP)
 	if err != nil {
 		return nil, nil, err
@@ -100,6 +92,30 @@ func speechPackets(text string) (speech [][]byte, silence []byte, err error) {
 		return nil, nil, err
 	}
 	return speech, append([]byte(nil), buf[:k]...), nil
+}
+
+// fliteRate is the rate of flite's kal16 voice.
+const fliteRate = 16000
+
+// flitePCM is text spoken by flite's kal16 voice, at fliteRate.
+func flitePCM(text string) ([]int16, error) {
+	dir, err := os.MkdirTemp("", "parley-load-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	wav := filepath.Join(dir, "speech.wav")
+	if out, err := exec.Command("flite", "-voice", "kal16", "-t", text, "-o", wav).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("flite (apt install flite): %v: %s", err, out)
+	}
+	pcm, rate, err := readWAV(wav)
+	if err != nil {
+		return nil, err
+	}
+	if rate != fliteRate {
+		return nil, fmt.Errorf("flite kal16 spoke at %d Hz, not %d", rate, fliteRate)
+	}
+	return pcm, nil
 }
 
 // readWAV reads a 16-bit mono PCM WAV file.
