@@ -3,10 +3,8 @@
 package parley_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,49 +13,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/parleyhq/parley/media"
+	"github.com/parleyhq/parley/internal/testkit/recordtest"
 	"github.com/parleyhq/parley/media/opus"
-	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/pipeline/record"
 )
-
-// closeSignal is the real recorder, telling the test when a recording
-// has been closed (its file whole).
-type closeSignal struct {
-	*record.Recorder
-	closed chan struct{}
-}
-
-func (r closeSignal) Start(sessionID string, rate int, start time.Time) (call.Recording, error) {
-	rec, err := r.Recorder.Start(sessionID, rate, start)
-	if err != nil {
-		return nil, err
-	}
-	return closedRecording{rec, r.closed}, nil
-}
-
-type closedRecording struct {
-	call.Recording
-	closed chan struct{}
-}
-
-func (r closedRecording) Close() error {
-	err := r.Recording.Close()
-	close(r.closed)
-	return err
-}
-
-// transcriptLine is a line of a recording's transcript.
-type transcriptLine struct {
-	At          float64
-	Speaker     string
-	Turn        int64
-	Source      string
-	Text        string
-	From, To    *float64
-	Interrupted *bool
-}
 
 // A recorded call with an interruption, over the WebSocket with Opus and
 // flite speech: a typed "help" is answered at length, the caller speaks
@@ -76,7 +36,7 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := make(chan struct{})
-	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, recorder: closeSignal{rec, closed}})
+	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v, recorder: recordtest.Closing{Recorder: rec, Closed: closed}})
 	c := dial(t, r.URL)
 	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws", "codec": "opus"}})
 	if ev := c.Next(); ev.Type != "session" {
@@ -157,16 +117,16 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 	if len(wavs) != 1 {
 		t.Fatalf("recordings %v; want one", wavs)
 	}
-	left, right := readStereo(t, wavs[0], 16000)
-	lines := readTranscript(t, strings.TrimSuffix(wavs[0], ".wav")+".jsonl")
-	byTurn := func(speaker string, turn int64) transcriptLine {
+	left, right := recordtest.Stereo(t, wavs[0], 16000)
+	lines := recordtest.Transcript(t, strings.TrimSuffix(wavs[0], ".wav")+".jsonl")
+	byTurn := func(speaker string, turn int64) recordtest.Line {
 		for _, l := range lines {
 			if l.Speaker == speaker && l.Turn == turn {
 				return l
 			}
 		}
 		t.Fatalf("no %s line for turn %d in %+v", speaker, turn, lines)
-		return transcriptLine{}
+		return recordtest.Line{}
 	}
 	typed, said := byTurn("caller", 1), byTurn("caller", 2)
 	cut, answer := byTurn("bot", 1), byTurn("bot", 2)
@@ -192,7 +152,7 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 		}
 	}
 	// The left channel is the caller's one utterance.
-	spans := loudSpans(left, 16000)
+	spans := recordtest.LoudSpans(left, 16000)
 	if len(spans) == 0 {
 		t.Fatal("the left channel is silent")
 	}
@@ -206,7 +166,7 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 	pcm := decodeOpus(t, append(heard[1], heard[2]...))
 	first := len(heard[1]) * 320
 	for _, reply := range []struct {
-		line  transcriptLine
+		line  recordtest.Line
 		audio []int16
 	}{{cut, pcm[:first]}, {answer, pcm[first:]}} {
 		from, to := *reply.line.From, *reply.line.To
@@ -218,8 +178,8 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 			t.Fatalf("%s: %d samples heard", name, len(reply.audio))
 		}
 		head, tail := reply.audio[:part], reply.audio[len(reply.audio)-part:]
-		begins, corr := align(right, head, from, 0.2)
-		ends, corrEnd := align(right, tail, to-0.5, 0.2)
+		begins, corr := recordtest.Align(right, head, 16000, from, 0.2)
+		ends, corrEnd := recordtest.Align(right, tail, 16000, to-0.5, 0.2)
 		t.Logf("%s: its first half second matches at %.4f s (correlation %.4f), its last at %.4f s (%.4f)", name, begins, corr, ends, corrEnd)
 		if corr < 0.9 || corrEnd < 0.9 {
 			t.Fatalf("%s: what the caller heard is not in the bot's channel (best matches %.2f, %.2f)", name, corr, corrEnd)
@@ -230,7 +190,7 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 	// Silent from the cut on, until the next reply: the caller heard
 	// nothing more, and the recording has nothing more.
 	// (The transcript's times are to the millisecond.)
-	if after := loudSpans(slice(right, *cut.To+0.001, *answer.From), 16000); len(after) != 0 {
+	if after := recordtest.LoudSpans(recordtest.Slice(right, 16000, *cut.To+0.001, *answer.From), 16000); len(after) != 0 {
 		t.Fatalf("the bot's channel is loud at %.3f s (to %.3f s), after the cut at %.3f s and before the next reply at %.3f s", *cut.To+after[0][0], *cut.To+after[0][1], *cut.To, *answer.From)
 	}
 	// The cut came after the caller began, and not long after (TestBargeIn
@@ -240,49 +200,9 @@ func TestRecordedCallWithAnInterruption(t *testing.T) {
 	if d := *cut.To - spans[0][0]; d < 0 || d > 2 {
 		t.Fatalf("the bot stopped %.3f s after the caller began (at %.3f s, ended at %.3f s)", d, spans[0][0], spans[len(spans)-1][1])
 	}
-	if rest := loudSpans(slice(right, *answer.To, float64(len(right))/16000), 16000); len(rest) != 0 {
+	if rest := recordtest.LoudSpans(recordtest.Slice(right, 16000, *answer.To, float64(len(right))/16000), 16000); len(rest) != 0 {
 		t.Fatalf("the bot's channel is loud after its last reply: %v", rest)
 	}
-}
-
-// readStereo reads a recording: its left and right channels.
-func readStereo(t *testing.T, name string, rate int) (left, right []int16) {
-	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w, err := media.ReadWAV(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w.Channels != 2 || w.Rate != rate {
-		t.Fatalf("%d channels at %d Hz; want stereo at %d", w.Channels, w.Rate, rate)
-	}
-	for i := 0; i+1 < len(w.Samples); i += 2 {
-		left, right = append(left, w.Samples[i]), append(right, w.Samples[i+1])
-	}
-	return left, right
-}
-
-func readTranscript(t *testing.T, name string) []transcriptLine {
-	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var lines []transcriptLine
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l transcriptLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("transcript line %q: %v", sc.Text(), err)
-		}
-		lines = append(lines, l)
-	}
-	return lines
 }
 
 // decodeOpus is the audio of frames, at 16 kHz.
@@ -301,75 +221,6 @@ func decodeOpus(t *testing.T, frames [][]byte) []int16 {
 		pcm = append(pcm, p...)
 	}
 	return pcm
-}
-
-// align is where in s (at 16 kHz) the audio a matches best, searching
-// within span seconds of guess: its start in seconds, and the normalised
-// correlation there (1: the same audio).
-func align(s, a []int16, guess, span float64) (at, corr float64) {
-	g, w := int(guess*16000), int(span*16000)
-	k, _ := bestMatch(s, a, g-w, g+w, 4) // 0.25 ms steps, then to the sample
-	k, corr = bestMatch(s, a, k-4, k+4, 1)
-	return float64(k) / 16000, corr
-}
-
-// bestMatch is the start in s, from..to by step, where a correlates best.
-func bestMatch(s, a []int16, from, to, step int) (best int, corr float64) {
-	var ea float64
-	for _, v := range a {
-		ea += float64(v) * float64(v)
-	}
-	corr = -1
-	for k := max(0, from); k <= to && k+len(a) <= len(s); k += step {
-		var dot, es float64
-		for i, v := range a {
-			x := float64(s[k+i])
-			dot += x * float64(v)
-			es += x * x
-		}
-		if c := dot / math.Sqrt(ea*es+1); c > corr {
-			corr, best = c, k
-		}
-	}
-	return best, corr
-}
-
-// slice is the audio from second from to second to.
-func slice(s []int16, from, to float64) []int16 {
-	a, b := min(len(s), int(from*16000)), min(len(s), int(to*16000))
-	if a >= b {
-		return nil
-	}
-	return s[a:b]
-}
-
-// loudSpans are the stretches of s, in seconds, whose 10 ms windows are
-// louder than -40 dBFS (gaps under 300 ms bridged: the pauses between
-// words).
-func loudSpans(s []int16, rate int) [][2]float64 {
-	n := rate / 100
-	var spans [][2]float64
-	for i := 0; i+n <= len(s); i += n {
-		if dbfs(s[i:i+n]) <= -40 {
-			continue
-		}
-		from, to := float64(i)/float64(rate), float64(i+n)/float64(rate)
-		if k := len(spans) - 1; k >= 0 && from-spans[k][1] < 0.3 {
-			spans[k][1] = to
-			continue
-		}
-		spans = append(spans, [2]float64{from, to})
-	}
-	return spans
-}
-
-// dbfs is the level of s.
-func dbfs(s []int16) float64 {
-	var sum float64
-	for _, v := range s {
-		sum += float64(v) * float64(v)
-	}
-	return 20 * math.Log10(math.Sqrt(sum/float64(len(s)))/32768+1e-12)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
