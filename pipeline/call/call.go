@@ -235,7 +235,7 @@ type Call struct {
 	dropped  atomic.Int64           // of those, dropped before the listening loop took them
 	taken    atomic.Int64           // of those, taken by the listening loop
 	words    atomic.Pointer[string] // the recogniser's words so far in the utterance
-	reply    atomic.Pointer[string] // the words of the reply being spoken
+	reply    atomic.Pointer[botWords] // the words of the reply being spoken
 	echo     *echoGate              // nil with Config.NoEchoGate
 
 	rec atomic.Pointer[recording] // nil: not recorded

@@ -2,7 +2,6 @@ package call
 
 import (
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -79,19 +78,21 @@ func (e *echoGate) flush() {
 	e.mu.Unlock()
 }
 
+// botWords are the bot's latest two sentences, as text and as words: its
+// echo may still be coming back. Split once a sentence, not once a frame.
+type botWords struct {
+	last  string   // the latest sentence
+	words []string // of both
+}
+
 // said notes a sentence the bot is about to speak: the recogniser may hear
 // its echo, and those words are not the caller's.
 func (c *Call) said(text string) {
 	prev := ""
 	if p := c.reply.Load(); p != nil {
-		prev = *p
+		prev = p.last
 	}
-	// The sentence before too: its echo may still be coming back.
-	if i := strings.LastIndexByte(prev, '\n'); i >= 0 {
-		prev = prev[i+1:]
-	}
-	both := prev + "\n" + text
-	c.reply.Store(&both)
+	c.reply.Store(&botWords{last: text, words: endpoint.Words(prev + "\n" + text)})
 }
 
 // backchannels are what a listener says to show they listen: not an
@@ -111,11 +112,12 @@ var stoppers = map[string]bool{"stop": true, "wait": true, "no": true, "hold": t
 // backchannels, unless those words are a stretch of the bot's own
 // sentences (its echo, recognised).
 func (c *Call) interrupts(words string) bool {
-	if c.echoed(words) {
-		return false // even a "no" or a "wait" of the bot's own
+	ws := endpoint.Words(words)
+	if len(ws) >= 2 && c.own(ws) {
+		return false // its echo: even a "no" or a "wait" of the bot's own
 	}
 	var mine []string
-	for _, w := range endpoint.Words(words) {
+	for _, w := range ws {
 		if stoppers[w] {
 			return true
 		}
@@ -138,7 +140,7 @@ func (c *Call) echoed(words string) bool {
 // sentences.
 func (c *Call) own(words []string) bool {
 	p := c.reply.Load()
-	return p != nil && within(endpoint.Words(*p), words)
+	return p != nil && within(p.words, words)
 }
 
 // within reports whether part appears in whole, word after word.
