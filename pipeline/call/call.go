@@ -229,14 +229,14 @@ type Call struct {
 	first    atomic.Int64  // the frame (of sent) whose sending starts firstTurn's audio; 0: none
 	caller   atomic.Bool   // the VAD hears the caller speak
 	taking   atomic.Pointer[TurnTaking]
-	uttered  atomic.Bool            // the recogniser has audio of an utterance not yet ended
-	ctl      chan ctlOrder          // Commit and Clear, for the listening loop
-	queued   atomic.Int64           // caller frames Audio queued, ever
-	dropped  atomic.Int64           // of those, dropped before the listening loop took them
-	taken    atomic.Int64           // of those, taken by the listening loop
-	words    atomic.Pointer[string] // the recogniser's words so far in the utterance
+	uttered  atomic.Bool              // the recogniser has audio of an utterance not yet ended
+	ctl      chan ctlOrder            // Commit and Clear, for the listening loop
+	queued   atomic.Int64             // caller frames Audio queued, ever
+	dropped  atomic.Int64             // of those, dropped before the listening loop took them
+	taken    atomic.Int64             // of those, taken by the listening loop
+	words    atomic.Pointer[string]   // the recogniser's words so far in the utterance
 	reply    atomic.Pointer[botWords] // the words of the reply being spoken
-	echo     *echoGate              // nil with Config.NoEchoGate
+	echo     *echoGate                // nil with Config.NoEchoGate
 
 	rec atomic.Pointer[recording] // nil: not recorded
 
