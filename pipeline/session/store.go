@@ -30,6 +30,11 @@ type Config struct {
 	// instead of broadcasting to every node. Default false: classic
 	// PUBLISH, which every Redis and the embedded one speak.
 	Sharded bool
+	// HistoryCache: sessions whose latest history window this replica
+	// keeps between their turns, so that a turn's start reads only the
+	// entries stored since the last one (histCache); default 2048, the
+	// least recently used dropped first; negative: none.
+	HistoryCache int
 }
 
 func (c *Config) setDefaults() {
@@ -47,6 +52,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTurns <= 0 {
 		c.MaxTurns = 10000
+	}
+	if c.HistoryCache == 0 {
+		c.HistoryCache = 2048
 	}
 }
 
@@ -84,6 +92,8 @@ type Store struct {
 	cfg Config
 	ttl string // cfg.TTL in ms, as scripts take it
 	pub string // the scripts' publish command: PUBLISH or SPUBLISH
+	// hist: the sessions' latest history windows; nil with HistoryCache < 0.
+	hist *histCache
 }
 
 // NewStore returns a Store on rdb.
@@ -93,7 +103,11 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.Sharded {
 		pub = "SPUBLISH"
 	}
-	return &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10), pub: pub}
+	st := &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10), pub: pub}
+	if cfg.HistoryCache > 0 {
+		st.hist = newHistCache(cfg.HistoryCache)
+	}
+	return st
 }
 
 // TTL is the idle expiry in force.
@@ -290,31 +304,31 @@ func (s *Store) StartTurn(ctx context.Context, id string, turn int64, run string
 
 // Started is what Start found.
 type Started struct {
-	Status   int  // StartOK, StartDone, StartCut or StartWaiting
-	Takeover bool // another run had owned the turn: this one takes it over
-	History  []Turn
+	Status   int    // StartOK, StartDone, StartCut or StartWaiting
+	Takeover bool   // another run had owned the turn: this one takes it over
+	History  []Turn // oldest first; shared with the store's cache: read only
 	Settings Settings
 	Steps    int           // tool steps the turn has taken
 	Pending  []PendingCall // with StartWaiting: the calls it waits for
 }
 
-// Start is StartTurn that also returns, when the run owns the turn, the
-// session's settings and up to max of the latest history entries (as
-// History does), read in the same round trip. (Read by the script, the
-// entries would cost Redis more: each is converted to Lua and back.) A
-// turn that waits for tool results is not owned (StartWaiting); its job,
-// now at jobAt (a stream and an entry: see ToolStep), is where a last
-// result will find it.
+// Start is StartTurn that also returns, when the run owns the turn or it
+// was cut, the session's settings and up to max of the latest history
+// entries (as History does), read in the same script. The replica keeps
+// each session's window (histCache), so that the script sends only the
+// entries stored since the last start. A turn that waits for tool results
+// is not owned (StartWaiting); its job, now at jobAt (a stream and an
+// entry: see ToolStep), is where a last result will find it.
 func (s *Store) Start(ctx context.Context, id string, turn int64, run string, max int, jobAt string) (Started, error) {
-	var with []redis.Cmder
-	var hcmd *redis.XMessageSliceCmd
-	if max > 0 {
-		hcmd = redis.NewXMessageSliceCmd(ctx, "xrevrange", s.histKey(id), "+", "-", "count", max)
-		with = append(with, hcmd)
-	}
-	res, err := s.evalWith(ctx, startScript, []string{s.metaKey(id)}, []any{turn, run, jobAt}, with).Slice()
+	max = min(max, int(s.cfg.MaxHistory))
+	win := s.hist.get(id, max)
+	lastID, edits := win.args()
+	res, err := startScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.histKey(id)}, turn, run, jobAt, max, lastID, edits).Slice()
 	if err != nil {
 		return Started{}, fmt.Errorf("session: start turn: %w", err)
+	}
+	if len(res) < 8 {
+		return Started{}, fmt.Errorf("session: start turn: %d values from the script", len(res))
 	}
 	st := Started{Status: int(res[0].(int64)), Takeover: res[1].(string) != "", Steps: int(res[3].(int64))}
 	if st.Status == StartDone {
@@ -330,13 +344,16 @@ func (s *Store) Start(ctx context.Context, id string, turn int64, run string, ma
 			st.Pending = append(st.Pending, parsePending(callID, rec))
 		}
 	}
-	if hcmd != nil {
-		msgs, err := hcmd.Result()
-		if err != nil {
-			return Started{}, fmt.Errorf("session: history: %w", err)
-		}
-		st.History = historyOf(msgs)
+	if st.Status == StartWaiting || max <= 0 {
+		return st, nil
 	}
+	entries, _ := res[6].([]any)
+	next, err := win.merge(id, max, res[5].(string), entries, res[7].(int64) == 1)
+	if err != nil {
+		return Started{}, err
+	}
+	s.hist.put(win, next)
+	st.History = next.turns
 	return st, nil
 }
 
@@ -633,6 +650,8 @@ func (s *Store) EditHistory(ctx context.Context, id, entryID string, t *Turn) er
 	}
 	pipe := s.rdb.TxPipeline()
 	pipe.XDel(ctx, s.histKey(id), entryID)
+	// Every replica's cached window of this history is stale now.
+	pipe.HIncrBy(ctx, s.metaKey(id), "he", 1)
 	if t != nil {
 		v := map[string]any{"r": t.Role, "c": t.Content, "n": t.N}
 		if t.ToolCalls != "" {

@@ -1,11 +1,12 @@
 package turn
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,17 +200,17 @@ func (e *Engine) instructions(set session.Settings, opts ResponseOptions) string
 // the turn's own message and steps come last even when later turns, or
 // replies to earlier ones, were stored after them.
 func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []llm.Message {
-	kept := hist[:0:0]
+	kept := make([]session.Turn, 0, len(hist)) // hist is the store's: read only
 	for _, t := range hist {
 		if t.N < turn || (t.N == turn && (t.Role != llm.RoleAssistant || t.ToolCalls != "")) {
 			kept = append(kept, t)
 		}
 	}
-	sort.SliceStable(kept, func(a, b int) bool {
-		if kept[a].N != kept[b].N {
-			return kept[a].N < kept[b].N
+	slices.SortStableFunc(kept, func(a, b session.Turn) int {
+		if a.N != b.N {
+			return cmp.Compare(a.N, b.N)
 		}
-		return kept[a].Role == llm.RoleUser && kept[b].Role != llm.RoleUser
+		return cmp.Compare(roleRank(a), roleRank(b))
 	})
 	conv := make([]llm.Message, 0, len(kept)+1)
 	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: system})
@@ -221,6 +222,14 @@ func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []
 		conv = append(conv, m)
 	}
 	return answerMissing(conv)
+}
+
+// roleRank puts a turn's user message before its other entries.
+func roleRank(t session.Turn) int {
+	if t.Role == llm.RoleUser {
+		return 0
+	}
+	return 1
 }
 
 // noResult is what the model is told of a call whose result never came

@@ -1,0 +1,160 @@
+package session
+
+import (
+	"container/list"
+	"errors"
+	"strconv"
+	"sync"
+)
+
+var errBadEntry = errors.New("session: malformed history entry from the start script")
+
+// histCache keeps, for the sessions this replica started turns of lately,
+// the window of latest history entries a turn's start last read. The next
+// start then asks Redis only for the entries stored since (usually the
+// last turn's two) instead of the whole window: reading and parsing 20
+// entries a turn was a third of what a turn allocated.
+//
+// A window is valid while the session's history has only grown at its
+// end. An edit or a deletion (EditHistory) bumps the session's edit count
+// ("he" in its meta hash); the start script compares it with the cached
+// one, atomically with its read, and sends the whole window when they
+// differ. Goroutine-safe.
+type histCache struct {
+	mu    sync.Mutex
+	limit int // windows kept; the least recently used goes first
+	m     map[string]*list.Element
+	lru   list.List // of *histWindow, most recent first
+}
+
+// histWindow is a session's latest entries, oldest first. Its slices are
+// never changed once stored: an update stores new ones, so that a reader
+// may keep them without a copy.
+type histWindow struct {
+	session string
+	max     int      // the window's size asked for
+	edits   string   // the session's edit count when read
+	ids     []string // stream ids, with turns
+	turns   []Turn
+}
+
+func newHistCache(limit int) *histCache {
+	return &histCache{limit: limit, m: make(map[string]*list.Element)}
+}
+
+// get returns the session's window for max entries, or nil.
+func (c *histCache) get(session string, max int) *histWindow {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[session]
+	if !ok {
+		return nil
+	}
+	w := el.Value.(*histWindow)
+	if w.max != max {
+		return nil
+	}
+	c.lru.MoveToFront(el)
+	return w
+}
+
+// put stores w as the session's window if the cached one is still old, the
+// one the read was based on; a start that raced with another for the
+// same session drops the window instead (the next start reads it whole).
+func (c *histCache) put(old, w *histWindow) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[w.session]
+	switch {
+	case ok && el.Value.(*histWindow) != old:
+		c.lru.Remove(el)
+		delete(c.m, w.session)
+	case ok:
+		el.Value = w
+		c.lru.MoveToFront(el)
+	case old == nil:
+		c.m[w.session] = c.lru.PushFront(w)
+		for c.lru.Len() > c.limit {
+			last := c.lru.Back()
+			c.lru.Remove(last)
+			delete(c.m, last.Value.(*histWindow).session)
+		}
+	}
+}
+
+// args are the start script's arguments for the window: the last id it
+// holds and its edit count, or empty strings when there is none.
+func (w *histWindow) args() (lastID, edits string) {
+	if w == nil || len(w.ids) == 0 {
+		return "", ""
+	}
+	return w.ids[len(w.ids)-1], w.edits
+}
+
+// merge returns the window after the script's reply: entries (newest
+// first, as XREVRANGE gives them), the whole window when full, else those
+// stored after w's last one.
+func (w *histWindow) merge(session string, max int, edits string, entries []any, full bool) (*histWindow, error) {
+	ids, turns, err := parseEntries(entries)
+	if err != nil {
+		return nil, err
+	}
+	n := &histWindow{session: session, max: max, edits: edits}
+	if full || w == nil || len(ids) >= max {
+		n.ids, n.turns = ids, turns
+		return n, nil
+	}
+	keep := min(len(w.ids), max-len(ids))
+	n.ids = make([]string, 0, keep+len(ids))
+	n.turns = make([]Turn, 0, keep+len(ids))
+	n.ids = append(append(n.ids, w.ids[len(w.ids)-keep:]...), ids...)
+	n.turns = append(append(n.turns, w.turns[len(w.turns)-keep:]...), turns...)
+	return n, nil
+}
+
+// parseEntries reads XREVRANGE's reply (newest first) as it comes out of
+// a script, into ids and turns oldest first.
+func parseEntries(entries []any) ([]string, []Turn, error) {
+	ids := make([]string, len(entries))
+	turns := make([]Turn, len(entries))
+	for i, e := range entries {
+		pair, ok := e.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, nil, errBadEntry
+		}
+		id, _ := pair[0].(string)
+		fields, _ := pair[1].([]any)
+		j := len(entries) - 1 - i
+		ids[j] = id
+		turns[j] = turnOf(fields)
+	}
+	return ids, turns, nil
+}
+
+// turnOf reads a history entry's field, value pairs.
+func turnOf(fields []any) Turn {
+	var t Turn
+	for k := 0; k+1 < len(fields); k += 2 {
+		name, _ := fields[k].(string)
+		v, _ := fields[k+1].(string)
+		switch name {
+		case "r":
+			t.Role = v
+		case "c":
+			t.Content = v
+		case "n":
+			t.N, _ = strconv.ParseInt(v, 10, 64)
+		case "tc":
+			t.ToolCalls = v
+		case "i":
+			t.CallID = v
+		}
+	}
+	return t
+}
