@@ -200,18 +200,7 @@ func (e *Engine) instructions(set session.Settings, opts ResponseOptions) string
 // the turn's own message and steps come last even when later turns, or
 // replies to earlier ones, were stored after them.
 func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []llm.Message {
-	kept := make([]session.Turn, 0, len(hist)) // hist is the store's: read only
-	for _, t := range hist {
-		if t.N < turn || (t.N == turn && (t.Role != llm.RoleAssistant || t.ToolCalls != "")) {
-			kept = append(kept, t)
-		}
-	}
-	slices.SortStableFunc(kept, func(a, b session.Turn) int {
-		if a.N != b.N {
-			return cmp.Compare(a.N, b.N)
-		}
-		return cmp.Compare(roleRank(a), roleRank(b))
-	})
+	kept := seen(hist, turn)
 	conv := make([]llm.Message, 0, len(kept)+1)
 	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: system})
 	for _, t := range kept {
@@ -222,6 +211,39 @@ func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []
 		conv = append(conv, m)
 	}
 	return answerMissing(conv)
+}
+
+// seen is the history the model sees for turn, in turn order: hist itself
+// when it already is (the usual case, at no cost; hist is the store's and
+// read only), else a sorted copy of what it keeps.
+func seen(hist []session.Turn, turn int64) []session.Turn {
+	keep := func(t session.Turn) bool {
+		return t.N < turn || (t.N == turn && (t.Role != llm.RoleAssistant || t.ToolCalls != ""))
+	}
+	inOrder := func(a, b session.Turn) int {
+		if a.N != b.N {
+			return cmp.Compare(a.N, b.N)
+		}
+		return cmp.Compare(roleRank(a), roleRank(b))
+	}
+	as := true
+	for i, t := range hist {
+		if !keep(t) || (i > 0 && inOrder(hist[i-1], t) > 0) {
+			as = false
+			break
+		}
+	}
+	if as {
+		return hist
+	}
+	kept := make([]session.Turn, 0, len(hist))
+	for _, t := range hist {
+		if keep(t) {
+			kept = append(kept, t)
+		}
+	}
+	slices.SortStableFunc(kept, inOrder)
+	return kept
 }
 
 // roleRank puts a turn's user message before its other entries.

@@ -51,3 +51,25 @@ func TestClauseEnd(t *testing.T) {
 		}
 	}
 }
+
+// A history already in turn order (the usual one: each turn's message,
+// then its reply) is what the model sees as it is, without a copy.
+func TestSeenInOrderCostsNothing(t *testing.T) {
+	hist := []session.Turn{
+		{Role: llm.RoleUser, Content: "u1", N: 1},
+		{Role: llm.RoleAssistant, Content: "a1", N: 1},
+		{Role: llm.RoleUser, Content: "u2", N: 2},
+	}
+	got := seen(hist, 2)
+	if len(got) != 3 || &got[0] != &hist[0] {
+		t.Fatalf("seen = %v, want the history itself", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = seen(hist, 2) }); n != 0 {
+		t.Fatalf("%v allocations for a history in order", n)
+	}
+	// Its own reply, stored before a retry, is not seen; the copy is made.
+	withReply := append(hist[:3:3], session.Turn{Role: llm.RoleAssistant, Content: "a2", N: 2})
+	if got := seen(withReply, 2); len(got) != 3 || got[2].Content != "u2" {
+		t.Fatalf("seen = %v", got)
+	}
+}
