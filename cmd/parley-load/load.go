@@ -27,6 +27,9 @@ type textLoad struct {
 	Duration time.Duration
 	Grace    time.Duration // after Duration, for replies still under way
 	Ramp     time.Duration // clients connect spread over this
+	// Series: the result also counts answered and refused turns second by
+	// second (the overload scenario's recovery).
+	Series bool
 }
 
 type result struct {
@@ -46,6 +49,10 @@ type result struct {
 	Redis       *procStats         `json:"redis,omitempty"`
 	Load        *procStats         `json:"load_generator,omitempty"`
 	Extra       map[string]float64 `json:"extra,omitempty"`
+	// With textLoad.Series: turns answered and refused in each second of
+	// the run, from its start.
+	AnsweredEach []int `json:"answered_each_second,omitempty"`
+	RefusedEach  []int `json:"refused_each_second,omitempty"`
 	// What FirstDelta and ReplyDone measure, when not the seed's figures.
 	Labels [2]string `json:"-"`
 }
@@ -71,11 +78,29 @@ func summarize(d []time.Duration, minus time.Duration) stats {
 	return s
 }
 
+// perSecond counts the times in each second from t0.
+func perSecond(t0 time.Time, ts []time.Time) []int {
+	var out []int
+	for _, t := range ts {
+		if t.Before(t0) {
+			continue
+		}
+		k := int(t.Sub(t0) / time.Second)
+		for len(out) <= k {
+			out = append(out, 0)
+		}
+		out[k]++
+	}
+	return out
+}
+
 func round(x float64) float64 { return math.Round(x*100) / 100 }
 
 type collector struct {
 	mu          sync.Mutex
 	first, done []time.Duration
+	doneAt      []time.Time // with Series: when each reply.done came
+	refusedAt   []time.Time // with Series: when each refusal came
 	refused     map[string]int64
 	sent, fin   atomic.Int64
 	finInWindow atomic.Int64 // answered before the sending stopped
@@ -172,11 +197,17 @@ func (l textLoad) client(ctx context.Context, id int, stop time.Time, col *colle
 					}
 					col.mu.Lock()
 					col.done = append(col.done, now.Sub(ts.sent))
+					if l.Series {
+						col.doneAt = append(col.doneAt, now)
+					}
 					col.mu.Unlock()
 				}
 			case "error":
 				col.mu.Lock()
 				col.refused[ev.Code]++
+				if l.Series {
+					col.refusedAt = append(col.refusedAt, now)
+				}
 				col.mu.Unlock()
 				if ev.Turn != 0 {
 					delete(byTurn, ev.Turn) // accepted, then failed: answered with an error

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,35 @@ func TestServerEnv(t *testing.T) {
 				t.Fatalf("Set(%q): %v, want ok %v", tc.in, err, tc.ok)
 			}
 		})
+	}
+}
+
+func TestRecoveredAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		each []int
+		n    int
+		want int
+	}{
+		{"at once", []int{100, 100, 100}, 3, 0},
+		{"after two seconds", []int{10, 50, 100, 100}, 4, 2},
+		{"fell back", []int{100, 10, 100}, 3, 2},
+		{"never", []int{100, 100, 10}, 3, -1},
+		{"the series ends early", []int{100}, 3, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := recoveredAfter(tc.each, tc.n, 95); got != tc.want {
+				t.Fatalf("recoveredAfter(%v, %d) = %d, want %d", tc.each, tc.n, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPerSecond(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	got := perSecond(t0, []time.Time{at(10), at(999), at(2500), at(-5)})
+	if want := []int{2, 0, 1}; !slices.Equal(got, want) {
+		t.Fatalf("perSecond = %v, want %v", got, want)
 	}
 }

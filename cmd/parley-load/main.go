@@ -5,6 +5,7 @@
 //
 //	parley-load seed     [flags]  redis-server + fake upstream + bin/parley, 1,000 text clients
 //	parley-load idle     [flags]  redis-server + bin/parley, N sessions that only stay connected
+//	parley-load overload [flags]  one server, the offered load in phases (-factors × -clients): goodput under overload, and after
 //	parley-load batch    [flags]  the batching sweep: batching off and on, offered load rising
 //	parley-load replicas [flags]  two replicas on one Redis: delivery of an event across them
 //	parley-load voice    [flags]  N calls over the WebSocket audio channel (-proto realtime: over /v1/realtime;
@@ -62,6 +63,7 @@ func main() {
 	slots := fs.Int("slots", 64, "seed: the server's -llm-slots")
 	rateSession := fs.String("rate-session", "0", "seed: the server's -rate-session (0: no per-session limit, so that every turn reaches the model path)")
 	batches := fs.String("batches", "1,4", "batch: the server's -llm-batch values to compare")
+	factors := fs.String("factors", "1,2,4,1", "overload: the offered load of each phase, as multiples of -clients (each phase lasts -step)")
 	rates := fs.String("rates", "5,10,20,40,60,80,100,120", "batch: offered turns per second, in order")
 	step := fs.Duration("step", 10*time.Second, "batch, voice, phone: how long each step runs")
 	every := fs.Duration("every", 10*time.Second, "soak: how often the server is sampled")
@@ -156,6 +158,18 @@ func main() {
 		return
 	case "replicas":
 		res, err = runReplicas(ctx, *parley, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
+	case "overload":
+		fs, err := parseFloats(*factors)
+		if err != nil {
+			fail(fmt.Errorf("-factors: %v", err))
+		}
+		run, err := runOverload(ctx, *parley, *llm, *slots, *rateSession, up, textLoad{Clients: *clients, Interval: *interval, Duration: *step, Grace: *grace, Ramp: *ramp}, fs)
+		if err != nil {
+			fail(err)
+		}
+		printOverload(run)
+		writeJSON(*jsonOut, run)
+		return
 	case "seed":
 		res, err = runSeed(ctx, *parley, *llm, *slots, *rateSession, up, textLoad{Clients: *clients, Interval: *interval, Duration: *duration, Grace: *grace, Ramp: *ramp})
 	default:
@@ -218,6 +232,9 @@ func runText(ctx context.Context, name string, l textLoad, p procs, upstreamTime
 		Throughput: round(float64(col.finInWindow.Load()) / l.Duration.Seconds()),
 		FirstDelta: summarize(col.first, 0), ReplyDone: summarize(col.done, 0),
 		Server: server, Redis: measureRedis(), Load: measureSelf(),
+	}
+	if l.Series {
+		r.AnsweredEach, r.RefusedEach = perSecond(t0, col.doneAt), perSecond(t0, col.refusedAt)
 	}
 	if n := float64(col.fin.Load()); n > 0 {
 		// CPU per answered turn: what bounds throughput on a shared machine.
@@ -440,34 +457,62 @@ func stopParley(cmd *exec.Cmd) {
 }
 
 func runSeed(ctx context.Context, bin, llm string, slots int, rateSession string, up upstreamConfig, l textLoad) (*result, error) {
+	st, err := startTextStack(ctx, bin, llm, slots, rateSession, up)
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	l.URL = st.url
+	return runText(ctx, "seed ("+llm+" model)", l, st.procs, st.upstreamTime), nil
+}
+
+// textStack is a redis-server, the fake upstream when asked for, and a
+// server on them, as the seed and overload scenarios run them.
+type textStack struct {
+	url          string
+	procs        procs
+	upstreamTime time.Duration // the fake upstream's own time per reply
+	stop         func()
+}
+
+func startTextStack(ctx context.Context, bin, llm string, slots int, rateSession string, up upstreamConfig) (*textStack, error) {
 	redisURL, redisPid, stopRedis, err := startRedis(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer stopRedis()
+	stops := []func(){stopRedis}
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
 	env := []string{"REDIS_URL=" + redisURL, "PARLEY_RATE_SESSION=" + rateSession, "PARLEY_ASR=off",
 		fmt.Sprintf("PARLEY_LLM_SLOTS=%d", slots), "PARLEY_LLM_QUEUE=256"}
-	var upstreamTime time.Duration
+	st := &textStack{}
 	if llm == "fake" {
 		uctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		stops = append(stops, cancel)
 		addr, err := newUpstream(up).serve(uctx, "127.0.0.1:0")
 		if err != nil {
+			stop()
 			return nil, err
 		}
 		env = append(env, "LLM_BASE_URL=http://"+addr+"/v1", "LLM_MODEL=fake")
-		upstreamTime = up.TTFT
+		st.upstreamTime = up.TTFT
 		if up.TPS > 0 {
-			upstreamTime += time.Duration(float64(up.Words) / up.TPS * float64(time.Second))
+			st.upstreamTime += time.Duration(float64(up.Words) / up.TPS * float64(time.Second))
 		}
 	}
 	addr, cmd, err := startParley(ctx, bin, env)
 	if err != nil {
+		stop()
 		return nil, err
 	}
-	defer stopParley(cmd)
-	l.URL = "ws://" + addr + "/ws"
-	return runText(ctx, "seed ("+llm+" model)", l, procs{cmd.Process.Pid, redisPid, strings.TrimPrefix(redisURL, "redis://")}, upstreamTime), nil
+	stops = append(stops, func() { stopParley(cmd) })
+	st.url = "ws://" + addr + "/ws"
+	st.procs = procs{cmd.Process.Pid, redisPid, strings.TrimPrefix(redisURL, "redis://")}
+	st.stop = stop
+	return st, nil
 }
 
 func runIdle(ctx context.Context, bin string, clients int, hold time.Duration) (*result, error) {

@@ -55,7 +55,10 @@ type voiceStep struct {
 	ConnectFail int64            `json:"connect_failures"`
 	Errors      map[string]int64 `json:"errors_by_code"`
 	Server      *procStats       `json:"server"`
-	CPUPerCall  float64          `json:"server_cpu_percent_per_call"`
+	// Load: the load generator's own process (it encodes and decodes every
+	// call's Opus on the same cores: what bounds a step may be it).
+	Load       *procStats `json:"load_generator,omitempty"`
+	CPUPerCall float64    `json:"server_cpu_percent_per_call"`
 }
 
 type voiceRun struct {
@@ -185,8 +188,8 @@ func runVoice(ctx context.Context, bin, stack, proto string, steps []int, dur ti
 		}
 		st := voiceStepRun(ctx, dial, "ws://"+addr+path, "http://"+addr+"/metrics", cmd.Process.Pid, n, dur, speech, silence)
 		run.Steps = append(run.Steps, st)
-		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) p50 %.0f p99 %.0f ms, voice-to-voice p50 %.0f p99 %.0f ms; client end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call)\n",
-			n, st.Turns, st.NoReply, st.ServerMs.P50, st.ServerMs.P99, st.V2V.P50, st.V2V.P99, st.ClientV2V.P50, st.ClientV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall)
+		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) p50 %.0f p99 %.0f ms, voice-to-voice p50 %.0f p99 %.0f ms; client end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call), load generator %.0f%%\n",
+			n, st.Turns, st.NoReply, st.ServerMs.P50, st.ServerMs.P99, st.V2V.P50, st.V2V.P99, st.ClientV2V.P50, st.ClientV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall, st.Load.CPUPercent)
 	}
 	return run, nil
 }
@@ -210,7 +213,7 @@ func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voice
 		errs           = map[string]int64{}
 	)
 	pacer0 := metricSum(metricsURL, "parley_media_pacer_underruns_total")
-	measure := watch(pid)
+	measure, measureSelf := watch(pid), watch(os.Getpid())
 	t0 := time.Now()
 	stop := t0.Add(dur)
 	var wg sync.WaitGroup
@@ -253,7 +256,7 @@ func voiceStepRun(ctx context.Context, dial func(context.Context, string) (voice
 		ServerMs: summarize(serverMs, 0), V2V: summarize(v2v, 0), ClientV2V: summarize(clientV2V, 0), Jitter: summarize(gaps, frameDur),
 		ClientUnder: under.Load(), Frames: frames.Load(), Interrupted: interrupted.Load(), Disconnects: disc.Load(), ConnectFail: cfail.Load(), Errors: errs,
 		PacerUnder: metricSum(metricsURL, "parley_media_pacer_underruns_total") - pacer0,
-		Server:     srv,
+		Server:     srv, Load: measureSelf(),
 	}
 	if srv != nil && calls > 0 {
 		st.CPUPerCall = round(srv.CPUPercent / float64(calls))
