@@ -1,13 +1,18 @@
 -- isdone and markdone: whether a turn has its reply. Turns of one session may
 -- finish out of order, so "replied" is a watermark (every turn up to it is
 -- done) plus a d:<turn> field for each done turn above it. Prepended to the
--- scripts that use them.
-local function isdone(meta, turn)
-  local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
-  return turn <= w or redis.call('HEXISTS', meta, 'd:' .. turn) == 1
+-- scripts that use them. A script that has read the watermark (w) and the
+-- turn's d: field (marked) with its other fields in one HMGET passes them:
+-- each redis.call costs Redis more than the command it runs.
+local function isdone(meta, turn, w, marked)
+  if w == nil then
+    w = tonumber(redis.call('HGET', meta, 'replied') or '0')
+    marked = redis.call('HEXISTS', meta, 'd:' .. turn) == 1
+  end
+  return turn <= w or marked
 end
-local function markdone(meta, turn)
-  local w = tonumber(redis.call('HGET', meta, 'replied') or '0')
+local function markdone(meta, turn, w)
+  if w == nil then w = tonumber(redis.call('HGET', meta, 'replied') or '0') end
   if turn ~= w + 1 then
     redis.call('HSET', meta, 'd:' .. turn, 1)
     return

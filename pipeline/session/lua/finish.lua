@@ -1,10 +1,12 @@
 -- Stores a turn's end once: the tail delta, interrupted, reply.done, the
 -- assistant's message in the history. KEYS: log, hist, meta, channel.
 local turn = tonumber(ARGV[5])
-if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
-if isdone(KEYS[3], turn) then return 0 end
+local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut')
+if f[1] ~= ARGV[6] then return 0 end
+local w = tonumber(f[2] or '0')
+if isdone(KEYS[3], turn, w, f[3] ~= false) then return 0 end
 local status, events, content = 1, {ARGV[8], ARGV[9], ARGV[10]}, ARGV[7]
-if ARGV[8] ~= '' and tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then
+if ARGV[8] ~= '' and tonumber(f[4] or '0') >= turn then
   -- Cut before the tail was stored: the reply is what the client was sent.
   status, events, content = 2, {ARGV[11], ARGV[12]}, ARGV[13]
 end
@@ -17,6 +19,6 @@ end
 if content ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
 end
-markdone(KEYS[3], turn)
+markdone(KEYS[3], turn, w)
 redis.call('HDEL', KEYS[3], 'run:' .. turn)
 return status

@@ -7,8 +7,12 @@
 local last = redis.call('HGET', KEYS[3], 'turn')
 if not last then return redis.error_reply('NOSESSION') end
 if tonumber(last) >= tonumber(ARGV[8]) then return redis.error_reply('TURNLIMIT') end
-local turn = redis.call('HINCRBY', KEYS[3], 'turn', 1)
-if ARGV[9] == '1' then redis.call('HSET', KEYS[3], 'resp', turn) end
+local turn = tonumber(last) + 1
+if ARGV[9] == '1' then
+  redis.call('HSET', KEYS[3], 'turn', turn, 'resp', turn)
+else
+  redis.call('HSET', KEYS[3], 'turn', turn)
+end
 local body = ARGV[4] .. turn .. ARGV[5]
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', body)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'user', 'c', ARGV[6], 'n', turn)

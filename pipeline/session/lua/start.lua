@@ -12,9 +12,13 @@
 -- caller has the rest from the last start. Entries converted to Lua cost
 -- Redis several microseconds each, so the usual reply carries two.
 local turn = tonumber(ARGV[1])
-if isdone(KEYS[1], turn) then return {0, '', '', 0, {}, '', {}, 1} end
-local steps = tonumber(redis.call('HGET', KEYS[1], 'ts:' .. turn) or '0')
-if redis.call('HEXISTS', KEYS[1], 'tp:' .. turn) == 1 then
+-- One read of every field the start looks at.
+local f = redis.call('HMGET', KEYS[1], 'replied', 'd:' .. turn, 'ts:' .. turn, 'tp:' .. turn,
+  'run:' .. turn, 'cut', 'he', 'settings')
+if isdone(KEYS[1], turn, tonumber(f[1] or '0'), f[2] ~= false) then return {0, '', '', 0, {}, '', {}, 1} end
+local steps = tonumber(f[3] or '0')
+local settings = f[8] or ''
+if f[4] then
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'tj:' .. turn, ARGV[3]) end
   local pend, all = {}, redis.call('HGETALL', KEYS[1])
   for k = 1, #all, 2 do
@@ -23,20 +27,20 @@ if redis.call('HEXISTS', KEYS[1], 'tp:' .. turn) == 1 then
       pend[#pend + 1] = all[k + 1]
     end
   end
-  return {2, '', redis.call('HGET', KEYS[1], 'settings') or '', steps, pend, '', {}, 1}
+  return {2, '', settings, steps, pend, '', {}, 1}
 end
 local function history()
   local max = tonumber(ARGV[4])
   if max <= 0 then return '', {}, 1 end
-  local edits = redis.call('HGET', KEYS[1], 'he') or '0'
+  local edits = f[7] or '0'
   if ARGV[5] ~= '' and ARGV[6] == edits then
     return edits, redis.call('XREVRANGE', KEYS[2], '+', '(' .. ARGV[5], 'COUNT', max), 0
   end
   return edits, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', max), 1
 end
-local prev = redis.call('HGET', KEYS[1], 'run:' .. turn) or ''
+local prev = f[5] or ''
 redis.call('HSET', KEYS[1], 'run:' .. turn, ARGV[2])
-local cut = tonumber(redis.call('HGET', KEYS[1], 'cut') or '0')
+local cut = tonumber(f[6] or '0')
 local edits, entries, whole = history()
 if cut >= turn then return {-1, prev, '', steps, {}, edits, entries, whole} end
-return {1, prev, redis.call('HGET', KEYS[1], 'settings') or '', steps, {}, edits, entries, whole}
+return {1, prev, settings, steps, {}, edits, entries, whole}
