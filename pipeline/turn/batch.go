@@ -105,11 +105,17 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		}
 		j.buf.WriteString(text)
 		j.text.WriteString(text)
-		// The first piece goes at once (time to first token); then when
+		// The first piece goes after FirstWait (time to first token, but a
+		// reply that comes whole goes whole with its end); then when
 		// Coalesce has passed, or at a clause end once a fifth of it has:
 		// natural chunks for a slow model, few writes for a fast one.
 		since := e.clk.Now().Sub(j.lastFlush)
-		if !j.flushed || since >= e.cfg.Coalesce || (since >= e.cfg.Coalesce/5 && clauseEnd(text)) {
+		switch {
+		case !j.flushed:
+			if j.firstWait == nil {
+				j.firstWait = e.clk.AfterFunc(e.cfg.FirstWait, func() { e.flushFirst(bctx, j) })
+			}
+		case since >= e.cfg.Coalesce || (since >= e.cfg.Coalesce/5 && clauseEnd(text)):
 			e.flushLocked(bctx, j)
 		}
 	})
@@ -289,6 +295,16 @@ func answerMissing(conv []llm.Message) []llm.Message {
 	return out
 }
 
+// flushFirst stores a reply's first piece, FirstWait after it came,
+// unless the reply's end is being stored (with it).
+func (e *Engine) flushFirst(ctx context.Context, j *job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.finishing {
+		e.flushLocked(ctx, j)
+	}
+}
+
 // flushLocked stores the job's buffered text as one reply.delta. j.mu held.
 func (e *Engine) flushLocked(ctx context.Context, j *job) {
 	if j.buf.Len() == 0 || j.status != session.Appended {
@@ -351,6 +367,10 @@ func (e *Engine) finishJob(ctx context.Context, j *job, callErr, batchErr error)
 func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr error) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.finishing = true // the first piece's timer stores nothing now
+	if j.firstWait != nil {
+		j.firstWait()
+	}
 	j.keep = false
 	defer func() {
 		if !j.keep {

@@ -176,9 +176,9 @@ func TestSubmitStreamsTheReplyIntoTheLog(t *testing.T) {
 	}
 }
 
-// With the clock standing still, the first piece is stored at once (time
-// to first token) and the rest, which came within the coalescing window,
-// with the reply's end: few writes for a fast model.
+// With the clock standing still, a reply that comes whole (before the
+// first piece's FirstWait is up) is stored in one piece with its end: few
+// writes for a fast model.
 func TestDeltasCoalesce(t *testing.T) {
 	r := newRig(t, redistest.Start(t).Client(), &fakes.Echo{}, turn.Config{})
 	id, s := r.session()
@@ -191,8 +191,43 @@ func TestDeltasCoalesce(t *testing.T) {
 			deltas = append(deltas, d.Text)
 		}
 	}
-	if fmt.Sprint(deltas) != "[echo:  one two three four]" {
-		t.Fatalf("deltas %q: want the first piece, then the rest at the end", deltas)
+	if fmt.Sprint(deltas) != "[echo: one two three four]" {
+		t.Fatalf("deltas %q: want the whole reply in one piece", deltas)
+	}
+}
+
+// A model that pauses after its first piece (a streaming one) has that
+// piece stored FirstWait (2 ms, the default) after it came, and the rest
+// at its end.
+func TestFirstPieceWaitsFirstWait(t *testing.T) {
+	gate := fakes.NewGate()
+	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{})
+	id, s := r.session()
+	if _, err := r.eng.Submit(context.Background(), id, "hi", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.Started
+	timers := r.clk.Timers()
+	gate.Send("Hello")
+	for r.clk.Timers() == timers { // the first piece's timer
+		time.Sleep(time.Millisecond)
+	}
+	r.clk.Advance(2 * time.Millisecond)
+	evs := s.until(t, func(ev event.Event) bool { _, ok := ev.(event.ReplyDelta); return ok })
+	if d := evs[len(evs)-1].(event.ReplyDelta); d.Text != "Hello" {
+		t.Fatalf("first delta %q, want the first piece", d.Text)
+	}
+	gate.Send(" there")
+	gate.Send(", you.")
+	gate.Finish()
+	var deltas []string
+	for _, ev := range s.until(t, doneOf(1)) {
+		if d, ok := ev.(event.ReplyDelta); ok {
+			deltas = append(deltas, d.Text)
+		}
+	}
+	if fmt.Sprint(deltas) != "[ there, you.]" {
+		t.Fatalf("deltas after the first %q: want the rest at the end", deltas)
 	}
 }
 

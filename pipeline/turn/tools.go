@@ -366,6 +366,7 @@ func (j *job) resetStep() {
 	j.text.Reset()
 	j.calls = nil
 	j.flushed, j.reset, j.keep = false, false, false
+	j.firstWait, j.finishing = nil, false
 	j.status = 0
 	j.stopWait = nil
 }
