@@ -67,6 +67,7 @@ type config struct {
 	SystemPrompt string
 	HistoryTurns int
 	Coalesce     time.Duration
+	FirstWait    time.Duration
 	ClaimAfter   time.Duration
 
 	RateSession  float64
@@ -241,6 +242,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.str(&c.SystemPrompt, "system-prompt", "PARLEY_SYSTEM_PROMPT", "", "system prompt; empty: a short voice-assistant prompt")
 	f.int(&c.HistoryTurns, "history-turns", "PARLEY_HISTORY_TURNS", 20, "past messages (user and assistant) the model sees")
 	f.dur(&c.Coalesce, "coalesce", "PARLEY_COALESCE", 50*time.Millisecond, "reply text is stored at most this often, or at a clause end")
+	f.dur(&c.FirstWait, "first-wait", "PARLEY_FIRST_WAIT", 2*time.Millisecond, "a reply's first piece waits this long for more before it is stored (a reply that comes whole is stored whole)")
 	f.dur(&c.ClaimAfter, "claim-after", "PARLEY_CLAIM_AFTER", 15*time.Second, "a replica silent this long is dead and its turns are taken over")
 
 	f.float(&c.RateSession, "rate-session", "PARLEY_RATE_SESSION", 1, "turns per second per session; 0 = unlimited")

@@ -95,7 +95,7 @@ func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error
 		ReplicaID: cfg.ReplicaID, Prefix: cfg.RedisPrefix,
 		Slots: cfg.Slots, Queue: cfg.Queue, QueueWait: cfg.QueueWait, Batch: cfg.Batch,
 		TurnTimeout: cfg.LLMTimeout, SystemPrompt: cfg.SystemPrompt, HistoryTurns: cfg.HistoryTurns,
-		Coalesce: cfg.Coalesce, ClaimAfter: cfg.ClaimAfter,
+		Coalesce: cfg.Coalesce, FirstWait: cfg.FirstWait, ClaimAfter: cfg.ClaimAfter,
 		Toolbox: c.tools, ToolSteps: cfg.ToolSteps, ToolTimeout: cfg.ToolTimeout,
 		SessionRate: ratelimit.Rule{Rate: cfg.RateSession, Burst: cfg.BurstSession},
 		GlobalRate:  ratelimit.Rule{Rate: cfg.RateGlobal, Burst: cfg.BurstGlobal},
