@@ -17,7 +17,7 @@ NPM_PROJECTS := pipeline/tools/mcp/testdata/npm signaling/realtime/testdata/npm 
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-echo bench-gc bench-phone bench-replicas bench-soak clean
+.PHONY: all deps build run test fuzz vet bench bench-go bench-seed bench-seed-local bench-seed-long bench-idle bench-batch bench-voice bench-voice-realtime bench-voice-offline bench-echo bench-gc bench-cost bench-overload bench-phone bench-replicas bench-soak clean
 
 all: build
 
@@ -94,6 +94,7 @@ bench: bench-go
 	$(MAKE) bench-batch BATCH_FLAGS="-rates 10,40,80 -step 5s -grace 3s"
 	$(MAKE) bench-voice VOICE_FLAGS="-calls 50,150 -step 10s"
 	$(MAKE) bench-echo ECHO_FLAGS="-calls 50 -step 8s -rounds 1"
+	$(MAKE) bench-overload OVERLOAD_FLAGS="-clients 100 -step 4s -grace 2s"
 	$(MAKE) bench-phone PHONE_FLAGS="-calls 50,150 -step 10s"
 	$(MAKE) bench-replicas REPLICA_FLAGS="-clients 50 -interval 100ms -duration 5s -grace 3s"
 	$(MAKE) bench-soak SOAK_FLAGS="-clients 100 -duration 30s -every 10s"
@@ -149,6 +150,17 @@ bench-echo: $(LOAD)
 # bin/bench-gc/.
 bench-gc: $(LOAD)
 	docs/bench/gc/ab.sh
+
+# Overload: one server, the offered load in phases of 1×, 2×, 4× and 1×
+# the base clients: goodput, refusals, and the recovery after.
+OVERLOAD_FLAGS ?= -clients 600 -step 10s -grace 3s
+bench-overload: $(LOAD)
+	./$(LOAD) overload -llm local $(OVERLOAD_FLAGS) -json bin/bench-overload.json
+
+# A turn's cost, two server binaries A/B in one run (docs/benchmarks.md,
+# "A turn's cost"): make bench-cost ARMS="before:bin/parley-before after:bin/parley"
+bench-cost: $(LOAD)
+	ARMS="$(ARMS)" docs/bench/cost/ab.sh
 
 # Phone: N calls as Twilio makes them (the voice webhook, a Media Stream
 # of 8 kHz mu-law, marks echoed), zero-cost ASR/TTS fakes.

@@ -20,8 +20,9 @@ type overloadStep struct {
 	// phase's (the base load, which the server should answer in full).
 	Goodput float64 `json:"goodput_of_base"`
 	Offered float64 `json:"offered_per_second"` // turns sent over the phase's sending time
-	// Recovered: the first second from which every second answers at
-	// least 95 % of the first phase's rate (-1: never in this phase).
+	// Recovered: the first second, after the phase's clients have all
+	// connected (-ramp), from which every second answers at least 95 % of
+	// the first phase's rate (-1: never in this phase).
 	Recovered int `json:"recovered_after_s"`
 	*result
 }
@@ -52,7 +53,10 @@ func runOverload(ctx context.Context, bin, llm string, slots int, rateSession st
 		}
 		step.Recovered = -1
 		if len(run.Phases) > 0 {
-			step.Recovered = recoveredAfter(r.AnsweredEach, int(l.Duration/time.Second), 0.95*run.Phases[0].Throughput)
+			// Counted from the end of the phase's ramp: before it, not all
+			// its clients send.
+			skip := min(int(math.Ceil(l.Ramp.Seconds())), len(r.AnsweredEach))
+			step.Recovered = recoveredAfter(r.AnsweredEach[skip:], int(l.Duration/time.Second)-skip, 0.95*run.Phases[0].Throughput)
 		}
 		run.Phases = append(run.Phases, step)
 		if ctx.Err() != nil {
