@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,7 +85,15 @@ func main() {
 	fs.DurationVar(&up.BatchBase, "batch-base", 150*time.Millisecond, "fake upstream: cost of a /v1/completions call")
 	fs.DurationVar(&up.BatchPer, "batch-per", 15*time.Millisecond, "fake upstream: added cost per prompt")
 	fs.IntVar(&up.BatchConc, "batch-conc", 4, "fake upstream: completions calls at once")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (its cost is the benchmark's cost on a shared machine)")
 	_ = fs.Parse(args)
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		defer stopProfile()
+	}
 
 	var res *result
 	var err error
@@ -198,6 +207,19 @@ func writeJSON(path string, v any) {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "parley-load:", err)
 	os.Exit(1)
+}
+
+// startCPUProfile profiles this process into path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func raiseFileLimit() {
