@@ -191,9 +191,12 @@ func (g *Gateway) Endpoint(p Protocol) *Endpoint {
 	e.upgrader = websocket.Upgrader{
 		// Memory per idle socket decides how many fit in a replica: no
 		// write buffer between writes (pooled), and a small read buffer of
-		// our own so that the HTTP server's 4 KiB one can go.
+		// our own so that the HTTP server's 4 KiB one can go. 512 B holds
+		// a client message (a typed turn, an Opus frame); a longer one is
+		// read past the buffer. Against 1 KiB: 0.6–0.9 KB less RSS per
+		// idle socket (docs/benchmarks.md, "Idle scale").
 		WriteBufferPool: &sync.Pool{},
-		ReadBufferSize:  1024,
+		ReadBufferSize:  512,
 		CheckOrigin:     g.checkOrigin,
 		Subprotocols:    p.Subprotocols,
 	}
