@@ -9,12 +9,17 @@
 //	P:{S}:log   Stream   protocol events; field "e" holds the event's JSON without its id
 //	P:{S}:hist  Stream   conversation turns for the LLM; fields r (role), c (content), n (turn)
 //	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>,
-//	                     settings (Settings, JSON), md (the front end's metadata, JSON)
+//	                     settings (Settings, JSON), md (the front end's metadata, JSON),
+//	                     he (the history's edit count: a cached window is stale once it moves)
 //	P:{S}       channel  each appended event is published here, as the client will see it
 //	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster)
 //
 // The braces are a Redis Cluster hash tag: one session's keys share a slot,
 // so each append is one atomic Lua script (append, publish, refresh TTL).
+//
+// A Store keeps, in memory, each recently started session's latest window
+// of history entries (Config.HistoryCache), so that a turn's start reads
+// only the entries stored since the last one.
 //
 // Store and Hub are safe for concurrent use. Hub.Run owns the replica's
 // Pub/Sub connections (one, or with sharded Pub/Sub on a cluster one per
