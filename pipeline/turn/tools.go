@@ -359,9 +359,12 @@ func (e *Engine) requeue(j *job) {
 	signal(e.wake)
 }
 
-// resetStep readies a job for its next step. (Under no lock: the job is in
-// no batch and no map.)
+// resetStep readies a job for its next step. The job is in no batch and
+// no map; the lock is for the last step's first-piece timer, which may
+// still be running (it stores nothing once the step is finishing).
 func (j *job) resetStep() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.buf.Reset()
 	j.text.Reset()
 	j.calls = nil
