@@ -14,7 +14,8 @@ import (
 // A turn's start reads only the history entries stored since the replica's
 // last start of the session; what it returns must still be exactly the
 // latest window Redis holds, whichever replica stored or edited entries
-// in between.
+// in between, and whether the turn was started by Start or as it was
+// stored (AppendUserTurnStarted), whose run then owns it (the finish).
 func TestStartHistoryWindowStaysExact(t *testing.T) {
 	const window = 6
 	for _, tc := range []struct {
@@ -51,12 +52,18 @@ func TestStartHistoryWindowStaysExact(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				turn, err := s.Respond(ctx, id)
-				if err != nil {
-					t.Fatal(err)
-				}
 				run := fmt.Sprintf("run%d", step)
-				st, err := s.Start(ctx, id, turn, run, window, "")
+				var turn int64
+				var st session.Started
+				var err error
+				if rng.IntN(2) == 0 { // stored and started in one script
+					turn, st, err = s.AppendUserTurnStarted(ctx, id, fmt.Sprintf("q%d", step), "text", run, window)
+				} else {
+					if turn, err = s.Respond(ctx, id); err != nil {
+						t.Fatal(err)
+					}
+					st, err = s.Start(ctx, id, turn, run, window, "")
+				}
 				if err != nil || st.Status != session.StartOK {
 					t.Fatalf("step %d: start %+v, %v", step, st, err)
 				}

@@ -251,6 +251,42 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 	return res[0].(int64), res[1].(string), nil
 }
 
+var userTurnStartScript = redis.NewScript(lua("itemstart.lua"))
+
+// AppendUserTurnStarted is AppendUserTurn and Start in one script, for a
+// turn that goes straight to a free slot: it stores the turn, makes run
+// its owner, and returns what Start would (a new turn is never done, cut
+// or waiting for tools): one script call fewer per turn.
+func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, source event.Source, run string, max int) (int64, Started, error) {
+	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: source})
+	max = min(max, int(s.cfg.MaxHistory))
+	win := s.hist.get(id, max)
+	lastID, edits := win.args()
+	res, err := userTurnStartScript.Run(ctx, s.rdb, s.writeKeys(id),
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
+		run, max, lastID, edits).Slice()
+	if err != nil {
+		return 0, Started{}, scriptErr("append turn", err)
+	}
+	if len(res) < 6 {
+		return 0, Started{}, fmt.Errorf("session: append turn: %d values from the script", len(res))
+	}
+	st := Started{Status: StartOK}
+	if st.Settings, err = parseSettings(res[2].(string)); err != nil {
+		return 0, Started{}, err
+	}
+	if max > 0 {
+		entries, _ := res[4].([]any)
+		next, err := win.merge(id, max, res[3].(string), entries, res[5].(int64) == 1)
+		if err != nil {
+			return 0, Started{}, err
+		}
+		s.hist.put(win, next)
+		st.History = next.turns
+	}
+	return res[0].(int64), st, nil
+}
+
 var respondScript = redis.NewScript(lua("respond.lua"))
 
 // Respond gives a response its turn: the latest turn when its items have

@@ -137,14 +137,19 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 // model is asked. It reports false when the turn needs no call (already
 // replied, cut before it started, or waiting for tool results).
 func (e *Engine) startJob(ctx context.Context, j *job) (llm.Request, bool) {
-	j.run = e.newRun()
 	// The history and the session's settings come with the start, in the
-	// same round trip.
+	// same round trip; for a turn started as it was stored, they came then.
 	var st session.Started
-	err := e.durably(ctx, "start turn", func(ctx context.Context) (err error) {
-		st, err = e.store.Start(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns, jobAt(j))
-		return err
-	})
+	var err error
+	if j.started != nil {
+		st, j.started = *j.started, nil
+	} else {
+		j.run = e.newRun()
+		err = e.durably(ctx, "start turn", func(ctx context.Context) (err error) {
+			st, err = e.store.Start(ctx, j.session, j.turn, j.run, e.cfg.HistoryTurns, jobAt(j))
+			return err
+		})
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("start turn", "session", j.session, "turn", j.turn, "err", err)

@@ -209,6 +209,9 @@ type job struct {
 	// longer does.
 	firstWait func() bool
 	finishing bool
+	// started: what the turn's start found when its user turn was stored
+	// and started in one script (run already set); used once, by startJob.
+	started *session.Started
 	calls     []llm.ToolCall       // the tool calls of this step
 	status    session.AppendStatus // Appended while live; Stale or Cut once stopped
 	keep      bool                 // held for a call: the job stays in its stream
@@ -320,9 +323,7 @@ func (e *Engine) AppendItem(ctx context.Context, sessionID, text string, source 
 // of its own. It goes through the same admission, rate limits and
 // persistence as Submit.
 func (e *Engine) CreateResponse(ctx context.Context, sessionID string, opts ResponseOptions) (int64, error) {
-	return e.respond(ctx, sessionID, opts, nil, func(ctx context.Context) (int64, error) {
-		return e.store.Respond(ctx, sessionID)
-	})
+	return e.respond(ctx, sessionID, opts, nil, e.responseTurn(sessionID))
 }
 
 // CreateSpokenResponse is CreateResponse for a reply that a call speaks
@@ -332,22 +333,37 @@ func (e *Engine) CreateSpokenResponse(ctx context.Context, sessionID string, opt
 	if written == nil {
 		written = func(int64, string) {}
 	}
-	return e.respond(ctx, sessionID, opts, written, func(ctx context.Context) (int64, error) {
-		return e.store.Respond(ctx, sessionID)
-	})
+	return e.respond(ctx, sessionID, opts, written, e.responseTurn(sessionID))
 }
 
-// userTurn stores a user turn that gets a response.
-func (e *Engine) userTurn(sessionID, text string, source event.Source) func(context.Context) (int64, error) {
-	return func(ctx context.Context) (int64, error) {
+// allocFunc gives a response its turn. Given a run, it may also start the
+// turn for that run, and then returns what the start found.
+type allocFunc func(ctx context.Context, run string) (int64, *session.Started, error)
+
+// userTurn stores a user turn that gets a response; with a run, it starts
+// the turn in the same script (AppendUserTurnStarted).
+func (e *Engine) userTurn(sessionID, text string, source event.Source) allocFunc {
+	return func(ctx context.Context, run string) (int64, *session.Started, error) {
+		if run != "" {
+			turn, st, err := e.store.AppendUserTurnStarted(ctx, sessionID, text, source, run, e.cfg.HistoryTurns)
+			return turn, &st, err
+		}
 		turn, _, err := e.store.AppendUserTurn(ctx, sessionID, text, source)
-		return turn, err
+		return turn, nil, err
+	}
+}
+
+// responseTurn gives a response to the items appended so far its turn.
+func (e *Engine) responseTurn(sessionID string) allocFunc {
+	return func(ctx context.Context, _ string) (int64, *session.Started, error) {
+		turn, err := e.store.Respond(ctx, sessionID)
+		return turn, nil, err
 	}
 }
 
 // respond admits a response, gives it its turn with alloc, persists its
 // job and queues it.
-func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOptions, written func(int64, string), alloc func(context.Context) (int64, error)) (int64, error) {
+func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOptions, written func(int64, string), alloc allocFunc) (int64, error) {
 	if err := e.admit(ctx); err != nil {
 		return 0, err
 	}
@@ -366,11 +382,21 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	if err := e.rateLimit(ctx, sessionID); err != nil {
 		return 0, err
 	}
-	turn, err := alloc(ctx)
+	// A typed turn goes straight to its start when nothing waits; a spoken
+	// one is started as before, since a barge-in may cut it meanwhile and
+	// the call's flow for a turn cut before it started differs.
+	var run string
+	if written == nil && e.startsAtOnce(sessionID) {
+		run = e.newRun()
+	}
+	turn, started, err := alloc(ctx, run)
 	if err != nil {
 		return 0, e.storeError(sessionID, err)
 	}
 	j := &job{session: sessionID, turn: turn, stream: e.jobsKey(e.cfg.ReplicaID), opts: opts, written: written}
+	if started != nil {
+		j.run, j.started = run, started
+	}
 	if j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result(); err != nil {
 		e.log.Error("persist job", "session", sessionID, "turn", turn, "err", err)
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
@@ -385,6 +411,16 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	e.mu.Unlock()
 	signal(e.wake)
 	return turn, nil
+}
+
+// startsAtOnce says whether a turn of the session about to be stored may
+// be started in the same script (AppendUserTurnStarted): nothing waits in
+// the queue, and no turn of the session runs here, whose reply the model
+// would otherwise see if it finished before this turn started.
+func (e *Engine) startsAtOnce(sessionID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.queue) == 0 && len(e.active[sessionID]) == 0
 }
 
 // admit reserves a place for a response among this replica's slots and

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,6 +229,45 @@ func TestFirstPieceWaitsFirstWait(t *testing.T) {
 	}
 	if fmt.Sprint(deltas) != "[ there, you.]" {
 		t.Fatalf("deltas after the first %q: want the rest at the end", deltas)
+	}
+}
+
+// A typed turn on an idle replica whose reply comes whole costs Redis two
+// script calls: its storing and start in one, and its finish (no delta of
+// its own, FirstWait).
+func TestTypedTurnTakesTwoScripts(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	r := newRig(t, rdb, &fakes.Echo{}, turn.Config{})
+	ctx := context.Background()
+	scripts := func() int {
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(info, "\n") {
+			for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
+				if rest, ok := strings.CutPrefix(line, cmd+"calls="); ok {
+					v, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+					n += v
+				}
+			}
+		}
+		return n
+	}
+	warm, ws := r.session() // loads the scripts
+	if _, err := r.eng.Submit(ctx, warm, "warm up", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	ws.until(t, doneOf(1))
+	id, s := r.session()
+	before := scripts()
+	if _, err := r.eng.Submit(ctx, id, "hello", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, doneOf(1))
+	if n := scripts() - before; n != 2 {
+		t.Fatalf("%d script calls for a typed turn, want 2", n)
 	}
 }
 

@@ -1,0 +1,29 @@
+-- Appends a user turn that gets a response and makes run ARGV[9] its
+-- owner at once, for a turn that goes straight to a free slot: item.lua
+-- and start.lua in one script (each script call costs Redis more than the
+-- commands it runs). KEYS: log, hist, meta, channel. ARGV: as item.lua's
+-- (ttl ms, max events, max history, the body before the turn number, the
+-- body after it, text, the publish command, max turns), then the run
+-- (ARGV[9]), and the history window as start.lua's: max entries, the last id held,
+-- the edit count it was read at. Returns {turn, event id, settings, edit
+-- count, entries (newest first), whole}.
+local f = redis.call('HMGET', KEYS[3], 'turn', 'he', 'settings')
+if not f[1] then return redis.error_reply('NOSESSION') end
+if tonumber(f[1]) >= tonumber(ARGV[8]) then return redis.error_reply('TURNLIMIT') end
+local turn = tonumber(f[1]) + 1
+redis.call('HSET', KEYS[3], 'turn', turn, 'resp', turn, 'run:' .. turn, ARGV[9])
+local body = ARGV[4] .. turn .. ARGV[5]
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', body)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'user', 'c', ARGV[6], 'n', turn)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+redis.call(ARGV[7], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(body, 2))
+local max = tonumber(ARGV[10])
+local edits, entries, whole = f[2] or '0', {}, 1
+if max > 0 then
+  if ARGV[11] ~= '' and ARGV[12] == edits then
+    entries, whole = redis.call('XREVRANGE', KEYS[2], '+', '(' .. ARGV[11], 'COUNT', max), 0
+  else
+    entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', max)
+  end
+end
+return {turn, id, f[3] or '', edits, entries, whole}
