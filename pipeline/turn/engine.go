@@ -212,10 +212,10 @@ type job struct {
 	// started: what the turn's start found when its user turn was stored
 	// and started in one script (run already set); used once, by startJob.
 	started *session.Started
-	calls     []llm.ToolCall       // the tool calls of this step
-	status    session.AppendStatus // Appended while live; Stale or Cut once stopped
-	keep      bool                 // held for a call: the job stays in its stream
-	stop      func()               // cancels the batch when every job in it stopped
+	calls   []llm.ToolCall       // the tool calls of this step
+	status  session.AppendStatus // Appended while live; Stale or Cut once stopped
+	keep    bool                 // held for a call: the job stays in its stream
+	stop    func()               // cancels the batch when every job in it stopped
 }
 
 // NewEngine builds an Engine. llm is the provider; limiter may be nil for
