@@ -23,9 +23,14 @@ var errBadEntry = errors.New("session: malformed history entry from the start sc
 type histCache struct {
 	mu    sync.Mutex
 	limit int // windows kept; the least recently used goes first
+	bytes int // the windows' size (size), at most histCacheBytes
 	m     map[string]*list.Element
 	lru   list.List // of *histWindow, most recent first
 }
+
+// histCacheBytes bounds the text the cache holds, whatever the windows
+// hold (a tool's output may be 16 KiB, and a window has 20 entries).
+const histCacheBytes = 32 << 20
 
 // histWindow is a session's latest entries, oldest first. Its slices are
 // never changed once stored: an update stores new ones, so that a reader
@@ -36,6 +41,16 @@ type histWindow struct {
 	edits   string   // the session's edit count when read
 	ids     []string // stream ids, with turns
 	turns   []Turn
+	size    int // about the bytes it holds
+}
+
+// sized sets w's size and returns w.
+func (w *histWindow) sized() *histWindow {
+	w.size = 0
+	for i, t := range w.turns {
+		w.size += 96 + len(w.ids[i]) + len(t.Role) + len(t.Content) + len(t.ToolCalls) + len(t.CallID)
+	}
+	return w
 }
 
 func newHistCache(limit int) *histCache {
@@ -70,22 +85,30 @@ func (c *histCache) put(old, w *histWindow) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	w.sized()
 	el, ok := c.m[w.session]
 	switch {
-	case ok && el.Value.(*histWindow) != old:
-		c.lru.Remove(el)
-		delete(c.m, w.session)
+	case ok && (el.Value.(*histWindow) != old || w.size > histCacheBytes/4):
+		c.drop(el)
 	case ok:
+		c.bytes += w.size - el.Value.(*histWindow).size
 		el.Value = w
 		c.lru.MoveToFront(el)
-	case old == nil:
+	case old == nil && w.size <= histCacheBytes/4:
 		c.m[w.session] = c.lru.PushFront(w)
-		for c.lru.Len() > c.limit {
-			last := c.lru.Back()
-			c.lru.Remove(last)
-			delete(c.m, last.Value.(*histWindow).session)
-		}
+		c.bytes += w.size
 	}
+	for c.lru.Len() > c.limit || c.bytes > histCacheBytes {
+		c.drop(c.lru.Back())
+	}
+}
+
+// drop forgets a window. c.mu held.
+func (c *histCache) drop(el *list.Element) {
+	w := el.Value.(*histWindow)
+	c.lru.Remove(el)
+	delete(c.m, w.session)
+	c.bytes -= w.size
 }
 
 // args are the start script's arguments for the window: the last id it

@@ -33,7 +33,8 @@ type Config struct {
 	// HistoryCache: sessions whose latest history window this replica
 	// keeps between their turns, so that a turn's start reads only the
 	// entries stored since the last one (histCache); default 2048, the
-	// least recently used dropped first; negative: none.
+	// least recently used dropped first, and at most 32 MiB of their text
+	// in all; negative: none.
 	HistoryCache int
 }
 
