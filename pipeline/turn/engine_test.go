@@ -186,15 +186,21 @@ func TestDeltasCoalesce(t *testing.T) {
 	if _, err := r.eng.Submit(context.Background(), id, "one two three four", event.SourceText); err != nil {
 		t.Fatal(err)
 	}
-	var deltas []string
-	for _, ev := range s.until(t, doneOf(1)) {
-		if d, ok := ev.(event.ReplyDelta); ok {
-			deltas = append(deltas, d.Text)
-		}
-	}
+	deltas := deltaTexts(s.until(t, doneOf(1)))
 	if fmt.Sprint(deltas) != "[echo: one two three four]" {
 		t.Fatalf("deltas %q: want the whole reply in one piece", deltas)
 	}
+}
+
+// deltaTexts is the texts of the reply.delta events among evs.
+func deltaTexts(evs []event.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		if d, ok := ev.(event.ReplyDelta); ok {
+			out = append(out, d.Text)
+		}
+	}
+	return out
 }
 
 // A model that pauses after its first piece (a streaming one) has that
@@ -221,12 +227,7 @@ func TestFirstPieceWaitsFirstWait(t *testing.T) {
 	gate.Send(" there")
 	gate.Send(", you.")
 	gate.Finish()
-	var deltas []string
-	for _, ev := range s.until(t, doneOf(1)) {
-		if d, ok := ev.(event.ReplyDelta); ok {
-			deltas = append(deltas, d.Text)
-		}
-	}
+	deltas := deltaTexts(s.until(t, doneOf(1)))
 	if fmt.Sprint(deltas) != "[ there, you.]" {
 		t.Fatalf("deltas after the first %q: want the rest at the end", deltas)
 	}
