@@ -23,8 +23,11 @@ func TestStartHistoryWindowStaysExact(t *testing.T) {
 		cache int // the stores' HistoryCache
 		edits bool
 	}{
+		// The default cache (0: 2,048 sessions).
 		{"cached, entries only appended", 0, false},
 		{"cached, entries edited and deleted", 0, true},
+		// A cache of one window, so that the two sessions evict each
+		// other's at every turn; and none at all.
 		{"cached window of one session", 1, true},
 		{"no cache", -1, true},
 	} {
