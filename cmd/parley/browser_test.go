@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/internal/testkit/npm"
 	"github.com/parleyhq/parley/internal/testkit/redistest"
 	"github.com/parleyhq/parley/media"
@@ -34,8 +35,7 @@ func TestBrowser(t *testing.T) {
 	// The MCP server of the tools subtest is installed out here, where
 	// npm can reach its registry (once: it is cached).
 	everything := npm.Bin(t, "../../pipeline/tools/mcp/testdata/npm", "mcp-server-everything")
-	if os.Getenv("PARLEY_IN_NETNS") == "" {
-		reexecInNetns(t)
+	if !testkit.InLoopbackNetns(t) {
 		return
 	}
 	chromium, err := exec.LookPath("chromium")
@@ -258,22 +258,6 @@ func (b *browser) evalAsync(js string) string {
 		b.t.Fatalf("%s: %v", js, err)
 	}
 	return fmt.Sprint(v)
-}
-
-// reexecInNetns runs this test again inside a new network namespace.
-func reexecInNetns(t *testing.T) {
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Fatalf("unshare not found: %v", err)
-	}
-	cmd := exec.Command("unshare", "-n", "sh", "-c",
-		`ip link set lo up && exec "$0" -test.run '^TestBrowser$' -test.v -test.timeout 5m`, os.Args[0])
-	cmd.Env = append(os.Environ(), "PARLEY_IN_NETNS=1")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		// Either the test failed inside (its output is above), or unshare
-		// was refused: it needs root or user namespaces.
-		t.Fatalf("the browser test in its network namespace: %v", err)
-	}
 }
 
 func waitUp(t *testing.T, url string) {

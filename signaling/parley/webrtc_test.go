@@ -5,8 +5,6 @@ package parley_test
 import (
 	"encoding/json"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 
+	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/local"
 )
@@ -27,8 +26,7 @@ import (
 // server keeps the default rtc.Config; the pion client stands for a
 // browser on the same host.
 func TestWebRTC(t *testing.T) {
-	if os.Getenv("PARLEY_IN_NETNS") == "" {
-		reexecInNetns(t)
+	if !testkit.InLoopbackNetns(t) {
 		return
 	}
 	asr, v := offline(t)
@@ -37,22 +35,6 @@ func TestWebRTC(t *testing.T) {
 
 	t.Run("a call with the defaults", func(t *testing.T) { callOverWebRTC(t, r, speech) })
 	t.Run("a call whose ICE never completes moves to the WebSocket", func(t *testing.T) { moveToWebSocket(t, r, speech) })
-}
-
-// reexecInNetns runs the test again inside `unshare -n` with only lo up.
-func reexecInNetns(t *testing.T) {
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Fatalf("unshare not found: %v", err)
-	}
-	cmd := exec.Command("unshare", "-n", "sh", "-c",
-		`ip link set lo up && exec "$0" -test.run "^$1\$" -test.v -test.timeout 5m`, os.Args[0], t.Name())
-	cmd.Env = append(os.Environ(), "PARLEY_IN_NETNS=1")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		// Either the test failed inside (its output is above), or unshare
-		// was refused: it needs root or user namespaces.
-		t.Fatalf("%s in its network namespace: %v", t.Name(), err)
-	}
 }
 
 func clientAPI(t *testing.T) *webrtc.API {
