@@ -65,16 +65,7 @@ func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Du
 	pcm := make([]int16, int(before.Seconds()*opus.Rate))
 	pcm = up.Process(pcm16, pcm)
 	pcm = append(pcm, make([]int16, int(after.Seconds()*opus.Rate))...)
-	enc, _ := opus.NewEncoder(opus.Rate, 0)
-	var pkts [][]byte
-	for i := 0; i+opus.FrameSamples <= len(pcm); i += opus.FrameSamples {
-		p, err := enc.Encode(pcm[i : i+opus.FrameSamples])
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkts = append(pkts, p)
-	}
-	return pkts
+	return encodeOpus(t, pcm)
 }
 
 type heard struct {
