@@ -11,17 +11,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/parleyhq/parley/internal/testkit/npm"
+	"github.com/parleyhq/parley/internal/testkit/mcptest"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/openai"
 	"github.com/parleyhq/parley/pipeline/tools"
-	"github.com/parleyhq/parley/pipeline/tools/mcp"
 )
 
-// everythingTools are the tools of the pinned server-everything.
-const everythingTools = 13
+const everythingTools = mcptest.Tools // the pinned server-everything's
 
 // countedBox is a Toolbox that counts the calls it runs.
 type countedBox struct {
@@ -34,24 +31,11 @@ func (b *countedBox) Call(ctx context.Context, name string, args json.RawMessage
 	return b.Toolbox.Call(ctx, name, args)
 }
 
-// startEverything runs the npm server-everything (pinned, over stdio)
-// under an MCP Manager until the test ends, and waits for its tools.
+// startEverything runs the pinned server-everything for the test
+// (mcptest.Everything).
 func startEverything(t *testing.T) *countedBox {
 	t.Helper()
-	bin := npm.Bin(t, "../../pipeline/tools/mcp/testdata/npm", "mcp-server-everything")
-	m, err := mcp.New(mcp.Config{Servers: []mcp.Server{{Name: "everything", Command: bin, Args: []string{"stdio"}}}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(60 * time.Second); len(m.Tools()) < everythingTools; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("server-everything offered %d tools", len(m.Tools()))
-		}
-	}
+	m := mcptest.Everything(t, "../../pipeline/tools/mcp/testdata/npm", testLogger(t))
 	return &countedBox{Toolbox: m}
 }
 

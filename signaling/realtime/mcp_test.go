@@ -1,40 +1,23 @@
 package realtime_test
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/parleyhq/parley/internal/testkit/fakes"
-	"github.com/parleyhq/parley/internal/testkit/npm"
+	"github.com/parleyhq/parley/internal/testkit/mcptest"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/tools/mcp"
 )
 
-// everythingTools is how many tools the pinned server-everything has.
-const everythingTools = 13
+const everythingTools = mcptest.Tools // the pinned server-everything's
 
-// startEverything runs the npm server-everything (pinned, over stdio)
-// under an MCP Manager named "everything" until the test ends, and waits
-// for its tools.
+// startEverything runs the pinned server-everything for the test
+// (mcptest.Everything).
 func startEverything(t *testing.T) *mcp.Manager {
 	t.Helper()
-	bin := npm.Bin(t, "../../pipeline/tools/mcp/testdata/npm", "mcp-server-everything")
-	m, err := mcp.New(mcp.Config{Servers: []mcp.Server{{Name: "everything", Command: bin, Args: []string{"stdio"}}}}, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(60 * time.Second); len(m.Tools()) < everythingTools; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("server-everything offered %d tools", len(m.Tools()))
-		}
-	}
+	m := mcptest.Everything(t, "../../pipeline/tools/mcp/testdata/npm", testLogger())
 	return m
 }
 
