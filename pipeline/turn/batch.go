@@ -22,6 +22,7 @@ import (
 func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	inflight.Inc()
 	defer inflight.Dec()
+	defer e.inactive(jobs)
 	bctx, cancel := context.WithTimeout(ctx, e.cfg.TurnTimeout)
 	defer cancel()
 
@@ -40,28 +41,12 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	}
 	batchSize.Observe(float64(len(live)))
 	now := e.clk.Now()
-	e.mu.Lock()
 	for _, j := range live {
 		queueWait.Observe(now.Sub(j.accepted).Seconds())
+		j.mu.Lock() // Interrupt may read it: the job is active since dispatch
 		j.stop = func() { e.stopIfAllStopped(live, cancel) }
-		m := e.active[j.session]
-		if m == nil {
-			m = make(map[*job]struct{})
-			e.active[j.session] = m
-		}
-		m[j] = struct{}{}
+		j.mu.Unlock()
 	}
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		for _, j := range live {
-			delete(e.active[j.session], j)
-			if len(e.active[j.session]) == 0 {
-				delete(e.active, j.session)
-			}
-		}
-		e.mu.Unlock()
-	}()
 
 	// Stores text that waited longer than Coalesce when the model pauses.
 	tickDone := make(chan struct{})

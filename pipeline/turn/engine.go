@@ -161,7 +161,7 @@ type Engine struct {
 	free       int // free slots
 	draining   bool
 	handedOver atomic.Bool                  // Drain gave the turns away: stop beating
-	active     map[string]map[*job]struct{} // running turns by session, for Interrupt
+	active     map[string]map[*job]struct{} // turns handed to a slot, by session (Interrupt, startsAtOnce)
 	held       map[turnKey]*heldTurn        // spoken turns written by the model, waiting for FinishSpoken
 	waiting    map[turnKey]*job             // turns of this replica waiting for tool results
 	wake       chan struct{}
@@ -414,13 +414,50 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 }
 
 // startsAtOnce says whether a turn of the session about to be stored may
-// be started in the same script (AppendUserTurnStarted): nothing waits in
-// the queue, and no turn of the session runs here, whose reply the model
-// would otherwise see if it finished before this turn started.
+// be started in the same script (AppendUserTurnStarted): no turn of the
+// session waits in the queue or runs here, whose reply the model would
+// otherwise see if it finished before this turn started. Other sessions'
+// turns do not matter: under load the queue is rarely empty, and that is
+// when the script saved counts most.
 func (e *Engine) startsAtOnce(sessionID string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.queue) == 0 && len(e.active[sessionID]) == 0
+	if len(e.active[sessionID]) > 0 {
+		return false
+	}
+	// The queue is short (Config.Queue); a scan costs less than keeping
+	// a count by session through every way a job leaves it.
+	for _, j := range e.queue {
+		if j.session == sessionID {
+			return false
+		}
+	}
+	return true
+}
+
+// activeLocked records jobs handed to a slot as running, from the moment
+// they leave the queue: a turn stored meanwhile must see them.
+func (e *Engine) activeLocked(jobs []*job) {
+	for _, j := range jobs {
+		m := e.active[j.session]
+		if m == nil {
+			m = make(map[*job]struct{})
+			e.active[j.session] = m
+		}
+		m[j] = struct{}{}
+	}
+}
+
+// inactive forgets jobs whose batch has ended.
+func (e *Engine) inactive(jobs []*job) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, j := range jobs {
+		delete(e.active[j.session], j)
+		if len(e.active[j.session]) == 0 {
+			delete(e.active, j.session)
+		}
+	}
 }
 
 // admit reserves a place for a response among this replica's slots and
@@ -681,6 +718,7 @@ func (e *Engine) dispatch(ctx context.Context) {
 			jobs := make([]*job, n)
 			copy(jobs, e.queue[:n])
 			e.queue = append(e.queue[:0], e.queue[n:]...)
+			e.activeLocked(jobs)
 			e.free--
 			e.batches.Add(1)
 			go func() { // ends when the batch's turns are finished or ctx ends

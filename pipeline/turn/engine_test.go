@@ -239,37 +239,86 @@ func TestFirstPieceWaitsFirstWait(t *testing.T) {
 func TestTypedTurnTakesTwoScripts(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	r := newRig(t, rdb, &fakes.Echo{}, turn.Config{})
-	ctx := context.Background()
-	scripts := func() int {
-		info, err := rdb.Info(ctx, "commandstats").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, line := range strings.Split(info, "\n") {
-			for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
-				if rest, ok := strings.CutPrefix(line, cmd+"calls="); ok {
-					v, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-					n += v
-				}
-			}
-		}
-		return n
-	}
 	warm, ws := r.session() // loads the scripts
-	if _, err := r.eng.Submit(ctx, warm, "warm up", event.SourceText); err != nil {
-		t.Fatal(err)
-	}
+	submit(t, r, warm, "warm up")
 	ws.until(t, doneOf(1))
 	id, s := r.session()
-	before := scripts()
-	if _, err := r.eng.Submit(ctx, id, "hello", event.SourceText); err != nil {
-		t.Fatal(err)
-	}
+	before := scriptCalls(t, rdb)
+	submit(t, r, id, "hello")
 	s.until(t, doneOf(1))
-	if n := scripts() - before; n != 2 {
+	if n := scriptCalls(t, rdb) - before; n != 2 {
 		t.Fatalf("%d script calls for a typed turn, want 2", n)
 	}
+}
+
+// Under load the queue is seldom empty: a typed turn is still stored and
+// started in one script when no turn of its own session waits or runs here,
+// and not when one does, whose reply it must see.
+func TestTypedTurnStartsAtOnceBehindOthers(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	hold := make(chan struct{})
+	model := &fakes.Echo{Hold: hold}
+	// One slot (the default is 16): the first turn holds it, the others queue.
+	r := newRig(t, rdb, model, turn.Config{Slots: 1})
+	warm, ws := r.session() // loads the scripts
+	close(hold)
+	submit(t, r, warm, "warm up")
+	ws.until(t, doneOf(1))
+	hold = make(chan struct{})
+	model.Hold = hold
+
+	before := scriptCalls(t, rdb)
+	a, as := r.session()
+	b, bs := r.session()
+	c, cs := r.session()
+	submit(t, r, a, "a")  // takes the slot
+	submit(t, r, b, "b1") // queued behind a, its own session's first
+	submit(t, r, c, "c")  // queued behind b1: another session's turn waits
+	submit(t, r, b, "b2") // b1 waits: started only when its slot takes it
+	close(hold)
+	as.until(t, doneOf(1))
+	cs.until(t, doneOf(1))
+	bs.until(t, doneOf(2))
+	// Two scripts a turn (stored and started, finished), and one more for
+	// b2's start.
+	if n := scriptCalls(t, rdb) - before; n != 9 {
+		t.Fatalf("%d script calls for four typed turns, want 9", n)
+	}
+	var b2 []llm.Message
+	for _, conv := range model.Convs() {
+		if fakes.LastUser(conv) == "b2" {
+			b2 = conv
+		}
+	}
+	if got := contents(b2); !strings.Contains(got, "user: b1 | assistant: echo: b1 | user: b2") {
+		t.Fatalf("b2's model saw %s", got)
+	}
+}
+
+func submit(t *testing.T, r *rig, id, text string) {
+	t.Helper()
+	if _, err := r.eng.Submit(context.Background(), id, text, event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scriptCalls is how many scripts Redis has run.
+func scriptCalls(t *testing.T, rdb *redis.Client) int {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
+			if rest, ok := strings.CutPrefix(line, cmd+"calls="); ok {
+				v, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				n += v
+			}
+		}
+	}
+	return n
 }
 
 // Items appended without a response wait; a response sees them all, under

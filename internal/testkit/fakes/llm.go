@@ -14,10 +14,12 @@ import (
 // Echo is a model that replies "echo: <the last user message>" in pieces
 // (a word and its space each), for up to Max conversations per call (0:
 // 1), with Delay between pieces. It records what it was given. Safe for
-// concurrent use.
+// concurrent use. With Hold, every call waits until Hold is closed before
+// it replies (a slot kept busy for as long as a test needs).
 type Echo struct {
 	Max   int
 	Delay time.Duration
+	Hold  <-chan struct{}
 
 	mu    sync.Mutex
 	convs [][]llm.Message
@@ -35,6 +37,13 @@ func (l *Echo) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 	l.mu.Lock()
 	l.convs = append(l.convs, convs...)
 	l.mu.Unlock()
+	if l.Hold != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.Hold:
+		}
+	}
 	replies := make([][]string, len(convs))
 	for i, c := range convs {
 		replies[i] = strings.SplitAfter(EchoOf(c), " ")
