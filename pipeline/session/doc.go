@@ -12,7 +12,9 @@
 //	                     settings (Settings, JSON), md (the front end's metadata, JSON),
 //	                     he (the history's edit count: a cached window is stale once it moves)
 //	P:{S}       channel  each appended event is published here, as the client will see it
-//	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster)
+//	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster);
+//	                     a script that appends several sends them in one message, a line each
+//	                     (compact JSON has no raw newline)
 //
 // The braces are a Redis Cluster hash tag: one session's keys share a slot,
 // so each append is one atomic Lua script (append, publish, refresh TTL).

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -260,10 +261,7 @@ func (h *Hub) receive(ctx context.Context, c *hubConn) {
 			if len(sinks) == 0 {
 				continue
 			}
-			payload := []byte(m.Payload)
-			for _, s := range sinks {
-				s.Deliver(payload)
-			}
+			deliver(sinks, []byte(m.Payload))
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
@@ -280,6 +278,20 @@ func (h *Hub) receive(ctx context.Context, c *hubConn) {
 		clear(sinks)
 	}
 }
+
+// deliver hands each event of a message to the sinks: a script that
+// appends several events publishes them in one message, a line each.
+func deliver(sinks []Sink, payload []byte) {
+	for len(payload) > 0 {
+		wire, rest, _ := bytes.Cut(payload, newline)
+		for _, s := range sinks {
+			s.Deliver(wire)
+		}
+		payload = rest
+	}
+}
+
+var newline = []byte{'\n'}
 
 // moved handles an SUNSUBSCRIBE: one we sent, or the cluster's when the
 // channel's slot moved to another node. For a channel still followed

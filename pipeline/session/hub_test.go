@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,58 @@ func TestHubDelivers(t *testing.T) {
 			}
 			if sb.has("hello a") {
 				t.Error("session b's sink got a's event")
+			}
+		})
+	}
+}
+
+// A script that appends several events (a reply's tail and its end)
+// publishes them in one message; each reaches a sink on its own, in order,
+// as the log holds it.
+func TestHubDeliversAScriptsEvents(t *testing.T) {
+	for _, sharded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redistest.Start(t).Client()
+			store := session.NewStore(rdb, session.Config{Sharded: sharded})
+			hub := runHub(t, rdb, store)
+			id, _, _ := store.Create(ctx)
+			turn, _, _ := store.AppendUserTurn(ctx, id, "hi", event.SourceText)
+			if st, _, _ := store.StartTurn(ctx, id, turn, "run"); st != session.StartOK {
+				t.Fatalf("start: %v", st)
+			}
+			sk := newSink()
+			if _, err := hub.Follow(ctx, id, sk); err != nil {
+				t.Fatal(err)
+			}
+			var raw *redis.PubSub
+			if sharded {
+				raw = rdb.SSubscribe(ctx, store.Channel(id))
+			} else {
+				raw = rdb.Subscribe(ctx, store.Channel(id))
+			}
+			defer raw.Close()
+			if _, err := raw.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."}); err != nil {
+				t.Fatal(err)
+			}
+			sk.waitFor(t, "Hello there.")
+			logged, err := store.Range(ctx, id, "", 10)
+			if err != nil || len(logged) != 3 {
+				t.Fatalf("log: %d events, %v", len(logged), err)
+			}
+			want := []string{string(logged[1].Wire), string(logged[2].Wire)}
+			sk.mu.Lock()
+			got := slices.Clone(sk.events)
+			sk.mu.Unlock()
+			if !slices.Equal(got, want) {
+				t.Fatalf("delivered %q, want %q", got, want)
+			}
+			m, err := raw.ReceiveMessage(ctx)
+			if err != nil || m.Payload != want[0]+"\n"+want[1] {
+				t.Fatalf("published %q (%v), want both events in one message", m.Payload, err)
 			}
 		})
 	}

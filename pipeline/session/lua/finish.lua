@@ -10,12 +10,16 @@ if ARGV[8] ~= '' and tonumber(f[4] or '0') >= turn then
   -- Cut before the tail was stored: the reply is what the client was sent.
   status, events, content = 2, {ARGV[11], ARGV[12]}, ARGV[13]
 end
+-- The events go out in one message, a line each: a Pub/Sub message costs
+-- Redis and every subscriber more than its bytes.
+local out = {}
 for _, e in ipairs(events) do
   if e ~= '' then
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
-    redis.call(ARGV[4], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
+    out[#out + 1] = '{"id":"' .. id .. '",' .. string.sub(e, 2)
   end
 end
+if #out > 0 then redis.call(ARGV[4], KEYS[4], table.concat(out, '\n')) end
 if content ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
 end

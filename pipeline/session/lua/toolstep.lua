@@ -18,11 +18,13 @@ if isdone(KEYS[3], turn) then return 0 end
 if tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then return -1 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', ARGV[7], 'tc', ARGV[8], 'n', turn)
 local i = 10
+local out = {} -- one message, a line an event (finish.lua)
 for k = 1, tonumber(ARGV[i]) do
   local e = ARGV[i + k]
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
-  redis.call(ARGV[4], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(e, 2))
+  out[k] = '{"id":"' .. id .. '",' .. string.sub(e, 2)
 end
+if #out > 0 then redis.call(ARGV[4], KEYS[4], table.concat(out, '\n')) end
 i = i + tonumber(ARGV[i]) + 1
 local pending = tonumber(ARGV[i])
 for k = 1, pending do
