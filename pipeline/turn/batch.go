@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,26 +49,9 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		j.mu.Unlock()
 	}
 
-	// Stores text that waited longer than Coalesce when the model pauses.
-	tickDone := make(chan struct{})
-	go func() { // ends when Stream has returned
-		ticks, stop := e.clk.NewTicker(e.cfg.Coalesce)
-		defer stop()
-		for {
-			select {
-			case <-tickDone:
-				return
-			case <-ticks:
-				for _, j := range live {
-					j.mu.Lock()
-					if j.buf.Len() > 0 && e.clk.Now().Sub(j.lastFlush) >= e.cfg.Coalesce {
-						e.flushLocked(bctx, j)
-					}
-					j.mu.Unlock()
-				}
-			}
-		}
-	}()
+	// Stores text that waited longer than Coalesce when the model pauses:
+	// a timer, not a goroutine, since most calls end before it fires.
+	stopPauses := e.flushPauses(bctx, live)
 	err := e.llm.Stream(bctx, reqs, func(i int, p llm.Piece) {
 		text := p.Text
 		if i < 0 || i >= len(live) || (text == "" && p.Call == nil) {
@@ -104,7 +88,7 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 			e.flushLocked(bctx, j)
 		}
 	})
-	close(tickDone)
+	stopPauses()
 
 	if ctx.Err() != nil {
 		return // the replica is stopping: leave the jobs for takeover
@@ -167,6 +151,39 @@ func (e *Engine) startJob(ctx context.Context, j *job) (llm.Request, bool) {
 	j.steps, j.prior = st.Steps, priorText(st.History, j.turn)
 	conv := e.conversation(st.History, j.turn, e.instructions(st.Settings, j.opts))
 	return e.request(j, conv, st.Settings), true
+}
+
+// flushPauses stores, every Coalesce, the text of the jobs that waited
+// longer than Coalesce, until the returned stop is called. A tick under
+// way when stop is called ends its round.
+func (e *Engine) flushPauses(ctx context.Context, live []*job) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var cancel func() bool
+	var tick func()
+	tick = func() {
+		for _, j := range live {
+			j.mu.Lock()
+			if j.buf.Len() > 0 && e.clk.Now().Sub(j.lastFlush) >= e.cfg.Coalesce {
+				e.flushLocked(ctx, j)
+			}
+			j.mu.Unlock()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			cancel = e.clk.AfterFunc(e.cfg.Coalesce, tick)
+		}
+	}
+	mu.Lock() // the first tick may come before AfterFunc returns
+	cancel = e.clk.AfterFunc(e.cfg.Coalesce, tick)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		cancel()
+	}
 }
 
 // finishCut stores an interrupted turn's reply: what the client was sent
