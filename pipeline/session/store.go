@@ -223,7 +223,7 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 // The scripts build the same wire form as event.WithID, so that the bytes
 // a replica publishes are the bytes every socket sends.
 
-var userTurnScript = redis.NewScript(lua("item.lua"))
+var userTurnScript = redis.NewScript(lua("expiry.lua") + lua("item.lua"))
 
 // AppendUserTurn stores a user turn that gets a response: it takes the
 // next turn number, appends a final transcript event to the log and the
@@ -252,7 +252,7 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 	return res[0].(int64), res[1].(string), nil
 }
 
-var userTurnStartScript = redis.NewScript(lua("itemstart.lua"))
+var userTurnStartScript = redis.NewScript(lua("expiry.lua") + lua("itemstart.lua"))
 
 // AppendUserTurnStarted is AppendUserTurn and Start in one script, for a
 // turn that goes straight to a free slot: it stores the turn, makes run

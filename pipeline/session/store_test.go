@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,8 +135,8 @@ func TestIdleSessionsExpire(t *testing.T) {
 	}
 	for _, k := range []string{"log", "hist", "meta"} {
 		ttl, _ := rdb.PTTL(ctx, "parley:{"+id+"}:"+k).Result()
-		if ttl <= 0 || ttl > 300*time.Millisecond {
-			t.Fatalf("%s TTL %v, want in (0, 300ms]", k, ttl)
+		if ttl <= 0 || ttl > 300*time.Millisecond*9/8 {
+			t.Fatalf("%s TTL %v, want in (0, 9/8 of 300ms]", k, ttl)
 		}
 	}
 	// Poll without touching: Authenticate would refresh the expiry.
@@ -151,6 +152,62 @@ func TestIdleSessionsExpire(t *testing.T) {
 	}
 	if _, _, err := s.AppendUserTurn(ctx, id, "anyone?", "text"); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("append to an expired session: %v, want ErrNotFound", err)
+	}
+}
+
+// A user turn refreshes the session's expiry only when the last refresh is
+// older than an eighth of the TTL, and then to 9/8 of it: the session
+// still lives at least TTL after its last turn, and most turns pay no
+// PEXPIRE.
+func TestTurnsRefreshExpiryNowAndThen(t *testing.T) {
+	for _, started := range []bool{false, true} {
+		t.Run(fmt.Sprintf("started=%v", started), func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redistest.Start(t).Client()
+			const ttl = 800 * time.Millisecond
+			s := session.NewStore(rdb, session.Config{TTL: ttl})
+			id, _, _ := s.Create(ctx)
+			turn := func(text string) {
+				t.Helper()
+				var err error
+				if started {
+					_, _, err = s.AppendUserTurnStarted(ctx, id, text, "text", "run-"+text, 20)
+				} else {
+					_, _, err = s.AppendUserTurn(ctx, id, text, "text")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			pexpires := func() int {
+				info := rdb.Info(ctx, "commandstats").Val()
+				_, rest, ok := strings.Cut(info, "cmdstat_pexpire:calls=")
+				if !ok {
+					return 0
+				}
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+			turn("first")
+			after1 := pexpires()
+			for _, k := range []string{"log", "hist", "meta"} {
+				if ttl1, _ := rdb.PTTL(ctx, "parley:{"+id+"}:"+k).Result(); ttl1 <= ttl || ttl1 > ttl*9/8 {
+					t.Fatalf("%s TTL %v after the first turn, want in (%v, %v]", k, ttl1, ttl, ttl*9/8)
+				}
+			}
+			turn("second") // at once: no refresh
+			if n := pexpires() - after1; n != 0 {
+				t.Fatalf("%d PEXPIREs for a turn right after a refresh, want 0", n)
+			}
+			time.Sleep(ttl/8 + 50*time.Millisecond)
+			turn("third")
+			if n := pexpires() - after1; n != 3 {
+				t.Fatalf("%d PEXPIREs for a turn an eighth of the TTL after a refresh, want 3", n)
+			}
+			if ttl3, _ := rdb.PTTL(ctx, "parley:{"+id+"}:hist").Result(); ttl3 <= ttl {
+				t.Fatalf("hist TTL %v after the refresh, want over %v", ttl3, ttl)
+			}
+		})
 	}
 }
 

@@ -7,15 +7,20 @@
 -- (ARGV[9]), and the history window as start.lua's: max entries, the last id held,
 -- the edit count it was read at. Returns {turn, event id, settings, edit
 -- count, entries (newest first), whole}.
-local f = redis.call('HMGET', KEYS[3], 'turn', 'he', 'settings')
+local f = redis.call('HMGET', KEYS[3], 'turn', 'he', 'settings', 'xp')
 if not f[1] then return redis.error_reply('NOSESSION') end
 if tonumber(f[1]) >= tonumber(ARGV[8]) then return redis.error_reply('TURNLIMIT') end
 local turn = tonumber(f[1]) + 1
-redis.call('HSET', KEYS[3], 'turn', turn, 'resp', turn, 'run:' .. turn, ARGV[9])
 local body = ARGV[4] .. turn .. ARGV[5]
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', body)
+local xp = expiry(id, f[4], ARGV[1])
+if xp then
+  redis.call('HSET', KEYS[3], 'turn', turn, 'resp', turn, 'run:' .. turn, ARGV[9], 'xp', xp)
+else
+  redis.call('HSET', KEYS[3], 'turn', turn, 'resp', turn, 'run:' .. turn, ARGV[9])
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'user', 'c', ARGV[6], 'n', turn)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+if xp then refresh(KEYS, ARGV[1]) end
 redis.call(ARGV[7], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(body, 2))
 local max = tonumber(ARGV[10])
 local edits, entries, whole = f[2] or '0', {}, 1
