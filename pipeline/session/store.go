@@ -21,7 +21,7 @@ import (
 // Config of a Store. A zero field means the default in its comment.
 type Config struct {
 	Prefix     string        // key prefix; default "parley"
-	TTL        time.Duration // an idle session expires after this; default 30m
+	TTL        time.Duration // an idle session expires after this (up to an eighth later: turns refresh it now and then); default 30m
 	MaxEvents  int64         // events kept per session log (approximate trim); default 10000
 	MaxHistory int64         // turns kept in the history stream; default 200
 	MaxTurns   int64         // user turns a session may have; default 10000
