@@ -85,103 +85,105 @@ func runHub(t *testing.T, rdb redis.UniversalClient, store *session.Store) *sess
 	return hub
 }
 
+// eachPubSub runs f with classic and with sharded Pub/Sub on one Redis,
+// each with its own Redis, Store and running Hub.
+func eachPubSub(t *testing.T, f func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool)) {
+	for _, sharded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			store := session.NewStore(rdb, session.Config{Sharded: sharded})
+			f(t, rdb, store, runHub(t, rdb, store), sharded)
+		})
+	}
+}
+
 // Live delivery, with classic and with sharded Pub/Sub on one Redis: each
 // event appended reaches the session's sinks, and only theirs; a stopped
 // sink gets nothing more.
 func TestHubDelivers(t *testing.T) {
-	for _, sharded := range []bool{false, true} {
-		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
-			ctx := context.Background()
-			rdb := redistest.Start(t).Client()
-			store := session.NewStore(rdb, session.Config{Sharded: sharded})
-			hub := runHub(t, rdb, store)
-			a, _, _ := store.Create(ctx)
-			b, _, _ := store.Create(ctx)
-			sa, sb := newSink(), newSink()
-			stopA, err := hub.Follow(ctx, a, sa)
-			if err != nil {
-				t.Fatal(err)
+	eachPubSub(t, func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool) {
+		ctx := context.Background()
+		a, _, _ := store.Create(ctx)
+		b, _, _ := store.Create(ctx)
+		sa, sb := newSink(), newSink()
+		stopA, err := hub.Follow(ctx, a, sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hub.Follow(ctx, b, sb); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := store.AppendUserTurn(ctx, a, "hello a", event.SourceText); err != nil {
+			t.Fatal(err)
+		}
+		sa.waitFor(t, "hello a")
+		if err := store.Publish(ctx, a, []byte(`{"type":"state","text":"ephemeral"}`)); err != nil {
+			t.Fatal(err)
+		}
+		sa.waitFor(t, "ephemeral")
+		_, _, _ = store.AppendUserTurn(ctx, b, "hello b", event.SourceText)
+		sb.waitFor(t, "hello b")
+		stopA()
+		stopA()
+		_, _, _ = store.AppendUserTurn(ctx, a, "again a", event.SourceText)
+		_, _, _ = store.AppendUserTurn(ctx, b, "again b", event.SourceText)
+		sb.waitFor(t, "again b")
+		for _, text := range []string{"hello b", "again b", "again a"} {
+			if sa.has(text) {
+				t.Errorf("session a's sink got %q", text)
 			}
-			if _, err := hub.Follow(ctx, b, sb); err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := store.AppendUserTurn(ctx, a, "hello a", event.SourceText); err != nil {
-				t.Fatal(err)
-			}
-			sa.waitFor(t, "hello a")
-			if err := store.Publish(ctx, a, []byte(`{"type":"state","text":"ephemeral"}`)); err != nil {
-				t.Fatal(err)
-			}
-			sa.waitFor(t, "ephemeral")
-			_, _, _ = store.AppendUserTurn(ctx, b, "hello b", event.SourceText)
-			sb.waitFor(t, "hello b")
-			stopA()
-			stopA()
-			_, _, _ = store.AppendUserTurn(ctx, a, "again a", event.SourceText)
-			_, _, _ = store.AppendUserTurn(ctx, b, "again b", event.SourceText)
-			sb.waitFor(t, "again b")
-			for _, text := range []string{"hello b", "again b", "again a"} {
-				if sa.has(text) {
-					t.Errorf("session a's sink got %q", text)
-				}
-			}
-			if sb.has("hello a") {
-				t.Error("session b's sink got a's event")
-			}
-		})
-	}
+		}
+		if sb.has("hello a") {
+			t.Error("session b's sink got a's event")
+		}
+	})
 }
 
 // A script that appends several events (a reply's tail and its end)
 // publishes them in one message; each reaches a sink on its own, in order,
 // as the log holds it.
 func TestHubDeliversAScriptsEvents(t *testing.T) {
-	for _, sharded := range []bool{false, true} {
-		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
-			ctx := context.Background()
-			rdb := redistest.Start(t).Client()
-			store := session.NewStore(rdb, session.Config{Sharded: sharded})
-			hub := runHub(t, rdb, store)
-			id, _, _ := store.Create(ctx)
-			turn, _, _ := store.AppendUserTurn(ctx, id, "hi", event.SourceText)
-			if st, _, _ := store.StartTurn(ctx, id, turn, "run"); st != session.StartOK {
-				t.Fatalf("start: %v", st)
-			}
-			sk := newSink()
-			if _, err := hub.Follow(ctx, id, sk); err != nil {
-				t.Fatal(err)
-			}
-			var raw *redis.PubSub
-			if sharded {
-				raw = rdb.SSubscribe(ctx, store.Channel(id))
-			} else {
-				raw = rdb.Subscribe(ctx, store.Channel(id))
-			}
-			defer raw.Close()
-			if _, err := raw.Receive(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := store.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."}); err != nil {
-				t.Fatal(err)
-			}
-			sk.waitFor(t, "Hello there.")
-			logged, err := store.Range(ctx, id, "", 10)
-			if err != nil || len(logged) != 3 {
-				t.Fatalf("log: %d events, %v", len(logged), err)
-			}
-			want := []string{string(logged[1].Wire), string(logged[2].Wire)}
-			sk.mu.Lock()
-			got := slices.Clone(sk.events)
-			sk.mu.Unlock()
-			if !slices.Equal(got, want) {
-				t.Fatalf("delivered %q, want %q", got, want)
-			}
-			m, err := raw.ReceiveMessage(ctx)
-			if err != nil || m.Payload != want[0]+"\n"+want[1] {
-				t.Fatalf("published %q (%v), want both events in one message", m.Payload, err)
-			}
-		})
-	}
+	eachPubSub(t, func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool) {
+		ctx := context.Background()
+		id, _, _ := store.Create(ctx)
+		turn, _, _ := store.AppendUserTurn(ctx, id, "hi", event.SourceText)
+		if st, _, _ := store.StartTurn(ctx, id, turn, "run"); st != session.StartOK {
+			t.Fatalf("start: %v", st)
+		}
+		sk := newSink()
+		if _, err := hub.Follow(ctx, id, sk); err != nil {
+			t.Fatal(err)
+		}
+		var raw *redis.PubSub
+		if sharded {
+			raw = rdb.SSubscribe(ctx, store.Channel(id))
+		} else {
+			raw = rdb.Subscribe(ctx, store.Channel(id))
+		}
+		defer raw.Close()
+		if _, err := raw.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."}); err != nil {
+			t.Fatal(err)
+		}
+		sk.waitFor(t, "Hello there.")
+		logged, err := store.Range(ctx, id, "", 10)
+		if err != nil || len(logged) != 3 {
+			t.Fatalf("log: %d events, %v", len(logged), err)
+		}
+		want := []string{string(logged[1].Wire), string(logged[2].Wire)}
+		sk.mu.Lock()
+		got := slices.Clone(sk.events)
+		sk.mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("delivered %q, want %q", got, want)
+		}
+		m, err := raw.ReceiveMessage(ctx)
+		if err != nil || m.Payload != want[0]+"\n"+want[1] {
+			t.Fatalf("published %q (%v), want both events in one message", m.Payload, err)
+		}
+	})
 }
 
 // On a three-node Redis Cluster: with sharded Pub/Sub every session's
