@@ -10,7 +10,8 @@
 //	P:{S}:hist  Stream   conversation turns for the LLM; fields r (role), c (content), n (turn)
 //	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>,
 //	                     settings (Settings, JSON), md (the front end's metadata, JSON),
-//	                     he (the history's edit count: a cached window is stale once it moves)
+//	                     he (the history's edit count: a cached window is stale once it moves),
+//	                     xp (when a user turn last refreshed the keys' expiry, Redis's ms)
 //	P:{S}       channel  each appended event is published here, as the client will see it
 //	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster);
 //	                     a script that appends several sends them in one message, a line each
