@@ -433,7 +433,7 @@ func (c *conn) text(m *inMsg) {
 		var te *turn.TurnError
 		if errors.As(err, &te) {
 			// Not counted against the error budget: the client did nothing wrong.
-			c.sock.Send(event.Marshal(te.Event()))
+			c.sock.Send(c.srv.turnErrorWire(te.Event()))
 			return
 		}
 		c.sock.Log().Error("submit failed", "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -72,6 +73,26 @@ type Server struct {
 
 	voice *call.Voice // nil: text only
 	rtc   *rtc.APIs   // nil: no WebRTC
+
+	// refusal is the last turn error sent and its wire form: under
+	// overload every refusal is the same busy error, whose JSON need not
+	// be made again for each. Shared by the connections.
+	refusal atomic.Pointer[refusalWire]
+}
+
+type refusalWire struct {
+	ev   event.Error
+	wire []byte // never modified once stored
+}
+
+// turnErrorWire is ev's wire form, reused when it is the last one's.
+func (s *Server) turnErrorWire(ev event.Error) []byte {
+	if last := s.refusal.Load(); last != nil && last.ev == ev {
+		return last.wire
+	}
+	w := event.Marshal(ev)
+	s.refusal.Store(&refusalWire{ev: ev, wire: w})
+	return w
 }
 
 // NewServer returns a Server. voice is the replica's voice stack; nil
