@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -129,10 +130,17 @@ func (s *Socket) Serve(h Handler) {
 	// makes the kernel reset the connection, and the client may lose the
 	// close frame that says why.
 	_ = s.ws.SetReadDeadline(time.Now().Add(time.Second))
-	for {
-		if _, _, err := s.ws.NextReader(); err != nil {
-			break
-		}
+	var err error
+	for err == nil {
+		_, _, err = s.ws.NextReader()
+	}
+	// After a read error other than the client's close frame (a frame over
+	// the cap, say) gorilla reads no more: drop the bytes the client is
+	// still sending, until it closes or the second is up, for the same
+	// reason. After its close frame, the server closes first (RFC 6455).
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) {
+		_, _ = io.Copy(io.Discard, s.ws.NetConn())
 	}
 	_ = s.ws.Close()
 	s.pinger.Stop()
