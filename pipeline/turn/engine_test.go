@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,20 +304,7 @@ func submit(t *testing.T, r *rig, id, text string) {
 // scriptCalls is how many scripts Redis has run.
 func scriptCalls(t *testing.T, rdb *redis.Client) int {
 	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(info, "\n") {
-		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
-			if rest, ok := strings.CutPrefix(line, cmd+"calls="); ok {
-				v, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-				n += v
-			}
-		}
-	}
-	return n
+	return redistest.Calls(t, rdb, "evalsha", "eval")
 }
 
 // Items appended without a response wait; a response sees them all, under

@@ -161,3 +161,33 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Calls is how many times the server has run the given commands (lower
+// case, as INFO commandstats names them: "evalsha", "pexpire"), summed,
+// those run inside scripts included.
+func Calls(tb testing.TB, rdb redis.UniversalClient, cmds ...string) int {
+	tb.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range cmds {
+			rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls=")
+			if !ok {
+				continue
+			}
+			end := strings.IndexByte(rest, ',')
+			if end < 0 {
+				tb.Fatalf("commandstats line %q", line)
+			}
+			v, err := strconv.Atoi(rest[:end])
+			if err != nil {
+				tb.Fatalf("commandstats line %q: %v", line, err)
+			}
+			n += v
+		}
+	}
+	return n
+}
