@@ -31,7 +31,11 @@ const (
 //
 // A feed starts replaying: live events wait until the log has been read
 // up to them. The replay runs on the socket's writer, so a long one needs
-// no queue space. Deliver and Resync are safe from any goroutine.
+// no queue space. Live events may come out of order (this replica's own
+// scripts hand theirs over directly, other replicas' come by Pub/Sub):
+// one whose previous event (prev) is newer than the last sent means a
+// gap, and the feed reads the log. Deliver and Resync are safe from any
+// goroutine.
 type Feed struct {
 	sock  *Socket
 	store *session.Store
@@ -43,34 +47,83 @@ type Feed struct {
 	mu        sync.Mutex
 	lastID    string // the newest stored event queued for the client
 	replaying bool   // a replay is queued or running: live events wait in pending
-	pending   [][]byte
+	pending   []live
 	overflow  bool
+	// degraded: this replay could not read the log, so it does not read
+	// it again at a gap (it would find it as broken); until it ends.
+	degraded  bool
 	lastTouch time.Time
 	stop      func()
+}
+
+// live is a live event waiting for a replay to end.
+type live struct {
+	prev string
+	wire []byte
 }
 
 // ID is the session's id.
 func (f *Feed) ID() string { return f.id }
 
-// Deliver implements session.Sink; it runs on the Hub's goroutine.
-func (f *Feed) Deliver(wire []byte) {
+// Deliver implements session.Sink; it runs on the Hub's goroutine or a
+// script's.
+func (f *Feed) Deliver(prev string, wire []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.replaying {
-		if len(f.pending) >= maxPending {
-			f.overflow = true
-			return
-		}
-		f.pending = append(f.pending, wire)
+		f.holdLocked(prev, wire)
 		return
 	}
-	if id := event.IDOf(wire); id != "" {
-		if f.lastID != "" && session.CompareIDs(id, f.lastID) <= 0 {
-			return // already sent (replay and live overlap)
-		}
-		f.lastID = id
+	switch f.nextLocked(prev, event.IDOf(wire)) {
+	case stale:
+		return // already sent (replay and live overlap)
+	case gap:
+		// An event before this one has not come yet: the log has it.
+		f.holdLocked(prev, wire)
+		f.replaying = true
+		f.sock.Do(f.replay)
+		return
 	}
 	f.send(wire)
+}
+
+func (f *Feed) holdLocked(prev string, wire []byte) {
+	if len(f.pending) >= maxPending {
+		f.overflow = true
+		return
+	}
+	f.pending = append(f.pending, live{prev, wire})
+}
+
+// What a live event is to the feed.
+const (
+	fresh = iota // the next to send: sent, and the last id now
+	stale        // sent already
+	gap          // newer than the next: an event between is missing
+)
+
+// nextLocked places event id (prev before it) against the last id sent,
+// and makes it the last id when it is fresh. An event without an id
+// (ephemeral) is always fresh; with prev unknown ("") an event newer than
+// the last is.
+func (f *Feed) nextLocked(prev, id string) int {
+	if id == "" {
+		return fresh
+	}
+	last := f.lastID
+	if last == "" {
+		last = "0-0"
+	}
+	if session.CompareIDs(id, last) <= 0 {
+		return stale
+	}
+	// prev older than the last sent is fine too: a resume from an id the
+	// log does not hold sends what comes after it.
+	if prev != "" && !f.degraded && session.CompareIDs(prev, last) > 0 {
+		return gap
+	}
+	f.lastID = id
+	return fresh
 }
 
 // send queues an event's frames.
@@ -128,7 +181,7 @@ func (f *Feed) replay(w Writer) error {
 			pend, overflow := f.pending, f.overflow
 			f.pending, f.overflow = nil, false
 			if len(pend) == 0 && !overflow {
-				f.replaying = false
+				f.replaying, f.degraded = false, false
 				f.mu.Unlock()
 				return nil
 			}
@@ -136,31 +189,45 @@ func (f *Feed) replay(w Writer) error {
 			if overflow {
 				break // events were dropped from pending: read the log again
 			}
-			for _, wire := range pend {
-				if !f.advance(event.IDOf(wire)) {
-					continue
-				}
-				if err := f.write(w, wire); err != nil {
+			if again, err := f.drain(w, pend); again || err != nil {
+				if err != nil {
 					return err
 				}
+				break // a gap: read the log again
 			}
 		}
 	}
 }
 
-// advance records id as sent and reports whether it is new; events without
-// an id are always new.
-func (f *Feed) advance(id string) bool {
-	if id == "" {
-		return true
+// drain writes the live events held during a replay. At a gap it holds
+// the rest again, ahead of what came since, and reports that the log
+// must be read again.
+func (f *Feed) drain(w Writer, pend []live) (again bool, err error) {
+	for i, ev := range pend {
+		f.mu.Lock()
+		n := f.nextLocked(ev.prev, event.IDOf(ev.wire))
+		if n == gap {
+			f.pending = append(pend[i:len(pend):len(pend)], f.pending...)
+			f.mu.Unlock()
+			return true, nil
+		}
+		f.mu.Unlock()
+		if n == stale {
+			continue
+		}
+		if err := f.write(w, ev.wire); err != nil {
+			return false, err
+		}
 	}
+	return false, nil
+}
+
+// advance records id, read from the log, as sent and reports whether it
+// is new: the log is in order, so no gap is possible.
+func (f *Feed) advance(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.lastID != "" && session.CompareIDs(id, f.lastID) <= 0 {
-		return false
-	}
-	f.lastID = id
-	return true
+	return f.nextLocked("", id) == fresh
 }
 
 // replayLog sends the stored events after the last id sent.
@@ -178,6 +245,9 @@ func (f *Feed) replayLog(w Writer) error {
 			if ctx.Err() != nil {
 				return err
 			}
+			f.mu.Lock()
+			f.degraded = true
+			f.mu.Unlock()
 			// Tell the client, and carry on live; the next Resync retries.
 			return f.write(w, event.Marshal(event.Error{Code: event.CodeInternal, Message: "missed events could not be read; reconnect to receive them"}))
 		}

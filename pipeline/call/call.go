@@ -357,8 +357,9 @@ type inFrame struct {
 }
 
 // Deliver implements session.Sink: the session's live events, on the
-// Hub's goroutine. The call keeps those of the turn it speaks.
-func (c *Call) Deliver(wire []byte) {
+// Hub's goroutine or a script's. The call keeps those of the turn it
+// speaks; it needs no missed one (Resync), so it does not look at prev.
+func (c *Call) Deliver(_ string, wire []byte) {
 	_, ev, err := event.Decode(wire)
 	if err != nil {
 		return // a type the call has no use for

@@ -11,20 +11,34 @@
 //	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>,
 //	                     settings (Settings, JSON), md (the front end's metadata, JSON),
 //	                     he (the history's edit count: a cached window is stale once it moves),
-//	                     xp (when a user turn last refreshed the keys' expiry, Redis's ms)
+//	                     xp (when a user turn last refreshed the keys' expiry, Redis's ms),
+//	                     lid (the log's last event id), fc + f:<replica> (how many follows
+//	                     of the session there are, in all and by each replica's Hub)
 //	P:{S}       channel  each appended event is published here, as the client will see it
-//	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster);
-//	                     a script that appends several sends them in one message, a line each
-//	                     (compact JSON has no raw newline)
+//	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster),
+//	                     when a replica other than the script's caller follows the session;
+//	                     a message is a line "<replica> <id before its first event>", then
+//	                     the events, a line each (compact JSON has no raw newline)
 //
 // The braces are a Redis Cluster hash tag: one session's keys share a slot,
 // so each append is one atomic Lua script (append, publish, refresh TTL).
+//
+// Live delivery has two paths. A replica's own scripts return their
+// events' ids, and the Store hands the events to the replica's Hub, which
+// delivers them to its sinks at once, with no round trip through Pub/Sub
+// (and skips its own messages, published for the others). Other replicas'
+// events come by Pub/Sub. Events of one session may so reach a sink out
+// of order, or a script's reply may be lost after it stored its events:
+// each event comes with the id of the log's event before it, so a sink
+// sees a gap and reads the log, and the Hub resyncs the sinks of a
+// session whose script failed once Redis answers again.
 //
 // A Store keeps, in memory, each recently started session's latest window
 // of history entries (Config.HistoryCache), so that a turn's start reads
 // only the entries stored since the last one.
 //
-// Store and Hub are safe for concurrent use. Hub.Run owns the replica's
+// Store and Hub are safe for concurrent use; a Store has at most one Hub
+// (NewHub), the one its scripts' events are handed to. Hub.Run owns the replica's
 // Pub/Sub connections (one, or with sharded Pub/Sub on a cluster one per
 // master node in use) and their receiving goroutines, and returns when its
 // context is cancelled and they have ended.

@@ -10,14 +10,22 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/pipeline/event"
 )
 
 // Sink receives a session's live events on this replica. Both calls come
-// from one of the Hub's receiving goroutines and must not block.
+// from one of the Hub's receiving goroutines, or from the goroutine whose
+// script stored the events (local delivery), and must not block. Calls
+// for one session may come from several goroutines at once.
 type Sink interface {
 	// Deliver hands over one event in its wire form; stored events carry
-	// an "id", ephemeral ones do not. The slice must not be modified.
-	Deliver(wire []byte)
+	// an "id", ephemeral ones do not. prev is the id of the log's event
+	// just before it ("0-0" for none), or "" when unknown (an ephemeral
+	// event): a sink whose last event is older than prev has missed one.
+	// Events of one session may come out of order (two paths: this
+	// replica's own scripts and Pub/Sub). The slice must not be modified.
+	Deliver(prev string, wire []byte)
 	// Resync says that events may have been missed (the Pub/Sub
 	// connection was re-established): read the log from the last id seen.
 	Resync()
@@ -39,6 +47,10 @@ type Hub struct {
 	shards map[string]*hubConn // by master address ("" without a cluster)
 	runCtx context.Context     // Run's, once it runs; nil before
 	wg     sync.WaitGroup      // the receiving goroutines
+	// lost: channels whose events a script of this replica may have
+	// stored without handing them over (its reply lost); their sinks are
+	// resynced once Redis answers again (resyncLost).
+	lost map[string]struct{}
 }
 
 type follow struct {
@@ -46,6 +58,11 @@ type follow struct {
 	conn      *hubConn
 	ready     chan struct{} // closed at the first subscribe confirmation
 	confirmed bool
+	// counted is closed once the follow is counted in the session's meta
+	// hash (follow.lua), so that other replicas' scripts publish to us;
+	// countErr says it failed.
+	counted  chan struct{}
+	countErr error
 }
 
 // hubConn is one Pub/Sub connection and its channels.
@@ -58,14 +75,18 @@ type hubConn struct {
 
 // NewHub returns a Hub for the sessions of store. Run must be running for
 // Follow to return.
+// The store's scripts deliver their events to this Hub's sinks directly
+// (one Hub per Store).
 func NewHub(rdb redis.UniversalClient, store *Store, log *slog.Logger) *Hub {
-	return &Hub{
+	h := &Hub{
 		rdb:    rdb,
 		store:  store,
 		log:    log,
 		subs:   make(map[string]*follow),
 		shards: make(map[string]*hubConn),
 	}
+	store.local.Store(h)
+	return h
 }
 
 // Follow starts delivering the session's events to sink and returns once
@@ -80,8 +101,9 @@ func (h *Hub) Follow(ctx context.Context, id string, sink Sink) (stop func(), er
 	}
 	h.mu.Lock()
 	f := h.subs[ch]
-	if f == nil {
-		f = &follow{sinks: make(map[Sink]struct{}), ready: make(chan struct{})}
+	first := f == nil
+	if first {
+		f = &follow{sinks: make(map[Sink]struct{}), ready: make(chan struct{}), counted: make(chan struct{})}
 		if err := h.subscribeLocked(ctx, f, addr, ch); err != nil {
 			h.mu.Unlock()
 			return nil, err
@@ -89,17 +111,28 @@ func (h *Hub) Follow(ctx context.Context, id string, sink Sink) (stop func(), er
 		h.subs[ch] = f
 	}
 	f.sinks[sink] = struct{}{}
-	ready := f.ready
 	h.mu.Unlock()
 
-	stop = func() { h.unfollow(ch, sink) }
+	stop = func() { h.unfollow(id, ch, sink) }
+	if first {
+		// Counted before Follow returns: a script that runs later
+		// publishes to us, one that ran before is in the caller's read of
+		// the log. Outside h.mu: it is a round trip.
+		f.countErr = h.store.countFollow(id, 1)
+		close(f.counted)
+	}
 	select {
-	case <-ready:
-		return stop, nil
+	case <-f.ready:
 	case <-ctx.Done():
 		stop()
 		return nil, ctx.Err()
 	}
+	<-f.counted // the first follower's, bounded by countFollow's timeout
+	if f.countErr != nil {
+		stop()
+		return nil, f.countErr
+	}
+	return stop, nil
 }
 
 // shardOf is the address of the master node that serves channel ch with
@@ -181,21 +214,41 @@ func (h *Hub) dropLocked(c *hubConn) {
 	_ = c.ps.Close()
 }
 
-func (h *Hub) unfollow(ch string, sink Sink) {
+func (h *Hub) unfollow(id, ch string, sink Sink) {
+	if f := h.dropSink(ch, sink); f != nil {
+		// The last sink: the first one's Follow has counted the follow
+		// (it ran before its own stop), so uncounting cannot overtake it.
+		<-f.counted
+		if f.countErr == nil {
+			if err := h.store.countFollow(id, -1); err != nil {
+				h.log.Warn("uncount a follow", "session", id, "err", err)
+			}
+		}
+	}
+}
+
+// dropSink removes sink and returns its follow when it was the last one,
+// unsubscribed.
+func (h *Hub) dropSink(ch string, sink Sink) *follow {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := h.subs[ch]
 	if f == nil {
-		return
+		return nil
 	}
 	if _, ok := f.sinks[sink]; !ok {
-		return
+		return nil
 	}
 	delete(f.sinks, sink)
 	if len(f.sinks) > 0 {
-		return
+		return nil
 	}
 	delete(h.subs, ch)
+	h.unsubscribeLocked(f, ch)
+	return f
+}
+
+func (h *Hub) unsubscribeLocked(f *follow, ch string) {
 	c := f.conn
 	c.channels--
 	if c.channels == 0 && h.store.Sharded() {
@@ -225,7 +278,16 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.startLocked(c)
 	}
 	h.mu.Unlock()
-	<-ctx.Done()
+	tick := time.NewTicker(lostEvery)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+			h.resyncLost(ctx)
+		}
+	}
 	h.mu.Lock()
 	for _, c := range h.shards {
 		_ = c.ps.Close() // unblocks its Receive
@@ -257,11 +319,16 @@ func (h *Hub) receive(ctx context.Context, c *hubConn) {
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
+			payload := []byte(m.Payload)
+			prev, events, own := h.header(payload)
+			if own {
+				continue // delivered here by the script's caller (local)
+			}
 			sinks = h.sinksOf(m.Channel, sinks[:0], false)
 			if len(sinks) == 0 {
 				continue
 			}
-			deliver(sinks, []byte(m.Payload))
+			deliver(sinks, prev, events)
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
@@ -279,19 +346,99 @@ func (h *Hub) receive(ctx context.Context, c *hubConn) {
 	}
 }
 
-// deliver hands each event of a message to the sinks: a script that
-// appends several events publishes them in one message, a line each.
-func deliver(sinks []Sink, payload []byte) {
-	for len(payload) > 0 {
-		wire, rest, _ := bytes.Cut(payload, newline)
+// header splits a message: a script's has a first line of its own, the
+// replica that stored the events and the id of the log's event before
+// them (fanout.lua); an ephemeral event's is the event alone, and so is a
+// stored one's from a replica that predates the header (prev unknown).
+// own says that this replica's script sent it.
+func (h *Hub) header(payload []byte) (prev string, events []byte, own bool) {
+	if len(payload) == 0 || payload[0] == '{' {
+		return "", payload, false
+	}
+	line, events, _ := bytes.Cut(payload, newline)
+	replica, p, _ := bytes.Cut(line, space)
+	return string(p), events, string(replica) == h.store.replica
+}
+
+// deliver hands each event of a message to the sinks, in order; a script
+// that appends several sends them in one message, a line each.
+func deliver(sinks []Sink, prev string, events []byte) {
+	for len(events) > 0 {
+		wire, rest, _ := bytes.Cut(events, newline)
 		for _, s := range sinks {
-			s.Deliver(wire)
+			s.Deliver(prev, wire)
 		}
-		payload = rest
+		if prev != "" {
+			prev = event.IDOf(wire)
+		}
+		events = rest
 	}
 }
 
-var newline = []byte{'\n'}
+// local delivers the events that a script of this replica has just
+// stored (ids[i], bodies[i] as stored, prev the log's id before the
+// first) to the session's sinks here: the script publishes them only for
+// the other replicas (fanout.lua).
+func (h *Hub) local(ch, prev string, ids []string, bodies [][]byte) {
+	var buf [4]Sink
+	sinks := h.sinksOf(ch, buf[:0], false)
+	if len(sinks) == 0 {
+		return
+	}
+	for i, id := range ids {
+		wire := event.WithID(id, bodies[i])
+		for _, s := range sinks {
+			s.Deliver(prev, wire)
+		}
+		prev = id
+	}
+}
+
+// lostEvery is how often the Hub looks at its lost channels.
+const lostEvery = time.Second
+
+// markLost is for a script of this replica that failed after it may have
+// stored events (its reply, and so their local delivery, lost): the
+// session's sinks here are told to read the log, once Redis answers
+// (during an outage their read would fail too).
+func (h *Hub) markLost(ch string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs[ch] == nil {
+		return // no sink here
+	}
+	if h.lost == nil {
+		h.lost = make(map[string]struct{})
+	}
+	h.lost[ch] = struct{}{}
+}
+
+// resyncLost resyncs the sinks of the lost channels if Redis answers.
+func (h *Hub) resyncLost(ctx context.Context) {
+	h.mu.Lock()
+	n := len(h.lost)
+	h.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, lostEvery)
+	defer cancel()
+	if h.rdb.Ping(pctx).Err() != nil {
+		return // at the next tick
+	}
+	h.mu.Lock()
+	lost := h.lost
+	h.lost = nil
+	h.mu.Unlock()
+	var buf [4]Sink
+	for ch := range lost {
+		for _, s := range h.sinksOf(ch, buf[:0], false) {
+			s.Resync()
+		}
+	}
+}
+
+var newline, space = []byte{'\n'}, []byte{' '}
 
 // moved handles an SUNSUBSCRIBE: one we sent, or the cluster's when the
 // channel's slot moved to another node. For a channel still followed

@@ -23,17 +23,26 @@ import (
 type sink struct {
 	mu      sync.Mutex
 	events  []string // the wire forms delivered
+	prevs   []string // with each, the id of the event before it
 	resyncs int
 	got     chan struct{}
 }
 
 func newSink() *sink { return &sink{got: make(chan struct{}, 64)} }
 
-func (s *sink) Deliver(wire []byte) {
+func (s *sink) Deliver(prev string, wire []byte) {
 	s.mu.Lock()
 	s.events = append(s.events, string(wire))
+	s.prevs = append(s.prevs, prev)
 	s.mu.Unlock()
 	s.got <- struct{}{}
+}
+
+// delivered is what the sink has had so far.
+func (s *sink) delivered() (events, prevs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events), slices.Clone(s.prevs)
 }
 
 func (s *sink) Resync() {
@@ -97,11 +106,26 @@ func eachPubSub(t *testing.T, f func(t *testing.T, rdb *redis.Client, store *ses
 	}
 }
 
-// Live delivery, with classic and with sharded Pub/Sub on one Redis: each
-// event appended reaches the session's sinks, and only theirs; a stopped
-// sink gets nothing more.
+// Live delivery, with classic and with sharded Pub/Sub on one Redis, of
+// events stored by this replica (handed over by its scripts' callers) and
+// by another (published): each event appended reaches the session's
+// sinks, and only theirs; a stopped sink gets nothing more.
 func TestHubDelivers(t *testing.T) {
-	eachPubSub(t, func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool) {
+	eachPubSub(t, func(t *testing.T, rdb *redis.Client, own *session.Store, hub *session.Hub, sharded bool) {
+		for _, replica := range []string{"this", "another"} {
+			t.Run(replica+" replica stores", func(t *testing.T) {
+				store := own
+				if replica == "another" {
+					store = session.NewStore(rdb, session.Config{Sharded: sharded})
+				}
+				hubDelivers(t, store, hub)
+			})
+		}
+	})
+}
+
+func hubDelivers(t *testing.T, store *session.Store, hub *session.Hub) {
+	{
 		ctx := context.Background()
 		a, _, _ := store.Create(ctx)
 		b, _, _ := store.Create(ctx)
@@ -136,18 +160,20 @@ func TestHubDelivers(t *testing.T) {
 		if sb.has("hello a") {
 			t.Error("session b's sink got a's event")
 		}
-	})
+	}
 }
 
 // A script that appends several events (a reply's tail and its end)
-// publishes them in one message; each reaches a sink on its own, in order,
-// as the log holds it.
+// publishes them in one message, after a line that names its replica and
+// the log's event before them; each reaches a sink of another replica on
+// its own, in order, as the log holds it, with the id before it.
 func TestHubDeliversAScriptsEvents(t *testing.T) {
 	eachPubSub(t, func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool) {
 		ctx := context.Background()
-		id, _, _ := store.Create(ctx)
-		turn, _, _ := store.AppendUserTurn(ctx, id, "hi", event.SourceText)
-		if st, _, _ := store.StartTurn(ctx, id, turn, "run"); st != session.StartOK {
+		other := session.NewStore(rdb, session.Config{Sharded: sharded}) // another replica's
+		id, _, _ := other.Create(ctx)
+		turn, _, _ := other.AppendUserTurn(ctx, id, "hi", event.SourceText)
+		if st, _, _ := other.StartTurn(ctx, id, turn, "run"); st != session.StartOK {
 			t.Fatalf("start: %v", st)
 		}
 		sk := newSink()
@@ -164,7 +190,7 @@ func TestHubDeliversAScriptsEvents(t *testing.T) {
 		if _, err := raw.Receive(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."}); err != nil {
+		if _, err := other.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."}); err != nil {
 			t.Fatal(err)
 		}
 		sk.waitFor(t, "Hello there.")
@@ -173,15 +199,86 @@ func TestHubDeliversAScriptsEvents(t *testing.T) {
 			t.Fatalf("log: %d events, %v", len(logged), err)
 		}
 		want := []string{string(logged[1].Wire), string(logged[2].Wire)}
-		sk.mu.Lock()
-		got := slices.Clone(sk.events)
-		sk.mu.Unlock()
+		got, prevs := sk.delivered()
 		if !slices.Equal(got, want) {
 			t.Fatalf("delivered %q, want %q", got, want)
 		}
+		if wantPrevs := []string{logged[0].ID, logged[1].ID}; !slices.Equal(prevs, wantPrevs) {
+			t.Fatalf("delivered with prevs %q, want %q", prevs, wantPrevs)
+		}
 		m, err := raw.ReceiveMessage(ctx)
-		if err != nil || m.Payload != want[0]+"\n"+want[1] {
-			t.Fatalf("published %q (%v), want both events in one message", m.Payload, err)
+		header, events, _ := strings.Cut(m.Payload, "\n")
+		_, prev, _ := strings.Cut(header, " ")
+		if err != nil || prev != logged[0].ID || events != want[0]+"\n"+want[1] {
+			t.Fatalf("published %q (%v), want a header with %s and both events in one message", m.Payload, err, logged[0].ID)
+		}
+	})
+}
+
+// A replica's own scripts hand their events to its sinks, and publish
+// them only while another replica follows the session: then that one's
+// sinks get them too, and this one's each event once (its own message is
+// skipped).
+func TestLocalDeliveryPublishesOnlyForOthers(t *testing.T) {
+	eachPubSub(t, func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool) {
+		ctx := context.Background()
+		publishes := func() int { return redistest.Calls(t, rdb, "publish", "spublish") }
+		id, _, _ := store.Create(ctx)
+		here := newSink()
+		if _, err := hub.Follow(ctx, id, here); err != nil {
+			t.Fatal(err)
+		}
+		before := publishes()
+		if _, _, err := store.AppendUserTurn(ctx, id, "alone", event.SourceText); err != nil {
+			t.Fatal(err)
+		}
+		here.waitFor(t, "alone")
+		if n := publishes() - before; n != 0 {
+			t.Fatalf("%d publishes with no other replica following", n)
+		}
+
+		other := session.NewStore(rdb, session.Config{Sharded: sharded})
+		there := newSink()
+		stop, err := runHub(t, rdb, other).Follow(ctx, id, there)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = publishes()
+		if _, _, err := store.AppendUserTurn(ctx, id, "together", event.SourceText); err != nil {
+			t.Fatal(err)
+		}
+		there.waitFor(t, "together")
+		if n := publishes() - before; n != 1 {
+			t.Fatalf("%d publishes with another replica following, want 1", n)
+		}
+		stop()
+		before = publishes()
+		if _, _, err := store.AppendUserTurn(ctx, id, "alone again", event.SourceText); err != nil {
+			t.Fatal(err)
+		}
+		here.waitFor(t, "alone again")
+		if n := publishes() - before; n != 0 {
+			t.Fatalf("%d publishes once the other replica stopped following", n)
+		}
+		logged, err := store.Range(ctx, id, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want, wantPrevs []string
+		prev := "0-0"
+		for _, e := range logged {
+			want, wantPrevs, prev = append(want, string(e.Wire)), append(wantPrevs, prev), e.ID
+		}
+		// A Pub/Sub message after them all: an echo of "together" would
+		// come before it, on the same connection.
+		if err := store.Publish(ctx, id, []byte(`{"type":"state","text":"sentinel"}`)); err != nil {
+			t.Fatal(err)
+		}
+		here.waitFor(t, "sentinel")
+		got, prevs := here.delivered()
+		got, prevs = got[:len(got)-1], prevs[:len(prevs)-1]
+		if !slices.Equal(got, want) || !slices.Equal(prevs, wantPrevs) {
+			t.Fatalf("this replica's sink got %q after %q, want %q after %q", got, prevs, want, wantPrevs)
 		}
 	})
 }
@@ -215,17 +312,19 @@ func TestHubShardedOnCluster(t *testing.T) {
 		return ids
 	}
 
+	// One replica stores the events, another follows them: a replica's
+	// own events reach its sinks without Pub/Sub.
 	const n = 24
-	classic := session.NewStore(cc, session.Config{Prefix: "classic"})
+	classic := session.Config{Prefix: "classic"}
 	before := cl.BusPublishes()
-	deliver(t, classic, runHub(t, cc, classic), n)
+	deliver(t, session.NewStore(cc, classic), runHub(t, cc, session.NewStore(cc, classic)), n)
 	classicBus := cl.BusPublishes() - before
 	if classicBus < n {
 		t.Fatalf("classic: %d publish messages on the bus for %d events; the counter does not count what it should", classicBus, n)
 	}
 
 	sharded := session.NewStore(cc, session.Config{Sharded: true})
-	hub := runHub(t, cc, sharded)
+	hub := runHub(t, cc, session.NewStore(cc, session.Config{Sharded: true}))
 	before = cl.BusPublishes()
 	ids := deliver(t, sharded, hub, n)
 	if d := cl.BusPublishes() - before; d != 0 {
@@ -307,4 +406,56 @@ func moveSlot(t *testing.T, cl *redistest.Cluster, key string) {
 	}
 	// The client learns the new owner at its next MOVED, or now.
 	cc.ReloadState(ctx)
+}
+
+// A script whose reply is lost (here its caller gives up while Redis is
+// busy with another script, and Redis runs it after) has stored events
+// that no sink was handed: the sinks here are told to read the log, once
+// Redis answers.
+func TestLostScriptReplyResyncs(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	// A client that gives up on a reply after 20 ms (go-redis reads with
+	// its ReadTimeout, not a context's deadline, by default).
+	impatient := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, ReadTimeout: 20 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { impatient.Close() })
+	store := session.NewStore(impatient, session.Config{})
+	hub := runHub(t, rdb, store)
+	id, _, _ := store.Create(ctx)
+	sk := newSink()
+	if _, err := hub.Follow(ctx, id, sk); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	busy := make(chan error, 1)
+	go func() { // a few hundred ms of Lua: Redis does nothing else meanwhile
+		busy <- rdb.Eval(ctx, "local n = 0 for i = 1, 50000000 do n = n + i end return 1", nil).Err()
+	}()
+	time.Sleep(50 * time.Millisecond) // the busy script has started
+	_, _, err := store.AppendUserTurn(ctx, id, "stored unseen", event.SourceText)
+	if err == nil {
+		t.Fatal("the append returned while Redis was busy")
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, err := store.Range(ctx, id, "", 10)
+		sk.mu.Lock()
+		resyncs := sk.resyncs
+		sk.mu.Unlock()
+		if err == nil && len(evs) == 1 && resyncs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log %d events (%v), %d resyncs; want the event stored and the sink resynced", len(evs), err, resyncs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sk.has("stored unseen") {
+		t.Fatal("the sink was handed an event whose script's reply was lost")
+	}
 }

@@ -13,7 +13,7 @@ import (
 
 var (
 	metadataScript = redis.NewScript(lua("metadata.lua"))
-	appendScript   = redis.NewScript(lua("append.lua"))
+	appendScript   = redis.NewScript(fanoutLua + lua("append.lua"))
 )
 
 // SetMetadata replaces the session's metadata: what a front end knows of
@@ -52,10 +52,16 @@ func (s *Store) Metadata(ctx context.Context, id string) (map[string]string, err
 // the caller pressed: event.DTMF) in the session's log, and publishes it,
 // as the other appends do. It returns the event's id.
 func (s *Store) AppendEvent(ctx context.Context, id string, ev event.Event) (string, error) {
-	eid, err := appendScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
-		s.ttl, s.cfg.MaxEvents, s.pub, event.Marshal(ev)).Text()
+	body := event.Marshal(ev)
+	res, err := appendScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
+		s.ttl, s.cfg.MaxEvents, s.pub, body, s.replica).StringSlice()
 	if err != nil {
+		s.lost(id)
 		return "", scriptErr("append event", err)
 	}
-	return eid, nil
+	if len(res) < 2 {
+		return "", fmt.Errorf("session: append event: %d values from the script", len(res))
+	}
+	s.delivered(id, res[1], res[:1], body)
+	return res[0], nil
 }

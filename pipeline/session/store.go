@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleyhq/parley/pipeline/event"
@@ -95,6 +96,11 @@ type Store struct {
 	pub string // the scripts' publish command: PUBLISH or SPUBLISH
 	// hist: the sessions' latest history windows; nil with HistoryCache < 0.
 	hist *histCache
+	// replica names this Store's process to the scripts, which publish
+	// only for the followers of other replicas (fanout.lua); local is
+	// the Hub that delivers to this replica's own.
+	replica string
+	local   atomic.Pointer[Hub]
 }
 
 // NewStore returns a Store on rdb.
@@ -104,7 +110,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.Sharded {
 		pub = "SPUBLISH"
 	}
-	st := &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10), pub: pub}
+	var r [8]byte
+	_, _ = rand.Read(r[:]) // crypto/rand does not fail
+	st := &Store{rdb: rdb, cfg: cfg, ttl: strconv.FormatInt(cfg.TTL.Milliseconds(), 10), pub: pub, replica: hex.EncodeToString(r[:])}
 	if cfg.HistoryCache > 0 {
 		st.hist = newHistCache(cfg.HistoryCache)
 	}
@@ -135,10 +143,42 @@ func (s *Store) writeKeys(id string) []string {
 	return []string{s.logKey(id), s.histKey(id), s.metaKey(id), s.Channel(id)}
 }
 
+var followScript = redis.NewScript(lua("follow.lua"))
+
+// countFollow counts a follow of session id by this replica (d = 1) or
+// its end (-1) in the meta hash, where the scripts look for the followers
+// of other replicas (fanout.lua). It has a deadline of its own: a follow
+// counted but not uncounted costs only a publish per event.
+func (s *Store) countFollow(id string, d int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := followScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.replica, d).Err(); err != nil {
+		return fmt.Errorf("session: count a follow: %w", err)
+	}
+	return nil
+}
+
+// delivered hands the events a script stored (ids[i], bodies[i]; prev the
+// log's id before the first) to this replica's sinks of the session.
+func (s *Store) delivered(id, prev string, ids []string, bodies ...[]byte) {
+	if h := s.local.Load(); h != nil && len(ids) > 0 {
+		h.local(s.Channel(id), prev, ids, bodies)
+	}
+}
+
+// lost is for a script that failed after it may have stored events (its
+// reply, and so their local delivery, lost): this replica's sinks of the
+// session read the log (Hub.markLost).
+func (s *Store) lost(id string) {
+	if h := s.local.Load(); h != nil {
+		h.markLost(s.Channel(id))
+	}
+}
+
 // Load loads the Lua scripts, so that the first turn does not pay for it
 // and a broken Redis is found at start-up.
 func (s *Store) Load(ctx context.Context) error {
-	for _, sc := range []*redis.Script{userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript, toolStepScript, toolResultScript, toolCancelScript, metadataScript, appendScript} {
+	for _, sc := range []*redis.Script{followScript, userTurnStartScript, userTurnScript, respondScript, settingsScript, startScript, deltaScript, finishScript, failScript, cutScript, toolStepScript, toolResultScript, toolCancelScript, metadataScript, appendScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("session: load script: %w", err)
 		}
@@ -223,7 +263,7 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 // The scripts build the same wire form as event.WithID, so that the bytes
 // a replica publishes are the bytes every socket sends.
 
-var userTurnScript = redis.NewScript(lua("expiry.lua") + lua("item.lua"))
+var userTurnScript = redis.NewScript(lua("expiry.lua") + fanoutLua + lua("item.lua"))
 
 // AppendUserTurn stores a user turn that gets a response: it takes the
 // next turn number, appends a final transcript event to the log and the
@@ -245,14 +285,20 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 		flag = "1"
 	}
 	res, err := userTurnScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag, s.replica).Slice()
 	if err != nil {
+		s.lost(id)
 		return 0, "", scriptErr("append turn", err)
 	}
-	return res[0].(int64), res[1].(string), nil
+	if len(res) < 3 {
+		return 0, "", fmt.Errorf("session: append turn: %d values from the script", len(res))
+	}
+	turn, eid := res[0].(int64), res[1].(string)
+	s.delivered(id, res[2].(string), []string{eid}, turnBody(pre, turn, post))
+	return turn, eid, nil
 }
 
-var userTurnStartScript = redis.NewScript(lua("expiry.lua") + lua("itemstart.lua"))
+var userTurnStartScript = redis.NewScript(lua("expiry.lua") + fanoutLua + lua("itemstart.lua"))
 
 // AppendUserTurnStarted is AppendUserTurn and Start in one script, for a
 // turn that goes straight to a free slot: it stores the turn, makes run
@@ -265,13 +311,16 @@ func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, sour
 	lastID, edits := win.args()
 	res, err := userTurnStartScript.Run(ctx, s.rdb, s.writeKeys(id),
 		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
-		run, max, lastID, edits).Slice()
+		run, max, lastID, edits, s.replica).Slice()
 	if err != nil {
+		s.lost(id)
 		return 0, Started{}, scriptErr("append turn", err)
 	}
-	if len(res) < 6 {
+	if len(res) < 7 {
 		return 0, Started{}, fmt.Errorf("session: append turn: %d values from the script", len(res))
 	}
+	turn, eid := res[0].(int64), res[1].(string)
+	s.delivered(id, res[6].(string), []string{eid}, turnBody(pre, turn, post))
 	st := Started{Status: StartOK}
 	if st.Settings, err = parseSettings(res[2].(string)); err != nil {
 		return 0, Started{}, err
@@ -285,7 +334,16 @@ func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, sour
 		s.hist.put(win, next)
 		st.History = next.turns
 	}
-	return res[0].(int64), st, nil
+	return turn, st, nil
+}
+
+// turnBody is a user item's stored event, as the scripts make it: the
+// turn number between the halves of event.AroundTurn.
+func turnBody(pre string, turn int64, post string) []byte {
+	b := make([]byte, 0, len(pre)+len(post)+20)
+	b = append(b, pre...)
+	b = strconv.AppendInt(b, turn, 10)
+	return append(b, post...)
 }
 
 var respondScript = redis.NewScript(lua("respond.lua"))
@@ -327,6 +385,29 @@ const (
 // finish out of order, so "replied" is a watermark (every turn up to it is
 // done) plus a d:<turn> field for each done turn above it.
 var doneLua = lua("done.lua")
+
+// fanoutLua publishes a script's events for the other replicas' followers.
+var fanoutLua = lua("fanout.lua")
+
+// stringsOf is a script's reply of strings.
+func stringsOf(vs []any) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i], _ = v.(string)
+	}
+	return out
+}
+
+// nonEmpty is bodies without the empty ones: the events a script stored.
+func nonEmpty(bodies [][]byte) [][]byte {
+	out := bodies[:0]
+	for _, b := range bodies {
+		if len(b) > 0 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
 
 var startScript = redis.NewScript(doneLua + lua("start.lua"))
 
@@ -394,7 +475,7 @@ func (s *Store) Start(ctx context.Context, id string, turn int64, run string, ma
 	return st, nil
 }
 
-var deltaScript = redis.NewScript(lua("delta.lua"))
+var deltaScript = redis.NewScript(fanoutLua + lua("delta.lua"))
 
 // AppendStatus says what happened to an append.
 type AppendStatus int
@@ -412,14 +493,19 @@ const (
 func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, text string, reset bool) (AppendStatus, error) {
 	body := event.Marshal(event.ReplyDelta{Turn: turn, Text: text, Reset: reset})
 	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
-		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body).Slice()
+		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body, s.replica).Slice()
 	if err != nil {
+		s.lost(id)
 		return 0, fmt.Errorf("session: append delta: %w", err)
 	}
-	return AppendStatus(res[0].(int64)), nil
+	st := AppendStatus(res[0].(int64))
+	if st == Appended && len(res) >= 3 {
+		s.delivered(id, res[2].(string), []string{res[1].(string)}, body)
+	}
+	return st, nil
 }
 
-var finishScript = redis.NewScript(doneLua + lua("finish.lua"))
+var finishScript = redis.NewScript(doneLua + fanoutLua + lua("finish.lua"))
 
 // FinishTurn stores the turn's reply: an "interrupted" event first when the
 // turn was cut, then "reply.done" with text, and text as the assistant's
@@ -475,12 +561,22 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + f.Text, Interrupted: f.Interrupted})
 	cmd := s.evalWith(ctx, finishScript, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, f.Turn, f.Run, f.Text,
-			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText}, with)
-	n, err := cmd.Int()
+			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText, s.replica}, with)
+	res, err := cmd.Slice()
 	if err != nil {
+		s.lost(id)
 		return FinishNone, fmt.Errorf("session: finish turn: %w", err)
 	}
-	return FinishStatus(n), nil
+	st := FinishStatus(res[0].(int64))
+	if st == FinishNone || len(res) < 2 {
+		return st, nil
+	}
+	bodies := [][]byte{tail, ib, db}
+	if st == FinishedCut {
+		bodies = [][]byte{cutIB, cutDB}
+	}
+	s.delivered(id, res[1].(string), stringsOf(res[2:]), nonEmpty(bodies)...)
+	return st, nil
 }
 
 // evalWith runs the script and the commands in with in one round trip. A

@@ -56,7 +56,7 @@ type ToolStep struct {
 	End bool
 }
 
-var toolStepScript = redis.NewScript(doneLua + lua("toolstep.lua"))
+var toolStepScript = redis.NewScript(doneLua + fanoutLua + lua("toolstep.lua"))
 
 // StoreToolStep stores a tool step of a turn's reply (see toolstep.lua):
 // Appended, Stale (another run owns the turn, or it has its reply) or
@@ -78,15 +78,25 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 	if st.End {
 		end = "1"
 	}
-	args = append(args, end)
-	n, err := toolStepScript.Run(ctx, s.rdb, s.writeKeys(id), args...).Int()
+	args = append(args, end, s.replica)
+	res, err := toolStepScript.Run(ctx, s.rdb, s.writeKeys(id), args...).Result()
 	if err != nil {
+		s.lost(id)
 		return 0, fmt.Errorf("session: tool step: %w", err)
 	}
-	return AppendStatus(n), nil
+	// 0 or -1 alone; 1 with the events' ids.
+	if n, ok := res.(int64); ok {
+		return AppendStatus(n), nil
+	}
+	vs, _ := res.([]any)
+	if len(vs) < 2 {
+		return 0, fmt.Errorf("session: tool step: %v from the script", res)
+	}
+	s.delivered(id, vs[1].(string), stringsOf(vs[2:]), st.Events...)
+	return Appended, nil
 }
 
-var toolResultScript = redis.NewScript(lua("toolresult.lua"))
+var toolResultScript = redis.NewScript(fanoutLua + lua("toolresult.lua"))
 
 // Results of StoreToolResult.
 const (
@@ -101,9 +111,16 @@ const (
 // ResultLast where the turn's job is.
 func (s *Store) StoreToolResult(ctx context.Context, id, callID, output, by string, done []byte) (status int, turn int64, jobAt string, err error) {
 	res, err := toolResultScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done)).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done), s.replica).Slice()
 	if err != nil {
+		s.lost(id)
 		return 0, 0, "", fmt.Errorf("session: tool result: %w", err)
+	}
+	if len(res) > 4 {
+		if eid, _ := res[3].(string); eid != "" {
+			prev, _ := res[4].(string)
+			s.delivered(id, prev, []string{eid}, done)
+		}
 	}
 	status = int(res[0].(int64))
 	if len(res) > 1 {

@@ -100,7 +100,7 @@ func (r *rig) follow(id string) *sink {
 // sink collects a session's live events.
 type sink struct{ events chan event.Event }
 
-func (s *sink) Deliver(wire []byte) {
+func (s *sink) Deliver(_ string, wire []byte) {
 	if _, ev, err := event.Decode(wire); err == nil {
 		s.events <- ev
 	}
@@ -266,14 +266,14 @@ func TestTypedTurnStartsAtOnceBehindOthers(t *testing.T) {
 	hold = make(chan struct{})
 	model.Hold = hold
 
-	before := scriptCalls(t, rdb)
 	a, as := r.session()
 	b, bs := r.session()
 	c, cs := r.session()
-	submit(t, r, a, "a")  // takes the slot
-	submit(t, r, b, "b1") // queued behind a, its own session's first
-	submit(t, r, c, "c")  // queued behind b1: another session's turn waits
-	submit(t, r, b, "b2") // b1 waits: started only when its slot takes it
+	before := scriptCalls(t, rdb) // after the follows' own scripts
+	submit(t, r, a, "a")          // takes the slot
+	submit(t, r, b, "b1")         // queued behind a, its own session's first
+	submit(t, r, c, "c")          // queued behind b1: another session's turn waits
+	submit(t, r, b, "b2")         // b1 waits: started only when its slot takes it
 	close(hold)
 	as.until(t, doneOf(1))
 	cs.until(t, doneOf(1))

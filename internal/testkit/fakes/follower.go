@@ -80,12 +80,13 @@ func (f *Follower) Publish(id string, ev event.Event) []byte {
 }
 
 // DeliverWire delivers wire, as it is, to the sinks of session id: an
-// ephemeral event (no id), or bytes that are no event at all.
+// ephemeral event (no id), or bytes that are no event at all. The event
+// before it is not known (prev ""): the fake has no log.
 func (f *Follower) DeliverWire(id string, wire []byte) {
 	f.deliver.Lock()
 	defer f.deliver.Unlock()
 	for _, s := range f.following(id) {
-		s.Deliver(wire)
+		s.Deliver("", wire)
 	}
 }
 

@@ -3,7 +3,8 @@
 -- done) plus a d:<turn> field for each done turn above it. Prepended to the
 -- scripts that use them. A script that has read the watermark (w) and the
 -- turn's d: field (marked) with its other fields in one HMGET passes them:
--- each redis.call costs Redis more than the command it runs.
+-- each redis.call costs Redis more than the command it runs. markdone sets
+-- the fields of extra (name, value pairs) in the same HSET.
 local function isdone(meta, turn, w, marked)
   if w == nil then
     w = tonumber(redis.call('HGET', meta, 'replied') or '0')
@@ -11,10 +12,11 @@ local function isdone(meta, turn, w, marked)
   end
   return turn <= w or marked
 end
-local function markdone(meta, turn, w)
+local function markdone(meta, turn, w, extra)
+  extra = extra or {}
   if w == nil then w = tonumber(redis.call('HGET', meta, 'replied') or '0') end
   if turn ~= w + 1 then
-    redis.call('HSET', meta, 'd:' .. turn, 1)
+    redis.call('HSET', meta, 'd:' .. turn, 1, unpack(extra))
     return
   end
   -- The common case, turns finishing in order: no marker to store.
@@ -23,5 +25,5 @@ local function markdone(meta, turn, w)
     w = w + 1
     redis.call('HDEL', meta, 'd:' .. w)
   end
-  redis.call('HSET', meta, 'replied', w)
+  redis.call('HSET', meta, 'replied', w, unpack(extra))
 end

@@ -1,10 +1,14 @@
 -- Stores a turn's end once: the tail delta, interrupted, reply.done, the
 -- assistant's message in the history. KEYS: log, hist, meta, channel.
+-- ARGV: ttl, max events, max history, the publish command, turn, run,
+-- text, the events (tail, interrupted, done), the cut variants
+-- (interrupted, done, text), the caller's replica (ARGV[14]). Returns
+-- {status, the id before the first event, the events' ids}.
 local turn = tonumber(ARGV[5])
-local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut')
-if f[1] ~= ARGV[6] then return 0 end
+local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14])
+if f[1] ~= ARGV[6] then return {0} end
 local w = tonumber(f[2] or '0')
-if isdone(KEYS[3], turn, w, f[3] ~= false) then return 0 end
+if isdone(KEYS[3], turn, w, f[3] ~= false) then return {0} end
 local status, events, content = 1, {ARGV[8], ARGV[9], ARGV[10]}, ARGV[7]
 if ARGV[8] ~= '' and tonumber(f[4] or '0') >= turn then
   -- Cut before the tail was stored: the reply is what the client was sent.
@@ -12,17 +16,21 @@ if ARGV[8] ~= '' and tonumber(f[4] or '0') >= turn then
 end
 -- The events go out in one message, a line each: a Pub/Sub message costs
 -- Redis and every subscriber more than its bytes.
-local out = {}
+local prev = f[5] or '0-0'
+local out, ret, last = {}, {status, prev}, nil
 for _, e in ipairs(events) do
   if e ~= '' then
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
-    out[#out + 1] = '{"id":"' .. id .. '",' .. string.sub(e, 2)
+    last = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
+    out[#out + 1] = '{"id":"' .. last .. '",' .. string.sub(e, 2)
+    ret[#ret + 1] = last
   end
 end
-if #out > 0 then redis.call(ARGV[4], KEYS[4], table.concat(out, '\n')) end
+if #out > 0 then fanout(ARGV[4], KEYS[4], f[6], f[7], ARGV[14], prev, out) end
 if content ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
 end
-markdone(KEYS[3], turn, w)
+local extra = {}
+if last then extra = {'lid', last} end
+markdone(KEYS[3], turn, w, extra)
 redis.call('HDEL', KEYS[3], 'run:' .. turn)
-return status
+return ret

@@ -4,19 +4,25 @@
 -- none). Returns {0} for a call that is not waiting for that runner,
 -- {1, turn} while the turn waits for more, {2, turn, job's place} when
 -- this was its last result. KEYS: log, hist, meta, channel. ARGV: 1 ttl, 2 max
--- events, 3 max history, 4 the publish command, 5 call id, 6 output, 7 runner, 8 body.
+-- events, 3 max history, 4 the publish command, 5 call id, 6 output, 7 runner, 8 body,
+-- 9 the caller's replica (fanout). With a tool.done stored, a 1 or 2 reply
+-- also has its id and the id before it, at 4 and 5.
 local rec = redis.call('HGET', KEYS[3], 'tc:' .. ARGV[5])
 if not rec then return {0} end
 local turn, by = string.match(rec, '^(%d+) (%a+)')
 if by ~= ARGV[7] then return {0} end
 redis.call('HDEL', KEYS[3], 'tc:' .. ARGV[5])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'tool', 'i', ARGV[5], 'c', ARGV[6], 'n', turn)
+local id, prev = '', ''
 if ARGV[8] ~= '' then
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[8])
-  redis.call(ARGV[4], KEYS[4], '{"id":"' .. id .. '",' .. string.sub(ARGV[8], 2))
+  local m = redis.call('HMGET', KEYS[3], 'lid', 'fc', 'f:' .. ARGV[9])
+  prev = m[1] or '0-0'
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[8])
+  redis.call('HSET', KEYS[3], 'lid', id)
+  fanout(ARGV[4], KEYS[4], m[2], m[3], ARGV[9], prev, {'{"id":"' .. id .. '",' .. string.sub(ARGV[8], 2)})
 end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
-if redis.call('HINCRBY', KEYS[3], 'tp:' .. turn, -1) > 0 then return {1, tonumber(turn)} end
+if redis.call('HINCRBY', KEYS[3], 'tp:' .. turn, -1) > 0 then return {1, tonumber(turn), '', id, prev} end
 local job = redis.call('HGET', KEYS[3], 'tj:' .. turn) or ''
 redis.call('HDEL', KEYS[3], 'tp:' .. turn, 'tj:' .. turn)
-return {2, tonumber(turn), job}
+return {2, tonumber(turn), job, id, prev}

@@ -11,7 +11,9 @@
 -- job's place, then: the number of events and their bodies; the number of
 -- pending calls and (id, record) pairs; the number of results and (id,
 -- output) pairs; then '1' when the step ends the turn: the run keeps
--- it (its reply.done comes with FinishReply) and no job waits (no tp, tj).
+-- it (its reply.done comes with FinishReply) and no job waits (no tp, tj);
+-- last, the caller's replica (fanout). With 1 it also returns the id
+-- before the events and their ids: {1, prev, ids...}.
 local turn = tonumber(ARGV[5])
 if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
 if isdone(KEYS[3], turn) then return 0 end
@@ -19,12 +21,19 @@ if tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then return -1 en
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', ARGV[7], 'tc', ARGV[8], 'n', turn)
 local i = 10
 local out = {} -- one message, a line an event (finish.lua)
+local m = redis.call('HMGET', KEYS[3], 'lid', 'fc', 'f:' .. ARGV[#ARGV])
+local prev = m[1] or '0-0'
+local ret = {1, prev}
 for k = 1, tonumber(ARGV[i]) do
   local e = ARGV[i + k]
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', e)
   out[k] = '{"id":"' .. id .. '",' .. string.sub(e, 2)
+  ret[k + 2] = id
 end
-if #out > 0 then redis.call(ARGV[4], KEYS[4], table.concat(out, '\n')) end
+if #out > 0 then
+  redis.call('HSET', KEYS[3], 'lid', ret[#ret])
+  fanout(ARGV[4], KEYS[4], m[2], m[3], ARGV[#ARGV], prev, out)
+end
 i = i + tonumber(ARGV[i]) + 1
 local pending = tonumber(ARGV[i])
 for k = 1, pending do
@@ -42,4 +51,4 @@ end
 redis.call('HINCRBY', KEYS[3], 'ts:' .. turn, 1)
 if not ends then redis.call('HDEL', KEYS[3], 'run:' .. turn) end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
-return 1
+return ret

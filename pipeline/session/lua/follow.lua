@@ -1,0 +1,8 @@
+-- Counts a follow of the session by replica ARGV[1] (ARGV[2] = 1) or its
+-- end (-1), for fanout (fanout.lua). KEYS[1]: meta. The counts commute,
+-- so a follow's end may reach Redis after the next follow's start.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local f = 'f:' .. ARGV[1]
+if redis.call('HINCRBY', KEYS[1], f, ARGV[2]) <= 0 then redis.call('HDEL', KEYS[1], f) end
+if redis.call('HINCRBY', KEYS[1], 'fc', ARGV[2]) <= 0 then redis.call('HDEL', KEYS[1], 'fc') end
+return 1
