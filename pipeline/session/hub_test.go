@@ -228,12 +228,18 @@ func TestLocalDeliveryPublishesOnlyForOthers(t *testing.T) {
 		if _, err := hub.Follow(ctx, id, here); err != nil {
 			t.Fatal(err)
 		}
-		before := publishes()
-		if _, _, err := store.AppendUserTurn(ctx, id, "alone", event.SourceText); err != nil {
-			t.Fatal(err)
+		// turn appends a user turn, waits until s has it, and returns the
+		// publishes it cost.
+		turn := func(text string, s *sink) int {
+			t.Helper()
+			before := publishes()
+			if _, _, err := store.AppendUserTurn(ctx, id, text, event.SourceText); err != nil {
+				t.Fatal(err)
+			}
+			s.waitFor(t, text)
+			return publishes() - before
 		}
-		here.waitFor(t, "alone")
-		if n := publishes() - before; n != 0 {
+		if n := turn("alone", here); n != 0 {
 			t.Fatalf("%d publishes with no other replica following", n)
 		}
 
@@ -243,21 +249,11 @@ func TestLocalDeliveryPublishesOnlyForOthers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before = publishes()
-		if _, _, err := store.AppendUserTurn(ctx, id, "together", event.SourceText); err != nil {
-			t.Fatal(err)
-		}
-		there.waitFor(t, "together")
-		if n := publishes() - before; n != 1 {
+		if n := turn("together", there); n != 1 {
 			t.Fatalf("%d publishes with another replica following, want 1", n)
 		}
 		stop()
-		before = publishes()
-		if _, _, err := store.AppendUserTurn(ctx, id, "alone again", event.SourceText); err != nil {
-			t.Fatal(err)
-		}
-		here.waitFor(t, "alone again")
-		if n := publishes() - before; n != 0 {
+		if n := turn("alone again", here); n != 0 {
 			t.Fatalf("%d publishes once the other replica stopped following", n)
 		}
 		logged, err := store.Range(ctx, id, "", 10)
