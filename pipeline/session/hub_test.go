@@ -427,9 +427,14 @@ func TestLostScriptReplyResyncs(t *testing.T) {
 	}
 	busy := make(chan error, 1)
 	go func() { // a few hundred ms of Lua: Redis does nothing else meanwhile
-		busy <- rdb.Eval(ctx, "local n = 0 for i = 1, 50000000 do n = n + i end return 1", nil).Err()
+		busy <- rdb.Eval(ctx, "local n = 0 for i = 1, 100000000 do n = n + i end return 1", nil).Err()
 	}()
-	time.Sleep(50 * time.Millisecond) // the busy script has started
+	// The busy script has started once a quick ping goes unanswered (a
+	// sleep would race a loaded machine's scheduler).
+	probe := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, ReadTimeout: 10 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { probe.Close() })
+	for probe.Ping(ctx).Err() == nil {
+	}
 	_, _, err := store.AppendUserTurn(ctx, id, "stored unseen", event.SourceText)
 	if err == nil {
 		t.Fatal("the append returned while Redis was busy")
