@@ -561,7 +561,7 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + f.Text, Interrupted: f.Interrupted})
 	cmd := s.evalWith(ctx, finishScript, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, f.Turn, f.Run, f.Text,
-			string(tail), string(ib), string(db), string(cutIB), string(cutDB), cutText, s.replica}, with)
+			tail, ib, db, cutIB, cutDB, cutText, s.replica}, with) // []byte goes out as it is, with no string copy
 	res, err := cmd.Slice()
 	if err != nil {
 		s.lost(id)
