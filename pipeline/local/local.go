@@ -152,10 +152,14 @@ func phrase(words []string, p string) bool {
 // texts splits a reply into words that keep their following space, so
 // the pieces concatenate to the reply exactly.
 func texts(s string) []llm.Piece {
-	words := strings.SplitAfter(s, " ")
-	ps := make([]llm.Piece, len(words))
-	for i, w := range words {
-		ps[i] = llm.Piece{Text: w}
+	ps := make([]llm.Piece, 0, strings.Count(s, " ")+1)
+	for s != "" {
+		n := strings.IndexByte(s, ' ') + 1
+		if n == 0 {
+			n = len(s)
+		}
+		ps = append(ps, llm.Piece{Text: s[:n]})
+		s = s[n:]
 	}
 	return ps
 }
