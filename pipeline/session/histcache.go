@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 var errBadEntry = errors.New("session: malformed history entry from the start script")
@@ -33,16 +34,36 @@ type histCache struct {
 const histCacheBytes = 32 << 20
 
 // histWindow is a session's latest entries, oldest first. Its slices are
-// never changed once stored: an update stores new ones, so that a reader
-// may keep them without a copy.
+// never changed once stored: an update makes new ones, so that a reader
+// may keep them without a copy. The new ones usually share the old ones'
+// arena, written past their end (see merge).
 type histWindow struct {
 	session string
 	max     int      // the window's size asked for
 	edits   string   // the session's edit count when read
 	ids     []string // stream ids, with turns
 	turns   []Turn
-	size    int // about the bytes it holds
+	size    int // about the bytes it holds (its arena may hold as much again)
+	arena   *histArena
+	end     int // where ids and turns end in arena
 }
+
+// histArena holds a session's latest entries for its windows: each window
+// is a run of it ending at its end, and the next window appends after it
+// while there is room, so most turns copy no window. used is how far it
+// is written: only the merge that moves it from a window's end may write
+// there, so two starts that merge from one window (a race the cache then
+// settles) never write the same places. No window ever sees past its
+// end, its slices' capacity.
+type histArena struct {
+	ids   []string
+	turns []Turn
+	used  atomic.Int64
+}
+
+// arenaWindows: an arena holds this many windows' entries, so a window's
+// entries are copied once every (arenaWindows-1)*max new entries.
+const arenaWindows = 2
 
 // sized sets w's size and returns w.
 func (w *histWindow) sized() *histWindow {
@@ -134,10 +155,21 @@ func (w *histWindow) merge(session string, max int, edits string, entries []any,
 		return n, nil
 	}
 	keep := min(len(w.ids), max-len(ids))
-	n.ids = make([]string, 0, keep+len(ids))
-	n.turns = make([]Turn, 0, keep+len(ids))
-	n.ids = append(append(n.ids, w.ids[len(w.ids)-keep:]...), ids...)
-	n.turns = append(append(n.turns, w.turns[len(w.turns)-keep:]...), turns...)
+	a, at := w.arena, w.end
+	if a == nil || at+len(ids) > len(a.ids) || !a.used.CompareAndSwap(int64(at), int64(at+len(ids))) {
+		// A new arena, starting with what the window keeps of w.
+		a = &histArena{ids: make([]string, arenaWindows*max), turns: make([]Turn, arenaWindows*max)}
+		copy(a.ids, w.ids[len(w.ids)-keep:])
+		copy(a.turns, w.turns[len(w.turns)-keep:])
+		at = keep
+		a.used.Store(int64(at + len(ids)))
+	}
+	copy(a.ids[at:], ids)
+	copy(a.turns[at:], turns)
+	end := at + len(ids)
+	start := end - keep - len(ids)
+	n.ids, n.turns = a.ids[start:end:end], a.turns[start:end:end]
+	n.arena, n.end = a, end
 	return n, nil
 }
 
