@@ -51,7 +51,12 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 
 	// Stores text that waited longer than Coalesce when the model pauses:
 	// a timer, not a goroutine, since most calls end before it fires.
-	stopPauses := e.flushPauses(bctx, live)
+	pz := &pauses{e: e, ctx: bctx, live: live}
+	for _, j := range live {
+		j.mu.Lock()
+		j.pauses = pz
+		j.mu.Unlock()
+	}
 	err := e.llm.Stream(bctx, reqs, func(i int, p llm.Piece) {
 		text := p.Text
 		if i < 0 || i >= len(live) || (text == "" && p.Call == nil) {
@@ -88,7 +93,7 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 			e.flushLocked(bctx, j)
 		}
 	})
-	stopPauses()
+	pz.stop()
 
 	if ctx.Err() != nil {
 		return // the replica is stopping: leave the jobs for takeover
@@ -153,36 +158,55 @@ func (e *Engine) startJob(ctx context.Context, j *job) (llm.Request, bool) {
 	return e.request(j, conv, st.Settings), true
 }
 
-// flushPauses stores, every Coalesce, the text of the jobs that waited
-// longer than Coalesce, until the returned stop is called. A tick under
-// way when stop is called ends its round.
-func (e *Engine) flushPauses(ctx context.Context, live []*job) (stop func()) {
-	var mu sync.Mutex
-	stopped := false
-	var cancel func() bool
-	var tick func()
-	tick = func() {
-		for _, j := range live {
-			j.mu.Lock()
-			if j.buf.Len() > 0 && e.clk.Now().Sub(j.lastFlush) >= e.cfg.Coalesce {
-				e.flushLocked(ctx, j)
-			}
-			j.mu.Unlock()
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			cancel = e.clk.AfterFunc(e.cfg.Coalesce, tick)
-		}
+// pauses stores, every Coalesce, the text of a batch's jobs that waited
+// longer than Coalesce, from its first flush (arm) until stop. Before a
+// job's first flush its first piece has a timer of its own (FirstWait),
+// and a reply that comes whole is stored with its end: most batches of a
+// fast model never arm it, and pay for no timer. A tick under way when
+// stop is called ends its round. Goroutine-safe.
+type pauses struct {
+	e    *Engine
+	ctx  context.Context
+	live []*job
+
+	mu      sync.Mutex
+	armed   bool
+	stopped bool
+	cancel  func() bool
+}
+
+// arm starts the ticks, once; the caller may hold a job's mu.
+func (p *pauses) arm() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.armed || p.stopped {
+		return
 	}
-	mu.Lock() // the first tick may come before AfterFunc returns
-	cancel = e.clk.AfterFunc(e.cfg.Coalesce, tick)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		cancel()
+	p.armed = true
+	p.cancel = p.e.clk.AfterFunc(p.e.cfg.Coalesce, p.tick)
+}
+
+func (p *pauses) tick() {
+	for _, j := range p.live {
+		j.mu.Lock()
+		if j.buf.Len() > 0 && p.e.clk.Now().Sub(j.lastFlush) >= p.e.cfg.Coalesce {
+			p.e.flushLocked(p.ctx, j)
+		}
+		j.mu.Unlock()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopped {
+		p.cancel = p.e.clk.AfterFunc(p.e.cfg.Coalesce, p.tick)
+	}
+}
+
+func (p *pauses) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	if p.cancel != nil {
+		p.cancel()
 	}
 }
 
@@ -325,6 +349,9 @@ func (e *Engine) flushFirst(ctx context.Context, j *job) {
 func (e *Engine) flushLocked(ctx context.Context, j *job) {
 	if j.buf.Len() == 0 || j.status != session.Appended {
 		return
+	}
+	if j.pauses != nil {
+		j.pauses.arm() // from now on text left buffered by a pause is stored
 	}
 	text := j.buf.String()
 	if j.reset {

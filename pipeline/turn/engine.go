@@ -209,6 +209,7 @@ type job struct {
 	// longer does.
 	firstWait func() bool
 	finishing bool
+	pauses    *pauses // the batch's pause flushes, armed at its first flush
 	// started: what the turn's start found when its user turn was stored
 	// and started in one script (run already set); used once, by startJob.
 	started *session.Started
@@ -805,14 +806,15 @@ func (e *Engine) deleteJob(ctx context.Context, j *job) {
 
 // durably runs a store call, again and again while it fails (Redis away,
 // restarting), with a growing pause, until it succeeds, ctx ends or
-// StoreRetry has passed. It returns the last error.
+// StoreRetry has passed. It returns the last error. An attempt has no
+// deadline of its own: the Redis client's read, write and pool timeouts
+// end one that hangs (it heeds no context deadline on the socket anyway),
+// and a timer for each would be made and stopped on every turn.
 func (e *Engine) durably(ctx context.Context, what string, f func(context.Context) error) error {
 	deadline := e.clk.Now().Add(e.cfg.StoreRetry)
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := f(cctx)
-		cancel()
+		err := f(ctx)
 		if err == nil || ctx.Err() != nil || e.clk.Now().Add(wait).After(deadline) {
 			if err != nil && attempt > 1 {
 				e.log.Error("redis still unavailable; giving up", "what", what, "attempts", attempt, "err", err)

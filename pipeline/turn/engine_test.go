@@ -232,6 +232,36 @@ func TestFirstPieceWaitsFirstWait(t *testing.T) {
 	}
 }
 
+// After its first delta, text a model leaves buffered when it pauses is
+// stored Coalesce (50 ms, the default) after the last delta, before the
+// reply ends: the batch's pause timer, armed by the first flush.
+func TestPauseStoresBufferedText(t *testing.T) {
+	gate := fakes.NewGate()
+	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{})
+	id, s := r.session()
+	if _, err := r.eng.Submit(context.Background(), id, "hi", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.Started
+	timers := r.clk.Timers()
+	gate.Send("Hello")
+	for r.clk.Timers() == timers { // the first piece's timer
+		time.Sleep(time.Millisecond)
+	}
+	r.clk.Advance(2 * time.Millisecond)
+	isDelta := func(ev event.Event) bool { _, ok := ev.(event.ReplyDelta); return ok }
+	s.until(t, isDelta)
+	gate.Send(" there")
+	gate.Send(" now") // taken once the last piece is buffered
+	r.clk.Advance(50 * time.Millisecond)
+	evs := s.until(t, isDelta) // before the model ends
+	if d := evs[len(evs)-1].(event.ReplyDelta); !strings.HasPrefix(d.Text, " there") {
+		t.Fatalf("delta after the pause %q, want the text buffered before it", d.Text)
+	}
+	gate.Finish()
+	s.until(t, doneOf(1))
+}
+
 // A typed turn on an idle replica whose reply comes whole costs Redis two
 // script calls: its storing and start in one, and its finish (no delta of
 // its own, FirstWait).

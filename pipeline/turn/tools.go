@@ -369,7 +369,7 @@ func (j *job) resetStep() {
 	j.text.Reset()
 	j.calls = nil
 	j.flushed, j.reset, j.keep = false, false, false
-	j.firstWait, j.finishing = nil, false
+	j.firstWait, j.finishing, j.pauses = nil, false, nil
 	j.status = 0
 	j.stopWait = nil
 }
