@@ -17,6 +17,37 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+
+	dmu sync.Mutex
+	wdl time.Time // the write deadline set on Conn
+}
+
+// SetWriteDeadline sets the deadline of later writes, except that it
+// keeps the one already set when that one still leaves at least half the
+// time asked for and the new one would only push it back: gorilla sets a
+// deadline for every frame it writes, and each reset a runtime timer,
+// whose heaps the scheduler then scans. A deadline brought forward (a
+// close that ends a stuck write) or cleared is always set.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if !t.IsZero() && !c.wdl.IsZero() && !t.Before(c.wdl) {
+		now := time.Now()
+		if c.wdl.Sub(now) >= t.Sub(now)/2 {
+			return nil
+		}
+	}
+	c.wdl = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines; the write one as SetWriteDeadline
+// knows it.
+func (c *corkConn) SetDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.wdl = t
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -45,7 +76,7 @@ func (c *corkConn) uncork(timeout time.Duration) error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // an idle socket keeps no big buffer

@@ -83,13 +83,14 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		// reply that comes whole goes whole with its end); then when
 		// Coalesce has passed, or at a clause end once a fifth of it has:
 		// natural chunks for a slow model, few writes for a fast one.
-		since := e.clk.Now().Sub(j.lastFlush)
-		switch {
-		case !j.flushed:
+		if !j.flushed {
 			if j.firstWait == nil {
 				j.firstWait = e.clk.AfterFunc(e.cfg.FirstWait, func() { e.flushFirst(bctx, j) })
 			}
-		case since >= e.cfg.Coalesce || (since >= e.cfg.Coalesce/5 && clauseEnd(text)):
+			return // no clock read for the pieces a whole reply brings at once
+		}
+		since := e.clk.Now().Sub(j.lastFlush)
+		if since >= e.cfg.Coalesce || (since >= e.cfg.Coalesce/5 && clauseEnd(text)) {
 			e.flushLocked(bctx, j)
 		}
 	})
