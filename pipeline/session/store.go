@@ -298,20 +298,40 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 	return turn, eid, nil
 }
 
+// TurnOfRun is the turn that run owns in the session, if it still owns
+// one that has no reply yet: for a job stored beside its turn's start
+// (AppendUserTurnStarted), which knew its run but not yet its turn. A
+// rare call (a takeover), so it reads the whole meta hash.
+func (s *Store) TurnOfRun(ctx context.Context, id, run string) (int64, bool, error) {
+	meta, err := s.rdb.HGetAll(ctx, s.metaKey(id)).Result()
+	if err != nil {
+		return 0, false, fmt.Errorf("session: turn of run: %w", err)
+	}
+	for k, v := range meta {
+		if n, ok := strings.CutPrefix(k, "run:"); ok && v == run {
+			turn, err := strconv.ParseInt(n, 10, 64)
+			return turn, err == nil, nil
+		}
+	}
+	return 0, false, nil
+}
+
 var userTurnStartScript = redis.NewScript(lua("expiry.lua") + fanoutLua + lua("itemstart.lua"))
 
 // AppendUserTurnStarted is AppendUserTurn and Start in one script, for a
 // turn that goes straight to a free slot: it stores the turn, makes run
 // its owner, and returns what Start would (a new turn is never done, cut
-// or waiting for tools): one script call fewer per turn.
-func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, source event.Source, run string, max int) (int64, Started, error) {
+// or waiting for tools): one script call fewer per turn. The commands in
+// with go in the same round trip (the turn's job, which TurnOfRun then
+// finds the turn of).
+func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, source event.Source, run string, max int, with ...redis.Cmder) (int64, Started, error) {
 	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: source})
 	max = min(max, int(s.cfg.MaxHistory))
 	win := s.hist.get(id, max)
 	lastID, edits := win.args()
-	res, err := userTurnStartScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
-		run, max, lastID, edits, s.replica).Slice()
+	res, err := s.evalWith(ctx, userTurnStartScript, s.writeKeys(id),
+		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
+			run, max, lastID, edits, s.replica}, with).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, Started{}, scriptErr("append turn", err)

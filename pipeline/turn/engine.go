@@ -210,6 +210,10 @@ type job struct {
 	firstWait func() bool
 	finishing bool
 	pauses    *pauses // the batch's pause flushes, armed at its first flush
+	// byRun: the job's entry names its run, not its turn (it was stored
+	// beside the turn's start); a turn that waits for tools, whose run
+	// then owns it no longer, has it renamed first (nameTurn).
+	byRun bool
 	// started: what the turn's start found when its user turn was stored
 	// and started in one script (run already set); used once, by startJob.
 	started *session.Started
@@ -338,15 +342,16 @@ func (e *Engine) CreateSpokenResponse(ctx context.Context, sessionID string, opt
 }
 
 // allocFunc gives a response its turn. Given a run, it may also start the
-// turn for that run, and then returns what the start found.
-type allocFunc func(ctx context.Context, run string) (int64, *session.Started, error)
+// turn for that run, and then returns what the start found; it then sends
+// job (the turn's job, stored by its run) in the same round trip.
+type allocFunc func(ctx context.Context, run string, job redis.Cmder) (int64, *session.Started, error)
 
 // userTurn stores a user turn that gets a response; with a run, it starts
 // the turn in the same script (AppendUserTurnStarted).
 func (e *Engine) userTurn(sessionID, text string, source event.Source) allocFunc {
-	return func(ctx context.Context, run string) (int64, *session.Started, error) {
+	return func(ctx context.Context, run string, job redis.Cmder) (int64, *session.Started, error) {
 		if run != "" {
-			turn, st, err := e.store.AppendUserTurnStarted(ctx, sessionID, text, source, run, e.cfg.HistoryTurns)
+			turn, st, err := e.store.AppendUserTurnStarted(ctx, sessionID, text, source, run, e.cfg.HistoryTurns, job)
 			return turn, &st, err
 		}
 		turn, _, err := e.store.AppendUserTurn(ctx, sessionID, text, source)
@@ -356,7 +361,7 @@ func (e *Engine) userTurn(sessionID, text string, source event.Source) allocFunc
 
 // responseTurn gives a response to the items appended so far its turn.
 func (e *Engine) responseTurn(sessionID string) allocFunc {
-	return func(ctx context.Context, _ string) (int64, *session.Started, error) {
+	return func(ctx context.Context, _ string, _ redis.Cmder) (int64, *session.Started, error) {
 		turn, err := e.store.Respond(ctx, sessionID)
 		return turn, nil, err
 	}
@@ -386,19 +391,32 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	// A typed turn goes straight to its start when nothing waits; a spoken
 	// one is started as before, since a barge-in may cut it meanwhile and
 	// the call's flow for a turn cut before it started differs.
-	var run string
+	j := &job{session: sessionID, stream: e.jobsKey(e.cfg.ReplicaID), opts: opts, written: written}
+	var jobCmd *redis.StringCmd
 	if written == nil && e.startsAtOnce(sessionID) {
-		run = e.newRun()
+		// The job goes beside the turn's start, in its round trip: it
+		// names the turn by its run (the turn is not known yet), and a
+		// takeover finds the turn the run owns (adopt).
+		j.run = e.newRun()
+		jobCmd = redis.NewStringCmd(ctx, append([]any{"xadd", j.stream, "*"}, jobValues(j)...)...)
 	}
-	turn, started, err := alloc(ctx, run)
+	turn, started, err := alloc(ctx, j.run, jobCmd)
 	if err != nil {
+		if jobCmd != nil && jobCmd.Val() != "" { // sent, and stored
+			e.rdb.XDel(context.WithoutCancel(ctx), j.stream, jobCmd.Val()) // no turn for it
+		}
 		return 0, e.storeError(sessionID, err)
 	}
-	j := &job{session: sessionID, turn: turn, stream: e.jobsKey(e.cfg.ReplicaID), opts: opts, written: written}
-	if started != nil {
-		j.run, j.started = run, started
+	j.turn = turn
+	switch {
+	case started != nil:
+		j.started, j.byRun = started, true
+		j.entry, err = jobCmd.Result()
+	default:
+		j.run = ""
+		j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result()
 	}
-	if j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result(); err != nil {
+	if err != nil {
 		e.log.Error("persist job", "session", sessionID, "turn", turn, "err", err)
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
 		return turn, &TurnError{Code: CodeInternal, Message: "the turn could not be queued; try again", Turn: turn}
@@ -508,6 +526,9 @@ func (e *Engine) storeError(sessionID string, err error) error {
 // job over answers it alike.
 func jobValues(j *job) []any {
 	v := []any{"s", j.session, "t", j.turn}
+	if j.turn == 0 { // stored beside its start: named by its run
+		v = []any{"s", j.session, "r", j.run}
+	}
 	if !j.opts.zero() {
 		b, _ := json.Marshal(j.opts)
 		v = append(v, "o", string(b))

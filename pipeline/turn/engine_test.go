@@ -446,6 +446,66 @@ func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
 	}
 }
 
+// A typed turn's job goes beside its start, in its round trip, so it names
+// the turn's run (the turn is not known yet). A replica that takes over
+// finds the turn that run owns and answers it once; a job whose run owns
+// no turn (its script never ran, or the turn has its reply) is dropped.
+func TestTakeoverOfJobsNamedByRun(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		orphan bool // a job left for a run that owns no turn
+	}{
+		{"the run owns the turn", false},
+		{"the run owns no turn", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := redistest.Start(t).Client()
+			ctx := context.Background()
+			stuck := fakes.NewGate()
+			a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a", ClaimAfter: 3 * time.Second})
+			id, _ := a.session()
+			const jobs = "parley:jobs:{a}"
+			if tc.orphan {
+				rdb.XAdd(ctx, &redis.XAddArgs{Stream: jobs, Values: []any{"s", id, "r", "no-such-run"}})
+			} else {
+				if _, err := a.eng.Submit(ctx, id, "hi", event.SourceText); err != nil {
+					t.Fatal(err)
+				}
+				<-stuck.Started
+				entries, _ := rdb.XRange(ctx, jobs, "-", "+").Result()
+				if len(entries) != 1 || entries[0].Values["r"] == nil || entries[0].Values["t"] != nil {
+					t.Fatalf("job entries %v: want one, named by its run", entries)
+				}
+			}
+			gone, cancel := context.WithCancel(ctx)
+			cancel()
+			_ = a.eng.Drain(gone)
+			a.stop()
+
+			model := &fakes.Echo{}
+			b := newRig(t, rdb, model, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
+			s := b.follow(id)
+			for b.clk.Tickers() == 0 { // b's heartbeat is running
+				time.Sleep(time.Millisecond)
+			}
+			b.clk.Advance(time.Second) // b's next beat finds a gone
+			if tc.orphan {
+				for n := int64(1); n > 0; n, _ = rdb.Exists(ctx, jobs).Result() {
+					time.Sleep(time.Millisecond) // dropped, and the empty stream with it
+				}
+				if len(model.Convs()) != 0 {
+					t.Fatalf("the model was called for a job with no turn: %v", model.Convs())
+				}
+				return
+			}
+			done := s.until(t, doneOf(1))
+			if d := done[len(done)-1].(event.ReplyDone); d.Text != "echo: hi" {
+				t.Fatalf("reply %+v", d)
+			}
+		})
+	}
+}
+
 // A turn that waits for a slot longer than QueueWait is refused with busy
 // (and marked finished); time is the fake clock's, so nothing sleeps.
 func TestQueueWaitGivesBusy(t *testing.T) {

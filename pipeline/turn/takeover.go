@@ -82,6 +82,18 @@ func (e *Engine) adopt(ctx context.Context, r string) {
 		for _, m := range msgs {
 			sid, _ := m.Values["s"].(string)
 			turn, _ := strconv.ParseInt(asString(m.Values["t"]), 10, 64)
+			if run := asString(m.Values["r"]); turn == 0 && run != "" {
+				t, ok, err := e.store.TurnOfRun(ctx, sid, run)
+				if err != nil {
+					e.log.Warn("adopt: find a job's turn", "from", r, "session", sid, "err", err)
+					return
+				}
+				if !ok { // its turn has its reply, or was never stored
+					e.rdb.XDel(ctx, src, m.ID)
+					continue
+				}
+				turn = t
+			}
 			j := &job{session: sid, turn: turn, entry: m.ID, stream: src, accepted: entryTime(m.ID), adopted: true, opts: jobOptions(m.Values)}
 			if !self {
 				// Into our stream first, then out of theirs: a crash between

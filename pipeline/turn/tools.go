@@ -143,13 +143,16 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 		e.mu.Unlock()
 	}
 	var st session.AppendStatus
-	err := e.durably(ctx, "tool step", func(ctx context.Context) (err error) {
-		st, err = e.store.StoreToolStep(ctx, j.session, session.ToolStep{
-			Turn: j.turn, Run: j.run, Text: j.text.String(), Calls: string(calls), JobAt: jobAt(j),
-			Events: events, Pending: pending, Results: results, End: end,
+	err := e.durably(ctx, "rename job", func(ctx context.Context) error { return e.nameTurn(ctx, j, end) })
+	if err == nil {
+		err = e.durably(ctx, "tool step", func(ctx context.Context) (err error) {
+			st, err = e.store.StoreToolStep(ctx, j.session, session.ToolStep{
+				Turn: j.turn, Run: j.run, Text: j.text.String(), Calls: string(calls), JobAt: jobAt(j),
+				Events: events, Pending: pending, Results: results, End: end,
+			})
+			return err
 		})
-		return err
-	})
+	}
 	if err != nil {
 		unwait()
 		e.log.Error("store tool step", "session", j.session, "turn", j.turn, "err", err)
@@ -189,6 +192,23 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	}
 	e.wait(j, pending)
 	return true, false
+}
+
+// nameTurn gives a job stored by its run (byRun) an entry that names its
+// turn, before a tool step that makes the turn wait: a waiting turn has no
+// run, so a takeover could not find its turn from the run. Only tool steps
+// pay for it, two commands. j.mu held.
+func (e *Engine) nameTurn(ctx context.Context, j *job, end bool) error {
+	if !j.byRun || end {
+		return nil
+	}
+	id, err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result()
+	if err != nil {
+		return fmt.Errorf("rename job: %w", err)
+	}
+	e.rdb.XDel(ctx, j.stream, j.entry) // one left behind names a run that owns no turn: a takeover drops it
+	j.entry, j.byRun = id, false
+	return nil
 }
 
 // callsClient reports whether any of the calls is the client's.
