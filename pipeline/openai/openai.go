@@ -221,10 +221,32 @@ type streamError struct {
 
 func checkStreamError(p []byte) error {
 	var se streamError
-	if json.Unmarshal(p, &se) == nil && len(se.Error) > 0 && string(se.Error) != "null" {
+	if json.Unmarshal(p, &se) == nil {
+		return se.err(p)
+	}
+	return nil
+}
+
+// err is the error a chunk carries, if any.
+func (se streamError) err(p []byte) error {
+	if len(se.Error) > 0 && string(se.Error) != "null" {
 		return fmt.Errorf("llm upstream: error in stream: %s", upstreamMessage(p))
 	}
 	return nil
+}
+
+// decodeChunk decodes a stream chunk into ch (a struct that embeds
+// streamError) once, and reports the error the chunk carries. A chunk
+// that does not decode as ch may still be an upstream's error, which is
+// what it then says.
+func decodeChunk(p []byte, ch any, se *streamError) error {
+	if err := json.Unmarshal(p, ch); err != nil {
+		if serr := checkStreamError(p); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
+	}
+	return se.err(p)
 }
 
 // Chat streams chat completions: POST {base}/chat/completions.
@@ -258,6 +280,7 @@ type chatRequest struct {
 }
 
 type chatChunk struct {
+	streamError
 	Choices []struct {
 		Delta struct {
 			Content   string          `json:"content"`
@@ -329,12 +352,9 @@ type chatReply struct {
 }
 
 func (r *chatReply) chunk(p []byte) error {
-	if err := checkStreamError(p); err != nil {
+	var ch chatChunk // decoded once, its error field with it
+	if err := decodeChunk(p, &ch, &ch.streamError); err != nil {
 		return err
-	}
-	var ch chatChunk
-	if err := json.Unmarshal(p, &ch); err != nil {
-		return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
 	}
 	for _, choice := range ch.Choices {
 		if choice.Delta.Content != "" {
@@ -406,6 +426,7 @@ type completionsRequest struct {
 }
 
 type completionsChunk struct {
+	streamError
 	Choices []struct {
 		Index        int     `json:"index"`
 		Text         string  `json:"text"`
@@ -452,12 +473,9 @@ func (c *Completions) Stream(ctx context.Context, reqs []llm.Request, emit func(
 	defer resp.Body.Close()
 	finished := make([]bool, len(convs))
 	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
-		if err := checkStreamError(p); err != nil {
-			return err
-		}
 		var ch completionsChunk
-		if err := json.Unmarshal(p, &ch); err != nil {
-			return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
+		if err := decodeChunk(p, &ch, &ch.streamError); err != nil {
+			return err
 		}
 		for _, choice := range ch.Choices {
 			if choice.Index < 0 || choice.Index >= len(convs) {

@@ -127,6 +127,9 @@ func TestUpstreamFailures(t *testing.T) {
 		{"error object in the stream", func(w http.ResponseWriter, r *http.Request) {
 			sse(w, chatDelta("a"), `{"error":{"message":"context length exceeded"}}`)
 		}, "context length exceeded"},
+		{"error object in a chunk that is no chunk", func(w http.ResponseWriter, r *http.Request) {
+			sse(w, `{"error":{"message":"quota exceeded"},"choices":"none"}`)
+		}, "error in stream: quota exceeded"},
 		{"garbage chunk", func(w http.ResponseWriter, r *http.Request) {
 			sse(w, "{not json")
 		}, "bad stream chunk"},
