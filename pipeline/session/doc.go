@@ -8,7 +8,8 @@
 //
 //	P:{S}:log   Stream   protocol events; field "e" holds the event's JSON without its id
 //	P:{S}:hist  Stream   conversation turns for the LLM; fields r (role), c (content), n (turn)
-//	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns), cut, run:<turn>,
+//	P:{S}:meta  Hash     th (token hash), turn, replied + d:<turn> (done turns) + dm (the
+//	                     highest turn ever marked d:; absent in sessions from before it), cut, run:<turn>,
 //	                     settings (Settings, JSON), md (the front end's metadata, JSON),
 //	                     he (the history's edit count: a cached window is stale once it moves),
 //	                     xp (when a user turn last refreshed the keys' expiry, Redis's ms),

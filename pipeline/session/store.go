@@ -220,7 +220,8 @@ func (s *Store) Create(ctx context.Context) (id, token string, err error) {
 	id = hex.EncodeToString(idb[:])
 	token = base64.RawURLEncoding.EncodeToString(tb[:])
 	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.metaKey(id), "th", tokenHash(token), "created", time.Now().UnixMilli(), "turn", 0)
+	// dm 0: no turn marked done out of order yet (done.lua).
+	pipe.HSet(ctx, s.metaKey(id), "th", tokenHash(token), "created", time.Now().UnixMilli(), "turn", 0, "dm", 0)
 	pipe.PExpire(ctx, s.metaKey(id), s.cfg.TTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return "", "", fmt.Errorf("session: create: %w", err)

@@ -226,35 +226,61 @@ func TestCompareIDs(t *testing.T) {
 }
 
 // Turns of one session finish out of order; each still gets its reply,
-// once.
+// once, and the done markers are compacted into the watermark. An
+// in-order finish looks for markers above it only when some turn above
+// was ever marked (the meta hash's dm), so a session whose turns finish
+// in order makes no HEXISTS; a session from before dm was kept still
+// looks every time.
 func TestTurnsFinishOutOfOrder(t *testing.T) {
-	ctx := context.Background()
-	rdb := redistest.Start(t).Client()
-	s := session.NewStore(rdb, session.Config{})
-	id, _, _ := s.Create(ctx)
-	for i := 0; i < 3; i++ {
-		if _, _, err := s.AppendUserTurn(ctx, id, "q", "text"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, turn := range []int64{3, 1, 2} {
-		run := "run-" + string(rune('0'+turn))
-		if st, _, _ := s.StartTurn(ctx, id, turn, run); st != session.StartOK {
-			t.Fatalf("turn %d: start %d", turn, st)
-		}
-		if ok, err := s.FinishTurn(ctx, id, turn, run, "a", false); !ok || err != nil {
-			t.Fatalf("turn %d finished after a later one: %v %v", turn, ok, err)
-		}
-	}
-	for _, turn := range []int64{1, 2, 3} {
-		if st, _, _ := s.StartTurn(ctx, id, turn, "again"); st != session.StartDone {
-			t.Fatalf("turn %d: a redelivery must see it done, got %d", turn, st)
-		}
-	}
-	// The done markers were compacted into the watermark.
-	meta, _ := rdb.HGetAll(ctx, "parley:{"+id+"}:meta").Result()
-	if meta["replied"] != "3" || meta["d:1"] != "" || meta["d:3"] != "" {
-		t.Fatalf("meta: %v", meta)
+	for _, tc := range []struct {
+		name     string
+		order    []int64
+		legacy   bool // the session has no dm (created before it was kept)
+		hexists0 bool // no marker lookup at all
+	}{
+		{"in order", []int64{1, 2, 3}, false, true},
+		{"the last first", []int64{3, 1, 2}, false, false},
+		{"the middle first", []int64{2, 1, 3}, false, false},
+		{"in order, a session from before dm", []int64{1, 2, 3}, true, false},
+		{"the last first, a session from before dm", []int64{3, 1, 2}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redistest.Start(t).Client()
+			s := session.NewStore(rdb, session.Config{})
+			id, _, _ := s.Create(ctx)
+			meta := "parley:{" + id + "}:meta"
+			if tc.legacy {
+				rdb.HDel(ctx, meta, "dm")
+			}
+			for range tc.order {
+				if _, _, err := s.AppendUserTurn(ctx, id, "q", "text"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := redistest.Calls(t, rdb, "hexists")
+			for _, turn := range tc.order {
+				run := "run-" + string(rune('0'+turn))
+				if st, _, _ := s.StartTurn(ctx, id, turn, run); st != session.StartOK {
+					t.Fatalf("turn %d: start %d", turn, st)
+				}
+				if ok, err := s.FinishTurn(ctx, id, turn, run, "a", false); !ok || err != nil {
+					t.Fatalf("turn %d finished: %v %v", turn, ok, err)
+				}
+			}
+			if n := redistest.Calls(t, rdb, "hexists") - before; tc.hexists0 != (n == 0) {
+				t.Errorf("%d marker lookups (HEXISTS) in the finishes", n)
+			}
+			for _, turn := range []int64{1, 2, 3} {
+				if st, _, _ := s.StartTurn(ctx, id, turn, "again"); st != session.StartDone {
+					t.Fatalf("turn %d: a redelivery must see it done, got %d", turn, st)
+				}
+			}
+			m, _ := rdb.HGetAll(ctx, meta).Result()
+			if m["replied"] != "3" || m["d:1"] != "" || m["d:2"] != "" || m["d:3"] != "" {
+				t.Fatalf("meta: %v", m)
+			}
+		})
 	}
 }
 

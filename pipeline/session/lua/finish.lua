@@ -5,7 +5,7 @@
 -- (interrupted, done, text), the caller's replica (ARGV[14]). Returns
 -- {status, the id before the first event, the events' ids}.
 local turn = tonumber(ARGV[5])
-local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14])
+local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14], 'dm')
 if f[1] ~= ARGV[6] then return {0} end
 local w = tonumber(f[2] or '0')
 if isdone(KEYS[3], turn, w, f[3] ~= false) then return {0} end
@@ -31,6 +31,6 @@ if content ~= '' then
 end
 local extra = {}
 if last then extra = {'lid', last} end
-markdone(KEYS[3], turn, w, extra)
+markdone(KEYS[3], turn, w, extra, f[8])
 redis.call('HDEL', KEYS[3], 'run:' .. turn)
 return ret
