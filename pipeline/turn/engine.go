@@ -408,15 +408,7 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 		return 0, e.storeError(sessionID, err)
 	}
 	j.turn = turn
-	switch {
-	case started != nil:
-		j.started, j.byRun = started, true
-		j.entry, err = jobCmd.Result()
-	default:
-		j.run = ""
-		j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result()
-	}
-	if err != nil {
+	if err := e.persist(ctx, j, started, jobCmd); err != nil {
 		e.log.Error("persist job", "session", sessionID, "turn", turn, "err", err)
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
 		return turn, &TurnError{Code: CodeInternal, Message: "the turn could not be queued; try again", Turn: turn}
@@ -430,6 +422,19 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	e.mu.Unlock()
 	signal(e.wake)
 	return turn, nil
+}
+
+// persist stores j's job: the one sent beside its start (jobCmd), when
+// the start came back (started), else one named by its turn, now.
+func (e *Engine) persist(ctx context.Context, j *job, started *session.Started, jobCmd *redis.StringCmd) (err error) {
+	if started != nil {
+		j.started, j.byRun = started, true
+		j.entry, err = jobCmd.Result()
+		return err
+	}
+	j.run = "" // not started: the run was never used
+	j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result()
+	return err
 }
 
 // startsAtOnce says whether a turn of the session about to be stored may
