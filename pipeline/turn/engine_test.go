@@ -202,12 +202,14 @@ func deltaTexts(evs []event.Event) []string {
 	return out
 }
 
-// A model that pauses after its first piece (a streaming one) has that
-// piece stored FirstWait (2 ms, the default) after it came, and the rest
-// at its end.
-func TestFirstPieceWaitsFirstWait(t *testing.T) {
-	gate := fakes.NewGate()
-	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{})
+// isDelta matches a reply.delta.
+func isDelta(ev event.Event) bool { _, ok := ev.(event.ReplyDelta); return ok }
+
+// firstDelta submits a turn to a gated model, sends its first piece,
+// Hello, and lets FirstWait (2 ms, the default) pass on the rig's clock;
+// it returns the session's sink and the first delta stored.
+func firstDelta(t *testing.T, r *rig, gate *fakes.Gate) (*sink, event.ReplyDelta) {
+	t.Helper()
 	id, s := r.session()
 	if _, err := r.eng.Submit(context.Background(), id, "hi", event.SourceText); err != nil {
 		t.Fatal(err)
@@ -219,8 +221,17 @@ func TestFirstPieceWaitsFirstWait(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	r.clk.Advance(2 * time.Millisecond)
-	evs := s.until(t, func(ev event.Event) bool { _, ok := ev.(event.ReplyDelta); return ok })
-	if d := evs[len(evs)-1].(event.ReplyDelta); d.Text != "Hello" {
+	evs := s.until(t, isDelta)
+	return s, evs[len(evs)-1].(event.ReplyDelta)
+}
+
+// A model that pauses after its first piece (a streaming one) has that
+// piece stored FirstWait after it came, and the rest at its end.
+func TestFirstPieceWaitsFirstWait(t *testing.T) {
+	gate := fakes.NewGate()
+	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{})
+	s, d := firstDelta(t, r, gate)
+	if d.Text != "Hello" {
 		t.Fatalf("first delta %q, want the first piece", d.Text)
 	}
 	gate.Send(" there")
@@ -238,19 +249,7 @@ func TestFirstPieceWaitsFirstWait(t *testing.T) {
 func TestPauseStoresBufferedText(t *testing.T) {
 	gate := fakes.NewGate()
 	r := newRig(t, redistest.Start(t).Client(), gate, turn.Config{})
-	id, s := r.session()
-	if _, err := r.eng.Submit(context.Background(), id, "hi", event.SourceText); err != nil {
-		t.Fatal(err)
-	}
-	<-gate.Started
-	timers := r.clk.Timers()
-	gate.Send("Hello")
-	for r.clk.Timers() == timers { // the first piece's timer
-		time.Sleep(time.Millisecond)
-	}
-	r.clk.Advance(2 * time.Millisecond)
-	isDelta := func(ev event.Event) bool { _, ok := ev.(event.ReplyDelta); return ok }
-	s.until(t, isDelta)
+	s, _ := firstDelta(t, r, gate)
 	gate.Send(" there")
 	gate.Send(" now") // taken once the last piece is buffered
 	r.clk.Advance(50 * time.Millisecond)
@@ -409,6 +408,24 @@ func TestInstructions(t *testing.T) {
 	}
 }
 
+// takeOver makes replica a hand its turns over and die (a drain whose time
+// is up, then no beat), and starts replica b with model and cfg, following
+// the session id; b's next beat takes a's turns.
+func takeOver(t *testing.T, a *rig, rdb *redis.Client, model llm.LLM, id string, cfg turn.Config) (*rig, *sink) {
+	t.Helper()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = a.eng.Drain(gone)
+	a.stop()
+	b := newRig(t, rdb, model, cfg)
+	s := b.follow(id)
+	for b.clk.Tickers() == 0 { // b's heartbeat is running
+		time.Sleep(time.Millisecond)
+	}
+	b.clk.Advance(time.Second) // b's next beat finds a gone
+	return b, s
+}
+
 // A replica that takes a response over from a dead one answers it with
 // the response's options and the session's settings.
 func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
@@ -425,18 +442,8 @@ func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
 	}
 	<-stuck.Started
 	// a hands its turns over and dies with the call under way.
-	gone, cancel := context.WithCancel(ctx)
-	cancel()
-	_ = a.eng.Drain(gone)
-	a.stop()
-
 	model := &fakes.Echo{}
-	b := newRig(t, rdb, model, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
-	s := b.follow(id)
-	for b.clk.Tickers() == 0 { // b's heartbeat is running
-		time.Sleep(time.Millisecond)
-	}
-	b.clk.Advance(time.Second) // b's next beat finds a gone
+	_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
 	done := s.until(t, doneOf(1))
 	if d := done[len(done)-1].(event.ReplyDone); d.Text != "echo: hi" {
 		t.Fatalf("reply %+v", d)
@@ -477,18 +484,8 @@ func TestTakeoverOfJobsNamedByRun(t *testing.T) {
 					t.Fatalf("job entries %v: want one, named by its run", entries)
 				}
 			}
-			gone, cancel := context.WithCancel(ctx)
-			cancel()
-			_ = a.eng.Drain(gone)
-			a.stop()
-
 			model := &fakes.Echo{}
-			b := newRig(t, rdb, model, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
-			s := b.follow(id)
-			for b.clk.Tickers() == 0 { // b's heartbeat is running
-				time.Sleep(time.Millisecond)
-			}
-			b.clk.Advance(time.Second) // b's next beat finds a gone
+			_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
 			if tc.orphan {
 				for n := int64(1); n > 0; n, _ = rdb.Exists(ctx, jobs).Result() {
 					time.Sleep(time.Millisecond) // dropped, and the empty stream with it
