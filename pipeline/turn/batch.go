@@ -19,7 +19,7 @@ import (
 
 // runBatch runs one upstream call for jobs and stores each reply. When ctx
 // (the Engine's Run) ends first, it stops without finishing or deleting
-// anything: the jobs stay in their stream for another replica to take over.
+// anything: the jobs stay in their hash for another replica to take over.
 func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 	inflight.Inc()
 	defer inflight.Dec()
@@ -382,7 +382,7 @@ func (e *Engine) flushLocked(ctx context.Context, j *job) {
 	}
 }
 
-// deferDelete keeps a held job in its stream until the turn is finished:
+// deferDelete keeps a held job in its hash until the turn is finished:
 // if this replica dies meanwhile, another one answers the turn in full.
 func (e *Engine) deferDelete(j *job) { j.keep = true }
 
@@ -479,7 +479,7 @@ func (e *Engine) finishReply(ctx context.Context, j *job) {
 	var st session.FinishStatus
 	var del *redis.IntCmd
 	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {
-		del = redis.NewIntCmd(ctx, "xdel", j.stream, j.entry)
+		del = deleteJobCmd(ctx, j)
 		st, err = e.store.FinishReply(ctx, j.session, session.Finish{
 			Turn: j.turn, Run: j.run, Prior: j.prior, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
 		}, del)

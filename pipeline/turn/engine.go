@@ -27,7 +27,7 @@ import (
 
 // Config of an Engine. A zero field means the default in its comment.
 type Config struct {
-	// ReplicaID names this replica in Redis (its job stream, its heartbeat).
+	// ReplicaID names this replica in Redis (its job hash, its heartbeat).
 	// Default: random per process. Letters, digits, '.', '_' and '-' only.
 	ReplicaID string
 	Prefix    string // Redis key prefix; default "parley"
@@ -169,6 +169,7 @@ type Engine struct {
 	ready      chan struct{} // closed once Run has queued this replica's old jobs
 
 	runs    atomic.Uint64
+	jobSeq  atomic.Uint64 // job ids' counter (newJobID)
 	batches sync.WaitGroup
 	tools   sync.WaitGroup  // server tools running
 	runCtx  context.Context // Run's, for the server tools; set before ready closes
@@ -177,8 +178,8 @@ type Engine struct {
 type job struct {
 	session  string
 	turn     int64
-	entry    string // id in stream
-	stream   string // the job stream that holds it
+	entry    string // its id: the field in its hash (or entry in a stream from before)
+	stream   string // the hash that holds it (jobsKey)
 	accepted time.Time
 	adopted  bool // taken over: exempt from the queue's wait deadline
 	opts     ResponseOptions
@@ -219,7 +220,7 @@ type job struct {
 	started *session.Started
 	calls   []llm.ToolCall       // the tool calls of this step
 	status  session.AppendStatus // Appended while live; Stale or Cut once stopped
-	keep    bool                 // held for a call: the job stays in its stream
+	keep    bool                 // held for a call: the job stays in its hash
 	stop    func()               // cancels the batch when every job in it stopped
 }
 
@@ -261,8 +262,7 @@ func (e *Engine) ReplicaID() string { return e.cfg.ReplicaID }
 // BatchSize is the most turns one upstream call carries.
 func (e *Engine) BatchSize() int { return e.batch }
 
-func (e *Engine) jobsKey(replica string) string { return e.cfg.Prefix + ":jobs:{" + replica + "}" }
-func (e *Engine) registryKey() string           { return e.cfg.Prefix + ":replicas" }
+func (e *Engine) registryKey() string { return e.cfg.Prefix + ":replicas" }
 func (e *Engine) adoptKey(replica string) string {
 	return e.cfg.Prefix + ":jobs:{" + replica + "}:adopt"
 }
@@ -392,18 +392,18 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	// one is started as before, since a barge-in may cut it meanwhile and
 	// the call's flow for a turn cut before it started differs.
 	j := &job{session: sessionID, stream: e.jobsKey(e.cfg.ReplicaID), opts: opts, written: written}
-	var jobCmd *redis.StringCmd
+	var jobCmd *redis.IntCmd
 	if written == nil && e.startsAtOnce(sessionID) {
 		// The job goes beside the turn's start, in its round trip: it
 		// names the turn by its run (the turn is not known yet), and a
 		// takeover finds the turn the run owns (adopt).
 		j.run = e.newRun()
-		jobCmd = redis.NewStringCmd(ctx, append([]any{"xadd", j.stream, "*"}, jobValues(j)...)...)
+		jobCmd = e.storeJobCmd(ctx, j)
 	}
 	turn, started, err := alloc(ctx, j.run, jobCmd)
 	if err != nil {
-		if jobCmd != nil && jobCmd.Val() != "" { // sent, and stored
-			e.rdb.XDel(context.WithoutCancel(ctx), j.stream, jobCmd.Val()) // no turn for it
+		if jobCmd != nil && jobCmd.Val() == 1 { // sent, and stored
+			e.deleteJob(context.WithoutCancel(ctx), j) // no turn for it
 		}
 		return 0, e.storeError(sessionID, err)
 	}
@@ -426,15 +426,13 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 
 // persist stores j's job: the one sent beside its start (jobCmd), when
 // the start came back (started), else one named by its turn, now.
-func (e *Engine) persist(ctx context.Context, j *job, started *session.Started, jobCmd *redis.StringCmd) (err error) {
+func (e *Engine) persist(ctx context.Context, j *job, started *session.Started, jobCmd *redis.IntCmd) error {
 	if started != nil {
 		j.started, j.byRun = started, true
-		j.entry, err = jobCmd.Result()
-		return err
+		return jobCmd.Err()
 	}
-	j.run = "" // not started: the run was never used
-	j.entry, err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result()
-	return err
+	j.run, j.entry = "", "" // not started: the run was never used, nor the id
+	return e.storeJob(ctx, j)
 }
 
 // startsAtOnce says whether a turn of the session about to be stored may
@@ -526,22 +524,8 @@ func (e *Engine) storeError(sessionID string, err error) error {
 	return &TurnError{Code: CodeInternal, Message: "the turn could not be stored; try again"}
 }
 
-// jobValues is a job's entry in its stream: the session, the turn, and the
-// response's options when it has any, so that a replica that takes the
-// job over answers it alike.
-func jobValues(j *job) []any {
-	v := []any{"s", j.session, "t", j.turn}
-	if j.turn == 0 { // stored beside its start: named by its run
-		v = []any{"s", j.session, "r", j.run}
-	}
-	if !j.opts.zero() {
-		b, _ := json.Marshal(j.opts)
-		v = append(v, "o", string(b))
-	}
-	return v
-}
-
-// jobOptions reads the options of a job's entry.
+// jobOptions reads the options of a job's entry in a stream (a replica's
+// from before the hash).
 func jobOptions(values map[string]any) ResponseOptions {
 	var o ResponseOptions
 	if s, _ := values["o"].(string); s != "" {
@@ -697,7 +681,7 @@ func (e *Engine) Interrupt(ctx context.Context, sessionID string) error {
 
 // Run dispatches queued turns to slots, keeps this replica's heartbeat and
 // takes over the turns of dead replicas. It returns when ctx is cancelled;
-// turns in flight then stop where they are and stay in the job stream, to
+// turns in flight then stop where they are and stay in the job hash, to
 // be taken over as from a replica that died. Call Drain first for a
 // graceful stop.
 func (e *Engine) Run(ctx context.Context) error {
@@ -822,12 +806,6 @@ func (e *Engine) refuse(j *job) {
 
 func (e *Engine) newRun() string {
 	return e.cfg.ReplicaID + "/" + strconv.FormatUint(e.runs.Add(1), 36)
-}
-
-func (e *Engine) deleteJob(ctx context.Context, j *job) {
-	if err := e.rdb.XDel(ctx, j.stream, j.entry).Err(); err != nil {
-		e.log.Warn("delete job", "session", j.session, "turn", j.turn, "err", err)
-	}
 }
 
 // durably runs a store call, again and again while it fails (Redis away,

@@ -453,17 +453,21 @@ func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
 	}
 }
 
-// A typed turn's job goes beside its start, in its round trip, so it names
-// the turn's run (the turn is not known yet). A replica that takes over
-// finds the turn that run owns and answers it once; a job whose run owns
-// no turn (its script never ran, or the turn has its reply) is dropped.
-func TestTakeoverOfJobsNamedByRun(t *testing.T) {
+// A replica's jobs are a hash, P:jobq:{replica}. A typed turn's job goes
+// beside its start, in its round trip, so it names the turn's run (the
+// turn is not known yet): a replica that takes over finds the turn that
+// run owns and answers it once, and drops a job whose run owns no turn
+// (its script never ran, or the turn has its reply). A job stream left by
+// a replica from before the hash is taken over too.
+func TestTakeoverOfJobs(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		orphan bool // a job left for a run that owns no turn
+		left   string // what replica a leaves: "typed", "orphan" or "stream"
+		answer bool
 	}{
-		{"the run owns the turn", false},
-		{"the run owns no turn", true},
+		{"a typed turn, its job named by its run", "typed", true},
+		{"a job whose run owns no turn", "orphan", false},
+		{"a job stream from before the hash", "stream", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := redistest.Start(t).Client()
@@ -471,24 +475,33 @@ func TestTakeoverOfJobsNamedByRun(t *testing.T) {
 			stuck := fakes.NewGate()
 			a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a", ClaimAfter: 3 * time.Second})
 			id, _ := a.session()
-			const jobs = "parley:jobs:{a}"
-			if tc.orphan {
-				rdb.XAdd(ctx, &redis.XAddArgs{Stream: jobs, Values: []any{"s", id, "r", "no-such-run"}})
-			} else {
+			const jobs, legacy = "parley:jobq:{a}", "parley:jobs:{a}"
+			switch tc.left {
+			case "typed":
 				if _, err := a.eng.Submit(ctx, id, "hi", event.SourceText); err != nil {
 					t.Fatal(err)
 				}
 				<-stuck.Started
-				entries, _ := rdb.XRange(ctx, jobs, "-", "+").Result()
-				if len(entries) != 1 || entries[0].Values["r"] == nil || entries[0].Values["t"] != nil {
-					t.Fatalf("job entries %v: want one, named by its run", entries)
+				all, _ := rdb.HGetAll(ctx, jobs).Result()
+				for _, v := range all {
+					if len(all) != 1 || !strings.Contains(v, `"r":`) || strings.Contains(v, `"t":`) {
+						t.Fatalf("jobs %v: want one, named by its run", all)
+					}
 				}
+			case "orphan":
+				rdb.HSet(ctx, jobs, "1-1", fmt.Sprintf(`{"s":%q,"r":"no-such-run"}`, id))
+			case "stream":
+				turnN, _, err := a.store.AppendUserTurn(ctx, id, "hi", "text")
+				if err != nil {
+					t.Fatal(err)
+				}
+				rdb.XAdd(ctx, &redis.XAddArgs{Stream: legacy, Values: []any{"s", id, "t", turnN}})
 			}
 			model := &fakes.Echo{}
 			_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
-			if tc.orphan {
-				for n := int64(1); n > 0; n, _ = rdb.Exists(ctx, jobs).Result() {
-					time.Sleep(time.Millisecond) // dropped, and the empty stream with it
+			if !tc.answer {
+				for n := int64(1); n > 0; n, _ = rdb.Exists(ctx, jobs, legacy).Result() {
+					time.Sleep(time.Millisecond) // dropped, and its key gone with it
 				}
 				if len(model.Convs()) != 0 {
 					t.Fatalf("the model was called for a job with no turn: %v", model.Convs())
@@ -498,6 +511,9 @@ func TestTakeoverOfJobsNamedByRun(t *testing.T) {
 			done := s.until(t, doneOf(1))
 			if d := done[len(done)-1].(event.ReplyDone); d.Text != "echo: hi" {
 				t.Fatalf("reply %+v", d)
+			}
+			for n := int64(1); n > 0; n, _ = rdb.Exists(ctx, jobs, legacy).Result() {
+				time.Sleep(time.Millisecond) // a's jobs moved to b, and done there
 			}
 		})
 	}

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
@@ -110,7 +108,7 @@ func newCallID() string {
 	return "call_" + hex.EncodeToString(b[:])
 }
 
-// jobAt is where a job is: its stream and entry.
+// jobAt is where a job is: its hash and field.
 func jobAt(j *job) string { return j.stream + " " + j.entry }
 
 // toolStep stores a step that ended in tool calls and starts the wait for
@@ -186,7 +184,7 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 		}
 		return true, false
 	}
-	j.keep = true // the job stays in its stream until the turn is finished
+	j.keep = true // the job stays in its hash until the turn is finished
 	if len(pending) == 0 {
 		return true, true
 	}
@@ -194,20 +192,18 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	return true, false
 }
 
-// nameTurn gives a job stored by its run (byRun) an entry that names its
-// turn, before a tool step that makes the turn wait: a waiting turn has no
-// run, so a takeover could not find its turn from the run. Only tool steps
-// pay for it, two commands. j.mu held.
+// nameTurn rewrites a job stored by its run (byRun) to name its turn,
+// before a tool step that makes the turn wait: a waiting turn has no run,
+// so a takeover could not find its turn from the run. Only tool steps pay
+// for it, a command. j.mu held.
 func (e *Engine) nameTurn(ctx context.Context, j *job, end bool) error {
 	if !j.byRun || end {
 		return nil
 	}
-	id, err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: j.stream, Values: jobValues(j)}).Result()
-	if err != nil {
+	if err := e.storeJob(ctx, j); err != nil { // the same id: rewritten in place
 		return fmt.Errorf("rename job: %w", err)
 	}
-	e.rdb.XDel(ctx, j.stream, j.entry) // one left behind names a run that owns no turn: a takeover drops it
-	j.entry, j.byRun = id, false
+	j.byRun = false
 	return nil
 }
 
@@ -392,30 +388,6 @@ func (j *job) resetStep() {
 	j.firstWait, j.finishing, j.pauses = nil, false, nil
 	j.status = 0
 	j.stopWait = nil
-}
-
-// fetchJob reads the job at at ("<stream> <entry>") and, if the stream is
-// another replica's, moves it into this one's (ours first, then out of
-// theirs, as a takeover does).
-func (e *Engine) fetchJob(ctx context.Context, sessionID string, turn int64, at string) (*job, error) {
-	stream, entry, _ := strings.Cut(at, " ")
-	msgs, err := e.rdb.XRangeN(ctx, stream, entry, entry, 1).Result()
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("the job %s is gone", at)
-	}
-	j := &job{session: sessionID, turn: turn, entry: entry, stream: stream, opts: jobOptions(msgs[0].Values)}
-	if mine := e.jobsKey(e.cfg.ReplicaID); stream != mine {
-		id, err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: mine, Values: jobValues(j)}).Result()
-		if err != nil {
-			return nil, err
-		}
-		e.rdb.XDel(ctx, stream, entry)
-		j.stream, j.entry = mine, id
-	}
-	return j, nil
 }
 
 // stopWaits stops the client tools' timers of the waiting turns: the
