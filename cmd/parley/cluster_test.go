@@ -62,16 +62,30 @@ func TestRedisCluster(t *testing.T) {
 		t.FailNow()
 	}
 
-	// Every node holds some of the sessions' keys.
+	// The sessions' keys are spread over the nodes. Not "every node holds
+	// some": 12 random sessions leave one of three nodes without any about
+	// once in 40 runs (the jobs' keys, which might have been there, go
+	// when their last job does); all on one node, once in 180,000.
 	cc := cl.Client()
+	var mu sync.Mutex
+	holding := 0
 	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
-		if n, err := c.DBSize(ctx).Result(); err != nil || n == 0 {
-			return fmt.Errorf("node %s holds %d keys (%v)", c.Options().Addr, n, err)
+		n, err := c.DBSize(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("node %s: %v", c.Options().Addr, err)
+		}
+		if n > 0 {
+			mu.Lock()
+			holding++
+			mu.Unlock()
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if holding < 2 {
+		t.Fatalf("the sessions' keys are on %d of the 3 nodes", holding)
 	}
 
 	// Replayed on b from the start: transcript, the deltas, reply.done.
