@@ -519,6 +519,39 @@ func TestTakeoverOfJobs(t *testing.T) {
 	}
 }
 
+// A replica that restarts with its id takes its own jobs back. One named
+// by its run is named by its turn from then on: the restarted replica's
+// run now owns the turn, and a second takeover could not find it by the
+// old one.
+func TestRestartRenamesAJobNamedByRun(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	stuck := fakes.NewGate()
+	a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a"})
+	id, _ := a.session()
+	if _, err := a.eng.Submit(ctx, id, "hi", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	<-stuck.Started
+	a.stop() // a crash: the job stays
+
+	again := fakes.NewGate()
+	a2 := newRig(t, rdb, again, turn.Config{ReplicaID: "a"})
+	s := a2.follow(id)
+	<-again.Started // taken back and started by a run of a2's
+	all, _ := rdb.HGetAll(ctx, "parley:jobq:{a}").Result()
+	for _, v := range all {
+		if len(all) != 1 || !strings.Contains(v, `"t":1`) || strings.Contains(v, `"r":`) {
+			t.Fatalf("jobs %v: want one, named by its turn", all)
+		}
+	}
+	again.Send("back")
+	again.Finish()
+	if d := s.until(t, doneOf(1)); d[len(d)-1].(event.ReplyDone).Text != "back" {
+		t.Fatalf("reply %+v", d[len(d)-1])
+	}
+}
+
 // A turn that waits for a slot longer than QueueWait is refused with busy
 // (and marked finished); time is the fake clock's, so nothing sleeps.
 func TestQueueWaitGivesBusy(t *testing.T) {

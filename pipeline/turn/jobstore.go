@@ -185,7 +185,8 @@ func (e *Engine) adoptStream(ctx context.Context, r string) bool {
 // one that names its run, and moving it into this replica's hash unless
 // self (drop deletes it where it was). false: stop.
 func (e *Engine) adoptOne(ctx context.Context, r string, self bool, j *job, drop func()) bool {
-	if j.turn == 0 && j.run != "" {
+	byRun := j.turn == 0 && j.run != ""
+	if byRun {
 		t, ok, err := e.store.TurnOfRun(ctx, j.session, j.run)
 		if err != nil {
 			e.log.Warn("adopt: find a job's turn", "from", r, "session", j.session, "err", err)
@@ -198,6 +199,14 @@ func (e *Engine) adoptOne(ctx context.Context, r string, self bool, j *job, drop
 		j.turn = t
 	}
 	j.run = "" // the adopter starts the turn with a run of its own
+	if self && byRun {
+		// Named by its turn from now on: the run it named is about to
+		// lose the turn, and a second takeover could not find it.
+		if err := e.storeJob(ctx, j); err != nil {
+			e.log.Warn("adopt: rename job", "from", r, "err", err)
+			return false
+		}
+	}
 	if !self {
 		// Into our hash first, then out of theirs: a crash between leaves
 		// two copies, and the turn's run ownership makes the second a no-op.
