@@ -235,18 +235,18 @@ func (se streamError) err(p []byte) error {
 	return nil
 }
 
-// decodeChunk decodes a stream chunk into ch (a struct that embeds
-// streamError) once, and reports the error the chunk carries. A chunk
-// that does not decode as ch may still be an upstream's error, which is
-// what it then says.
-func decodeChunk(p []byte, ch any, se *streamError) error {
+// decodeChunk decodes a stream chunk into ch (a pointer to a struct that
+// embeds streamError) once, and reports the error the chunk carries. A
+// chunk that does not decode as ch may still be an upstream's error,
+// which is what it then says.
+func decodeChunk(p []byte, ch interface{ err([]byte) error }) error {
 	if err := json.Unmarshal(p, ch); err != nil {
 		if serr := checkStreamError(p); serr != nil {
 			return serr
 		}
 		return fmt.Errorf("llm upstream: bad stream chunk: %w", err)
 	}
-	return se.err(p)
+	return ch.err(p)
 }
 
 // Chat streams chat completions: POST {base}/chat/completions.
@@ -353,7 +353,7 @@ type chatReply struct {
 
 func (r *chatReply) chunk(p []byte) error {
 	var ch chatChunk // decoded once, its error field with it
-	if err := decodeChunk(p, &ch, &ch.streamError); err != nil {
+	if err := decodeChunk(p, &ch); err != nil {
 		return err
 	}
 	for _, choice := range ch.Choices {
@@ -474,7 +474,7 @@ func (c *Completions) Stream(ctx context.Context, reqs []llm.Request, emit func(
 	finished := make([]bool, len(convs))
 	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
 		var ch completionsChunk
-		if err := decodeChunk(p, &ch, &ch.streamError); err != nil {
+		if err := decodeChunk(p, &ch); err != nil {
 			return err
 		}
 		for _, choice := range ch.Choices {

@@ -97,26 +97,26 @@ func (e *Engine) deleteJob(ctx context.Context, j *job) {
 	}
 }
 
-// jobTime is when a job was made, from its id (a hash field or a stream
-// entry: both begin with the ms).
+// jobIDParts reads a job id (a hash field or a stream entry: both are
+// "<ms>-<counter>").
+func jobIDParts(id string) (ms int64, seq uint64) {
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseInt(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
+}
+
+// jobTime is when a job was made, from its id.
 func jobTime(id string) time.Time {
-	ms, _, _ := strings.Cut(id, "-")
-	n, _ := strconv.ParseInt(ms, 10, 64)
-	return time.UnixMilli(n)
+	ms, _ := jobIDParts(id)
+	return time.UnixMilli(ms)
 }
 
 // byJobID orders job ids as they were made.
 func byJobID(a, b string) int {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	an, _ := strconv.ParseInt(am, 10, 64)
-	bn, _ := strconv.ParseInt(bm, 10, 64)
-	if c := cmp.Compare(an, bn); c != 0 {
-		return c
-	}
-	asq, _ := strconv.ParseUint(as, 10, 64)
-	bsq, _ := strconv.ParseUint(bs, 10, 64)
-	return cmp.Compare(asq, bsq)
+	am, as := jobIDParts(a)
+	bm, bs := jobIDParts(b)
+	return cmp.Or(cmp.Compare(am, bm), cmp.Compare(as, bs))
 }
 
 // adoptHash queues the jobs of replica r's hash, oldest first, moving them
