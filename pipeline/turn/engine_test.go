@@ -410,7 +410,8 @@ func TestInstructions(t *testing.T) {
 
 // takeOver makes replica a hand its turns over and die (a drain whose time
 // is up, then no beat), and starts replica b with model and cfg, following
-// the session id; b's next beat takes a's turns.
+// the session id; b's next beat (a third of ClaimAfter on the fake clock:
+// 5 s at the default's 15) takes a's turns.
 func takeOver(t *testing.T, a *rig, rdb *redis.Client, model llm.LLM, id string, cfg turn.Config) (*rig, *sink) {
 	t.Helper()
 	gone, cancel := context.WithCancel(context.Background())
@@ -422,7 +423,11 @@ func takeOver(t *testing.T, a *rig, rdb *redis.Client, model llm.LLM, id string,
 	for b.clk.Tickers() == 0 { // b's heartbeat is running
 		time.Sleep(time.Millisecond)
 	}
-	b.clk.Advance(time.Second) // b's next beat finds a gone
+	claim := cfg.ClaimAfter
+	if claim == 0 {
+		claim = 15 * time.Second // the default
+	}
+	b.clk.Advance(claim / 3) // b's next beat finds a gone
 	return b, s
 }
 
@@ -431,7 +436,7 @@ func takeOver(t *testing.T, a *rig, rdb *redis.Client, model llm.LLM, id string,
 func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	stuck := fakes.NewGate()
-	a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a", ClaimAfter: 3 * time.Second})
+	a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a"})
 	ctx := context.Background()
 	id, _ := a.session()
 	if _, err := a.eng.AppendItem(ctx, id, "hi", event.SourceText); err != nil {
@@ -443,7 +448,7 @@ func TestTakeoverKeepsTheResponsesOptions(t *testing.T) {
 	<-stuck.Started
 	// a hands its turns over and dies with the call under way.
 	model := &fakes.Echo{}
-	_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
+	_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b"})
 	done := s.until(t, doneOf(1))
 	if d := done[len(done)-1].(event.ReplyDone); d.Text != "echo: hi" {
 		t.Fatalf("reply %+v", d)
@@ -473,7 +478,7 @@ func TestTakeoverOfJobs(t *testing.T) {
 			rdb := redistest.Start(t).Client()
 			ctx := context.Background()
 			stuck := fakes.NewGate()
-			a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a", ClaimAfter: 3 * time.Second})
+			a := newRig(t, rdb, stuck, turn.Config{ReplicaID: "a"})
 			id, _ := a.session()
 			const jobs, legacy = "parley:jobq:{a}", "parley:jobs:{a}"
 			switch tc.left {
@@ -498,7 +503,7 @@ func TestTakeoverOfJobs(t *testing.T) {
 				rdb.XAdd(ctx, &redis.XAddArgs{Stream: legacy, Values: []any{"s", id, "t", turnN}})
 			}
 			model := &fakes.Echo{}
-			_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b", ClaimAfter: 3 * time.Second})
+			_, s := takeOver(t, a, rdb, model, id, turn.Config{ReplicaID: "b"})
 			if !tc.answer {
 				for n := int64(1); n > 0; n, _ = rdb.Exists(ctx, jobs, legacy).Result() {
 					time.Sleep(time.Millisecond) // dropped, and its key gone with it
