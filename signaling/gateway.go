@@ -191,12 +191,10 @@ func (g *Gateway) Endpoint(p Protocol) *Endpoint {
 	e.upgrader = websocket.Upgrader{
 		// Memory per idle socket decides how many fit in a replica: no
 		// write buffer between writes (pooled), and a small read buffer of
-		// our own so that the HTTP server's 4 KiB one can go. 512 B holds
-		// a client message (a typed turn, an Opus frame); a longer one is
-		// read past the buffer. Against 1 KiB: 0.6–0.9 KB less RSS per
-		// idle socket (docs/benchmarks.md, "Idle scale").
+		// our own (corkWriter: ReadBufferSize 0 makes gorilla read through
+		// the hijacked reader, which is ours) so that the HTTP server's
+		// 4 KiB one can go.
 		WriteBufferPool: &sync.Pool{},
-		ReadBufferSize:  512,
 		CheckOrigin:     g.checkOrigin,
 		Subprotocols:    p.Subprotocols,
 	}
@@ -287,6 +285,8 @@ func (e *Endpoint) Accept(w http.ResponseWriter, r *http.Request) *Socket {
 	}
 	s := newSocket(&g.cfg, &e.proto, ws, g.log.With("remote", ip))
 	s.cork = cw.conn
+	s.rd = cw.readiness()
+	s.armReads()
 	e.open(s, ip)
 	return s
 }
@@ -393,17 +393,26 @@ func (a *Admission) Release() {
 // frees its buffers and the handler's deep stack, about a third of an
 // idle socket's memory.
 func (e *Endpoint) Serve(s *Socket, serve func()) {
+	go e.serve(s, serve) // ends when the socket has closed and serve returned
+}
+
+// serve is the socket's goroutine, which an idle socket keeps: its frame
+// is kept small (no defers; the end in a function of its own), since
+// every byte of the frames under an idle socket's wait counts (readLoop).
+func (e *Endpoint) serve(s *Socket, serve func()) {
+	serve()
+	e.served(s)
+}
+
+func (e *Endpoint) served(s *Socket) {
 	g := e.gw
-	go func() { // ends when the socket has closed and serve returned
-		defer g.wg.Done()
-		defer g.ipLimit.release(s.ip)
-		serve()
-		connections.Dec()
-		disconnects.WithLabelValues(s.Reason().String()).Inc()
-		g.mu.Lock()
-		delete(g.sockets, s)
-		g.mu.Unlock()
-	}()
+	connections.Dec()
+	disconnects.WithLabelValues(s.Reason().String()).Inc()
+	g.mu.Lock()
+	delete(g.sockets, s)
+	g.mu.Unlock()
+	g.ipLimit.release(s.ip)
+	g.wg.Done()
 }
 
 // authenticate checks the request's token, if authentication is on (in

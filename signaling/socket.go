@@ -67,6 +67,15 @@ type Socket struct {
 	cancel    context.CancelFunc
 	ip        string      // the client's address, the key of its per-IP caps
 	greeted   atomic.Bool // the client said who it is: the read deadline is the silence allowed
+
+	// The reader's (readLoop): the shallow wait for the client, nil when
+	// the connection has none; the handler and the channel of the
+	// goroutines that read messages; when the read deadline was last
+	// pushed back.
+	rd       *readiness
+	handler  Handler
+	readEnd  chan bool
+	extended time.Time
 }
 
 func newSocket(cfg *Config, proto *Protocol, ws *websocket.Conn, log *slog.Logger) *Socket {
@@ -121,8 +130,15 @@ func (s *Socket) Serve(h Handler) {
 		s.serveMessages(h)
 		return
 	}
-	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
 	s.readLoop(h)
+	s.endReads()
+}
+
+// endReads closes the socket once its reader is done, lingering for the
+// client's close frame. It is a function of its own, not the tail of
+// Serve, so that Serve's frame stays small on the idle socket's shallow
+// stack (readLoop).
+func (s *Socket) endReads() {
 	s.Close(ReasonClientGone) // no-op if a reason was set first
 	<-s.finished
 	// Linger: read (and drop) until the client answers the close frame, or
@@ -377,9 +393,12 @@ func (s *Socket) write(kind int, data []byte) error {
 	return s.ws.WriteMessage(kind, data)
 }
 
-// readLoop hands every frame to h until a read fails or the socket
-// closes.
-func (s *Socket) readLoop(h Handler) {
+// armReads sets what the reader reads under: the size cap, the hello's
+// deadline, the handlers of pings and pongs, and the pinger. Accept calls
+// it, on the HTTP handler's goroutine: on the reader's, these calls' deep
+// frames (a deadline resets a runtime timer) would double the stack that
+// an idle socket keeps.
+func (s *Socket) armReads() {
 	limit := s.cfg.MaxMessage
 	if s.proto.MaxMessage > 0 {
 		limit = s.proto.MaxMessage
@@ -388,34 +407,103 @@ func (s *Socket) readLoop(h Handler) {
 	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	// Pongs go through the writer: only the writer writes.
 	s.ws.SetPingHandler(func(data string) error {
-		s.enqueue(frame{data: []byte(data), pong: true})
+		s.ping([]byte(data))
 		return nil
 	})
 	s.ws.SetPongHandler(func(string) error {
-		if s.greeted.Load() {
-			_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
-			h.Pong()
-		}
+		s.pong(s.handler)
 		return nil
 	})
-	var extended time.Time // when the read deadline was last pushed back
+	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
+}
+
+// readLoop hands every frame to h until a read fails or the socket
+// closes. With readiness (a plain TCP socket) the calling goroutine only
+// waits for the client's bytes; what they bring is read and handled on a
+// goroutine of its own (readBurst), which ends when nothing more is
+// buffered: an idle socket parks no goroutine in gorilla's deep read path,
+// and its one goroutine keeps a small stack (every call the wait makes
+// counts: a frame past about 1 KB of them doubles the stack). The
+// handler's calls stay one at a time, in order: the waiter waits for each
+// reading goroutine to end.
+func (s *Socket) readLoop(h Handler) {
+	s.handler = h
+	if s.rd == nil {
+		s.readMessages()
+		return
+	}
+	s.readEnd = make(chan bool)
 	for {
-		kind, data, err := s.ws.ReadMessage()
-		if err != nil {
+		if err := s.rd.wait(); err != nil {
 			s.Close(readReason(err, !s.greeted.Load()))
 			return
 		}
-		h.Frame(kind, data)
+		go s.readBurst() // ends when nothing more is buffered, or the socket closes
+		if !<-s.readEnd {
+			return
+		}
+	}
+}
+
+func (s *Socket) readBurst() { s.readEnd <- s.readMessages() }
+
+// ping answers a client's ping, through the writer.
+func (s *Socket) ping(data []byte) { s.enqueue(frame{data: data, pong: true}) }
+
+// pong: the client is there (once greeted: before, only a hello counts).
+func (s *Socket) pong(h Handler) {
+	if s.greeted.Load() {
+		_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		h.Pong()
+	}
+}
+
+// readMessages reads frames and hands messages to the handler until a
+// read fails or the socket closes (false), or, with readiness, until no
+// more bytes are buffered (true: the waiter waits again). With readiness
+// it reads the pings and pongs between messages itself: gorilla handles
+// them inside its read of a message, and would then go on to wait, deep,
+// for the message after them (every idle socket answers the server's
+// ping every PingInterval).
+func (s *Socket) readMessages() bool {
+	for {
+		if s.rd != nil {
+			op, payload, err := s.rd.control()
+			switch {
+			case err != nil:
+				s.Close(readReason(err, !s.greeted.Load()))
+				return false
+			case op == opPing:
+				s.ping(payload)
+			case op == opPong:
+				s.pong(s.handler)
+			}
+			if op != 0 {
+				if s.rd.br.Buffered() == 0 {
+					return true
+				}
+				continue
+			}
+		}
+		kind, data, err := s.ws.ReadMessage()
+		if err != nil {
+			s.Close(readReason(err, !s.greeted.Load()))
+			return false
+		}
+		s.handler.Frame(kind, data)
 		// Pushed back at most once a second: a busy socket's messages do not
 		// each pay for a timer reset, and the timeout moves by under a second.
-		if now := time.Now(); s.greeted.Load() && now.Sub(extended) >= time.Second {
+		if now := time.Now(); s.greeted.Load() && now.Sub(s.extended) >= time.Second {
 			_ = s.ws.SetReadDeadline(now.Add(s.cfg.ReadTimeout))
-			extended = now
+			s.extended = now
 		}
 		select {
 		case <-s.done:
-			return
+			return false
 		default:
+		}
+		if s.rd != nil && s.rd.br.Buffered() == 0 {
+			return true
 		}
 	}
 }

@@ -57,6 +57,12 @@ func newConn(s *Server, sock *signaling.Socket) *conn {
 // the peer connection, the call, the feed.
 func (c *conn) serve() {
 	c.sock.Serve(c)
+	c.served()
+}
+
+// served is serve's end, in a function of its own: serve's frame is under
+// an idle socket's wait, on a stack kept small (signaling.Socket).
+func (c *conn) served() {
 	if c.rtc != nil {
 		_ = c.rtc.pc.Close() // ends pion's goroutines and the track reader
 	}

@@ -54,6 +54,12 @@ func newStream(s *Server, sock *signaling.Socket) *stream {
 // serve runs the socket until it closes, then waits for the call to end.
 func (st *stream) serve() {
 	st.sock.Serve(st)
+	st.served()
+}
+
+// served is serve's end, in a function of its own: serve's frame is under
+// an idle socket's wait, on a stack kept small (signaling.Socket).
+func (st *stream) served() {
 	if st.callDone != nil {
 		<-st.callDone
 	}

@@ -1,0 +1,331 @@
+package signaling_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parleyhq/parley/signaling"
+)
+
+// recorder is a Handler that keeps what it is given; its first frame
+// greets the socket, as a protocol's hello does.
+type recorder struct {
+	sock   *signaling.Socket
+	mu     sync.Mutex
+	frames []string
+	pongs  int
+	got    chan struct{}
+}
+
+func (r *recorder) Frame(kind int, data []byte) {
+	if r.sock != nil {
+		r.sock.Greeted()
+	}
+	r.mu.Lock()
+	r.frames = append(r.frames, fmt.Sprintf("%d:%s", kind, data))
+	r.mu.Unlock()
+	r.got <- struct{}{}
+}
+
+func (r *recorder) Pong() {
+	r.mu.Lock()
+	r.pongs++
+	r.mu.Unlock()
+	r.got <- struct{}{}
+}
+
+// socketServer serves one protocol whose sockets hand their frames to a
+// recorder, and returns its URL and the recorders as they come.
+func socketServer(t *testing.T, cfg signaling.Config) (string, chan *recorder) {
+	t.Helper()
+	gw := signaling.NewGateway(cfg, slog.New(slog.DiscardHandler))
+	ep := gw.Endpoint(signaling.Protocol{CloseCode: func(signaling.Reason) int { return 4000 }})
+	recs := make(chan *recorder, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := ep.Accept(w, r)
+		if s == nil {
+			return
+		}
+		rec := &recorder{sock: s, got: make(chan struct{}, 1024)}
+		recs <- rec
+		ep.Serve(s, func() { s.Serve(rec) })
+	}))
+	t.Cleanup(func() {
+		_ = gw.Shutdown(t.Context())
+		srv.Close()
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http"), recs
+}
+
+// goroutinesIn counts the goroutines whose stack has fn in it.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(fn)) {
+			n++
+		}
+	}
+	return n
+}
+
+// eventually polls cond for up to 5 s: a reading goroutine ends just
+// after its handler's call returns.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("still not so after 5 s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitFor(t *testing.T, rec *recorder, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case <-rec.got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the handler heard %d of %d calls", i, n)
+		}
+	}
+}
+
+// maskedFrame is a client's frame, masked as RFC 6455 asks of clients.
+func maskedFrame(op byte, payload []byte) []byte {
+	f := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n <= 125:
+		f = append(f, 0x80|byte(n))
+	case n <= 0xffff:
+		f = append(f, 0x80|126, byte(n>>8), byte(n))
+	default:
+		f = append(f, 0x80|127)
+		f = binary.BigEndian.AppendUint64(f, uint64(n))
+	}
+	key := []byte{0x12, 0x34, 0x56, 0x78}
+	f = append(f, key...)
+	for i, b := range payload {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
+
+// An idle socket parks no goroutine in gorilla's read path (whose stack
+// grows to 8 KB, half an idle socket's memory): it waits on a shallow one,
+// which reads the pings and pongs between messages itself. Every message
+// still reaches the handler once, in order, whatever way its bytes come:
+// many in one write, split across writes, larger than the read buffer,
+// with pings and pongs between them.
+func TestIdleSocketWaitsShallow(t *testing.T) {
+	url, recs := socketServer(t, signaling.Config{})
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	rec := <-recs
+	var pongs sync.WaitGroup
+	ws.SetPongHandler(func(string) error { pongs.Done(); return nil })
+	go func() { // the client reads, so that its pong handler runs
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	raw := ws.NetConn() // past the handshake: frames written by hand
+	idle := func(step string) {
+		t.Helper()
+		eventually(t, step+": no goroutine reads messages", func() bool {
+			return goroutinesIn("signaling.(*Socket).readMessages") == 0
+		})
+		if n := goroutinesIn("signaling.(*readiness).wait"); n != 1 {
+			t.Fatalf("%s: %d goroutines wait for the client, want 1", step, n)
+		}
+	}
+
+	big := strings.Repeat("x", 5000) // ten read buffers
+	var want []string
+	steps := []struct {
+		name   string
+		writes [][]byte // each its own write, with a pause between them
+		calls  int      // the handler's calls it makes (frames and pongs)
+		pings  int      // pongs the client should get
+		frames []string
+	}{
+		{name: "hello", writes: [][]byte{maskedFrame(0x1, []byte("hello"))}, calls: 1, frames: []string{"1:hello"}},
+		{name: "a ping while idle", writes: [][]byte{maskedFrame(0x9, []byte("p1"))}, pings: 1},
+		{name: "a pong while idle", writes: [][]byte{maskedFrame(0xa, nil)}, calls: 1},
+		{name: "three messages and a ping in one write", writes: [][]byte{bytes.Join([][]byte{
+			maskedFrame(0x1, []byte("a")), maskedFrame(0x9, nil), maskedFrame(0x2, []byte("b")), maskedFrame(0x1, []byte(big)),
+		}, nil)}, calls: 3, pings: 1, frames: []string{"1:a", "2:b", "1:" + big}},
+		{name: "a message split in three writes", writes: func() [][]byte {
+			f := maskedFrame(0x1, []byte("split"))
+			return [][]byte{f[:1], f[1:5], f[5:]}
+		}(), calls: 1, frames: []string{"1:split"}},
+		{name: "a ping split in two writes, then a message", writes: func() [][]byte {
+			f := maskedFrame(0x9, []byte("ping!"))
+			return [][]byte{f[:3], append(f[3:], maskedFrame(0x1, []byte("after"))...)}
+		}(), calls: 1, pings: 1, frames: []string{"1:after"}},
+		{name: "a fragmented message with a ping inside", writes: [][]byte{
+			{0x01, 0x80 | 2, 0, 0, 0, 0, 'f', 'r'}, // text, not final, mask key 0
+			maskedFrame(0x9, nil),
+			{0x80, 0x80 | 3, 0, 0, 0, 0, 'a', 'g', '!'}, // continuation, final
+		}, calls: 1, pings: 1, frames: []string{"1:frag!"}},
+	}
+	for _, st := range steps {
+		pongs.Add(st.pings)
+		for i, w := range st.writes {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond) // the server reads what came so far
+			}
+			if _, err := raw.Write(w); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		}
+		waitFor(t, rec, st.calls)
+		pongsDone := make(chan struct{})
+		go func() { pongs.Wait(); close(pongsDone) }()
+		select {
+		case <-pongsDone:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the client's pings were not all answered", st.name)
+		}
+		want = append(want, st.frames...)
+		idle(st.name)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if strings.Join(rec.frames, "|") != strings.Join(want, "|") {
+		t.Fatalf("frames %q\nwant %q", rec.frames, want)
+	}
+	if rec.pongs != 1 {
+		t.Fatalf("the handler heard %d pongs, want 1", rec.pongs)
+	}
+}
+
+// What the shallow wait sees goes where a read error went: a client that
+// says nothing is closed at the hello's deadline with its reason, a frame
+// the wait does not read itself goes to gorilla, which judges it (an
+// oversized message, a ping without a mask, reserved bits: gorilla's own
+// close frame), and a client that hangs up ends the socket; each
+// socket's goroutines end.
+func TestShallowWaitReasons(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   signaling.Config
+		write []byte
+		code  int    // the close frame's code; 0 for none (the client hung up)
+		want  string // in the close frame's text
+	}{
+		// A short hello deadline (default 10 s), so that the test need not wait.
+		{name: "silent", cfg: signaling.Config{HelloTimeout: 200 * time.Millisecond}, code: 4000, want: "hello_timeout"},
+		{name: "too big", cfg: signaling.Config{}, write: maskedFrame(0x1, make([]byte, 2<<20)), code: websocket.CloseMessageTooBig},
+		{name: "unmasked ping", cfg: signaling.Config{}, write: []byte{0x89, 0}, code: websocket.CloseProtocolError, want: "bad MASK"},
+		{name: "reserved bits on a pong", cfg: signaling.Config{}, write: []byte{0xca, 0x80, 0, 0, 0, 0}, code: websocket.CloseProtocolError, want: "RSV1"},
+		{name: "hang up", cfg: signaling.Config{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, recs := socketServer(t, tc.cfg)
+			ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			<-recs
+			if tc.write != nil {
+				go func() { _, _ = ws.NetConn().Write(tc.write) }()
+			}
+			if tc.code == 0 {
+				_ = ws.NetConn().Close()
+			} else {
+				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, _, err = ws.ReadMessage()
+				ce, ok := err.(*websocket.CloseError)
+				if !ok || ce.Code != tc.code || !strings.Contains(ce.Text, tc.want) {
+					t.Fatalf("read %v, want a close frame %d saying %q", err, tc.code, tc.want)
+				}
+				_ = ws.Close()
+			}
+			eventually(t, "the socket's goroutines end", func() bool {
+				return goroutinesIn("signaling.(*Socket)") == 0
+			})
+		})
+	}
+}
+
+// An idle socket's one goroutine keeps the smallest stack Go gives (2 KB):
+// every call its wait makes counts, and one frame too many doubles it for
+// every idle socket (the reader's 8 KB were half an idle socket's memory).
+// Sockets that said hello, were pinged by their client and answered it,
+// then went quiet.
+func TestIdleSocketStack(t *testing.T) {
+	// Go starts a goroutine on the average stack of the last collection
+	// (adaptivestackstart), which in a test binary, with few goroutines and
+	// deep ones, is 4 KB: the test runs itself again with that off, so that
+	// it sees what the socket's own frames need. (The server's figure, with
+	// Go's defaults, is in docs/benchmarks.md, "Idle scale".)
+	if os.Getenv("PARLEY_STACK_TEST") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleSocketStack$", "-test.v")
+		cmd.Env = append(os.Environ(), "PARLEY_STACK_TEST=1", "GODEBUG=adaptivestackstart=0")
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	const n = 200
+	url, recs := socketServer(t, signaling.Config{})
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]*websocket.Conn, 0, n)
+	defer func() {
+		for _, ws := range conns {
+			ws.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, ws)
+		rec := <-recs
+		raw := ws.NetConn()
+		if _, err := raw.Write(append(maskedFrame(0x1, []byte(`{"type":"hello"}`)), maskedFrame(0x9, nil)...)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, rec, 1)
+	}
+	eventually(t, "no goroutine reads messages", func() bool {
+		return goroutinesIn("signaling.(*Socket).readMessages") == 0
+	})
+	// The client side's goroutines are the test's: none reads, none was
+	// started. What the server's sockets hold is the difference.
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	per := float64(after.StackInuse-before.StackInuse) / n
+	t.Logf("%.0f B of stack per idle socket", per)
+	if per > 2560 {
+		t.Fatalf("%.0f B of stack per idle socket; want 2 KB (one goroutine on Go's smallest stack)", per)
+	}
+}
