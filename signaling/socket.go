@@ -75,8 +75,31 @@ type Socket struct {
 	rd       *readiness
 	handler  Handler
 	readEnd  chan bool
+	burst    func() // s.readBurst, made once
 	extended time.Time
+
+	// The hand-over between the reading goroutine and the shallow wait
+	// (holdRead, quiet), under rmu: where the reader is, whether it has
+	// read since the quiet timer last looked, whether that timer runs, and
+	// the read deadline the socket means (a kick moves the real one to
+	// now, and the reader puts this one back).
+	rmu      sync.Mutex
+	rstate   readState
+	heard    bool
+	quietOn  bool
+	quiet    *time.Timer
+	deadline time.Time
 }
+
+// readState is where a socket's reading stands (Socket.rstate).
+type readState uint8
+
+const (
+	readShallow readState = iota // the shallow wait has the socket (or no reader yet)
+	readBusy                     // the reading goroutine reads or handles a frame
+	readHeld                     // the reading goroutine waits for the client
+	readKicked                   // told to give the socket back to the shallow wait
+)
 
 func newSocket(cfg *Config, proto *Protocol, ws *websocket.Conn, log *slog.Logger) *Socket {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,7 +141,18 @@ func (s *Socket) Greeted() {
 	if s.mc != nil {
 		return // its transport says when it is gone
 	}
-	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+	s.setReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+}
+
+// setReadDeadline sets the socket's read deadline; while a kick has moved
+// it to now, it is only recorded, for the reader to put back.
+func (s *Socket) setReadDeadline(t time.Time) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.deadline = t
+	if s.rstate != readKicked {
+		_ = s.ws.SetReadDeadline(t)
+	}
 }
 
 // Serve runs the reader on the calling goroutine until the socket closes,
@@ -145,7 +179,7 @@ func (s *Socket) endReads() {
 	// for a second. Closing at once, with the client's frames unread,
 	// makes the kernel reset the connection, and the client may lose the
 	// close frame that says why.
-	_ = s.ws.SetReadDeadline(time.Now().Add(time.Second))
+	s.setReadDeadline(time.Now().Add(time.Second))
 	var err error
 	for err == nil {
 		_, _, err = s.ws.NextReader()
@@ -160,6 +194,11 @@ func (s *Socket) endReads() {
 	}
 	_ = s.ws.Close()
 	s.pinger.Stop()
+	s.rmu.Lock()
+	if s.quiet != nil {
+		s.quiet.Stop()
+	}
+	s.rmu.Unlock()
 	s.cancel()
 }
 
@@ -345,7 +384,7 @@ func (s *Socket) finish() {
 	}
 	msg := websocket.FormatCloseMessage(s.proto.CloseCode(s.reason), s.reason.String())
 	_ = s.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-	_ = s.ws.SetReadDeadline(time.Now().Add(time.Second))
+	s.setReadDeadline(time.Now().Add(time.Second))
 	close(s.finished)
 }
 
@@ -394,7 +433,8 @@ func (s *Socket) write(kind int, data []byte) error {
 }
 
 // armReads sets what the reader reads under: the size cap, the hello's
-// deadline, the handlers of pings and pongs, and the pinger. Accept calls
+// deadline, the handlers of pings and pongs, the pinger, and what the
+// shallow wait uses. Accept calls
 // it, on the HTTP handler's goroutine: on the reader's, these calls' deep
 // frames (a deadline resets a runtime timer) would double the stack that
 // an idle socket keeps.
@@ -404,7 +444,7 @@ func (s *Socket) armReads() {
 		limit = s.proto.MaxMessage
 	}
 	s.ws.SetReadLimit(limit)
-	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	s.setReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	// Pongs go through the writer: only the writer writes.
 	s.ws.SetPingHandler(func(data string) error {
 		s.ping([]byte(data))
@@ -415,37 +455,109 @@ func (s *Socket) armReads() {
 		return nil
 	})
 	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
+	// The waiter allocates nothing: an allocation that refills the
+	// allocator's cache runs deep enough to double its stack. "go
+	// s.readBurst()" would allocate a closure each time.
+	s.readEnd = make(chan bool)
+	s.burst = s.readBurst
 }
 
 // readLoop hands every frame to h until a read fails or the socket
 // closes. With readiness (a plain TCP socket) the calling goroutine only
-// waits for the client's bytes; what they bring is read and handled on a
-// goroutine of its own (readBurst), which ends when nothing more is
-// buffered: an idle socket parks no goroutine in gorilla's deep read path,
-// and its one goroutine keeps a small stack (every call the wait makes
-// counts: a frame past about 1 KB of them doubles the stack). The
-// handler's calls stay one at a time, in order: the waiter waits for each
-// reading goroutine to end.
+// waits for the client, on a shallow stack: when bytes come, a goroutine
+// of its own reads and handles them (readBurst), and stays while the
+// socket is busy, waiting for the next frame itself (holdRead). Once the
+// socket has read nothing for QuietAfter, the quiet timer sends that
+// goroutine back (quietCheck), and the shallow wait has the socket again:
+// an idle socket parks no goroutine in gorilla's deep read path, and its
+// one goroutine keeps a small stack (every call the wait makes counts: a
+// frame past about 1 KB of them doubles the stack). The handler's calls
+// stay one at a time, in order: the waiter waits for each reading
+// goroutine to end.
 func (s *Socket) readLoop(h Handler) {
 	s.handler = h
 	if s.rd == nil {
 		s.readMessages()
 		return
 	}
-	s.readEnd = make(chan bool)
 	for {
 		if err := s.rd.wait(); err != nil {
 			s.Close(readReason(err, !s.greeted.Load()))
 			return
 		}
-		go s.readBurst() // ends when nothing more is buffered, or the socket closes
+		go s.burst() // ends when the socket is quiet, or closes
 		if !<-s.readEnd {
 			return
 		}
 	}
 }
 
-func (s *Socket) readBurst() { s.readEnd <- s.readMessages() }
+// readBurst is the reading goroutine: it reads until the socket is quiet
+// (true to the waiter) or done (false).
+func (s *Socket) readBurst() {
+	s.rmu.Lock()
+	s.rstate, s.heard = readBusy, true
+	if !s.quietOn {
+		s.quietOn = true
+		if s.quiet == nil {
+			s.quiet = time.AfterFunc(s.cfg.QuietAfter, s.quietCheck)
+		} else {
+			s.quiet.Reset(s.cfg.QuietAfter)
+		}
+	}
+	s.rmu.Unlock()
+	more := s.readMessages()
+	s.rmu.Lock()
+	s.rstate = readShallow
+	s.rmu.Unlock()
+	s.readEnd <- more
+}
+
+// quietCheck runs every QuietAfter while a reading goroutine has the
+// socket: one that has read nothing since the last look, and waits for
+// the client, is sent back to the shallow wait (its wait's deadline moved
+// to now; holdRead puts the socket's back).
+func (s *Socket) quietCheck() {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	switch {
+	case s.heard || s.rstate == readBusy:
+		s.heard = false
+		s.quiet.Reset(s.cfg.QuietAfter)
+	case s.rstate == readHeld:
+		s.rstate = readKicked
+		_ = s.ws.SetReadDeadline(time.Now())
+		s.quietOn = false
+	default:
+		s.quietOn = false
+	}
+}
+
+// holdRead waits, on the reading goroutine, for the client's next frame.
+// stay: it has begun to come. Otherwise ok says whether the socket goes on
+// (the quiet timer sent the reader back to the shallow wait) or is done
+// (the reason is set).
+func (s *Socket) holdRead() (stay, ok bool) {
+	s.rmu.Lock()
+	s.rstate, s.heard = readHeld, true
+	s.rmu.Unlock()
+	err := s.rd.wait()
+	s.rmu.Lock()
+	kicked := s.rstate == readKicked
+	s.rstate = readBusy
+	if kicked {
+		_ = s.ws.SetReadDeadline(s.deadline)
+	}
+	s.rmu.Unlock()
+	switch {
+	case kicked:
+		return false, true
+	case err != nil:
+		s.Close(readReason(err, !s.greeted.Load()))
+		return false, false
+	}
+	return true, true
+}
 
 // ping answers a client's ping, through the writer.
 func (s *Socket) ping(data []byte) { s.enqueue(frame{data: data, pong: true}) }
@@ -453,18 +565,19 @@ func (s *Socket) ping(data []byte) { s.enqueue(frame{data: data, pong: true}) }
 // pong: the client is there (once greeted: before, only a hello counts).
 func (s *Socket) pong(h Handler) {
 	if s.greeted.Load() {
-		_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		s.setReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 		h.Pong()
 	}
 }
 
 // readMessages reads frames and hands messages to the handler until a
-// read fails or the socket closes (false), or, with readiness, until no
-// more bytes are buffered (true: the waiter waits again). With readiness
+// read fails or the socket closes (false), or, with readiness, until the
+// socket is quiet (true: the shallow wait has it again). With readiness
 // it reads the pings and pongs between messages itself: gorilla handles
 // them inside its read of a message, and would then go on to wait, deep,
-// for the message after them (every idle socket answers the server's
-// ping every PingInterval).
+// for the message after them. A control frame with nothing after it goes
+// straight back to the shallow wait: it is how an idle client answers the
+// server's ping every PingInterval.
 func (s *Socket) readMessages() bool {
 	for {
 		if s.rd != nil {
@@ -494,7 +607,7 @@ func (s *Socket) readMessages() bool {
 		// Pushed back at most once a second: a busy socket's messages do not
 		// each pay for a timer reset, and the timeout moves by under a second.
 		if now := time.Now(); s.greeted.Load() && now.Sub(s.extended) >= time.Second {
-			_ = s.ws.SetReadDeadline(now.Add(s.cfg.ReadTimeout))
+			s.setReadDeadline(now.Add(s.cfg.ReadTimeout))
 			s.extended = now
 		}
 		select {
@@ -503,7 +616,9 @@ func (s *Socket) readMessages() bool {
 		default:
 		}
 		if s.rd != nil && s.rd.br.Buffered() == 0 {
-			return true
+			if stay, ok := s.holdRead(); !stay {
+				return ok
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/pipeline/local"
+	"github.com/parleyhq/parley/signaling"
 )
 
 // An idle Parley socket (it said hello, had a reply, went quiet) keeps
@@ -33,10 +34,16 @@ func TestIdleSocketsKeepSmallStacks(t *testing.T) {
 		return
 	}
 	rdb := newRedis(t)
-	r := startReplica(t, rdb, local.New(local.Config{}), replicaOpts{})
+	// Quiet after 20 ms (default 5 s, covered in signaling): the sockets
+	// give their reading goroutines back soon after their reply.
+	r := startReplica(t, rdb, local.New(local.Config{}), replicaOpts{ws: signaling.Config{QuietAfter: 20 * time.Millisecond}})
 	warm := dial(t, r.URL) // the process's first socket starts what every later one shares
 	warm.Hello()
-	const n = 100
+	// The stack caches of Go's Ps hold up to 256 KB that the difference
+	// below counts: 200 sockets, and a bound that tells a 2 KB waiter from
+	// a reader parked deep (8 KB; signaling's own test draws the finer
+	// line, at 1,000 sockets).
+	const n = 200
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -51,12 +58,12 @@ func TestIdleSocketsKeepSmallStacks(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		per := float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
-		if per <= 2560 {
+		if per <= 4096 {
 			t.Logf("%.0f B of stack per idle socket", per)
 			return
 		}
 		if time.Now().After(end) {
-			t.Fatalf("%.0f B of stack per idle socket; want 2 KB (one goroutine on Go's smallest stack)", per)
+			t.Fatalf("%.0f B of stack per idle socket; want 2 KB (one goroutine on Go's smallest stack), under 4 with the noise", per)
 		}
 	}
 }
