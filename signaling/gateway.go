@@ -33,11 +33,12 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping period; default 30s
 	ReadTimeout    time.Duration // silence (no frame, no pong) that closes the socket; default 75s
 	HelloTimeout   time.Duration // time to say hello after connecting; default 10s
-	// QuietAfter: a socket that has read nothing for this long (one to two
-	// times it) gives up the goroutine that reads its messages, and its
-	// 8 KB stack, and waits on a shallow one. A busy socket keeps its
-	// reader: handing every message to a new goroutine cost 10 % more
-	// server CPU per turn. Default 5s.
+	// QuietAfter: a socket whose messages come within this of each other
+	// is busy, and keeps the goroutine that reads them (handing every
+	// message to a new goroutine cost 10 % more server CPU per turn); one
+	// that has then read nothing for this long (one to two times it) gives
+	// that goroutine and its 8 KB stack up, and waits on a shallow one, as
+	// a socket that is not busy does after each message. Default 5s.
 	QuietAfter time.Duration
 	// ReconnectSpread is the window of the delays that Shutdown suggests to
 	// its clients (retry_after_ms, uniform in [0, ReconnectSpread) per

@@ -77,6 +77,9 @@ type Socket struct {
 	readEnd  chan bool
 	burst    func() // s.readBurst, made once
 	extended time.Time
+	// lastMessage: when the last message came (a busy socket keeps its
+	// reading goroutine).
+	lastMessage time.Time
 
 	// The hand-over between the reading goroutine and the shallow wait
 	// (holdRead, quiet), under rmu: where the reader is, whether it has
@@ -465,8 +468,9 @@ func (s *Socket) armReads() {
 // readLoop hands every frame to h until a read fails or the socket
 // closes. With readiness (a plain TCP socket) the calling goroutine only
 // waits for the client, on a shallow stack: when bytes come, a goroutine
-// of its own reads and handles them (readBurst), and stays while the
-// socket is busy, waiting for the next frame itself (holdRead). Once the
+// of its own reads and handles them (readBurst), and, once the socket is
+// busy (two messages within QuietAfter), stays, waiting for the next frame
+// itself (holdRead). Once the
 // socket has read nothing for QuietAfter, the quiet timer sends that
 // goroutine back (quietCheck), and the shallow wait has the socket again:
 // an idle socket parks no goroutine in gorilla's deep read path, and its
@@ -606,16 +610,26 @@ func (s *Socket) readMessages() bool {
 		s.handler.Frame(kind, data)
 		// Pushed back at most once a second: a busy socket's messages do not
 		// each pay for a timer reset, and the timeout moves by under a second.
-		if now := time.Now(); s.greeted.Load() && now.Sub(s.extended) >= time.Second {
+		now := time.Now()
+		if s.greeted.Load() && now.Sub(s.extended) >= time.Second {
 			s.setReadDeadline(now.Add(s.cfg.ReadTimeout))
 			s.extended = now
 		}
+		// Busy: this message came within QuietAfter of the one before. Only
+		// then does the reading goroutine stay for the next: a socket's first
+		// message (a hello, and then silence) gives its 8 KB back at once,
+		// and so does one that speaks seldom.
+		busy := now.Sub(s.lastMessage) < s.cfg.QuietAfter
+		s.lastMessage = now
 		select {
 		case <-s.done:
 			return false
 		default:
 		}
 		if s.rd != nil && s.rd.br.Buffered() == 0 {
+			if !busy {
+				return true
+			}
 			if stay, ok := s.holdRead(); !stay {
 				return ok
 			}
