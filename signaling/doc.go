@@ -24,9 +24,12 @@
 //     403 or 503 that names its Reason, counted in
 //     parley_ws_refused_total{reason}; the log has the reason and the
 //     client's address, never a token;
-//   - the socket's transport (Socket): exactly one reader goroutine (it
+//   - the socket's transport (Socket): exactly one reader at a time (it
 //     reads frames, with a size cap and a read deadline refreshed by
-//     pongs, and hands them to the protocol's Handler) and at most one
+//     pongs, and hands them to the protocol's Handler; on a plain TCP
+//     socket it waits for the client in a shallow wait, on a 2 KB stack,
+//     and reads on a goroutine of its own, which stays while the socket
+//     is busy and ends once it is quiet for Config.QuietAfter) and at most one
 //     writer goroutine (the only one that writes; every write has a
 //     deadline). An idle socket has no writer: one is started when a frame
 //     is queued and ends when the queue is empty; a socket with a media

@@ -31,7 +31,10 @@ type Writer interface {
 }
 
 // Handler is a protocol's side of a socket. Its calls come from the
-// socket's reader goroutine, one at a time.
+// socket's reader, one at a time and in order, each done before the next
+// begins; "the reader goroutine" of this package's comments is whichever
+// goroutine reads at the time (a socket gives its reading goroutine up
+// when quiet, and a later message is read on a new one).
 type Handler interface {
 	// Frame is one message from the client: websocket.TextMessage or
 	// BinaryMessage.
