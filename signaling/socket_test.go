@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/signaling"
 )
 
@@ -332,15 +333,21 @@ func TestIdleSocketStack(t *testing.T) {
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		per := float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
-		if per <= 2560 {
+		if per <= stackBound {
 			t.Logf("%.0f B of stack per idle socket", per)
 			return
 		}
 		if time.Now().After(end) {
-			t.Fatalf("%.0f B of stack per idle socket; want 2 KB (one goroutine on Go's smallest stack)", per)
+			t.Fatalf("%.0f B of stack per idle socket, more than %.0f; want 2 KB (one goroutine on Go's smallest stack)", per, stackBound)
 		}
 	}
 }
+
+// stackBound is what an idle socket's stack may take in
+// TestIdleSocketStack: 2 KB and the noise of 1,000 sockets; under the race
+// detector, whose frames are larger, under the 8 KB of a reader parked in
+// gorilla (make test also runs the test without it, for the 2 KB).
+var stackBound = map[bool]float64{false: 2560, true: 4608}[testkit.Race]
 
 // A socket's first message (a hello, then silence, say) gives its reading
 // goroutine back at once; a busy socket (its messages within QuietAfter

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parleyhq/parley/internal/testkit"
 	"github.com/parleyhq/parley/pipeline/local"
 	"github.com/parleyhq/parley/signaling"
 )
@@ -58,12 +59,15 @@ func TestIdleSocketsKeepSmallStacks(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		per := float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
-		if per <= 4096 {
+		// Under the race detector frames are larger: 6 KB still tells the
+		// two apart (make test also runs this test without it).
+		bound := map[bool]float64{false: 4096, true: 6144}[testkit.Race]
+		if per <= bound {
 			t.Logf("%.0f B of stack per idle socket", per)
 			return
 		}
 		if time.Now().After(end) {
-			t.Fatalf("%.0f B of stack per idle socket; want 2 KB (one goroutine on Go's smallest stack), under 4 with the noise", per)
+			t.Fatalf("%.0f B of stack per idle socket, more than %.0f; want 2 KB (one goroutine on Go's smallest stack)", per, bound)
 		}
 	}
 }
