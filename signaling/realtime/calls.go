@@ -385,5 +385,5 @@ func (c *conn) serveCall() {
 		c.sock.Serve(c) // returns at once
 		return
 	}
-	c.serve()
+	c.run(c.open())
 }

@@ -85,19 +85,35 @@ func newConn(s *Server, sock *signaling.Socket, beta bool, model string) *conn {
 	return c
 }
 
-// serve attaches the socket to a new session, says session.created, runs
-// the reader until the socket closes, and then ends the call and the
-// feed.
-func (c *conn) serve() {
+// open attaches the socket to a new session, says session.created and,
+// for a WebRTC call, starts the call. False: there is no session, and the
+// socket is closed with its reason.
+func (c *conn) open() bool {
 	if !c.attach() {
 		c.sock.Close(signaling.ReasonClientGone)
-		c.sock.Serve(c) // writes the close frame; returns at once
-		return
+		return false
 	}
 	if c.rtc != nil && c.ensureCall("") == nil {
 		c.sock.Close(signaling.ReasonInternal)
 	}
+	return true
+}
+
+// run runs the reader until the socket closes (at once when it is closed
+// already: it writes the close frame), and then, if open made a session,
+// ends the call and the feed. It does nothing deep before the reader: on
+// a WebSocket, the goroutine that runs it is the one an idle socket keeps,
+// on a stack kept small (signaling.Socket), and open runs before it, on
+// the HTTP handler's goroutine.
+func (c *conn) run(opened bool) {
 	c.sock.Serve(c)
+	if opened {
+		c.ended()
+	}
+}
+
+// ended is run's end, after the reader.
+func (c *conn) ended() {
 	c.mu.Lock()
 	c.closed = true
 	c.disarmLocked()

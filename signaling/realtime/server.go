@@ -153,7 +153,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // refused, and told why
 	}
 	c := newConn(s, sock, beta(r), r.URL.Query().Get("model"))
-	s.ep.Serve(sock, c.serve)
+	// The session is made here, on the handler's goroutine, which then
+	// ends: on the socket's own, its deep calls would double the stack an
+	// idle socket keeps.
+	opened := c.open()
+	s.ep.Serve(sock, func() { c.run(opened) })
 }
 
 // goingAway is the last event of a socket whose replica drains: an error
