@@ -543,12 +543,17 @@ func (s *Socket) quietCheck() {
 // holdRead waits, on the reading goroutine, for the client's next frame.
 // stay: it has begun to come. Otherwise ok says whether the socket goes on
 // (the quiet timer sent the reader back to the shallow wait) or is done
-// (the reason is set).
+// (the reason is set). It waits in a plain read into the buffer, not in
+// the shallow wait's peek: a busy socket's message then costs the
+// syscalls it did before (the peek's cost 10 % more server CPU per turn
+// at the seed's load). A kick's timeout ends that read outside gorilla,
+// at a frame's start, so nothing of gorilla's state is lost; the buffer
+// keeps any bytes that came, for the next reader.
 func (s *Socket) holdRead() (stay, ok bool) {
 	s.rmu.Lock()
 	s.rstate, s.heard = readHeld, true
 	s.rmu.Unlock()
-	err := s.rd.wait()
+	err := s.heldPeek()
 	s.rmu.Lock()
 	kicked := s.rstate == readKicked
 	s.rstate = readBusy
@@ -565,6 +570,27 @@ func (s *Socket) holdRead() (stay, ok bool) {
 	}
 	return true, true
 }
+
+// heldPeek is holdRead's wait for the next byte. Its frame keeps 3 KB
+// unused: Go's collector shrinks the stack of a goroutine parked on less
+// than a quarter of it, and the busy reader's next message grows it back,
+// a copy through every frame. Parked this shallow without it, that churn
+// cost 7-10 % of the server's CPU per turn and 5 ms of p99 at the seed's
+// load (GODEBUG=gcshrinkstackoff=1 took it away); 1 KB kept an 8 KB
+// stack, not every 16 KB one, and p99 stayed 4-7 ms worse
+// (docs/benchmarks.md, "Idle scale"). The idle socket's 2 KB are not
+// this goroutine's: it ends when the socket is quiet.
+//
+//go:noinline
+func (s *Socket) heldPeek() error {
+	var keep [3072]byte
+	_, err := s.rd.br.Peek(1)
+	keepFrame(keep[:])
+	return err
+}
+
+//go:noinline
+func keepFrame([]byte) {}
 
 // ping answers a client's ping, through the writer.
 func (s *Socket) ping(data []byte) { s.enqueue(frame{data: data, pong: true}) }
