@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -279,37 +277,24 @@ func TestShallowWaitReasons(t *testing.T) {
 // Sockets that said hello, were pinged by their client and answered it,
 // then went quiet.
 func TestIdleSocketStack(t *testing.T) {
-	// Go starts a goroutine on the average stack of the last collection
-	// (adaptivestackstart), which in a test binary, with few goroutines and
-	// deep ones, is 4 KB: the test runs itself again with that off, so that
-	// it sees what the socket's own frames need. (The server's figure, with
-	// Go's defaults, is in docs/benchmarks.md, "Idle scale".)
-	if os.Getenv("PARLEY_STACK_TEST") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleSocketStack$", "-test.v")
-		cmd.Env = append(os.Environ(), "PARLEY_STACK_TEST=1", "GODEBUG=adaptivestackstart=0")
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s", out)
-		if err != nil {
-			t.Fatal(err)
-		}
+	// (The server's figure, with Go's defaults, is in docs/benchmarks.md,
+	// "Idle scale".)
+	if !testkit.WithoutAdaptiveStacks(t) {
 		return
 	}
-	// 1,000 sockets: the stack caches of Go's Ps hold up to 256 KB that
-	// the difference below counts.
-	const n = 1000
 	// Quiet after 20 ms (default 5 s): the sockets give their readers back
 	// soon after their hello.
 	url, recs := socketServer(t, signaling.Config{QuietAfter: 20 * time.Millisecond})
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
+	const n = 1000 // beside the noise of the Ps' stack caches (StackPer)
 	conns := make([]*websocket.Conn, 0, n)
 	defer func() {
 		for _, ws := range conns {
 			ws.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
+	// The client side's goroutines are the test's: none reads, none is
+	// started. What the server's sockets hold is the difference.
+	testkit.StackPer(t, n, stackBound, func(int) {
 		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -321,30 +306,12 @@ func TestIdleSocketStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, rec, 1)
-	}
-	eventually(t, "no goroutine reads messages", func() bool {
-		return goroutinesIn("signaling.(*Socket).readMessages") == 0
 	})
-	// The client side's goroutines are the test's: none reads, none was
-	// started. What the server's sockets hold is the difference, once the
-	// stacks of the reading goroutines that ended are freed.
-	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		runtime.GC()
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		per := float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
-		if per <= stackBound {
-			t.Logf("%.0f B of stack per idle socket", per)
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%.0f B of stack per idle socket, more than %.0f; want 2 KB (one goroutine on Go's smallest stack)", per, stackBound)
-		}
-	}
 }
 
 // stackBound is what an idle socket's stack may take in
-// TestIdleSocketStack: 2 KB and the noise of 1,000 sockets; under the race
+// TestIdleSocketStack: 2 KB (one goroutine on Go's smallest stack) and
+// the noise of 1,000 sockets; under the race
 // detector, whose frames are larger, under the 8 KB of a reader parked in
 // gorilla (make test also runs the test without it, for the 2 KB).
 var stackBound = map[bool]float64{false: 2560, true: 4608}[testkit.Race]

@@ -1,6 +1,7 @@
 // Package testkit is what the tests of this repository share, so that it
 // is written once: test signals (tones and their levels), a fake clock
-// (Clock) and a goroutine leak check (CheckGoroutines). Its sub-packages
+// (Clock), a goroutine leak check (CheckGoroutines) and the measure of
+// the goroutine stacks something holds (StackPer). Its sub-packages
 // hold what needs more imports: redistest (a real redis-server per test),
 // fakes (hand-written fakes of the models, the turn engine, the session's
 // events, the recogniser, the synthesiser and a call's front end),

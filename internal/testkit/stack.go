@@ -1,0 +1,58 @@
+package testkit
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// WithoutAdaptiveStacks runs the calling test again, in a process of its
+// own with Go's adaptive start of goroutine stacks off, and reports true
+// in that process. Go starts a goroutine on the average stack of the last
+// collection, which in a test binary (few goroutines, deep ones) is 4 KB;
+// a test of how small a goroutine's stack stays must see what the code's
+// own frames need. Call it first; when it returns false, return (the run
+// in the other process has passed or failed this test).
+func WithoutAdaptiveStacks(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv("PARLEY_STACK_TEST") != "" {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), "PARLEY_STACK_TEST=1", "GODEBUG=adaptivestackstart=0")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return false
+}
+
+// StackPer calls open n times and waits, up to 5 s, for the goroutine
+// stacks the process holds to have grown by at most bound bytes per call
+// (goroutines that end free theirs a little later); it fails the test
+// otherwise. The stack caches of Go's Ps hold up to 256 KB that the
+// difference counts: n must make that small beside the bound.
+func StackPer(t testing.TB, n int, bound float64, open func(i int)) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		open(i)
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		per := float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n)
+		if per <= bound {
+			t.Logf("%.0f B of stack per each", per)
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%.0f B of stack per each, more than %.0f", per, bound)
+		}
+	}
+}
