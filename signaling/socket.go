@@ -440,10 +440,9 @@ func (s *Socket) write(kind int, data []byte) error {
 
 // armReads sets what the reader reads under: the size cap, the hello's
 // deadline, the handlers of pings and pongs, the pinger, and what the
-// shallow wait uses. Accept calls
-// it, on the HTTP handler's goroutine: on the reader's, these calls' deep
-// frames (a deadline resets a runtime timer) would double the stack that
-// an idle socket keeps.
+// shallow wait uses. Accept calls it, on the HTTP handler's goroutine: on
+// the reader's, these calls' deep frames (a deadline resets a runtime
+// timer) would double the stack that an idle socket keeps.
 func (s *Socket) armReads() {
 	limit := s.cfg.MaxMessage
 	if s.proto.MaxMessage > 0 {
@@ -457,7 +456,7 @@ func (s *Socket) armReads() {
 		return nil
 	})
 	s.ws.SetPongHandler(func(string) error {
-		s.pong(s.handler)
+		s.pong()
 		return nil
 	})
 	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
@@ -473,14 +472,13 @@ func (s *Socket) armReads() {
 // waits for the client, on a shallow stack: when bytes come, a goroutine
 // of its own reads and handles them (readBurst), and, once the socket is
 // busy (two messages within QuietAfter), stays, waiting for the next frame
-// itself (holdRead). Once the
-// socket has read nothing for QuietAfter, the quiet timer sends that
-// goroutine back (quietCheck), and the shallow wait has the socket again:
-// an idle socket parks no goroutine in gorilla's deep read path, and its
-// one goroutine keeps a small stack (every call the wait makes counts: a
-// frame past about 1 KB of them doubles the stack). The handler's calls
-// stay one at a time, in order: the waiter waits for each reading
-// goroutine to end.
+// itself (holdRead). Once the socket has read nothing for QuietAfter, the
+// quiet timer sends that goroutine back (quietCheck), and the shallow wait
+// has the socket again: an idle socket parks no goroutine in gorilla's
+// deep read path, and its one goroutine keeps a small stack (every call
+// the wait makes counts: a frame past about 1 KB of them doubles the
+// stack). The handler's calls stay one at a time, in order: the waiter
+// waits for each reading goroutine to end.
 func (s *Socket) readLoop(h Handler) {
 	s.handler = h
 	if s.rd == nil {
@@ -521,12 +519,19 @@ func (s *Socket) readBurst() {
 }
 
 // quietCheck runs every QuietAfter while a reading goroutine has the
-// socket: one that has read nothing since the last look, and waits for
-// the client, is sent back to the shallow wait (its wait's deadline moved
-// to now; holdRead puts the socket's back).
+// socket, and not past the socket's close: one that has read nothing
+// since the last look, and waits for the client, is sent back to the
+// shallow wait (its wait's deadline moved to now; holdRead puts the
+// socket's back).
 func (s *Socket) quietCheck() {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	select {
+	case <-s.done:
+		s.quietOn = false // the reader ends with the socket: the timer stops here
+		return
+	default:
+	}
 	switch {
 	case s.heard || s.rstate == readBusy:
 		s.heard = false
@@ -596,10 +601,10 @@ func keepFrame([]byte) {}
 func (s *Socket) ping(data []byte) { s.enqueue(frame{data: data, pong: true}) }
 
 // pong: the client is there (once greeted: before, only a hello counts).
-func (s *Socket) pong(h Handler) {
+func (s *Socket) pong() {
 	if s.greeted.Load() {
 		s.setReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		h.Pong()
+		s.handler.Pong()
 	}
 }
 
@@ -622,7 +627,7 @@ func (s *Socket) readMessages() bool {
 			case op == opPing:
 				s.ping(payload)
 			case op == opPong:
-				s.pong(s.handler)
+				s.pong()
 			}
 			if op != 0 {
 				if s.rd.br.Buffered() == 0 {
