@@ -20,14 +20,10 @@ func InLoopbackNetns(t *testing.T) bool {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatalf("unshare not found: %v", err)
 	}
-	cmd := exec.Command("unshare", "-n", "sh", "-c",
-		`ip link set lo up && exec "$0" -test.run "^$1\$" -test.v -test.timeout 5m`, os.Args[0], t.Name())
-	cmd.Env = append(os.Environ(), "PARLEY_IN_NETNS=1")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		// Either the test failed inside (its output is above), or unshare
-		// was refused: it needs root or user namespaces.
-		t.Fatalf("%s in its network namespace: %v", t.Name(), err)
-	}
+	// A failure is the test's inside (its output is above), or unshare's
+	// refusal: it needs root or user namespaces.
+	rerun(t, "in its network namespace", exec.Command("unshare", "-n", "sh", "-c",
+		`ip link set lo up && exec "$0" -test.run "^$1\$" -test.v -test.timeout 5m`, os.Args[0], t.Name()),
+		"PARLEY_IN_NETNS=1")
 	return false
 }

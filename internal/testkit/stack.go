@@ -20,14 +20,21 @@ func WithoutAdaptiveStacks(t *testing.T) bool {
 	if os.Getenv("PARLEY_STACK_TEST") != "" {
 		return true
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
-	cmd.Env = append(os.Environ(), "PARLEY_STACK_TEST=1", "GODEBUG=adaptivestackstart=0")
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rerun(t, "without adaptive stacks", exec.Command(os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v"),
+		"PARLEY_STACK_TEST=1", "GODEBUG=adaptivestackstart=0")
 	return false
+}
+
+// rerun runs cmd, the test binary running this test alone again (perhaps
+// under a wrapper), with env added to the environment, and fails t if it
+// fails; its output is the test's.
+func rerun(t *testing.T, how string, cmd *exec.Cmd, env ...string) {
+	t.Helper()
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v", t.Name(), how, err)
+	}
 }
 
 // StackPer calls open n times and waits, up to 5 s, for the goroutine
