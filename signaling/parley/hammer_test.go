@@ -321,8 +321,15 @@ send:
 		default:
 		}
 	}
+	// An attack whose every connection must be closed waits for the close
+	// (the server's error comes before its close frame: closing at the
+	// error, the client could miss the frame), the others for an answer.
+	wait := answered
+	if a.closed {
+		wait = done
+	}
 	select {
-	case <-answered:
+	case <-wait:
 	case <-time.After(10 * time.Second): // a hang guard: the check after says what was missing
 	}
 	ws.Close()
