@@ -53,8 +53,10 @@ type Hub struct {
 	lost map[string]struct{}
 }
 
+// follow is one followed channel. Its fields are under Hub.mu, except
+// countErr: written before counted is closed, read after.
 type follow struct {
-	sinks     map[Sink]struct{}
+	sinks     sinkSet
 	conn      *hubConn
 	ready     chan struct{} // closed at the first subscribe confirmation
 	confirmed bool
@@ -63,6 +65,71 @@ type follow struct {
 	// countErr says it failed.
 	counted  chan struct{}
 	countErr error
+}
+
+// closed stands for ready and counted once both are closed: a session
+// followed for hours keeps no channel of its own (an idle replica holds
+// thousands of follows).
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// settleLocked lets go of f's channels once both are closed; waiters
+// took their own copies.
+func (f *follow) settleLocked() {
+	f.ready, f.counted = closed, closed
+}
+
+// sinkSet is a follow's sinks: nearly always one (a session's socket), so
+// that one is held without a map.
+type sinkSet struct {
+	one  Sink
+	more map[Sink]struct{}
+}
+
+func (s *sinkSet) add(k Sink) {
+	switch {
+	case s.one == nil && len(s.more) == 0:
+		s.one = k
+	case s.one == k:
+	default:
+		if s.more == nil {
+			s.more = make(map[Sink]struct{})
+		}
+		s.more[k] = struct{}{}
+	}
+}
+
+// remove reports whether k was in the set.
+func (s *sinkSet) remove(k Sink) bool {
+	if s.one != nil && s.one == k {
+		s.one = nil
+		return true
+	}
+	if _, ok := s.more[k]; !ok {
+		return false
+	}
+	delete(s.more, k)
+	if len(s.more) == 0 {
+		s.more = nil
+	}
+	return true
+}
+
+func (s *sinkSet) len() int {
+	n := len(s.more)
+	if s.one != nil {
+		n++
+	}
+	return n
+}
+
+func (s *sinkSet) appendTo(buf []Sink) []Sink {
+	if s.one != nil {
+		buf = append(buf, s.one)
+	}
+	for k := range s.more {
+		buf = append(buf, k)
+	}
+	return buf
 }
 
 // hubConn is one Pub/Sub connection and its channels.
@@ -103,14 +170,15 @@ func (h *Hub) Follow(ctx context.Context, id string, sink Sink) (stop func(), er
 	f := h.subs[ch]
 	first := f == nil
 	if first {
-		f = &follow{sinks: make(map[Sink]struct{}), ready: make(chan struct{}), counted: make(chan struct{})}
+		f = &follow{ready: make(chan struct{}), counted: make(chan struct{})}
 		if err := h.subscribeLocked(ctx, f, addr, ch); err != nil {
 			h.mu.Unlock()
 			return nil, err
 		}
 		h.subs[ch] = f
 	}
-	f.sinks[sink] = struct{}{}
+	f.sinks.add(sink)
+	ready, counted := f.ready, f.counted
 	h.mu.Unlock()
 
 	stop = func() { h.unfollow(id, ch, sink) }
@@ -119,18 +187,23 @@ func (h *Hub) Follow(ctx context.Context, id string, sink Sink) (stop func(), er
 		// publishes to us, one that ran before is in the caller's read of
 		// the log. Outside h.mu: it is a round trip.
 		f.countErr = h.store.countFollow(id, 1)
-		close(f.counted)
+		close(counted)
 	}
 	select {
-	case <-f.ready:
+	case <-ready:
 	case <-ctx.Done():
 		stop()
 		return nil, ctx.Err()
 	}
-	<-f.counted // the first follower's, bounded by countFollow's timeout
+	<-counted // the first follower's, bounded by countFollow's timeout
 	if f.countErr != nil {
 		stop()
 		return nil, f.countErr
+	}
+	if first {
+		h.mu.Lock()
+		f.settleLocked()
+		h.mu.Unlock()
 	}
 	return stop, nil
 }
@@ -215,10 +288,10 @@ func (h *Hub) dropLocked(c *hubConn) {
 }
 
 func (h *Hub) unfollow(id, ch string, sink Sink) {
-	if f := h.dropSink(ch, sink); f != nil {
+	if f, counted := h.dropSink(ch, sink); f != nil {
 		// The last sink: the first one's Follow has counted the follow
 		// (it ran before its own stop), so uncounting cannot overtake it.
-		<-f.counted
+		<-counted
 		if f.countErr == nil {
 			if err := h.store.countFollow(id, -1); err != nil {
 				h.log.Warn("uncount a follow", "session", id, "err", err)
@@ -227,25 +300,18 @@ func (h *Hub) unfollow(id, ch string, sink Sink) {
 	}
 }
 
-// dropSink removes sink and returns its follow when it was the last one,
-// unsubscribed.
-func (h *Hub) dropSink(ch string, sink Sink) *follow {
+// dropSink removes sink and returns its follow, unsubscribed, and the
+// follow's counted channel when it was the last one.
+func (h *Hub) dropSink(ch string, sink Sink) (*follow, chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := h.subs[ch]
-	if f == nil {
-		return nil
-	}
-	if _, ok := f.sinks[sink]; !ok {
-		return nil
-	}
-	delete(f.sinks, sink)
-	if len(f.sinks) > 0 {
-		return nil
+	if f == nil || !f.sinks.remove(sink) || f.sinks.len() > 0 {
+		return nil, nil
 	}
 	delete(h.subs, ch)
 	h.unsubscribeLocked(f, ch)
-	return f
+	return f, f.counted
 }
 
 func (h *Hub) unsubscribeLocked(f *follow, ch string) {
@@ -498,7 +564,7 @@ func (h *Hub) rehome(ctx context.Context, c *hubConn, ch, addr string) bool {
 	if c.channels == 0 {
 		h.dropLocked(c)
 	}
-	for s := range f.sinks {
+	for _, s := range f.sinks.appendTo(nil) {
 		s.Resync()
 	}
 	return true
@@ -518,8 +584,5 @@ func (h *Hub) sinksOf(ch string, buf []Sink, confirm bool) []Sink {
 		close(f.ready)
 		return buf
 	}
-	for s := range f.sinks {
-		buf = append(buf, s)
-	}
-	return buf
+	return f.sinks.appendTo(buf)
 }

@@ -460,3 +460,59 @@ func TestLostScriptReplyResyncs(t *testing.T) {
 		t.Fatal("the sink was handed an event whose script's reply was lost")
 	}
 }
+
+// Several sockets may follow one session (a client reconnected while its
+// old socket lingers): each gets every event, whichever stops first, and
+// the session can be followed again after all have stopped. The Hub holds
+// one sink without a map and lets go of a follow's channels once it is
+// confirmed and counted; this walks both and what comes after them.
+func TestHubSinksOfOneSession(t *testing.T) {
+	eachPubSub(t, func(t *testing.T, rdb *redis.Client, store *session.Store, hub *session.Hub, sharded bool) {
+		ctx := context.Background()
+		id, _, _ := store.Create(ctx)
+		other := session.NewStore(rdb, session.Config{Sharded: sharded}) // its events come through Pub/Sub
+		s1, s2, s3 := newSink(), newSink(), newSink()
+		follow := func(s *sink) func() {
+			stop, err := hub.Follow(ctx, id, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return stop
+		}
+		stop1 := follow(s1)
+		stop2 := follow(s2)
+		stop3 := follow(s3)
+		for _, st := range []*session.Store{store, other} {
+			text := "to three via " + fmt.Sprint(st == other)
+			_, _, _ = st.AppendUserTurn(ctx, id, text, event.SourceText)
+			for _, s := range []*sink{s1, s2, s3} {
+				s.waitFor(t, text)
+			}
+		}
+		stop1() // the first, held without the map
+		stop1()
+		_, _, _ = other.AppendUserTurn(ctx, id, "to two", event.SourceText)
+		s2.waitFor(t, "to two")
+		s3.waitFor(t, "to two")
+		stop2()
+		stop4 := follow(s1) // back, beside the one left
+		_, _, _ = store.AppendUserTurn(ctx, id, "to s1 and s3", event.SourceText)
+		s1.waitFor(t, "to s1 and s3")
+		s3.waitFor(t, "to s1 and s3")
+		stop3()
+		stop4()
+		_, _, _ = other.AppendUserTurn(ctx, id, "to none", event.SourceText)
+		stop5 := follow(s2) // a new follow of the session, after none
+		defer stop5()
+		_, _, _ = other.AppendUserTurn(ctx, id, "to s2 again", event.SourceText)
+		s2.waitFor(t, "to s2 again")
+		if s1.has("to two") || s2.has("to s1 and s3") {
+			t.Error("a stopped sink got an event")
+		}
+		for _, s := range []*sink{s1, s3} {
+			if s.has("to none") || s.has("to s2 again") {
+				t.Error("a stopped sink got an event after all had stopped")
+			}
+		}
+	})
+}
