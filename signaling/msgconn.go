@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -35,12 +34,12 @@ type Message struct {
 }
 
 func newMessageSocket(cfg *Config, proto *Protocol, mc MessageConn, log *slog.Logger) *Socket {
-	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	return &Socket{
 		cfg: cfg, proto: proto, mc: mc, log: log,
 		send: newFrameQueue(cfg.SendQueue),
-		done: make(chan struct{}), finished: make(chan struct{}),
-		ctx: ctx, cancel: cancel,
+		done: done, finished: make(chan struct{}),
+		ctx: closeCtx{done: done},
 	}
 }
 
@@ -81,5 +80,4 @@ loop:
 	s.Close(ReasonClientGone) // no-op if a reason was set first
 	<-s.finished
 	_ = s.mc.Close()
-	s.cancel()
 }
