@@ -67,15 +67,15 @@ type follow struct {
 	countErr error
 }
 
-// closed stands for ready and counted once both are closed: a session
+// closedChan stands for ready and counted once both are closed: a session
 // followed for hours keeps no channel of its own (an idle replica holds
 // thousands of follows).
-var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // settleLocked lets go of f's channels once both are closed; waiters
 // took their own copies.
 func (f *follow) settleLocked() {
-	f.ready, f.counted = closed, closed
+	f.ready, f.counted = closedChan, closedChan
 }
 
 // sinkSet is a follow's sinks: nearly always one (a session's socket), so
