@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -34,12 +35,12 @@ type Message struct {
 }
 
 func newMessageSocket(cfg *Config, proto *Protocol, mc MessageConn, log *slog.Logger) *Socket {
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Socket{
 		cfg: cfg, proto: proto, mc: mc, log: log,
 		send: newFrameQueue(cfg.SendQueue),
-		done: done, finished: make(chan struct{}),
-		ctx: closeCtx{done: done},
+		done: make(chan struct{}), finished: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 	}
 }
 
@@ -80,4 +81,5 @@ loop:
 	s.Close(ReasonClientGone) // no-op if a reason was set first
 	<-s.finished
 	_ = s.mc.Close()
+	s.cancel()
 }

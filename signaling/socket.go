@@ -66,7 +66,8 @@ type Socket struct {
 	finished  chan struct{} // closed once the close frame is written
 	closeOnce sync.Once
 	reason    Reason
-	ctx       closeCtx    // ends when the socket closes
+	ctx       context.Context // ends when the socket closes
+	cancel    context.CancelFunc
 	ip        string      // the client's address, the key of its per-IP caps
 	greeted   atomic.Bool // the client said who it is: the read deadline is the silence allowed
 
@@ -107,17 +108,17 @@ const (
 )
 
 func newSocket(cfg *Config, proto *Protocol, ws *websocket.Conn, log *slog.Logger) *Socket {
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Socket{
 		cfg: cfg, proto: proto, ws: ws, log: log,
 		send: newFrameQueue(cfg.SendQueue),
-		done: done, finished: make(chan struct{}),
-		ctx: closeCtx{done: done},
+		done: make(chan struct{}), finished: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 	}
 }
 
 // Context ends when the socket closes.
-func (s *Socket) Context() context.Context { return &s.ctx }
+func (s *Socket) Context() context.Context { return s.ctx }
 
 // Done is closed when the socket closes.
 func (s *Socket) Done() <-chan struct{} { return s.done }
@@ -204,6 +205,7 @@ func (s *Socket) endReads() {
 		s.quiet.Stop()
 	}
 	s.rmu.Unlock()
+	s.cancel()
 }
 
 // Reason is why the socket closed; valid once Done is closed.
@@ -218,7 +220,7 @@ func (s *Socket) Close(r Reason) {
 	s.closeOnce.Do(func() {
 		s.reason = r
 		close(s.done)
-		s.ctx.fire()
+		s.cancel()
 		if s.send.closeKick() {
 			go s.writer() // writes the close frame; ends at once
 		}
