@@ -17,7 +17,7 @@ type corkConn struct {
 	net.Conn
 	mu     sync.Mutex
 	corked bool
-	buf    []byte
+	buf    *[]byte // from corkBuffers while corked, nil between
 
 	dmu sync.Mutex
 	wdl time.Time // the write deadline set on Conn
@@ -54,7 +54,10 @@ func (c *corkConn) SetDeadline(t time.Time) error {
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.corked {
-		c.buf = append(c.buf, p...)
+		if c.buf == nil {
+			c.buf = corkBuffers.Get().(*[]byte)
+		}
+		*c.buf = append(*c.buf, p...)
 		c.mu.Unlock()
 		return len(p), nil
 	}
@@ -68,21 +71,27 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
+// corkBuffers holds the buffers of the sockets that are not corked: an
+// idle socket keeps none (the hello's left 140 B of its 4.5 KB of live
+// heap, docs/benchmarks.md, "Idle scale").
+var corkBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // uncork writes what was gathered, with its own deadline, and lets later
 // writes through.
 func (c *corkConn) uncork(timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
-	if len(c.buf) == 0 {
+	b := c.buf
+	if b == nil {
 		return nil
 	}
+	c.buf = nil
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > 64<<10 {
-		c.buf = nil // an idle socket keeps no big buffer
-	} else {
-		c.buf = c.buf[:0]
+	_, err := c.Conn.Write(*b)
+	if cap(*b) <= 64<<10 { // a big one goes: a pool's buffers are kept for a while
+		*b = (*b)[:0]
+		corkBuffers.Put(b)
 	}
 	return err
 }
@@ -126,5 +135,5 @@ func (w *corkWriter) readiness() *readiness {
 	if err != nil {
 		return nil
 	}
-	return newReadiness(w.br, rc)
+	return newReadiness(w.br, w.conn, rc)
 }

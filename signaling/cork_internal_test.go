@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +47,60 @@ func TestCorkConnWriteDeadline(t *testing.T) {
 			_ = c.SetWriteDeadline(tc.next)
 			if got := len(dc.set) == 1 && dc.set[0].Equal(tc.next); got != tc.passed {
 				t.Fatalf("deadline set on the connection: %v, want %v (set %v)", got, tc.passed, dc.set)
+			}
+		})
+	}
+}
+
+// writesConn records each write made on it.
+type writesConn struct {
+	net.Conn
+	writes []string
+}
+
+func (c *writesConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, string(p))
+	return len(p), nil
+}
+
+func (c *writesConn) SetWriteDeadline(time.Time) error { return nil }
+
+// Frames written while corked go out in one write at the uncork, and the
+// socket keeps no buffer between corks (an idle socket's memory); frames
+// written uncorked go out as they come.
+func TestCorkConnGathers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		corked bool
+		frames []string
+		want   []string
+	}{
+		{"corked", true, []string{"a", "bc", "d"}, []string{"abcd"}},
+		{"corked, nothing written", true, nil, nil},
+		{"uncorked", false, []string{"a", "bc"}, []string{"a", "bc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wc := &writesConn{}
+			c := &corkConn{Conn: wc}
+			for round := 0; round < 2; round++ { // the second from a pooled buffer
+				wc.writes = nil
+				if tc.corked {
+					c.cork()
+				}
+				for _, f := range tc.frames {
+					if _, err := c.Write([]byte(f)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := c.uncork(time.Second); err != nil {
+					t.Fatal(err)
+				}
+				if strings.Join(wc.writes, "|") != strings.Join(tc.want, "|") {
+					t.Fatalf("round %d: writes %q, want %q", round, wc.writes, tc.want)
+				}
+				if c.buf != nil {
+					t.Fatalf("round %d: the connection keeps a buffer after the uncork", round)
+				}
 			}
 		})
 	}

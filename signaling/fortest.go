@@ -34,3 +34,11 @@ func (g *Gateway) OpenForTest() int {
 	defer g.mu.Unlock()
 	return len(g.sockets)
 }
+
+// ReadBufferHeldForTest says whether the socket holds a read buffer: only
+// while a reading goroutine has it, never in the shallow wait.
+func (s *Socket) ReadBufferHeldForTest() bool {
+	s.rmu.Lock() // the reading goroutine lets go of the buffer before it takes rmu to end
+	defer s.rmu.Unlock()
+	return s.rd != nil && s.rd.held
+}

@@ -2,6 +2,8 @@ package signaling
 
 import (
 	"bufio"
+	"io"
+	"sync"
 	"syscall"
 )
 
@@ -17,22 +19,66 @@ import (
 // through the hijack) and the connection's descriptor (rc): a connection
 // that is not a plain socket (TLS, a test's pipe) has no readiness, and
 // its reader reads directly. Its calls are the reader's.
+//
+// The read buffer is the socket's only while it reads (take, release): an
+// idle socket's br is an empty bufio.Reader, and its buffer waits in a
+// pool for whichever socket reads next.
 type readiness struct {
-	br     *bufio.Reader
+	br     *bufio.Reader // gorilla's; empty (no buffer) while the socket is idle
+	conn   io.Reader     // what br reads from
+	held   bool          // br holds a buffer
+	spare  *bufio.Reader // the empty reader the held buffer came in, to carry it back
 	rc     syscall.RawConn
 	peek   [1]byte
 	waitFn func(fd uintptr) bool // r.readable, made once: a method value per call would allocate
 }
 
-func newReadiness(br *bufio.Reader, rc syscall.RawConn) *readiness {
-	r := &readiness{br: br, rc: rc}
+// readBuffers holds the read buffers of the sockets that are not reading,
+// each in a bufio.Reader of its own: bufio has no call that hands a
+// buffer over, but a Reader's value can be copied into gorilla's. Of an
+// idle socket's live heap the buffer was 608 B of 4.5 KB
+// (docs/benchmarks.md, "Idle scale").
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+
+func newReadiness(br *bufio.Reader, conn io.Reader, rc syscall.RawConn) *readiness {
+	r := &readiness{br: br, conn: conn, held: true, rc: rc}
 	r.waitFn = r.readable
 	return r
 }
 
+// take gives br a buffer, before gorilla reads through it. Not on the
+// shallow wait's stack: a pool's Get runs deep.
+func (r *readiness) take() {
+	if r.held {
+		return
+	}
+	b := readBuffers.Get().(*bufio.Reader)
+	b.Reset(r.conn)
+	*r.br = *b
+	*b = bufio.Reader{}
+	r.held, r.spare = true, b
+}
+
+// release sends br's buffer back to the pool when it holds no bytes (a
+// byte buffered is the next frame's, for the next reader).
+func (r *readiness) release() {
+	if !r.held || r.br.Buffered() > 0 {
+		return
+	}
+	b := r.spare
+	if b == nil {
+		b = new(bufio.Reader) // the buffer of the hijack, the first time
+	}
+	*b = *r.br
+	*r.br = bufio.Reader{}
+	r.held, r.spare = false, nil
+	readBuffers.Put(b)
+}
+
 // wait returns when a frame's first byte may be read without blocking, or
 // with the error of the wait (the read deadline's timeout, a closed
-// connection). It holds no buffer while it waits.
+// connection). It holds no buffer while it waits (an empty br has none
+// buffered).
 func (r *readiness) wait() error {
 	if r.br.Buffered() > 0 {
 		return nil

@@ -181,6 +181,9 @@ func (s *Socket) Serve(h Handler) {
 func (s *Socket) endReads() {
 	s.Close(ReasonClientGone) // no-op if a reason was set first
 	<-s.finished
+	if s.rd != nil {
+		s.rd.take() // gorilla reads the client's close frame through it
+	}
 	// Linger: read (and drop) until the client answers the close frame, or
 	// for a second. Closing at once, with the client's frames unread,
 	// makes the kernel reset the connection, and the client may lose the
@@ -511,7 +514,11 @@ func (s *Socket) readBurst() {
 		}
 	}
 	s.rmu.Unlock()
+	s.rd.take()
 	more := s.readMessages()
+	if more {
+		s.rd.release() // quiet: the shallow wait holds no buffer
+	}
 	s.rmu.Lock()
 	s.rstate = readShallow
 	s.rmu.Unlock()

@@ -127,8 +127,8 @@ func maskedFrame(op byte, payload []byte) []byte {
 
 // An idle socket parks no goroutine in gorilla's read path (whose stack
 // grows to 8 KB, half an idle socket's memory): once quiet, it waits on a
-// shallow one, and the pings and pongs between messages are read outside
-// gorilla. Every message still reaches the handler once, in order,
+// shallow one, without a read buffer, and the pings and pongs between
+// messages are read outside gorilla. Every message still reaches the handler once, in order,
 // whatever way its bytes come: many in one write, split across writes,
 // larger than the read buffer, with pings and pongs between them.
 func TestIdleSocketWaitsShallow(t *testing.T) {
@@ -154,9 +154,11 @@ func TestIdleSocketWaitsShallow(t *testing.T) {
 	idle := func(step string) {
 		t.Helper()
 		// Both at once: between a reading goroutine's end and the wait's
-		// park, neither is there.
-		eventually(t, step+": no goroutine reads messages, one waits for the client", func() bool {
-			return goroutinesIn("signaling.(*Socket).readMessages") == 0 && goroutinesIn("signaling.(*readiness).wait") == 1
+		// park, neither is there. The wait holds no read buffer: it is in
+		// the pool for the next socket that reads.
+		eventually(t, step+": no goroutine reads messages, one waits for the client, without a read buffer", func() bool {
+			return goroutinesIn("signaling.(*Socket).readMessages") == 0 && goroutinesIn("signaling.(*readiness).wait") == 1 &&
+				!rec.sock.ReadBufferHeldForTest()
 		})
 	}
 
