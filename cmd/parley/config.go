@@ -34,8 +34,9 @@ type config struct {
 	LogFormat string
 	Drain     time.Duration
 	// The Go runtime's memory (memory.go).
-	GCPercent   int
-	MemoryLimit string
+	GCPercent     int
+	MemoryLimit   string
+	MemoryRelease time.Duration
 
 	RedisURL          string
 	RedisPrefix       string
@@ -209,6 +210,7 @@ func parseConfig(args []string, env func(string) string) (*config, error) {
 	f.dur(&c.DrainSpread, "drain-reconnect-spread", "PARLEY_DRAIN_RECONNECT_SPREAD", 2*time.Second, "on drain, each client is told to wait a random delay below this before reconnecting (retry_after_ms), so that they do not all arrive at once; 0: 2s")
 
 	f.int(&c.GCPercent, "gc-percent", "PARLEY_GC_PERCENT", defaultGCPercent, "the Go runtime's GC percent: the heap grows by this much of the live heap before the next collection; higher costs less CPU and more memory (GOGC, if set, wins); 0: 200")
+	f.dur(&c.MemoryRelease, "memory-release", "PARLEY_MEMORY_RELEASE", 10*time.Second, "how often the server looks whether it is at rest (allocating little) and, if it is, gives the heap's freed memory back to the OS, so that an idle replica's RSS follows what it holds, not the burst it had; 0: 10s; negative: never")
 	f.str(&c.MemoryLimit, "memory-limit", "PARLEY_MEMORY_LIMIT", "0", "soft memory limit of the Go runtime, e.g. 900MiB: near it the GC runs more often whatever -gc-percent says; set it below a container's memory limit (GOMEMLIMIT, if set, wins); 0: none")
 
 	f.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL (redis://host:port/db); empty starts an in-process Redis (miniredis) for a one-machine demo")

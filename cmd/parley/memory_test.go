@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 // -gc-percent and -memory-limit: their defaults (the README's, checked
@@ -60,6 +61,38 @@ func TestMemorySettings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }); err == nil {
 				t.Fatal("want an error")
+			}
+		})
+	}
+}
+
+// -memory-release: every 10 s by default (the figure the idle benchmark
+// measured), negative for never; a clear error for what is not a
+// duration.
+func TestMemoryReleaseSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want time.Duration
+		bad  bool
+	}{
+		{"default", nil, nil, 10 * time.Second, false},
+		{"from the environment", map[string]string{"PARLEY_MEMORY_RELEASE": "1m"}, nil, time.Minute, false},
+		{"never", nil, []string{"-memory-release", "-1s"}, -time.Second, false},
+		{"not a duration", map[string]string{"PARLEY_MEMORY_RELEASE": "often"}, nil, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
+			switch {
+			case tc.bad && err == nil:
+				t.Fatal("want an error")
+			case tc.bad:
+				return
+			case err != nil:
+				t.Fatal(err)
+			case cfg.MemoryRelease != tc.want:
+				t.Fatalf("-memory-release %v, want %v", cfg.MemoryRelease, tc.want)
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleyhq/parley/internal/memory"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/certs"
 	"github.com/parleyhq/parley/signaling/parley"
@@ -125,6 +126,9 @@ func serve(ctx context.Context, cfg *config, c *core, fe *frontEnds, log *slog.L
 	}
 	g.Go(func() error { return c.hub.Run(gctx) })
 	g.Go(func() error { return c.engine.Run(gctx) })
+	// Ends when work ends.
+	rel := memory.New(memory.Config{Interval: cfg.MemoryRelease}, log.With("component", "memory"))
+	g.Go(func() error { return rel.Run(gctx) })
 	if c.mcp != nil { // ends when work ends, after the drain: draining turns may still call tools
 		g.Go(func() error { return c.mcp.Run(gctx) })
 	}
