@@ -77,7 +77,9 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		if j.text.Len() == 0 && needsSpace(j.prior, text) {
 			text = " " + text // a step's words after the last step's, not run into them
 		}
-		j.buf.WriteString(text)
+		if j.text.Cap() == 0 {
+			j.text.Grow(max(len(text), 256)) // most replies in one buffer, not five doublings
+		}
 		j.text.WriteString(text)
 		// The first piece goes after FirstWait (time to first token, but a
 		// reply that comes whole goes whole with its end); then when
@@ -190,7 +192,7 @@ func (p *pauses) arm() {
 func (p *pauses) tick() {
 	for _, j := range p.live {
 		j.mu.Lock()
-		if j.buf.Len() > 0 && p.e.clk.Now().Sub(j.lastFlush) >= p.e.cfg.Coalesce {
+		if j.text.Len() > j.stored && p.e.clk.Now().Sub(j.lastFlush) >= p.e.cfg.Coalesce {
 			p.e.flushLocked(p.ctx, j)
 		}
 		j.mu.Unlock()
@@ -348,13 +350,13 @@ func (e *Engine) flushFirst(ctx context.Context, j *job) {
 
 // flushLocked stores the job's buffered text as one reply.delta. j.mu held.
 func (e *Engine) flushLocked(ctx context.Context, j *job) {
-	if j.buf.Len() == 0 || j.status != session.Appended {
+	if j.text.Len() == j.stored || j.status != session.Appended {
 		return
 	}
 	if j.pauses != nil {
 		j.pauses.arm() // from now on text left buffered by a pause is stored
 	}
-	text := j.buf.String()
+	text := j.pending()
 	if j.reset {
 		// A takeover starts the turn's reply again: its earlier tool
 		// steps' text comes first.
@@ -365,12 +367,12 @@ func (e *Engine) flushLocked(ctx context.Context, j *job) {
 		if ctx.Err() == nil {
 			e.log.Warn("append delta", "session", j.session, "turn", j.turn, "err", err)
 		}
-		return // kept in buf and retried at the next flush
+		return // still pending, and retried at the next flush
 	}
 	if !j.flushed {
 		firstToken.Observe(e.clk.Now().Sub(j.accepted).Seconds())
 	}
-	j.buf.Reset()
+	j.stored = j.text.Len()
 	j.reset = false
 	j.flushed = true
 	j.lastFlush = e.clk.Now()
@@ -445,7 +447,7 @@ func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr 
 		return false // another run took the turn over and owns its reply
 	case session.Cut:
 		// Store the text the client was sent, not what was still buffered.
-		streamed := strings.TrimSuffix(j.text.String(), j.buf.String())
+		streamed := j.text.String()[:j.stored]
 		if j.written != nil {
 			e.deferDelete(j)
 			go e.hold(j, j.prior+streamed) // the call says what was heard
@@ -475,7 +477,7 @@ func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr 
 // last delta, reply.done, and the job's deletion, in one round trip. j.mu
 // held.
 func (e *Engine) finishReply(ctx context.Context, j *job) {
-	tail := j.buf.String()
+	tail := j.pending()
 	var st session.FinishStatus
 	var del *redis.IntCmd
 	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {

@@ -201,8 +201,13 @@ type job struct {
 	mu        sync.Mutex
 	run       string
 	reset     bool // first delta must tell the client to drop earlier ones
-	buf       strings.Builder
+	// text is the step's reply so far; the first stored bytes of it are
+	// in the session's log (AppendDelta), the rest waits for the next
+	// flush (pending). One builder, not a second for the pending text:
+	// that one was a new buffer after every flush, half of a turn's
+	// string allocations.
 	text      strings.Builder
+	stored    int
 	lastFlush time.Time
 	flushed   bool
 	// firstWait: the timer that stores the first piece (FirstWait);

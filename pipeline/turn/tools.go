@@ -169,7 +169,7 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	toolCalls.Add(float64(len(j.calls)))
 	j.prior += j.text.String()
 	j.text.Reset()
-	j.buf.Reset()
+	j.stored = 0
 	j.calls = nil
 	j.steps++
 	if end {
@@ -378,11 +378,15 @@ func (e *Engine) requeue(j *job) {
 // resetStep readies a job for its next step. The job is in no batch and
 // no map; the lock is for the last step's first-piece timer, which may
 // still be running (it stores nothing once the step is finishing).
+// pending is the step's text not yet stored; j.mu held. A view of text's
+// buffer: a Builder never changes the bytes it has written.
+func (j *job) pending() string { return j.text.String()[j.stored:] }
+
 func (j *job) resetStep() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.buf.Reset()
 	j.text.Reset()
+	j.stored = 0
 	j.calls = nil
 	j.flushed, j.reset, j.keep = false, false, false
 	j.firstWait, j.finishing, j.pauses = nil, false, nil
