@@ -49,20 +49,22 @@ func (r *Responder) CallsTools() bool { return true }
 // Stream answers every conversation, one word of each reply in turn, so a
 // batch streams like a batched model would.
 func (r *Responder) Stream(ctx context.Context, reqs []llm.Request, emit func(int, llm.Piece)) error {
-	replies := make([][]llm.Piece, len(reqs))
+	replies := make([]answer, len(reqs))
 	for i, req := range reqs {
 		replies[i] = r.respond(req)
 	}
-	for k := 0; ; k++ {
+	for {
 		more := false
-		for i, reply := range replies {
-			if k < len(reply) {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				emit(i, reply[k])
-				more = true
+		for i := range replies {
+			p, ok := replies[i].next()
+			if !ok {
+				continue
 			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			emit(i, p)
+			more = true
 		}
 		if !more {
 			return nil
@@ -77,22 +79,48 @@ func (r *Responder) Stream(ctx context.Context, reqs []llm.Request, emit func(in
 	}
 }
 
-// respond is the reply to one request, in pieces: the answer from the
-// results of its call when this turn called a tool; else a call, after
-// "Let me check.", when a tool offered fits the words; else Reply.
-func (r *Responder) respond(req llm.Request) []llm.Piece {
+// answer is one reply, handed out a piece at a time: its words, each with
+// the space after it, so that the pieces concatenate to the text exactly;
+// then its call, if any. Cut from the text as it goes, not split into a
+// slice first: that slice was a tenth of a turn's allocations.
+type answer struct {
+	text string // what is left to say
+	call *llm.ToolCall
+}
+
+func (a *answer) next() (llm.Piece, bool) {
+	if a.text != "" {
+		n := strings.IndexByte(a.text, ' ') + 1
+		if n == 0 {
+			n = len(a.text)
+		}
+		w := a.text[:n]
+		a.text = a.text[n:]
+		return llm.Piece{Text: w}, true
+	}
+	if a.call != nil {
+		c := a.call
+		a.call = nil
+		return llm.Piece{Call: c}, true
+	}
+	return llm.Piece{}, false
+}
+
+// respond is the reply to one request: the answer from the results of
+// its call when this turn called a tool; else a call, after "Let me
+// check.", when a tool offered fits the words; else Reply.
+func (r *Responder) respond(req llm.Request) answer {
 	if calls, after := turnCalls(req.Messages); calls != nil {
 		if s := fromResults(calls.ToolCalls, after); s != "" {
-			return texts(s)
+			return answer{text: s}
 		}
-		return texts(r.Reply(lastUser(req.Messages)))
+		return answer{text: r.Reply(lastUser(req.Messages))}
 	}
 	said := lastUser(req.Messages)
-	id := fmt.Sprintf("call_%d", callsSoFar(req.Messages)+1)
-	if c := pickCall(req, newAsk(said), id); c != nil {
-		return append(texts(beforeCall), llm.Piece{Call: c})
+	if c := pickCall(req, said, callsSoFar(req.Messages)+1); c != nil {
+		return answer{text: beforeCall, call: c}
 	}
-	return texts(r.Reply(said))
+	return answer{text: r.Reply(said)}
 }
 
 // Reply is the whole answer to one user message.
@@ -147,21 +175,6 @@ func tokens(text string) []string {
 
 func phrase(words []string, p string) bool {
 	return strings.Contains(" "+strings.Join(words, " ")+" ", " "+p+" ")
-}
-
-// texts splits a reply into words that keep their following space, so
-// the pieces concatenate to the reply exactly.
-func texts(s string) []llm.Piece {
-	ps := make([]llm.Piece, 0, strings.Count(s, " ")+1)
-	for s != "" {
-		n := strings.IndexByte(s, ' ') + 1
-		if n == 0 {
-			n = len(s)
-		}
-		ps = append(ps, llm.Piece{Text: s[:n]})
-		s = s[n:]
-	}
-	return ps
 }
 
 func lastUser(conv []llm.Message) string {

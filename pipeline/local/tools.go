@@ -109,11 +109,13 @@ func (a ask) wanted() []int {
 // pickCall is the call the responder makes for a request, or nil: the
 // first tool offered of the kind the words ask for; with tool_choice
 // "required" or a tool's name, that tool or the first one offered.
-// "none" calls nothing.
-func pickCall(req llm.Request, a ask, id string) *llm.ToolCall {
+// "none" calls nothing. n numbers the call in the turn. The words are
+// read only when a tool is offered: most turns offer none.
+func pickCall(req llm.Request, said string, n int) *llm.ToolCall {
 	if len(req.Tools) == 0 || req.ToolChoice == "none" {
 		return nil
 	}
+	a, id := newAsk(said), fmt.Sprintf("call_%d", n)
 	tools, must := req.Tools, req.ToolChoice == "required"
 	if i := slices.IndexFunc(tools, func(t llm.Tool) bool { return t.Name == req.ToolChoice }); i >= 0 {
 		tools, must = tools[i:i+1], true
