@@ -198,9 +198,9 @@ type job struct {
 	endAtTools, ended bool
 
 	// Set while running; guarded by mu.
-	mu        sync.Mutex
-	run       string
-	reset     bool // first delta must tell the client to drop earlier ones
+	mu    sync.Mutex
+	run   string
+	reset bool // first delta must tell the client to drop earlier ones
 	// text is the step's reply so far; the first stored bytes of it are
 	// in the session's log (AppendDelta), the rest waits for the next
 	// flush (pending). One builder, not a second for the pending text:
