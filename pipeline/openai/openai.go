@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -167,12 +168,29 @@ func upstreamMessage(body []byte) string {
 	return s
 }
 
+// maxLine bounds one line of a stream: a chunk is a few hundred bytes, a
+// tool call's arguments in one chunk may be long, a line without end is
+// a broken upstream.
+const maxLine = 1 << 20
+
+// sseReaders hold a stream's line reader between calls: the body below is
+// buffered already, and a reader made per call was the largest thing a
+// streamed turn allocated (it was 64 KB). A line longer than the buffer
+// is gathered apart (lineReader.long).
+var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
 // readSSE calls data for each "data:" payload until "[DONE]" and reports
-// whether "[DONE]" was seen.
+// whether "[DONE]" was seen. data must not keep the slice it is given.
 func readSSE(ctx context.Context, r io.Reader, data func([]byte) error) (bool, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := sseReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil) // the pool keeps no body alive
+		sseReaders.Put(br)
+	}()
+	lr := lineReader{br: br}
 	for {
-		line, err := readLine(br, 1<<20)
+		line, err := lr.next()
 		if len(line) > 0 {
 			if p, ok := bytes.CutPrefix(line, []byte("data:")); ok {
 				p = bytes.TrimSpace(p)
@@ -199,20 +217,28 @@ func readSSE(ctx context.Context, r io.Reader, data func([]byte) error) (bool, e
 	}
 }
 
-// readLine reads one line without its end, up to max bytes.
-func readLine(br *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > max {
-			return nil, fmt.Errorf("llm upstream: a stream line longer than %d bytes", max)
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		return bytes.TrimRight(line, "\r\n"), err
+// lineReader reads lines without their end. A line that fits the buffer
+// is returned in place (valid until the next call); a longer one is
+// gathered in long, up to maxLine bytes.
+type lineReader struct {
+	br   *bufio.Reader
+	long []byte
+}
+
+func (lr *lineReader) next() ([]byte, error) {
+	chunk, err := lr.br.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return bytes.TrimRight(chunk, "\r\n"), err
 	}
+	lr.long = append(lr.long[:0], chunk...)
+	for err == bufio.ErrBufferFull {
+		chunk, err = lr.br.ReadSlice('\n')
+		lr.long = append(lr.long, chunk...)
+		if len(lr.long) > maxLine {
+			return nil, fmt.Errorf("llm upstream: a stream line longer than %d bytes", maxLine)
+		}
+	}
+	return bytes.TrimRight(lr.long, "\r\n"), err
 }
 
 type streamError struct {

@@ -66,6 +66,47 @@ func TestChatStreams(t *testing.T) {
 	}
 }
 
+// Lines past the pooled reader's buffer are gathered whole; one past
+// maxLine is an error, not a reply cut short.
+func TestChatStreamLineLengths(t *testing.T) {
+	tests := []struct {
+		name    string
+		pieces  []string
+		wantErr string
+	}{
+		{"short lines", []string{"a", "b"}, ""},
+		{"a line many times the buffer", []string{strings.Repeat("x", 20<<10), "end", strings.Repeat("y", 5000)}, ""},
+		{"a line past the bound", []string{strings.Repeat("z", maxLine)}, "longer than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				chunks := make([]string, 0, len(tc.pieces)+2)
+				for _, p := range tc.pieces {
+					chunks = append(chunks, chatDelta(p))
+				}
+				sse(w, append(chunks, `{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`, "[DONE]")...)
+			}))
+			defer srv.Close()
+			c, _ := NewChat(Config{BaseURL: srv.URL, Model: "m"})
+			var got []string
+			err := c.Stream(context.Background(), requests(conv("x")), text(func(_ int, s string) { got = append(got, s) }))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.pieces, "|") {
+				t.Fatalf("got %d pieces (%d bytes), want %d", len(got), len(strings.Join(got, "")), len(tc.pieces))
+			}
+		})
+	}
+}
+
 func TestCompletionsDemultiplexesABatch(t *testing.T) {
 	var prompts []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
