@@ -11,6 +11,11 @@
 // emitted when the response finishes. Completions calls none: a prompt
 // has no place for tools.
 //
+// A stream's lines come from a pooled reader, and its chunks of the
+// common shape (text and a finish reason) are read by hand (chunk.go);
+// any other chunk is decoded by encoding/json, which the hand-read path
+// is fuzzed against.
+//
 // Both are safe for concurrent use. The API key is sent as a bearer token
 // and never appears in an error or a log line.
 package openai

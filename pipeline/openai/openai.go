@@ -375,9 +375,23 @@ type chatReply struct {
 	emit     func(int, llm.Piece)
 	calls    callAssembler
 	finished bool // a finish_reason came, and no call fragment after it
+	fast     []fastChoice
 }
 
 func (r *chatReply) chunk(p []byte) error {
+	if cs, ok := scanChatChunk(p, r.fast[:0]); ok {
+		r.fast = cs
+		for _, c := range cs {
+			if c.content != "" {
+				r.emit(0, llm.Piece{Text: c.content})
+			}
+			if c.finished {
+				r.finished = true
+				r.emitCalls()
+			}
+		}
+		return nil
+	}
 	var ch chatChunk // decoded once, its error field with it
 	if err := decodeChunk(p, &ch); err != nil {
 		return err
