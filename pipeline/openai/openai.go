@@ -293,18 +293,6 @@ func NewChat(cfg Config) (*Chat, error) {
 // MaxBatch: chat completions take one conversation per call.
 func (c *Chat) MaxBatch() int { return 1 }
 
-type chatRequest struct {
-	Model    string        `json:"model"`
-	Messages []chatMessage `json:"messages"`
-	// Tools and ToolChoice are left out when no tool is offered: some
-	// servers (llama.cpp, older vLLM) refuse "tools": [].
-	Tools       []chatTool `json:"tools,omitempty"`
-	ToolChoice  any        `json:"tool_choice,omitempty"`
-	Stream      bool       `json:"stream"`
-	MaxTokens   int        `json:"max_tokens,omitempty"`
-	Temperature *float64   `json:"temperature,omitempty"`
-}
-
 type chatChunk struct {
 	streamError
 	Choices []struct {
@@ -320,21 +308,6 @@ type chatChunk struct {
 // and the streamed calls reported whole.
 func (c *Chat) CallsTools() bool { return true }
 
-// request is the body for one conversation.
-func (c *Chat) request(r llm.Request) (chatRequest, error) {
-	body := chatRequest{
-		Model: c.cfg.Model, Messages: chatMessages(r.Messages), Stream: true, MaxTokens: c.cfg.MaxTokens, Temperature: c.cfg.Temperature,
-	}
-	if len(r.Tools) > 0 {
-		tools, err := chatTools(r.Tools)
-		if err != nil {
-			return body, err
-		}
-		body.Tools, body.ToolChoice = tools, toolChoice(r.ToolChoice)
-	}
-	return body, nil
-}
-
 // Stream implements llm.LLM. Text is emitted as it comes; tool calls are
 // emitted whole, in index order, when the response finishes (any
 // finish_reason: some servers say "stop" after calls), or at [DONE]. A
@@ -344,13 +317,13 @@ func (c *Chat) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 	if len(reqs) != 1 {
 		return fmt.Errorf("openai: chat completions take one conversation per call, got %d", len(reqs))
 	}
-	body, err := c.request(reqs[0])
+	body, err := c.chatBody(reqs[0])
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	resp, err := post(ctx, &c.cfg, "/chat/completions", body)
+	resp, err := do(ctx, &c.cfg, "/chat/completions", "application/json", body)
 	if err != nil {
 		return err
 	}

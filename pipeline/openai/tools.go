@@ -20,28 +20,6 @@ const (
 	maxCalls         = 64        // calls in one response
 )
 
-// chatMessage is a message as chat completions take it. Content is a
-// pointer because an assistant message that only calls tools sends
-// "content": null, as OpenAI documents it; every other message sends a
-// string, even empty.
-type chatMessage struct {
-	Role       string         `json:"role"`
-	Content    *string        `json:"content"`
-	ToolCalls  []chatToolCall `json:"tool_calls,omitempty"`
-	ToolCallID string         `json:"tool_call_id,omitempty"`
-}
-
-type chatToolCall struct {
-	ID       string       `json:"id"`
-	Type     string       `json:"type"` // "function"
-	Function chatFunction `json:"function"`
-}
-
-type chatFunction struct {
-	Name      string `json:"name"`
-	Arguments string `json:"arguments"`
-}
-
 type chatTool struct {
 	Type     string         `json:"type"` // "function"
 	Function chatToolSchema `json:"function"`
@@ -58,29 +36,6 @@ type namedToolChoice struct {
 	Function struct {
 		Name string `json:"name"`
 	} `json:"function"`
-}
-
-// chatMessages converts a conversation to the wire shape.
-func chatMessages(conv []llm.Message) []chatMessage {
-	out := make([]chatMessage, len(conv))
-	for i, m := range conv {
-		content := m.Content
-		out[i] = chatMessage{Role: m.Role, Content: &content}
-		switch {
-		case m.Role == llm.RoleTool:
-			out[i].ToolCallID = m.ToolCallID
-		case len(m.ToolCalls) > 0:
-			if content == "" {
-				out[i].Content = nil
-			}
-			out[i].ToolCalls = make([]chatToolCall, len(m.ToolCalls))
-			for k, c := range m.ToolCalls {
-				out[i].ToolCalls[k] = chatToolCall{ID: c.ID, Type: "function",
-					Function: chatFunction{Name: c.Name, Arguments: pastArguments(c.Arguments)}}
-			}
-		}
-	}
-	return out
 }
 
 // pastArguments are the arguments of a call in the history as sent back
