@@ -84,7 +84,6 @@ func (c *Chat) request(r llm.Request) (chatRequest, error) {
 	return body, nil
 }
 
-
 func marshalRequest(c *Chat, r llm.Request) ([]byte, error) {
 	body, err := c.request(r)
 	if err != nil {
