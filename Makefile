@@ -86,7 +86,7 @@ fuzz: deps
 	$(call fuzzone,FuzzResample,./media/)
 	$(call fuzzone,FuzzVAD,./media/)
 	$(call fuzzone,FuzzDecide,./pipeline/endpoint/)
-	$(call fuzzone,FuzzScanChatChunk,./pipeline/openai/)
+	$(call fuzzone,FuzzScanChunk,./pipeline/openai/)
 
 # Benchmarks measure and write figures down; they never fail on timings.
 # `make bench` runs short versions of every scenario (under 5 minutes);

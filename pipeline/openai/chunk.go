@@ -2,28 +2,38 @@ package openai
 
 import (
 	"bytes"
+	"strconv"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// A streamed reply is mostly chunks of one shape: choices whose delta has
-// a piece of text, the last with a finish reason. scanChatChunk reads
-// that shape by hand, without reflection and allocating only the text;
-// anything else (a tool call, an error, a field of another type, a
-// duplicate key, bad JSON) it leaves to encoding/json, which reads every
-// shape and says what is wrong. Its result is encoding/json's whenever
-// it gives one (FuzzScanChatChunk).
+// A streamed reply is mostly chunks of one shape: choices with a piece
+// of text (a chat delta's content, or a completion's text), the last with
+// a finish reason. scanChunk reads that shape by hand, without reflection
+// and allocating only the text; anything else (a tool call, an error, a
+// field of another type, a duplicate key, bad JSON) it leaves to
+// encoding/json, which reads every shape and says what is wrong. Its
+// result is encoding/json's whenever it gives one (FuzzScanChunk).
 
 // fastChoice is what a choice of the common shape says.
 type fastChoice struct {
+	index    int // a completion's; chat chunks' are not read
 	content  string
 	finished bool // a finish_reason, neither null nor empty
 }
 
-// scanChatChunk appends p's choices to out. ok false: p is not of the
-// common shape, and out's contents are undefined.
-func scanChatChunk(p []byte, out []fastChoice) ([]fastChoice, bool) {
+// chatChunkShape and textChunkShape are the shapes scanChunk reads: a
+// chat completion's chunk, and a completion's (choices with an index and
+// a text).
+const (
+	chatChunkShape = iota
+	textChunkShape
+)
+
+// scanChunk appends p's choices to out. ok false: p is not of the common
+// shape, and out's contents are undefined.
+func scanChunk(p []byte, out []fastChoice, shape int) ([]fastChoice, bool) {
 	s := jscan{b: p}
 	var seenChoices, seenError bool
 	ok := s.object(func(key []byte) bool {
@@ -34,7 +44,7 @@ func scanChatChunk(p []byte, out []fastChoice) ([]fastChoice, bool) {
 				return true
 			}
 			return s.array(func() bool {
-				c, ok := s.choice()
+				c, ok := s.choice(shape)
 				out = append(out, c)
 				return ok
 			})
@@ -51,17 +61,23 @@ func scanChatChunk(p []byte, out []fastChoice) ([]fastChoice, bool) {
 }
 
 // choice reads one element of "choices".
-func (s *jscan) choice() (fastChoice, bool) {
+func (s *jscan) choice(shape int) (fastChoice, bool) {
 	var c fastChoice
 	if s.null() {
 		return c, true
 	}
-	var seenDelta, seenFinish bool
+	var seenText, seenFinish, seenIndex bool
 	ok := s.object(func(key []byte) bool {
 		switch {
-		case string(key) == "delta" && !seenDelta:
-			seenDelta = true
+		case shape == chatChunkShape && string(key) == "delta" && !seenText:
+			seenText = true
 			return s.delta(&c)
+		case shape == textChunkShape && string(key) == "text" && !seenText:
+			seenText = true
+			return s.text(&c.content)
+		case shape == textChunkShape && string(key) == "index" && !seenIndex:
+			seenIndex = true
+			return s.null() || s.integer(&c.index)
 		case string(key) == "finish_reason" && !seenFinish:
 			seenFinish = true
 			if s.null() {
@@ -70,12 +86,42 @@ func (s *jscan) choice() (fastChoice, bool) {
 			v, ok := s.str()
 			c.finished = v != ""
 			return ok
-		case bytes.EqualFold(key, []byte("delta")), bytes.EqualFold(key, []byte("finish_reason")):
+		case bytes.EqualFold(key, []byte("finish_reason")),
+			shape == chatChunkShape && bytes.EqualFold(key, []byte("delta")),
+			shape == textChunkShape && (bytes.EqualFold(key, []byte("text")) || bytes.EqualFold(key, []byte("index"))):
 			return false
 		}
 		return s.skip(0)
 	})
 	return c, ok
+}
+
+// text reads a string or null (which leaves *v as it is).
+func (s *jscan) text(v *string) bool {
+	if s.null() {
+		return true
+	}
+	t, ok := s.str()
+	*v = t
+	return ok
+}
+
+// integer reads a number without fraction or exponent that fits an int,
+// as encoding/json decodes into one.
+func (s *jscan) integer(v *int) bool {
+	start := s.peekAt()
+	if !s.number() {
+		return false
+	}
+	n, err := strconv.Atoi(string(s.b[start:s.i]))
+	*v = n
+	return err == nil
+}
+
+// peekAt is the position of the next value.
+func (s *jscan) peekAt() int {
+	s.ws()
+	return s.i
 }
 
 // delta reads a choice's delta: its text, and no tool call.
@@ -88,12 +134,7 @@ func (s *jscan) delta(c *fastChoice) bool {
 		switch {
 		case string(key) == "content" && !seenContent:
 			seenContent = true
-			if s.null() {
-				return true
-			}
-			v, ok := s.str()
-			c.content = v
-			return ok
+			return s.text(&c.content)
 		case string(key) == "tool_calls" && !seenCalls:
 			seenCalls = true
 			if s.null() {

@@ -22,12 +22,25 @@ func slowChoices(p []byte) ([]fastChoice, bool) {
 	return out, true
 }
 
+// slowTextChoices is what encoding/json makes of a completion's chunk.
+func slowTextChoices(p []byte) ([]fastChoice, bool) {
+	var ch completionsChunk
+	if decodeChunk(p, &ch) != nil {
+		return nil, false
+	}
+	var out []fastChoice
+	for _, c := range ch.Choices {
+		out = append(out, fastChoice{index: c.Index, content: c.Text, finished: c.FinishReason != nil && *c.FinishReason != ""})
+	}
+	return out, true
+}
+
 // Chunks as servers send them, and shapes the hand-read path must leave
 // to encoding/json.
 var chunkCases = []struct {
 	name string
 	p    string
-	fast bool // read by scanChatChunk
+	fast bool // read by scanChunk
 }{
 	{"openai first", `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_4","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}`, true},
 	{"openai text", `{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]}`, true},
@@ -62,10 +75,29 @@ var chunkCases = []struct {
 	{"not an object", `[1]`, false},
 }
 
-func TestScanChatChunk(t *testing.T) {
+var textChunkCases = []struct {
+	name string
+	p    string
+	fast bool
+}{
+	{"vllm", `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":1,"text":" world","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}`, true},
+	{"vllm end", `{"id":"cmpl-1","choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"length","stop_reason":null}]}`, true},
+	{"several", `{"choices":[{"index":0,"text":"a"},{"index":3,"text":"b","finish_reason":"stop"},null,{"text":null,"index":null}]}`, true},
+	{"negative index", `{"choices":[{"index":-1,"text":"a"}]}`, true},
+	{"escapes", `{"choices":[{"index":0,"text":"\u4f60\n"}]}`, true},
+	{"a raw newline", "{\"choices\":[{\"index\":0,\"text\":\"a\nb\"}]}", false},
+	{"fraction index", `{"choices":[{"index":1.5,"text":"a"}]}`, false},
+	{"exponent index", `{"choices":[{"index":1e2,"text":"a"}]}`, false},
+	{"huge index", `{"choices":[{"index":99999999999999999999,"text":"a"}]}`, false},
+	{"index a string", `{"choices":[{"index":"1","text":"a"}]}`, false},
+	{"folded text", `{"choices":[{"index":0,"Text":"a"}]}`, false},
+	{"error", `{"error":{"message":"overloaded"}}`, false},
+}
+
+func TestScanChunk(t *testing.T) {
 	for _, tc := range chunkCases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := scanChatChunk([]byte(tc.p), nil)
+		t.Run("chat/"+tc.name, func(t *testing.T) {
+			got, ok := scanChunk([]byte(tc.p), nil, chatChunkShape)
 			if ok != tc.fast {
 				t.Fatalf("read by hand: %v, want %v", ok, tc.fast)
 			}
@@ -78,39 +110,75 @@ func TestScanChatChunk(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range textChunkCases {
+		t.Run("completions/"+tc.name, func(t *testing.T) {
+			got, ok := scanChunk([]byte(tc.p), nil, textChunkShape)
+			if ok != tc.fast {
+				t.Fatalf("read by hand: %v, want %v", ok, tc.fast)
+			}
+			if !ok {
+				return
+			}
+			want, wok := slowTextChoices([]byte(tc.p))
+			if !wok || !slices.Equal(got, want) {
+				t.Fatalf("by hand %+v, encoding/json %+v (ok %v)", got, want, wok)
+			}
+		})
+	}
 }
 
-// What the hand-read path reads, it reads as encoding/json does.
-func FuzzScanChatChunk(f *testing.F) {
+// What the hand-read path reads, it reads as encoding/json does, in
+// either shape.
+func FuzzScanChunk(f *testing.F) {
 	for _, tc := range chunkCases {
 		f.Add([]byte(tc.p))
 	}
+	for _, tc := range textChunkCases {
+		f.Add([]byte(tc.p))
+	}
 	f.Fuzz(func(t *testing.T, p []byte) {
-		got, ok := scanChatChunk(p, nil)
-		if !ok {
-			return
+		if got, ok := scanChunk(p, nil, chatChunkShape); ok {
+			want, wok := slowChoices(p)
+			if !wok || !slices.Equal(got, want) {
+				t.Fatalf("%q as chat: by hand %+v, encoding/json %+v (ok %v)", p, got, want, wok)
+			}
 		}
-		want, wok := slowChoices(p)
-		if !wok || !slices.Equal(got, want) {
-			t.Fatalf("%q: by hand %+v, encoding/json %+v (ok %v)", p, got, want, wok)
+		if got, ok := scanChunk(p, nil, textChunkShape); ok {
+			want, wok := slowTextChoices(p)
+			if !wok || !slices.Equal(got, want) {
+				t.Fatalf("%q as a completion: by hand %+v, encoding/json %+v (ok %v)", p, got, want, wok)
+			}
 		}
 	})
 }
 
-func BenchmarkChatChunk(b *testing.B) {
-	p := []byte(chunkCases[4].p)
-	b.Run("by hand", func(b *testing.B) {
-		var out []fastChoice
+func BenchmarkChunk(b *testing.B) {
+	chat, text := []byte(chunkCases[4].p), []byte(textChunkCases[0].p)
+	var out []fastChoice
+	b.Run("chat/by hand", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			out, _ = scanChatChunk(p, out[:0])
+			out, _ = scanChunk(chat, out[:0], chatChunkShape)
 		}
 	})
-	b.Run("encoding/json", func(b *testing.B) {
+	b.Run("chat/encoding/json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var ch chatChunk
-			_ = decodeChunk(p, &ch)
+			_ = decodeChunk(chat, &ch)
+		}
+	})
+	b.Run("completions/by hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, _ = scanChunk(text, out[:0], textChunkShape)
+		}
+	})
+	b.Run("completions/encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var ch completionsChunk
+			_ = decodeChunk(text, &ch)
 		}
 	})
 }

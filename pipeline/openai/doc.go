@@ -12,9 +12,10 @@
 // has no place for tools.
 //
 // A stream's lines come from a pooled reader, and its chunks of the
-// common shape (text and a finish reason) are read by hand (chunk.go);
-// any other chunk is decoded by encoding/json, which the hand-read path
-// is fuzzed against.
+// common shape (text and a finish reason, for either client) are read by
+// hand (chunk.go); any other chunk is decoded by encoding/json, which
+// the hand-read path is fuzzed against. A chat request's body is written
+// by hand too (body.go), the bytes encoding/json would write.
 //
 // Both are safe for concurrent use. The API key is sent as a bearer token
 // and never appears in an error or a log line.

@@ -352,7 +352,7 @@ type chatReply struct {
 }
 
 func (r *chatReply) chunk(p []byte) error {
-	if cs, ok := scanChatChunk(p, r.fast[:0]); ok {
+	if cs, ok := scanChunk(p, r.fast[:0], chatChunkShape); ok {
 		r.fast = cs
 		for _, c := range cs {
 			if c.content != "" {
@@ -485,20 +485,28 @@ func (c *Completions) Stream(ctx context.Context, reqs []llm.Request, emit func(
 	}
 	defer resp.Body.Close()
 	finished := make([]bool, len(convs))
+	var fast []fastChoice
 	done, err := readSSE(ctx, resp.Body, func(p []byte) error {
-		var ch completionsChunk
-		if err := decodeChunk(p, &ch); err != nil {
-			return err
+		var ok bool
+		if fast, ok = scanChunk(p, fast[:0], textChunkShape); !ok {
+			var ch completionsChunk
+			if err := decodeChunk(p, &ch); err != nil {
+				return err
+			}
+			fast = fast[:0]
+			for _, c := range ch.Choices {
+				fast = append(fast, fastChoice{index: c.Index, content: c.Text, finished: c.FinishReason != nil && *c.FinishReason != ""})
+			}
 		}
-		for _, choice := range ch.Choices {
-			if choice.Index < 0 || choice.Index >= len(convs) {
-				return fmt.Errorf("llm upstream: choice index %d for %d prompts", choice.Index, len(convs))
+		for _, c := range fast {
+			if c.index < 0 || c.index >= len(convs) {
+				return fmt.Errorf("llm upstream: choice index %d for %d prompts", c.index, len(convs))
 			}
-			if choice.Text != "" {
-				emit(choice.Index, llm.Piece{Text: choice.Text})
+			if c.content != "" {
+				emit(c.index, llm.Piece{Text: c.content})
 			}
-			if choice.FinishReason != nil && *choice.FinishReason != "" {
-				finished[choice.Index] = true
+			if c.finished {
+				finished[c.index] = true
 			}
 		}
 		return nil
