@@ -191,7 +191,18 @@ func TurnOf(ev Event) int64 {
 }
 
 // Marshal is the event's stored form: its JSON object, "type" first.
+// The events of every turn are written by hand (marshal.go), the rest
+// by encoding/json.
 func Marshal(ev Event) []byte {
+	if b, ok := appendEvent(ev); ok {
+		return b
+	}
+	return marshalReflect(ev)
+}
+
+// marshalReflect is Marshal by encoding/json, the form appendEvent is
+// held to.
+func marshalReflect(ev Event) []byte {
 	var v any
 	switch e := ev.(type) {
 	case Transcript:

@@ -2,6 +2,7 @@ package event
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -79,4 +80,42 @@ func TestAroundTurn(t *testing.T) {
 			t.Errorf("%s, want %s", got, want)
 		}
 	}
+}
+
+func TestMarshalByHandIsReflect(t *testing.T) {
+	odd := "a \"quote\" <b>&</b>\n\t\x01 \u2028 é 😀 \xff"
+	evs := []Event{
+		Transcript{Text: "hello", Final: true}, Transcript{Turn: 3, Text: odd, Final: true, Source: SourceVoice},
+		Transcript{Text: ""}, ReplyDelta{Turn: 1, Text: odd}, ReplyDelta{Turn: 9, Text: "x", Reset: true},
+		ReplyDelta{}, ReplyDone{Turn: 2, Text: "whole"}, ReplyDone{Turn: -1, Text: odd, Interrupted: true},
+		Interrupted{Turn: 7}, Interrupted{}, Error{Code: CodeBusy, Message: odd, Turn: 4, RetryAfterMs: 1000},
+		Error{Code: "bad_request", Message: ""}, State{State: Speaking}, State{},
+	}
+	for _, ev := range evs {
+		t.Run(fmt.Sprintf("%T", ev), func(t *testing.T) {
+			got, ok := appendEvent(ev)
+			if want := marshalReflect(ev); !ok || string(got) != string(want) {
+				t.Fatalf("by hand (%v) %s, encoding/json %s", ok, got, want)
+			}
+		})
+	}
+	if _, ok := appendEvent(Latency{}); ok {
+		t.Fatal("an event not written by hand was")
+	}
+}
+
+func FuzzMarshalByHand(f *testing.F) {
+	f.Add(int64(1), "hello", "busy", true)
+	f.Add(int64(0), "\xff<\u2028>\"", "", false)
+	f.Fuzz(func(t *testing.T, n int64, text, code string, flag bool) {
+		for _, ev := range []Event{
+			Transcript{Turn: n, Text: text, Final: flag, Source: Source(code)}, ReplyDelta{Turn: n, Text: text, Reset: flag},
+			ReplyDone{Turn: n, Text: text, Interrupted: flag}, Interrupted{Turn: n},
+			Error{Code: Code(code), Message: text, Turn: n, RetryAfterMs: n / 2}, State{State: BotState(text)},
+		} {
+			if got, want := Marshal(ev), marshalReflect(ev); string(got) != string(want) {
+				t.Fatalf("%T: by hand %s, encoding/json %s", ev, got, want)
+			}
+		}
+	})
 }
