@@ -1,9 +1,15 @@
-// Package jsonbytes writes JSON by hand on hot paths: the bytes
+// Package jsonbytes reads and writes JSON by hand on hot paths, as
+// encoding/json would, without reflection. Writing: the bytes
 // encoding/json writes for the same values (its escaping of strings,
-// HTML-safe, its form of numbers), without reflection and into the
-// caller's buffer. What is written this way is held to encoding/json by
-// the tests of its callers (byte for byte) and by this package's fuzz
-// test.
+// HTML-safe, its form of numbers), into the caller's buffer. Reading: a
+// Scanner walks JSON text a value at a time, allocating only the strings
+// it returns; it reads a subset of what encoding/json reads (no escaped
+// object key, for one) and reports false on the rest, so that a caller
+// reads the shapes it knows by hand and leaves any other to
+// encoding/json, which also says what is wrong. What a Scanner reads it
+// reads as encoding/json does (FuzzScanner; and each caller's own fuzz
+// test of its shape).
 //
-// Every function is pure and goroutine-safe.
+// The functions are pure and goroutine-safe; a Scanner is used by one
+// goroutine.
 package jsonbytes

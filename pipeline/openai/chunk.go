@@ -2,10 +2,8 @@ package openai
 
 import (
 	"bytes"
-	"strconv"
-	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/parleyhq/parley/internal/jsonbytes"
 )
 
 // A streamed reply is mostly chunks of one shape: choices with a piece
@@ -34,56 +32,55 @@ const (
 // scanChunk appends p's choices to out. ok false: p is not of the common
 // shape, and out's contents are undefined.
 func scanChunk(p []byte, out []fastChoice, shape int) ([]fastChoice, bool) {
-	s := jscan{b: p}
+	s := jsonbytes.NewScanner(p)
 	var seenChoices, seenError bool
-	ok := s.object(func(key []byte) bool {
+	ok := s.Object(func(key []byte) bool {
 		switch {
 		case string(key) == "choices" && !seenChoices:
 			seenChoices = true
-			if s.null() {
+			if s.Null() {
 				return true
 			}
-			return s.array(func() bool {
-				c, ok := s.choice(shape)
+			return s.Array(func() bool {
+				c, ok := choice(&s, shape)
 				out = append(out, c)
 				return ok
 			})
 		case string(key) == "error" && !seenError:
 			seenError = true
-			return s.null() // an error is the slow path's to tell
+			return s.Null() // an error is the slow path's to tell
 		case bytes.EqualFold(key, []byte("choices")), bytes.EqualFold(key, []byte("error")):
 			return false // a duplicate, or encoding/json's folded match
 		}
-		return s.skip(0)
+		return s.Skip()
 	})
-	s.ws()
-	return out, ok && s.i == len(s.b)
+	return out, ok && s.Done()
 }
 
 // choice reads one element of "choices".
-func (s *jscan) choice(shape int) (fastChoice, bool) {
+func choice(s *jsonbytes.Scanner, shape int) (fastChoice, bool) {
 	var c fastChoice
-	if s.null() {
+	if s.Null() {
 		return c, true
 	}
 	var seenText, seenFinish, seenIndex bool
-	ok := s.object(func(key []byte) bool {
+	ok := s.Object(func(key []byte) bool {
 		switch {
 		case shape == chatChunkShape && string(key) == "delta" && !seenText:
 			seenText = true
-			return s.delta(&c)
+			return delta(s, &c)
 		case shape == textChunkShape && string(key) == "text" && !seenText:
 			seenText = true
-			return s.text(&c.content)
+			return textOrNull(s, &c.content)
 		case shape == textChunkShape && string(key) == "index" && !seenIndex:
 			seenIndex = true
-			return s.null() || s.integer(&c.index)
+			return s.Null() || s.Int(&c.index)
 		case string(key) == "finish_reason" && !seenFinish:
 			seenFinish = true
-			if s.null() {
+			if s.Null() {
 				return true
 			}
-			v, ok := s.str()
+			v, ok := s.Str()
 			c.finished = v != ""
 			return ok
 		case bytes.EqualFold(key, []byte("finish_reason")),
@@ -91,342 +88,41 @@ func (s *jscan) choice(shape int) (fastChoice, bool) {
 			shape == textChunkShape && (bytes.EqualFold(key, []byte("text")) || bytes.EqualFold(key, []byte("index"))):
 			return false
 		}
-		return s.skip(0)
+		return s.Skip()
 	})
 	return c, ok
 }
 
-// text reads a string or null (which leaves *v as it is).
-func (s *jscan) text(v *string) bool {
-	if s.null() {
+// textOrNull reads a string or null (which leaves *v as it is).
+func textOrNull(s *jsonbytes.Scanner, v *string) bool {
+	if s.Null() {
 		return true
 	}
-	t, ok := s.str()
+	t, ok := s.Str()
 	*v = t
 	return ok
 }
 
-// integer reads a number without fraction or exponent that fits an int,
-// as encoding/json decodes into one.
-func (s *jscan) integer(v *int) bool {
-	start := s.peekAt()
-	if !s.number() {
-		return false
-	}
-	n, err := strconv.Atoi(string(s.b[start:s.i]))
-	*v = n
-	return err == nil
-}
-
-// peekAt is the position of the next value.
-func (s *jscan) peekAt() int {
-	s.ws()
-	return s.i
-}
-
 // delta reads a choice's delta: its text, and no tool call.
-func (s *jscan) delta(c *fastChoice) bool {
-	if s.null() {
+func delta(s *jsonbytes.Scanner, c *fastChoice) bool {
+	if s.Null() {
 		return true
 	}
 	var seenContent, seenCalls bool
-	return s.object(func(key []byte) bool {
+	return s.Object(func(key []byte) bool {
 		switch {
 		case string(key) == "content" && !seenContent:
 			seenContent = true
-			return s.text(&c.content)
+			return textOrNull(s, &c.content)
 		case string(key) == "tool_calls" && !seenCalls:
 			seenCalls = true
-			if s.null() {
+			if s.Null() {
 				return true
 			}
-			return s.array(func() bool { return false }) // only [] here
+			return s.Array(func() bool { return false }) // only [] here
 		case bytes.EqualFold(key, []byte("content")), bytes.EqualFold(key, []byte("tool_calls")):
 			return false
 		}
-		return s.skip(0)
+		return s.Skip()
 	})
-}
-
-// jscan walks JSON text. Each method reports false on what it does not
-// read, leaving the position undefined.
-type jscan struct {
-	b []byte
-	i int
-}
-
-// maxDepth bounds the nesting skip follows; deeper goes the slow way.
-const maxDepth = 32
-
-func (s *jscan) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *jscan) peek() byte {
-	s.ws()
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *jscan) eat(c byte) bool {
-	if s.peek() == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-func (s *jscan) literal(word string) bool {
-	if s.peek() == word[0] && bytes.HasPrefix(s.b[s.i:], []byte(word)) {
-		s.i += len(word)
-		return true
-	}
-	return false
-}
-
-func (s *jscan) null() bool { return s.literal("null") }
-
-// object calls field for each key, positioned at its value, which field
-// must read.
-func (s *jscan) object(field func(key []byte) bool) bool {
-	if !s.eat('{') {
-		return false
-	}
-	if s.eat('}') {
-		return true
-	}
-	for {
-		key, esc, ok := s.span()
-		if !ok || esc || !s.eat(':') || !field(key) {
-			return false // a key with an escape goes the slow way
-		}
-		if !s.eat(',') {
-			return s.eat('}')
-		}
-	}
-}
-
-// array calls elem for each element, positioned at it.
-func (s *jscan) array(elem func() bool) bool {
-	if !s.eat('[') {
-		return false
-	}
-	if s.eat(']') {
-		return true
-	}
-	for {
-		if !elem() {
-			return false
-		}
-		if !s.eat(',') {
-			return s.eat(']')
-		}
-	}
-}
-
-// skip reads over any value.
-func (s *jscan) skip(depth int) bool {
-	if depth > maxDepth {
-		return false
-	}
-	switch c := s.peek(); {
-	case c == '{':
-		return s.object(func([]byte) bool { return s.skip(depth + 1) })
-	case c == '[':
-		return s.array(func() bool { return s.skip(depth + 1) })
-	case c == '"':
-		_, _, ok := s.span()
-		return ok
-	case c == 't':
-		return s.literal("true")
-	case c == 'f':
-		return s.literal("false")
-	case c == 'n':
-		return s.null()
-	case c == '-' || isDigit(c):
-		return s.number()
-	}
-	return false
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// number reads a number as JSON's grammar has it.
-func (s *jscan) number() bool {
-	b, i := s.b, s.i
-	digits := func() bool {
-		start := i
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-		return i > start
-	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case !digits():
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if !digits() {
-			return false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return false
-		}
-	}
-	s.i = i
-	return true
-}
-
-// span reads a string and returns its bytes between the quotes, and
-// whether they hold an escape; an invalid escape or a control character
-// is no string.
-func (s *jscan) span() (raw []byte, esc, ok bool) {
-	if s.peek() != '"' {
-		return nil, false, false
-	}
-	s.i++
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			raw = s.b[start:s.i]
-			s.i++
-			return raw, esc, true
-		case c < 0x20:
-			return nil, false, false
-		case c == '\\':
-			n := escapeLen(s.b[s.i:])
-			if n == 0 {
-				return nil, false, false
-			}
-			esc = true
-			s.i += n
-		default:
-			s.i++
-		}
-	}
-	return nil, false, false
-}
-
-// escapeLen is the length of the escape at the start of b, 0 if invalid.
-func escapeLen(b []byte) int {
-	if len(b) < 2 {
-		return 0
-	}
-	switch b[1] {
-	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-		return 2
-	case 'u':
-		if hex4(b[2:]) >= 0 {
-			return 6
-		}
-	}
-	return 0
-}
-
-// hex4 is the value of four hex digits at the start of b, -1 if none.
-func hex4(b []byte) rune {
-	if len(b) < 4 {
-		return -1
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
-}
-
-// str reads a string value as encoding/json decodes it: escapes
-// resolved, a lone surrogate and invalid UTF-8 made U+FFFD.
-func (s *jscan) str() (string, bool) {
-	raw, esc, ok := s.span()
-	if !ok {
-		return "", false
-	}
-	if !esc && utf8.Valid(raw) {
-		return string(raw), true
-	}
-	return unquote(raw), true
-}
-
-// unquote resolves the escapes of raw, a string's valid contents.
-func unquote(raw []byte) string {
-	out := make([]byte, 0, len(raw)+8)
-	for i := 0; i < len(raw); {
-		c := raw[i]
-		switch {
-		case c == '\\':
-			out, i = unescape(out, raw, i)
-		case c < utf8.RuneSelf:
-			out = append(out, c)
-			i++
-		default:
-			r, n := utf8.DecodeRune(raw[i:])
-			out = utf8.AppendRune(out, r) // RuneError for a bad byte, as encoding/json
-			i += n
-		}
-	}
-	return string(out)
-}
-
-// unescape appends the escape at raw[i] (valid: span checked it).
-func unescape(out, raw []byte, i int) ([]byte, int) {
-	switch c := raw[i+1]; c {
-	case 'b':
-		return append(out, '\b'), i + 2
-	case 'f':
-		return append(out, '\f'), i + 2
-	case 'n':
-		return append(out, '\n'), i + 2
-	case 'r':
-		return append(out, '\r'), i + 2
-	case 't':
-		return append(out, '\t'), i + 2
-	case 'u':
-		r := hex4(raw[i+2:])
-		i += 6
-		if utf16.IsSurrogate(r) {
-			if i+1 < len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-				if d := utf16.DecodeRune(r, hex4(raw[i+2:])); d != unicode.ReplacementChar {
-					return utf8.AppendRune(out, d), i + 6
-				}
-			}
-			r = unicode.ReplacementChar
-		}
-		return utf8.AppendRune(out, r), i
-	default: // '"', '\\', '/'
-		return append(out, c), i + 2
-	}
 }
