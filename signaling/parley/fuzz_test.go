@@ -2,7 +2,9 @@ package parley
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +45,13 @@ func FuzzDecodeMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// What the hand-read path reads, it reads as encoding/json does.
+		if fast, ok := scanMessage(data); ok {
+			var want inMsg
+			if err := json.Unmarshal(data, &want); err != nil || !reflect.DeepEqual(fast, want) {
+				t.Fatalf("%q: by hand %+v, encoding/json %+v (%v)", data, fast, want, err)
+			}
+		}
 		m, bad := decodeMessage(data)
 		if bad != "" {
 			checkRefusal(t, bad)
@@ -224,6 +233,23 @@ func FuzzBinaryFrames(f *testing.F) {
 		case <-sock.Done():
 			t.Fatalf("closed (%v) after %d frames", sock.Reason(), len(frames))
 		default:
+		}
+	})
+}
+
+func BenchmarkDecodeMessage(b *testing.B) {
+	frame := []byte(`{"type":"text","text":"client 17 turn 42"}`)
+	b.Run("by hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = decodeMessage(frame)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var m inMsg
+			_ = json.Unmarshal(frame, &m)
 		}
 	})
 }
