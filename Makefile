@@ -87,6 +87,10 @@ fuzz: deps
 	$(call fuzzone,FuzzVAD,./media/)
 	$(call fuzzone,FuzzDecide,./pipeline/endpoint/)
 	$(call fuzzone,FuzzScanChunk,./pipeline/openai/)
+	$(call fuzzone,FuzzChatBody,./pipeline/openai/)
+	$(call fuzzone,FuzzMarshalByHand,./pipeline/event/)
+	$(call fuzzone,FuzzScanner,./internal/jsonbytes/)
+	$(call fuzzone,FuzzAppendString,./internal/jsonbytes/)
 
 # Benchmarks measure and write figures down; they never fail on timings.
 # `make bench` runs short versions of every scenario (under 5 minutes);
