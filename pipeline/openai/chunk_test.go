@@ -37,11 +37,7 @@ func slowTextChoices(p []byte) ([]fastChoice, bool) {
 
 // Chunks as servers send them, and shapes the hand-read path must leave
 // to encoding/json.
-var chunkCases = []struct {
-	name string
-	p    string
-	fast bool // read by scanChunk
-}{
+var chunkCases = []chunkCase{
 	{"openai first", `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_4","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}`, true},
 	{"openai text", `{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]}`, true},
 	{"openai end", `{"id":"chatcmpl-1","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}`, true},
@@ -75,11 +71,7 @@ var chunkCases = []struct {
 	{"not an object", `[1]`, false},
 }
 
-var textChunkCases = []struct {
-	name string
-	p    string
-	fast bool
-}{
+var textChunkCases = []chunkCase{
 	{"vllm", `{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":1,"text":" world","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}`, true},
 	{"vllm end", `{"id":"cmpl-1","choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"length","stop_reason":null}]}`, true},
 	{"several", `{"choices":[{"index":0,"text":"a"},{"index":3,"text":"b","finish_reason":"stop"},null,{"text":null,"index":null}]}`, true},
@@ -94,36 +86,40 @@ var textChunkCases = []struct {
 	{"error", `{"error":{"message":"overloaded"}}`, false},
 }
 
+// chunkCase is one chunk, the shape it is read as, and whether it is
+// read by hand.
+type chunkCase = struct {
+	name string
+	p    string
+	fast bool
+}
+
 func TestScanChunk(t *testing.T) {
-	for _, tc := range chunkCases {
-		t.Run("chat/"+tc.name, func(t *testing.T) {
-			got, ok := scanChunk([]byte(tc.p), nil, chatChunkShape)
-			if ok != tc.fast {
-				t.Fatalf("read by hand: %v, want %v", ok, tc.fast)
-			}
-			if !ok {
-				return
-			}
-			want, wok := slowChoices([]byte(tc.p))
-			if !wok || !slices.Equal(got, want) {
-				t.Fatalf("by hand %+v, encoding/json %+v (ok %v)", got, want, wok)
-			}
-		})
+	shapes := []struct {
+		name  string
+		shape int
+		cases []chunkCase
+		slow  func([]byte) ([]fastChoice, bool)
+	}{
+		{"chat", chatChunkShape, chunkCases, slowChoices},
+		{"completions", textChunkShape, textChunkCases, slowTextChoices},
 	}
-	for _, tc := range textChunkCases {
-		t.Run("completions/"+tc.name, func(t *testing.T) {
-			got, ok := scanChunk([]byte(tc.p), nil, textChunkShape)
-			if ok != tc.fast {
-				t.Fatalf("read by hand: %v, want %v", ok, tc.fast)
-			}
-			if !ok {
-				return
-			}
-			want, wok := slowTextChoices([]byte(tc.p))
-			if !wok || !slices.Equal(got, want) {
-				t.Fatalf("by hand %+v, encoding/json %+v (ok %v)", got, want, wok)
-			}
-		})
+	for _, sh := range shapes {
+		for _, tc := range sh.cases {
+			t.Run(sh.name+"/"+tc.name, func(t *testing.T) {
+				got, ok := scanChunk([]byte(tc.p), nil, sh.shape)
+				if ok != tc.fast {
+					t.Fatalf("read by hand: %v, want %v", ok, tc.fast)
+				}
+				if !ok {
+					return
+				}
+				want, wok := sh.slow([]byte(tc.p))
+				if !wok || !slices.Equal(got, want) {
+					t.Fatalf("by hand %+v, encoding/json %+v (ok %v)", got, want, wok)
+				}
+			})
+		}
 	}
 }
 
