@@ -10,7 +10,9 @@
 // these types; each front end encodes them in its own protocol. The
 // Parley protocol's events are this form as it is, so its sockets send
 // the stored bytes unchanged; the OpenAI Realtime and Twilio front ends
-// Decode them and encode their own.
+// Decode them and encode their own. The events every turn makes are
+// written by hand (marshal.go), the same bytes as encoding/json's for the
+// rest, which the tests hold them to.
 //
 // Everything here is a pure function or an immutable value: safe for
 // concurrent use.
