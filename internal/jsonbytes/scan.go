@@ -259,6 +259,15 @@ func hex4(b []byte) rune {
 	return r
 }
 
+// Raw reads a string value that holds no escape and is valid UTF-8,
+// and returns its bytes in place (valid while the scanned text is): what
+// encoding/json would decode it to, without a copy. Any other string is
+// false.
+func (s *Scanner) Raw() ([]byte, bool) {
+	raw, esc, ok := s.span()
+	return raw, ok && !esc && utf8.Valid(raw)
+}
+
 // Str reads a string value as encoding/json decodes it: escapes
 // resolved, a lone surrogate and invalid UTF-8 made U+FFFD.
 func (s *Scanner) Str() (string, bool) {

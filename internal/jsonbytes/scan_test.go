@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// What Skip reads whole is valid JSON; a string Str reads is the one
-// encoding/json reads; an int Int reads is encoding/json's int.
+// What Skip reads whole is valid JSON; a string Str or Raw reads is the
+// one encoding/json reads; an int Int reads is encoding/json's int.
 func FuzzScanner(f *testing.F) {
 	for _, s := range []string{`{"a":[1,-0.5e3,true,false,null,"x\u00e9\n"]}`, `"\ud800\u0041"`, "\"\xff\"", `01`, `1.`, `{"a" 1}`, `[1,]`, `"\x"`, `12`, `-7`, `1e2`, `99999999999999999999`} {
 		f.Add([]byte(s))
@@ -21,6 +21,13 @@ func FuzzScanner(f *testing.F) {
 			var want string
 			if err := json.Unmarshal(p, &want); err != nil || got != want {
 				t.Fatalf("%q: by hand %q, encoding/json %q (%v)", p, got, want, err)
+			}
+		}
+		s = NewScanner(p)
+		if raw, ok := s.Raw(); ok && s.Done() {
+			var want string
+			if err := json.Unmarshal(p, &want); err != nil || string(raw) != want {
+				t.Fatalf("%q: in place %q, encoding/json %q (%v)", p, raw, want, err)
 			}
 		}
 		s = NewScanner(p)

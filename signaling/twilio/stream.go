@@ -1,6 +1,7 @@
 package twilio
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/internal/jsonbytes"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/g711"
 	"github.com/parleyhq/parley/pipeline/call"
@@ -70,6 +72,11 @@ func (st *stream) served() {
 func (st *stream) Frame(kind int, data []byte) {
 	if kind != websocket.TextMessage {
 		st.bad("binary", "a binary frame: Twilio sends JSON text")
+		return
+	}
+	if track, payload, ok := scanMedia(data); ok {
+		st.audio(track, payload)
+		messagesIn.WithLabelValues("media").Inc()
 		return
 	}
 	var m inMsg
@@ -224,20 +231,30 @@ func (st *stream) startCall() {
 
 // media feeds the caller's audio to the call.
 func (st *stream) media(m *inMsg) {
+	var track, payload string
+	if m.Media != nil {
+		track, payload = m.Media.Track, m.Media.Payload
+	}
+	st.audio(track, []byte(payload))
+}
+
+// audio is a media message's payload, base64 of the caller's audio on
+// track.
+func (st *stream) audio(track string, payload []byte) {
 	switch {
 	case st.call == nil:
 		st.bad("before_start", "media before the stream's start")
 		return
-	case m.Media == nil || m.Media.Payload == "":
+	case len(payload) == 0:
 		st.bad("bad_payload", "media without a payload")
 		return
-	case m.Media.Track != "" && m.Media.Track != "inbound":
+	case track != "" && track != "inbound":
 		return // not the caller's (a bidirectional stream has only theirs)
 	}
-	if n := base64.StdEncoding.DecodedLen(len(m.Media.Payload)); cap(st.buf) < n {
+	if n := base64.StdEncoding.DecodedLen(len(payload)); cap(st.buf) < n {
 		st.buf = make([]byte, n)
 	}
-	n, err := base64.StdEncoding.Decode(st.buf[:cap(st.buf)], []byte(m.Media.Payload))
+	n, err := base64.StdEncoding.Decode(st.buf[:cap(st.buf)], payload)
 	if err != nil {
 		st.bad("bad_payload", "the payload is not base64: "+err.Error())
 		return
@@ -248,6 +265,70 @@ func (st *stream) media(m *inMsg) {
 		return
 	}
 	st.call.Audio(pcm)
+}
+
+// scanMedia reads by hand the message nearly all of a call's are, 50 a
+// second: a media message, its track and its payload (a view into data,
+// valid while data is). ok false: the message has anything else (another
+// event, a start's or a mark's body, a key it does not know as
+// encoding/json would match it, an escape in the payload), and
+// encoding/json reads it (FuzzScanMedia holds the two alike).
+func scanMedia(data []byte) (track string, payload []byte, ok bool) {
+	s := jsonbytes.NewScanner(data)
+	var seenEvent, seenMedia bool
+	ok = s.Object(func(key []byte) bool {
+		switch {
+		case string(key) == "event" && !seenEvent:
+			seenEvent = true
+			ev, ok := s.Raw()
+			return ok && string(ev) == "media"
+		case string(key) == "media" && !seenMedia:
+			seenMedia = true
+			return scanMediaBody(&s, &track, &payload)
+		case string(key) == "streamSid":
+			if s.Null() {
+				return true
+			}
+			_, ok := s.Str() // a string, or encoding/json refuses the message
+			return ok
+		case foldsTo(key, "event", "media", "streamSid", "start", "dtmf", "mark"):
+			return false
+		}
+		return s.Skip()
+	})
+	return track, payload, ok && s.Done() && seenEvent && seenMedia
+}
+
+func scanMediaBody(s *jsonbytes.Scanner, track *string, payload *[]byte) bool {
+	var seenTrack, seenPayload bool
+	return s.Object(func(key []byte) bool {
+		switch {
+		case string(key) == "track" && !seenTrack:
+			seenTrack = true
+			t, ok := s.Str()
+			*track = t
+			return ok
+		case string(key) == "payload" && !seenPayload:
+			seenPayload = true
+			p, ok := s.Raw()
+			*payload = p
+			return ok
+		case foldsTo(key, "track", "payload"):
+			return false
+		}
+		return s.Skip()
+	})
+}
+
+// foldsTo reports whether key is one of names as encoding/json matches a
+// key to a field: exactly or without regard to case.
+func foldsTo(key []byte, names ...string) bool {
+	for _, n := range names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return true
+		}
+	}
+	return false
 }
 
 // dtmf stores a key press, and by default answers it as a user turn.
