@@ -92,6 +92,7 @@ fuzz: deps
 	$(call fuzzone,FuzzScanner,./internal/jsonbytes/)
 	$(call fuzzone,FuzzAppendString,./internal/jsonbytes/)
 	$(call fuzzone,FuzzScanMedia,./signaling/twilio/)
+	$(call fuzzone,FuzzScanAppend,./signaling/realtime/)
 
 # Benchmarks measure and write figures down; they never fail on timings.
 # `make bench` runs short versions of every scenario (under 5 minutes);

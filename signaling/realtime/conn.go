@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parleyhq/parley/internal/jsonbytes"
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
@@ -204,11 +205,14 @@ var handlers = map[string]func(*conn, *clientEvent){
 }
 
 func (c *conn) handle(data []byte) {
-	var ev clientEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		messagesIn.WithLabelValues("invalid").Inc()
-		c.fail("", "invalid_request_error", "invalid_json", "", "the event is not valid JSON: "+err.Error())
-		return
+	ev, ok := scanAppend(data)
+	if !ok {
+		ev = clientEvent{}
+		if err := json.Unmarshal(data, &ev); err != nil {
+			messagesIn.WithLabelValues("invalid").Inc()
+			c.fail("", "invalid_request_error", "invalid_json", "", "the event is not valid JSON: "+err.Error())
+			return
+		}
 	}
 	h := handlers[ev.Type]
 	if h == nil {
@@ -222,6 +226,34 @@ func (c *conn) handle(data []byte) {
 	}
 	messagesIn.WithLabelValues(ev.Type).Inc()
 	h(c, &ev)
+}
+
+// scanAppend reads by hand the event most of a voice call's are, an
+// input_audio_buffer.append: a type, an event id and the audio (base64:
+// kilobytes a message, which encoding/json scanned twice). ok false: the
+// event has any other key, or anything it does not read, and
+// encoding/json reads it (FuzzScanAppend holds the two alike).
+func scanAppend(data []byte) (ev clientEvent, ok bool) {
+	s := jsonbytes.NewScanner(data)
+	var seenType, seenID, seenAudio bool
+	ok = s.Object(func(key []byte) bool {
+		var field *string
+		switch {
+		case string(key) == "type" && !seenType:
+			seenType, field = true, &ev.Type
+		case string(key) == "event_id" && !seenID:
+			seenID, field = true, &ev.EventID
+		case string(key) == "audio" && !seenAudio:
+			seenAudio, field = true, new(string)
+			ev.Audio = field
+		default:
+			return false
+		}
+		v, ok := s.Str()
+		*field = v
+		return ok
+	})
+	return ev, ok && s.Done()
 }
 
 // fail tells the client what was wrong with one of its events (eventID:

@@ -1,7 +1,9 @@
 package realtime
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -52,6 +54,46 @@ func FuzzResponse(f *testing.F) {
 		if bad == "" {
 			_, _ = o.spoken(true)
 			_ = o.opts()
+		}
+	})
+}
+
+// What the hand-read path reads, it reads as encoding/json does.
+func FuzzScanAppend(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"input_audio_buffer.append","audio":"AAAA"}`,
+		`{"event_id":"e1","type":"input_audio_buffer.append","audio":"AA\/A\u0041"}`,
+		`{"type":"input_audio_buffer.commit"}`, `{"type":"response.create","response":{}}`,
+		`{"Type":"x"}`, `{"type":"a","type":"b"}`, `{"type":null}`, `{"audio":5}`, `{"type":"x"} y`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := scanAppend(data)
+		if !ok {
+			return
+		}
+		var want clientEvent
+		if err := json.Unmarshal(data, &want); err != nil || !reflect.DeepEqual(fast, want) {
+			t.Fatalf("%q: by hand %+v, encoding/json %+v (%v)", data, fast, want, err)
+		}
+	})
+}
+
+func BenchmarkAppendEvent(b *testing.B) {
+	audio := base64.StdEncoding.EncodeToString(make([]byte, 4800)) // 100 ms at 24 kHz
+	data := []byte(`{"type":"input_audio_buffer.append","audio":"` + audio + `"}`)
+	b.Run("by hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = scanAppend(data)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var ev clientEvent
+			_ = json.Unmarshal(data, &ev)
 		}
 	})
 }
