@@ -48,6 +48,21 @@ func (r *pacerRig) waitSent(t *testing.T, n int) {
 	}
 }
 
+func (r *pacerRig) waitUnderruns(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u, _ := r.p.Stats()
+		if u >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d underruns counted, want %d", u, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (r *pacerRig) sentFrames() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -83,6 +98,9 @@ func TestPacerCountsUnderrunsOnlyMidUtterance(t *testing.T) {
 	r.waitSent(t, 1)
 	r.tick() // mid-utterance and nothing queued: an underrun
 	r.tick()
+	// tick returns once Run has the tick, not once it has looked at the
+	// queue: the next frame must come after both looks.
+	r.waitUnderruns(t, 2)
 	r.p.Push([]byte{2})
 	r.p.End()
 	r.tick()
