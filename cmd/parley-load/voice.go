@@ -188,10 +188,20 @@ func runVoice(ctx context.Context, bin, stack, proto string, steps []int, dur ti
 		}
 		st := voiceStepRun(ctx, dial, "ws://"+addr+path, "http://"+addr+"/metrics", cmd.Process.Pid, n, dur, speech, silence)
 		run.Steps = append(run.Steps, st)
-		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) p50 %.0f p99 %.0f ms, voice-to-voice p50 %.0f p99 %.0f ms; client end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call), load generator %.0f%%\n",
-			n, st.Turns, st.NoReply, st.ServerMs.P50, st.ServerMs.P99, st.V2V.P50, st.V2V.P99, st.ClientV2V.P50, st.ClientV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall, st.Load.CPUPercent)
+		fmt.Printf("%4d calls: %d turns (%d unanswered); server (decision → first frame) %s, voice-to-voice %s; client end of speech → first frame p50 %.0f p99 %.0f ms; client underruns %d, pacer underruns %.0f; CPU %.0f%% (%.2f%% per call), load generator %.0f%%\n",
+			n, st.Turns, st.NoReply, serverSide(st.ServerMs), serverSide(st.V2V), st.ClientV2V.P50, st.ClientV2V.P99, st.ClientUnder, st.PacerUnder, st.Server.CPUPercent, st.CPUPerCall, st.Load.CPUPercent)
 	}
 	return run, nil
+}
+
+// serverSide prints a latency the server reports in its latency event;
+// a protocol without one (the OpenAI Realtime protocol) has no samples,
+// which is not 0 ms.
+func serverSide(s stats) string {
+	if s.N == 0 {
+		return "not reported by the protocol"
+	}
+	return fmt.Sprintf("p50 %.0f p99 %.0f ms", s.P50, s.P99)
 }
 
 // voiceClient is one call of a protocol: it speaks until stop.
