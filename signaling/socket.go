@@ -643,7 +643,7 @@ func (s *Socket) readMessages() bool {
 				continue
 			}
 		}
-		kind, data, err := s.ws.ReadMessage()
+		kind, data, err := readMessage(s.ws)
 		if err != nil {
 			s.Close(readReason(err, !s.greeted.Load()))
 			return false
