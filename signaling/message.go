@@ -30,10 +30,7 @@ func readMessage(ws *websocket.Conn) (int, []byte, error) {
 	b, err := gather((*bp)[:0], r)
 	var msg []byte
 	if err == nil {
-		msg = bytes.Clone(b)
-		if msg == nil {
-			msg = []byte{} // an empty message, as ReadMessage gives it
-		}
+		msg = bytes.Clone(b) // b is never nil: an empty message is an empty slice, as ReadMessage gives it
 	}
 	if cap(b) <= keepScratch {
 		*bp = b[:0]

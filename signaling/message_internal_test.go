@@ -38,7 +38,7 @@ func wsPair(t testing.TB) (server, client *websocket.Conn) {
 func TestReadMessage(t *testing.T) {
 	server, client := wsPair(t)
 	sizes := []int{0, 1, 60, 511, 512, 513, 1024, 1025, 6 << 10, keepScratch + 1, 200 << 10}
-	var kept [][]byte
+	kept := map[int][]byte{}
 	for _, n := range sizes {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			want := bytes.Repeat([]byte{byte('a' + n%26)}, n)
@@ -56,13 +56,13 @@ func TestReadMessage(t *testing.T) {
 			if got == nil {
 				t.Fatal("an empty message is an empty slice, not nil, as ReadMessage gives it")
 			}
-			kept = append(kept, got)
+			kept[n] = got
 		})
 	}
 	// Each message is its caller's: a later read reuses nothing it holds.
-	for i, n := range sizes {
-		if want := bytes.Repeat([]byte{byte('a' + n%26)}, n); !bytes.Equal(kept[i], want) {
-			t.Errorf("message %d (%d bytes) changed after later reads", i, n)
+	for n, got := range kept {
+		if want := bytes.Repeat([]byte{byte('a' + n%26)}, n); !bytes.Equal(got, want) {
+			t.Errorf("the message of %d bytes changed after later reads", n)
 		}
 	}
 }
