@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -165,8 +163,10 @@ func (l textLoad) client(ctx context.Context, id int, stop time.Time, col *colle
 	readDone := make(chan struct{})
 	go func() { // the reader: ends when the socket closes
 		defer close(readDone)
+		var buf []byte
 		for {
-			_, b, err := ws.ReadMessage()
+			b, err := readFrame(ws, buf)
+			buf = b
 			if err != nil {
 				if time.Now().Before(stop) {
 					col.disconnects.Add(1)
@@ -277,46 +277,6 @@ func (l textLoad) client(ctx context.Context, id int, stop time.Time, col *colle
 		}
 	}
 	_ = write(map[string]any{"type": "bye"})
-}
-
-// textEvent is what a text client reads of an event.
-type textEvent struct {
-	Type, Text, Code string
-	Turn             int64
-	Final            bool
-}
-
-// decode reads b; a reply's deltas and its end, most of what comes, are
-// read by a scan for their type and turn rather than decoded whole (the
-// load generator's cost is the benchmark's). false: not an event.
-func (ev *textEvent) decode(b []byte) bool {
-	typ, ok := jsonField(b, `"type":"`, '"')
-	if ok && (typ == "reply.delta" || typ == "reply.done") {
-		if n, ok := jsonField(b, `"turn":`, ','); ok {
-			if turn, err := strconv.ParseInt(n, 10, 64); err == nil {
-				ev.Type, ev.Turn = typ, turn
-				return true
-			}
-		}
-	}
-	return json.Unmarshal(b, ev) == nil
-}
-
-// jsonField is the text after the first key in b, up to end (or '}').
-func jsonField(b []byte, key string, end byte) (string, bool) {
-	i := bytes.Index(b, []byte(key))
-	if i < 0 {
-		return "", false
-	}
-	rest := b[i+len(key):]
-	j := bytes.IndexByte(rest, end)
-	if k := bytes.IndexByte(rest, '}'); j < 0 || (end != '"' && k >= 0 && k < j) {
-		j = k
-	}
-	if j < 0 {
-		return "", false
-	}
-	return string(rest[:j]), true
 }
 
 // idleLoad holds Clients sessions open, doing nothing but answering pings.

@@ -208,22 +208,3 @@ func TestPerSecond(t *testing.T) {
 		t.Fatalf("perSecond = %v, want %v", got, want)
 	}
 }
-
-func TestTextEventDecode(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want textEvent
-	}{
-		{`{"id":"1-0","type":"reply.delta","turn":12,"text":"a \"turn\":5 }"}`, textEvent{Type: "reply.delta", Turn: 12}},
-		{`{"id":"1-1","type":"reply.done","turn":7}`, textEvent{Type: "reply.done", Turn: 7}},
-		{`{"id":"1-2","type":"transcript","turn":3,"text":"client 1 turn 2","final":true}`, textEvent{Type: "transcript", Text: "client 1 turn 2", Turn: 3, Final: true}},
-		{`{"type":"error","code":"busy","message":"x","retry_after_ms":1000}`, textEvent{Type: "error", Code: "busy"}},
-	} {
-		t.Run(tc.want.Type, func(t *testing.T) {
-			var ev textEvent
-			if !ev.decode([]byte(tc.in)) || ev != tc.want {
-				t.Fatalf("decode(%s) = %+v, want %+v", tc.in, ev, tc.want)
-			}
-		})
-	}
-}
