@@ -742,6 +742,7 @@ func (e *Engine) dispatch(ctx context.Context) {
 			// and its p99 was worse.
 			go func() { // ends when the batch's turns are finished or ctx ends
 				defer e.batches.Done()
+				growStack()
 				e.runBatch(ctx, jobs)
 				e.mu.Lock()
 				e.free++
