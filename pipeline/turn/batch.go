@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -102,9 +101,9 @@ func (e *Engine) runBatch(ctx context.Context, jobs []*job) {
 		return // the replica is stopping: leave the jobs for takeover
 	}
 	// A finished turn must be stored even if the batch's deadline passed,
-	// and through a Redis restart.
-	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreRetry+5*time.Second)
-	defer fcancel()
+	// and through a Redis restart: durably retries within StoreRetry, and
+	// the Redis client's timeouts end an attempt that hangs.
+	fctx := context.WithoutCancel(ctx)
 	for _, j := range live {
 		e.finishJob(fctx, j, err, bctx.Err())
 	}

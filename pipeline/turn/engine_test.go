@@ -45,15 +45,23 @@ func newRig(t *testing.T, rdb *redis.Client, model llm.LLM, cfg turn.Config) *ri
 // newRigWith is newRig with the rate limiter given.
 func newRigWith(t *testing.T, rdb *redis.Client, model llm.LLM, cfg turn.Config, limiter turn.Limiter) *rig {
 	t.Helper()
+	return newRigOn(t, rdb, rdb, model, cfg, limiter)
+}
+
+// newRigOn is newRigWith with the store and the engine on cmds (the
+// server's autopipeliner, say) and Pub/Sub on rdb, as the server wires
+// them.
+func newRigOn(t *testing.T, rdb *redis.Client, cmds redis.UniversalClient, model llm.LLM, cfg turn.Config, limiter turn.Limiter) *rig {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("PARLEY_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	clk := testkit.NewClock()
 	cfg.Clock = clk
-	store := session.NewStore(rdb, session.Config{})
+	store := session.NewStore(cmds, session.Config{})
 	hub := session.NewHub(rdb, store, log)
-	eng, err := turn.NewEngine(rdb, store, limiter, model, cfg, log)
+	eng, err := turn.NewEngine(cmds, store, limiter, model, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -749,4 +757,54 @@ func TestNoSession(t *testing.T) {
 	if _, err := r.eng.CreateResponse(ctx, gone, turn.ResponseOptions{}); !errors.As(err, &te) || te.Code != event.CodeSessionExpired {
 		t.Fatalf("CreateResponse: %v", err)
 	}
+}
+
+// A Redis that stops answering ends an admitted turn with an error, not a
+// hang, and once it answers again so do turns. What bounds the wait is the
+// Redis client's read timeout and retries (the autopipeliner, as the
+// server wires it, waits for a reply whatever the context says): the read
+// timeout is cut here from go-redis's 5 s, with which the four attempts
+// would take over 20 s.
+func TestStalledRedisFailsTheTurn(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 300 * time.Millisecond})
+	defer rdb.Close()
+	ap, err := rdb.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigOn(t, rdb, ap, &fakes.Echo{}, turn.Config{}, ratelimit.New(ap, ratelimit.Config{}))
+	id, s := r.session()
+	submit(t, r, id, "before")
+	s.until(t, doneOf(1))
+
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 20 * time.Second})
+	defer admin.Close()
+	// Every client's commands wait until the pause ends: longer than the
+	// attempts take.
+	if err := admin.Do(context.Background(), "CLIENT", "PAUSE", 6000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := r.eng.Submit(context.Background(), id, "during", event.SourceText)
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		var te *turn.TurnError
+		if !errors.As(err, &te) || te.Code != turn.CodeInternal {
+			t.Fatalf("Submit while Redis is paused: %v, want a TurnError %q", err, turn.CodeInternal)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Submit still waiting on a paused Redis")
+	}
+	if err := admin.Ping(context.Background()).Err(); err != nil { // answered once the pause ends
+		t.Fatal(err)
+	}
+	turnNo, err := r.eng.Submit(context.Background(), id, "after", event.SourceText)
+	if err != nil {
+		t.Fatalf("Submit once Redis answers again: %v", err)
+	}
+	s.until(t, doneOf(turnNo))
 }
