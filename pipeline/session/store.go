@@ -101,6 +101,14 @@ type Store struct {
 	// the Hub that delivers to this replica's own.
 	replica string
 	local   atomic.Pointer[Hub]
+	calls   atomic.Uint64 // callKey's counter
+}
+
+// callKey names one call that stores a user turn, unique across
+// processes (replica is random per Store): a script sent again after its
+// reply was lost finds that it already ran (requested.lua).
+func (s *Store) callKey() string {
+	return s.replica + "/" + strconv.FormatUint(s.calls.Add(1), 36)
 }
 
 // NewStore returns a Store on rdb.
@@ -264,7 +272,11 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 // The scripts build the same wire form as event.WithID, so that the bytes
 // a replica publishes are the bytes every socket sends.
 
-var userTurnScript = redis.NewScript(lua("expiry.lua") + fanoutLua + lua("item.lua"))
+var userTurnScript = redis.NewScript(lua("expiry.lua") + fanoutLua + requestedLua + lua("item.lua"))
+
+// requestedLua lets a script that stores a user turn see that its call
+// already has, when the Redis client sends it again (its reply lost).
+var requestedLua = lua("requested.lua")
 
 // AppendUserTurn stores a user turn that gets a response: it takes the
 // next turn number, appends a final transcript event to the log and the
@@ -286,7 +298,7 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 		flag = "1"
 	}
 	res, err := userTurnScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag, s.replica).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag, s.replica, s.callKey()).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, "", scriptErr("append turn", err)
@@ -317,7 +329,7 @@ func (s *Store) TurnOfRun(ctx context.Context, id, run string) (int64, bool, err
 	return 0, false, nil
 }
 
-var userTurnStartScript = redis.NewScript(lua("expiry.lua") + fanoutLua + lua("itemstart.lua"))
+var userTurnStartScript = redis.NewScript(lua("expiry.lua") + fanoutLua + requestedLua + lua("itemstart.lua"))
 
 // AppendUserTurnStarted is AppendUserTurn and Start in one script, for a
 // turn that goes straight to a free slot: it stores the turn, makes run
@@ -332,7 +344,7 @@ func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, sour
 	lastID, edits := win.args()
 	res, err := s.evalWith(ctx, userTurnStartScript, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
-			run, max, lastID, edits, s.replica}, with).Slice()
+			run, max, lastID, edits, s.replica, s.callKey()}, with).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, Started{}, scriptErr("append turn", err)

@@ -549,3 +549,66 @@ func TestEditHistory(t *testing.T) {
 		t.Fatalf("edit in a session that does not exist: %v", err)
 	}
 }
+
+// A user turn is stored once even when Redis's reply to its script is
+// lost and the Redis client sends the script again (go-redis retries a
+// pipeline whose connection failed): the second run finds that its call
+// already stored the turn and answers as the first would have.
+func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(ctx context.Context, s *session.Store, id string) (int64, error)
+	}{
+		{"queued", func(ctx context.Context, s *session.Store, id string) (int64, error) {
+			turn, _, err := s.AppendUserTurn(ctx, id, "hello", event.SourceText)
+			return turn, err
+		}},
+		{"started at once", func(ctx context.Context, s *session.Store, id string) (int64, error) {
+			turn, _, err := s.AppendUserTurnStarted(ctx, id, "hello", event.SourceText, "run-1", 10)
+			return turn, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			srv := redistest.Start(t)
+			direct := srv.Client()
+			link := redistest.NewLossyLink(t, srv.Addr)
+			rdb := redis.NewClient(&redis.Options{Addr: link.Addr}) // go-redis's default retries
+			defer rdb.Close()
+			s := session.NewStore(rdb, session.Config{})
+			id, _, err := s.Create(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.store(ctx, s, id); err != nil { // the connection made, the script loaded
+				t.Fatal(err)
+			}
+			before := redistest.Calls(t, direct, "evalsha", "eval")
+			link.DropNextReply()
+			turn, err := tc.store(ctx, s, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if runs := redistest.Calls(t, direct, "evalsha", "eval") - before; runs != 2 {
+				t.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
+			}
+			if turn != 2 {
+				t.Errorf("turn %d, want 2", turn)
+			}
+			hist, err := session.NewStore(direct, session.Config{}).History(ctx, id, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hist) != 2 || hist[1].N != 2 {
+				t.Fatalf("history %+v, want turns 1 and 2 once each", hist)
+			}
+			evs, err := direct.XRange(ctx, "parley:{"+id+"}:log", "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 2 {
+				t.Fatalf("%d events in the log, want 2 transcripts: %+v", len(evs), evs)
+			}
+		})
+	}
+}

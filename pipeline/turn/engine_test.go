@@ -807,4 +807,20 @@ func TestStalledRedisFailsTheTurn(t *testing.T) {
 		t.Fatalf("Submit once Redis answers again: %v", err)
 	}
 	s.until(t, doneOf(turnNo))
+	// The refused turn left nothing behind: the turns are the two answered.
+	hist, err := r.store.History(context.Background(), id, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := contentsOf(hist); got != "before|echo: before|after|echo: after" {
+		t.Fatalf("history %q", got)
+	}
+}
+
+func contentsOf(hist []session.Turn) string {
+	var b []string
+	for _, h := range hist {
+		b = append(b, h.Content)
+	}
+	return strings.Join(b, "|")
 }
