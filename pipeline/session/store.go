@@ -104,9 +104,9 @@ type Store struct {
 	calls   atomic.Uint64 // callKey's counter
 }
 
-// callKey names one call that stores a user turn, unique across
-// processes (replica is random per Store): a script sent again after its
-// reply was lost finds that it already ran (requested.lua).
+// callKey names one call that takes a turn or stores a delta, unique
+// across processes (replica is random per Store): a script sent again
+// after its reply was lost finds that it already ran (requested.lua).
 func (s *Store) callKey() string {
 	return s.replica + "/" + strconv.FormatUint(s.calls.Add(1), 36)
 }
@@ -274,8 +274,9 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 
 var userTurnScript = redis.NewScript(lua("expiry.lua") + fanoutLua + requestedLua + lua("item.lua"))
 
-// requestedLua lets a script that stores a user turn see that its call
-// already has, when the Redis client sends it again (its reply lost).
+// requestedLua lets a script that stores a user turn or a delta see that
+// its call already has, when the Redis client sends it again (its reply
+// lost).
 var requestedLua = lua("requested.lua")
 
 // AppendUserTurn stores a user turn that gets a response: it takes the
@@ -379,12 +380,12 @@ func turnBody(pre string, turn int64, post string) []byte {
 	return append(b, post...)
 }
 
-var respondScript = redis.NewScript(lua("respond.lua"))
+var respondScript = redis.NewScript(requestedLua + lua("respond.lua"))
 
 // Respond gives a response its turn: the latest turn when its items have
 // no response yet, else a new turn without an item of its own.
 func (s *Store) Respond(ctx context.Context, id string) (turn int64, err error) {
-	turn, err = respondScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.cfg.MaxTurns).Int64()
+	turn, err = respondScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.cfg.MaxTurns, s.callKey()).Int64()
 	if err != nil {
 		return 0, scriptErr("respond", err)
 	}
@@ -508,7 +509,7 @@ func (s *Store) Start(ctx context.Context, id string, turn int64, run string, ma
 	return st, nil
 }
 
-var deltaScript = redis.NewScript(fanoutLua + lua("delta.lua"))
+var deltaScript = redis.NewScript(fanoutLua + requestedLua + lua("delta.lua"))
 
 // AppendStatus says what happened to an append.
 type AppendStatus int
@@ -526,7 +527,7 @@ const (
 func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, text string, reset bool) (AppendStatus, error) {
 	body := event.Marshal(event.ReplyDelta{Turn: turn, Text: text, Reset: reset})
 	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
-		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body, s.replica).Slice()
+		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body, s.replica, s.callKey()).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, fmt.Errorf("session: append delta: %w", err)

@@ -612,3 +612,79 @@ func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
 		})
 	}
 }
+
+// A reply delta is stored once when the reply to its script is lost and
+// the Redis client sends it again, as a user turn is above.
+func TestDeltaStoredOnceWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	direct := srv.Client()
+	link := redistest.NewLossyLink(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: link.Addr}) // go-redis's default retries
+	defer rdb.Close()
+	s := session.NewStore(rdb, session.Config{})
+	id, _, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	turn, _, err := s.AppendUserTurnStarted(ctx, id, "hello", event.SourceText, "run-1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.AppendDelta(ctx, id, turn, "run-1", "Hi", false); err != nil || st != session.Appended {
+		t.Fatalf("first delta: %v, %v", st, err)
+	}
+	before := redistest.Calls(t, direct, "evalsha", "eval")
+	link.DropNextReply()
+	if st, err := s.AppendDelta(ctx, id, turn, "run-1", " there", false); err != nil || st != session.Appended {
+		t.Fatalf("delta whose reply is lost: %v, %v", st, err)
+	}
+	if runs := redistest.Calls(t, direct, "evalsha", "eval") - before; runs != 2 {
+		t.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
+	}
+	evs, err := direct.XRange(ctx, "parley:{"+id+"}:log", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, e := range evs {
+		if _, ev, err := event.Decode([]byte(e.Values["e"].(string))); err == nil {
+			if d, ok := ev.(event.ReplyDelta); ok {
+				texts = append(texts, d.Text)
+			}
+		}
+	}
+	if !reflect.DeepEqual(texts, []string{"Hi", " there"}) {
+		t.Fatalf("deltas in the log %q, want each once", texts)
+	}
+}
+
+// A response takes one turn when the reply to its script is lost and the
+// Redis client sends it again, as a user turn does above.
+func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	direct := srv.Client()
+	link := redistest.NewLossyLink(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: link.Addr}) // go-redis's default retries
+	defer rdb.Close()
+	s := session.NewStore(rdb, session.Config{})
+	id, _, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AppendItem(ctx, id, "hello", event.SourceText); err != nil {
+		t.Fatal(err)
+	}
+	if turn, err := s.Respond(ctx, id); err != nil || turn != 1 {
+		t.Fatalf("the item's response: turn %d, %v; want 1", turn, err)
+	}
+	link.DropNextReply()
+	turn, err := s.Respond(ctx, id)
+	if err != nil || turn != 2 {
+		t.Fatalf("a response of its own, its reply lost: turn %d, %v; want 2", turn, err)
+	}
+	if n, err := direct.HGet(ctx, "parley:{"+id+"}:meta", "turn").Int64(); err != nil || n != 2 {
+		t.Fatalf("the session's latest turn %d (%v), want 2: one taken, not two", n, err)
+	}
+}

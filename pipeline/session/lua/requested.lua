@@ -1,10 +1,11 @@
--- requested: whether the call keyed key has already stored its user
--- turn, and if so the turn, its event's id and the id before it. A call
--- is run again when its reply was lost after Redis ran it (the Redis
--- client retries a pipeline whose connection failed): the turn must not
--- be stored twice. The meta hash's 'rq' holds the latest such call's key
--- and results (key turn id prev); prepended to the scripts that store a
--- user turn.
+-- requested: whether the call keyed key has already run (taken a turn,
+-- stored a reply delta), and if so the turn, its event's id and the id
+-- before it ('-' for none). A call is run again when its reply was lost
+-- after Redis ran it (the Redis client retries a pipeline whose
+-- connection failed): it must not take a second turn or store its event
+-- twice. A field of the meta hash ('rq' for the calls that take a turn,
+-- 'dq' for deltas) holds the latest such call's key and results (key
+-- turn id prev); prepended to the scripts that use it.
 local function requested(rq, key)
   if not rq or string.sub(rq, 1, #key + 1) ~= key .. ' ' then return nil end
   local turn, id, prev = string.match(string.sub(rq, #key + 2), '^(%d+) (%S+) (%S+)$')
