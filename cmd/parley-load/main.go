@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -86,7 +87,11 @@ func main() {
 	fs.DurationVar(&up.BatchPer, "batch-per", 15*time.Millisecond, "fake upstream: added cost per prompt")
 	fs.IntVar(&up.BatchConc, "batch-conc", 4, "fake upstream: completions calls at once")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (its cost is the benchmark's cost on a shared machine)")
+	ownProcs := fs.Int("procs", 0, "the load generator's own GOMAXPROCS (0: Go's default); the servers it starts keep theirs")
 	_ = fs.Parse(args)
+	if *ownProcs > 0 {
+		runtime.GOMAXPROCS(*ownProcs)
+	}
 	if *cpuProfile != "" {
 		stopProfile, err := startCPUProfile(*cpuProfile)
 		if err != nil {
