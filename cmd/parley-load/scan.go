@@ -67,7 +67,6 @@ func (ev *textEvent) decode(b []byte) bool {
 		case bytes.EqualFold(key, []byte("text")):
 			text = val
 			return len(val) >= 2 && val[0] == '"'
-
 		case bytes.EqualFold(key, []byte("code")):
 			return readString(val, &ev.Code)
 		case bytes.EqualFold(key, []byte("turn")):

@@ -14,7 +14,9 @@
 //	                     he (the history's edit count: a cached window is stale once it moves),
 //	                     xp (when a user turn last refreshed the keys' expiry, Redis's ms),
 //	                     lid (the log's last event id), fc + f:<replica> (how many follows
-//	                     of the session there are, in all and by each replica's Hub)
+//	                     of the session there are, in all and by each replica's Hub),
+//	                     rq and dq (the latest call that took a turn, that stored a delta:
+//	                     its key and results, so that a script run again is not stored twice)
 //	P:{S}       channel  each appended event is published here, as the client will see it
 //	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster),
 //	                     when a replica other than the script's caller follows the session;

@@ -274,7 +274,7 @@ func (s *Store) Touch(ctx context.Context, id string) error {
 
 var userTurnScript = redis.NewScript(lua("expiry.lua") + fanoutLua + requestedLua + lua("item.lua"))
 
-// requestedLua lets a script that stores a user turn or a delta see that
+// requestedLua lets a script that takes a turn or stores a delta see that
 // its call already has, when the Redis client sends it again (its reply
 // lost).
 var requestedLua = lua("requested.lua")
