@@ -24,7 +24,9 @@ type textEvent struct {
 }
 
 // readFrame reads the next message into buf's storage, grown as needed.
-// The bytes are valid until the next call.
+// The bytes are valid until the next call. (The server reads its clients
+// alike, in signaling/message.go; the load generator imports nothing of
+// the server: it speaks only the wire protocol.)
 func readFrame(ws *websocket.Conn, buf []byte) ([]byte, error) {
 	_, r, err := ws.NextReader()
 	if err != nil {

@@ -550,6 +550,41 @@ func TestEditHistory(t *testing.T) {
 	}
 }
 
+// lossy is a Store whose link to Redis can lose a reply, with go-redis's
+// default retries, a session on it, and a client of the Redis itself.
+type lossy struct {
+	s      *session.Store
+	direct *redis.Client
+	link   *redistest.LossyLink
+	id     string
+}
+
+func newLossy(t *testing.T) *lossy {
+	t.Helper()
+	srv := redistest.Start(t)
+	link := redistest.NewLossyLink(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: link.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	l := &lossy{s: session.NewStore(rdb, session.Config{}), direct: srv.Client(), link: link}
+	var err error
+	if l.id, _, err = l.s.Create(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// lose runs f with the reply to its script lost, and checks that the
+// script ran twice: the lost run and the client's retry.
+func (l *lossy) lose(t *testing.T, f func()) {
+	t.Helper()
+	before := redistest.Calls(t, l.direct, "evalsha", "eval")
+	l.link.DropNextReply()
+	f()
+	if runs := redistest.Calls(t, l.direct, "evalsha", "eval") - before; runs != 2 {
+		t.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
+	}
+}
+
 // A user turn is stored once even when Redis's reply to its script is
 // lost and the Redis client sends the script again (go-redis retries a
 // pipeline whose connection failed): the second run finds that its call
@@ -570,39 +605,28 @@ func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			srv := redistest.Start(t)
-			direct := srv.Client()
-			link := redistest.NewLossyLink(t, srv.Addr)
-			rdb := redis.NewClient(&redis.Options{Addr: link.Addr}) // go-redis's default retries
-			defer rdb.Close()
-			s := session.NewStore(rdb, session.Config{})
-			id, _, err := s.Create(ctx)
-			if err != nil {
+			l := newLossy(t)
+			if _, err := tc.store(ctx, l.s, l.id); err != nil { // the connection made, the script loaded
 				t.Fatal(err)
 			}
-			if _, err := tc.store(ctx, s, id); err != nil { // the connection made, the script loaded
-				t.Fatal(err)
-			}
-			before := redistest.Calls(t, direct, "evalsha", "eval")
-			link.DropNextReply()
-			turn, err := tc.store(ctx, s, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if runs := redistest.Calls(t, direct, "evalsha", "eval") - before; runs != 2 {
-				t.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
-			}
+			var turn int64
+			l.lose(t, func() {
+				var err error
+				if turn, err = tc.store(ctx, l.s, l.id); err != nil {
+					t.Fatal(err)
+				}
+			})
 			if turn != 2 {
 				t.Errorf("turn %d, want 2", turn)
 			}
-			hist, err := session.NewStore(direct, session.Config{}).History(ctx, id, 100)
+			hist, err := session.NewStore(l.direct, session.Config{}).History(ctx, l.id, 100)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(hist) != 2 || hist[1].N != 2 {
 				t.Fatalf("history %+v, want turns 1 and 2 once each", hist)
 			}
-			evs, err := direct.XRange(ctx, "parley:{"+id+"}:log", "-", "+").Result()
+			evs, err := l.direct.XRange(ctx, "parley:{"+l.id+"}:log", "-", "+").Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -617,32 +641,20 @@ func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
 // the Redis client sends it again, as a user turn is above.
 func TestDeltaStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	direct := srv.Client()
-	link := redistest.NewLossyLink(t, srv.Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: link.Addr}) // go-redis's default retries
-	defer rdb.Close()
-	s := session.NewStore(rdb, session.Config{})
-	id, _, err := s.Create(ctx)
+	l := newLossy(t)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	turn, _, err := s.AppendUserTurnStarted(ctx, id, "hello", event.SourceText, "run-1", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, err := s.AppendDelta(ctx, id, turn, "run-1", "Hi", false); err != nil || st != session.Appended {
+	if st, err := l.s.AppendDelta(ctx, l.id, turn, "run-1", "Hi", false); err != nil || st != session.Appended {
 		t.Fatalf("first delta: %v, %v", st, err)
 	}
-	before := redistest.Calls(t, direct, "evalsha", "eval")
-	link.DropNextReply()
-	if st, err := s.AppendDelta(ctx, id, turn, "run-1", " there", false); err != nil || st != session.Appended {
-		t.Fatalf("delta whose reply is lost: %v, %v", st, err)
-	}
-	if runs := redistest.Calls(t, direct, "evalsha", "eval") - before; runs != 2 {
-		t.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
-	}
-	evs, err := direct.XRange(ctx, "parley:{"+id+"}:log", "-", "+").Result()
+	l.lose(t, func() {
+		if st, err := l.s.AppendDelta(ctx, l.id, turn, "run-1", " there", false); err != nil || st != session.Appended {
+			t.Fatalf("delta whose reply is lost: %v, %v", st, err)
+		}
+	})
+	evs, err := l.direct.XRange(ctx, "parley:{"+l.id+"}:log", "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -663,28 +675,19 @@ func TestDeltaStoredOnceWhenItsReplyIsLost(t *testing.T) {
 // Redis client sends it again, as a user turn does above.
 func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	direct := srv.Client()
-	link := redistest.NewLossyLink(t, srv.Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: link.Addr}) // go-redis's default retries
-	defer rdb.Close()
-	s := session.NewStore(rdb, session.Config{})
-	id, _, err := s.Create(ctx)
-	if err != nil {
+	l := newLossy(t)
+	if _, _, err := l.s.AppendItem(ctx, l.id, "hello", event.SourceText); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.AppendItem(ctx, id, "hello", event.SourceText); err != nil {
-		t.Fatal(err)
-	}
-	if turn, err := s.Respond(ctx, id); err != nil || turn != 1 {
+	if turn, err := l.s.Respond(ctx, l.id); err != nil || turn != 1 {
 		t.Fatalf("the item's response: turn %d, %v; want 1", turn, err)
 	}
-	link.DropNextReply()
-	turn, err := s.Respond(ctx, id)
-	if err != nil || turn != 2 {
-		t.Fatalf("a response of its own, its reply lost: turn %d, %v; want 2", turn, err)
-	}
-	if n, err := direct.HGet(ctx, "parley:{"+id+"}:meta", "turn").Int64(); err != nil || n != 2 {
+	l.lose(t, func() {
+		if turn, err := l.s.Respond(ctx, l.id); err != nil || turn != 2 {
+			t.Fatalf("a response of its own, its reply lost: turn %d, %v; want 2", turn, err)
+		}
+	})
+	if n, err := l.direct.HGet(ctx, "parley:{"+l.id+"}:meta", "turn").Int64(); err != nil || n != 2 {
 		t.Fatalf("the session's latest turn %d (%v), want 2: one taken, not two", n, err)
 	}
 }
