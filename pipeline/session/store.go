@@ -104,9 +104,10 @@ type Store struct {
 	calls   atomic.Uint64 // callKey's counter
 }
 
-// callKey names one call that takes a turn or stores a delta, unique
-// across processes (replica is random per Store): a script sent again
-// after its reply was lost finds that it already ran (requested.lua).
+// callKey names one call that takes a turn, stores a delta or finishes a
+// turn, unique across processes (replica is random per Store): a script
+// sent again after its reply was lost finds that it already ran
+// (requested.lua, finish.lua).
 func (s *Store) callKey() string {
 	return s.replica + "/" + strconv.FormatUint(s.calls.Add(1), 36)
 }
@@ -595,7 +596,7 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + f.Text, Interrupted: f.Interrupted})
 	cmd := s.evalWith(ctx, finishScript, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, f.Turn, f.Run, f.Text,
-			tail, ib, db, cutIB, cutDB, cutText, s.replica}, with) // []byte goes out as it is, with no string copy
+			tail, ib, db, cutIB, cutDB, cutText, s.replica, s.callKey()}, with) // []byte goes out as it is, with no string copy
 	res, err := cmd.Slice()
 	if err != nil {
 		s.lost(id)

@@ -566,6 +566,9 @@ func newLossy(t *testing.T) *lossy {
 	rdb := redis.NewClient(&redis.Options{Addr: link.Addr})
 	t.Cleanup(func() { rdb.Close() })
 	l := &lossy{s: session.NewStore(rdb, session.Config{}), direct: srv.Client(), link: link}
+	if err := l.s.Load(context.Background()); err != nil { // as the server at its start: no NOSCRIPT
+		t.Fatal(err)
+	}
 	var err error
 	if l.id, _, err = l.s.Create(context.Background()); err != nil {
 		t.Fatal(err)
@@ -689,5 +692,39 @@ func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
 	})
 	if n, err := l.direct.HGet(ctx, "parley:{"+l.id+"}:meta", "turn").Int64(); err != nil || n != 2 {
 		t.Fatalf("the session's latest turn %d (%v), want 2: one taken, not two", n, err)
+	}
+}
+
+// A turn's finish sent again after its reply was lost answers as its
+// first run did, not as a duplicate: the caller then delivers the events
+// to its own sockets, which the first run published only for others.
+func TestFinishAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	l := newLossy(t)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st session.FinishStatus
+	l.lose(t, func() {
+		if st, err = l.s.FinishReply(ctx, l.id, session.Finish{Turn: turn, Run: "run-1", Text: "Hi there", Tail: "Hi there"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if st != session.Finished {
+		t.Fatalf("finish whose reply was lost: status %v, want Finished", st)
+	}
+	evs, err := l.direct.XRange(ctx, "parley:{"+l.id+"}:log", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range evs {
+		if _, ev, err := event.Decode([]byte(e.Values["e"].(string))); err == nil {
+			types = append(types, string(ev.Type()))
+		}
+	}
+	if want := []string{"transcript", "reply.delta", "reply.done"}; !reflect.DeepEqual(types, want) {
+		t.Fatalf("events %q, want %q", types, want)
 	}
 }

@@ -2,10 +2,21 @@
 -- assistant's message in the history. KEYS: log, hist, meta, channel.
 -- ARGV: ttl, max events, max history, the publish command, turn, run,
 -- text, the events (tail, interrupted, done), the cut variants
--- (interrupted, done, text), the caller's replica (ARGV[14]). Returns
--- {status, the id before the first event, the events' ids}.
+-- (interrupted, done, text), the caller's replica (ARGV[14]), the call's
+-- key (ARGV[15]). Returns {status, the id before the first event, the
+-- events' ids}.
 local turn = tonumber(ARGV[5])
-local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14], 'dm')
+local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14], 'dm', 'fq')
+-- Sent again after its reply was lost (the Redis client retries a failed
+-- pipeline), the call answers as its first run did, from 'fq' (the latest
+-- finish's key and reply), so that the caller delivers the events to its
+-- own sockets: the first run published them only for other replicas'.
+if f[9] and string.sub(f[9], 1, #ARGV[15] + 1) == ARGV[15] .. ' ' then
+  local again = {}
+  for w in string.gmatch(string.sub(f[9], #ARGV[15] + 2), '%S+') do again[#again + 1] = w end
+  again[1] = tonumber(again[1])
+  return again
+end
 if f[1] ~= ARGV[6] then return {0} end
 local w = tonumber(f[2] or '0')
 if isdone(KEYS[3], turn, w, f[3] ~= false) then return {0} end
@@ -29,8 +40,8 @@ if #out > 0 then fanout(ARGV[4], KEYS[4], f[6], f[7], ARGV[14], prev, out) end
 if content ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
 end
-local extra = {}
-if last then extra = {'lid', last} end
+local extra = {'fq', ARGV[15] .. ' ' .. table.concat(ret, ' ')}
+if last then extra = {'lid', last, extra[1], extra[2]} end
 markdone(KEYS[3], turn, w, extra, f[8])
 redis.call('HDEL', KEYS[3], 'run:' .. turn)
 return ret
