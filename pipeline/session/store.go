@@ -104,7 +104,7 @@ type Store struct {
 	calls   atomic.Uint64 // callKey's counter
 }
 
-// callKey names one call that takes a turn, stores a delta or finishes a
+// callKey names one call that takes a turn, stores an event or finishes a
 // turn, unique across processes (replica is random per Store): a script
 // sent again after its reply was lost finds that it already ran
 // (requested.lua, finish.lua).

@@ -674,6 +674,27 @@ func TestDeltaStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	}
 }
 
+// Another event (a key the caller pressed) is stored once when the reply
+// to its script is lost and the Redis client sends it again.
+func TestEventStoredOnceWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	l := newLossy(t)
+	var id string
+	l.lose(t, func() {
+		var err error
+		if id, err = l.s.AppendEvent(ctx, l.id, event.DTMF{Digit: "5"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	evs, err := l.direct.XRange(ctx, "parley:{"+l.id+"}:log", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].ID != id {
+		t.Fatalf("log %+v, want the one event %s", evs, id)
+	}
+}
+
 // A response takes one turn when the reply to its script is lost and the
 // Redis client sends it again, as a user turn does above.
 func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
