@@ -655,7 +655,7 @@ var failScript = redis.NewScript(doneLua + lua("fail.lua"))
 // so that no other replica retries it. It returns false when run no longer
 // owns the turn.
 func (s *Store) FailTurn(ctx context.Context, id string, turn int64, run string) (bool, error) {
-	n, err := failScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run).Int()
+	n, err := failScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run, s.callKey()).Int()
 	if err != nil {
 		return false, fmt.Errorf("session: fail turn: %w", err)
 	}

@@ -695,6 +695,29 @@ func TestEventStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	}
 }
 
+// A turn failed (the model's error) whose reply is lost still says that
+// it failed it, so that the client is told.
+func TestFailAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	l := newLossy(t)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	l.lose(t, func() {
+		if ok, err = l.s.FailTurn(ctx, l.id, turn, "run-1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !ok {
+		t.Fatal("FailTurn whose reply was lost: false, want true (the turn is this run's to fail)")
+	}
+	if ok, err := l.s.FailTurn(ctx, l.id, turn, "run-1"); err != nil || ok {
+		t.Fatalf("a second call: %v, %v; want false (the turn is no longer the run's)", ok, err)
+	}
+}
+
 // A response takes one turn when the reply to its script is lost and the
 // Redis client sends it again, as a user turn does above.
 func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
