@@ -718,6 +718,39 @@ func TestFailAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	}
 }
 
+// A tool step sent again after its reply was lost answers as its first
+// run did, not as the step of a turn another run took (which would end
+// the turn there), and its call is stored once.
+func TestToolStepAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	l := newLossy(t)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "what time is it", event.SourceText, "run-1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := event.ToolCall{Turn: turn, CallID: "c1", Name: "clock", Arguments: "{}", By: event.ByClient}
+	var st session.AppendStatus
+	l.lose(t, func() {
+		if st, err = l.s.StoreToolStep(ctx, l.id, session.ToolStep{
+			Turn: turn, Run: "run-1", Calls: `[{"id":"c1","name":"clock","arguments":"{}"}]`, JobAt: "job-1",
+			Events:  [][]byte{event.Marshal(call)},
+			Pending: []session.PendingCall{{ID: "c1", Turn: turn, By: "client", Name: "clock", Arguments: "{}"}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if st != session.Appended {
+		t.Fatalf("tool step whose reply was lost: %v, want Appended", st)
+	}
+	evs, err := l.direct.XRange(ctx, "parley:{"+l.id+"}:log", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("log %+v, want the transcript and one tool.call", evs)
+	}
+}
+
 // A response takes one turn when the reply to its script is lost and the
 // Redis client sends it again, as a user turn does above.
 func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {

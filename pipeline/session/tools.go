@@ -78,7 +78,7 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 	if st.End {
 		end = "1"
 	}
-	args = append(args, end, s.replica)
+	args = append(args, end, s.replica, s.callKey())
 	res, err := toolStepScript.Run(ctx, s.rdb, s.writeKeys(id), args...).Result()
 	if err != nil {
 		s.lost(id)

@@ -12,16 +12,27 @@
 -- pending calls and (id, record) pairs; the number of results and (id,
 -- output) pairs; then '1' when the step ends the turn: the run keeps
 -- it (its reply.done comes with FinishReply) and no job waits (no tp, tj);
--- last, the caller's replica (fanout). With 1 it also returns the id
--- before the events and their ids: {1, prev, ids...}.
+-- then the caller's replica (fanout) and, last, the call's key. With 1 it
+-- also returns the id before the events and their ids: {1, prev, ids...}.
 local turn = tonumber(ARGV[5])
+local key, replica = ARGV[#ARGV], ARGV[#ARGV - 1]
+-- Sent again after its reply was lost (the Redis client retries a failed
+-- pipeline), the call answers as its first run did (tq: the latest step's
+-- key and reply), not as a step of a turn another run took.
+local tq = redis.call('HGET', KEYS[3], 'tq')
+if tq and string.sub(tq, 1, #key + 1) == key .. ' ' then
+  local again = {}
+  for w in string.gmatch(string.sub(tq, #key + 2), '%S+') do again[#again + 1] = w end
+  again[1] = tonumber(again[1])
+  return again
+end
 if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
 if isdone(KEYS[3], turn) then return 0 end
 if tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then return -1 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', ARGV[7], 'tc', ARGV[8], 'n', turn)
 local i = 10
 local out = {} -- one message, a line an event (finish.lua)
-local m = redis.call('HMGET', KEYS[3], 'lid', 'fc', 'f:' .. ARGV[#ARGV])
+local m = redis.call('HMGET', KEYS[3], 'lid', 'fc', 'f:' .. replica)
 local prev = m[1] or '0-0'
 local ret = {1, prev}
 for k = 1, tonumber(ARGV[i]) do
@@ -32,7 +43,7 @@ for k = 1, tonumber(ARGV[i]) do
 end
 if #out > 0 then
   redis.call('HSET', KEYS[3], 'lid', ret[#ret])
-  fanout(ARGV[4], KEYS[4], m[2], m[3], ARGV[#ARGV], prev, out)
+  fanout(ARGV[4], KEYS[4], m[2], m[3], replica, prev, out)
 end
 i = i + tonumber(ARGV[i]) + 1
 local pending = tonumber(ARGV[i])
@@ -51,4 +62,5 @@ end
 redis.call('HINCRBY', KEYS[3], 'ts:' .. turn, 1)
 if not ends then redis.call('HDEL', KEYS[3], 'run:' .. turn) end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
+redis.call('HSET', KEYS[3], 'tq', key .. ' ' .. table.concat(ret, ' '))
 return ret
