@@ -751,6 +751,46 @@ func TestToolStepAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	}
 }
 
+// A tool's result sent again after its reply was lost answers as its
+// first run did, not as a result no call waits for, and is stored once.
+func TestToolResultAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
+	ctx := context.Background()
+	l := newLossy(t)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "what time is it", event.SourceText, "run-1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := l.s.StoreToolStep(ctx, l.id, session.ToolStep{
+		Turn: turn, Run: "run-1", Calls: `[{"id":"c1","name":"clock","arguments":"{}"}]`, JobAt: "job-1",
+		Pending: []session.PendingCall{{ID: "c1", Turn: turn, By: "client", Name: "clock", Arguments: "{}"}},
+	}); err != nil || st != session.Appended {
+		t.Fatalf("tool step: %v, %v", st, err)
+	}
+	var status int
+	var jobAt string
+	l.lose(t, func() {
+		if status, _, jobAt, err = l.s.StoreToolResult(ctx, l.id, "c1", "noon", "client", nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if status != session.ResultLast || jobAt != "job-1" {
+		t.Fatalf("result whose reply was lost: status %d, job %q; want %d, job-1", status, jobAt, session.ResultLast)
+	}
+	hist, err := session.NewStore(l.direct, session.Config{}).History(ctx, l.id, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := 0
+	for _, h := range hist {
+		if h.Role == "tool" {
+			results++
+		}
+	}
+	if results != 1 {
+		t.Fatalf("history %+v: %d tool results, want 1", hist, results)
+	}
+}
+
 // A response takes one turn when the reply to its script is lost and the
 // Redis client sends it again, as a user turn does above.
 func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {

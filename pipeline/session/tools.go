@@ -111,7 +111,7 @@ const (
 // ResultLast where the turn's job is.
 func (s *Store) StoreToolResult(ctx context.Context, id, callID, output, by string, done []byte) (status int, turn int64, jobAt string, err error) {
 	res, err := toolResultScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done), s.replica).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done), s.replica, s.callKey()).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, 0, "", fmt.Errorf("session: tool result: %w", err)

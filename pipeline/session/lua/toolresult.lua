@@ -5,8 +5,29 @@
 -- {1, turn} while the turn waits for more, {2, turn, job's place} when
 -- this was its last result. KEYS: log, hist, meta, channel. ARGV: 1 ttl, 2 max
 -- events, 3 max history, 4 the publish command, 5 call id, 6 output, 7 runner, 8 body,
--- 9 the caller's replica (fanout). With a tool.done stored, a 1 or 2 reply
+-- 9 the caller's replica (fanout), 10 the call's key. With a tool.done stored, a 1 or 2 reply
 -- also has its id and the id before it, at 4 and 5.
+-- Sent again after its reply was lost (the Redis client retries a failed
+-- pipeline), the call answers as its first run did (oq: the latest
+-- result's key, ARGV[10], and reply, tab-separated), not as a result no
+-- call waits for.
+local key = ARGV[10]
+local oq = redis.call('HGET', KEYS[3], 'oq')
+if oq and string.sub(oq, 1, #key + 1) == key .. '\t' then
+  local again, i = {}, #key + 2
+  while true do
+    local j = string.find(oq, '\t', i, true)
+    again[#again + 1] = string.sub(oq, i, (j or 0) - 1)
+    if not j then break end
+    i = j + 1
+  end
+  again[1], again[2] = tonumber(again[1]), tonumber(again[2])
+  return again
+end
+local function kept(r)
+  redis.call('HSET', KEYS[3], 'oq', key .. '\t' .. table.concat(r, '\t'))
+  return r
+end
 local rec = redis.call('HGET', KEYS[3], 'tc:' .. ARGV[5])
 if not rec then return {0} end
 local turn, by = string.match(rec, '^(%d+) (%a+)')
@@ -22,7 +43,7 @@ if ARGV[8] ~= '' then
   fanout(ARGV[4], KEYS[4], m[2], m[3], ARGV[9], prev, {'{"id":"' .. id .. '",' .. string.sub(ARGV[8], 2)})
 end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
-if redis.call('HINCRBY', KEYS[3], 'tp:' .. turn, -1) > 0 then return {1, tonumber(turn), '', id, prev} end
+if redis.call('HINCRBY', KEYS[3], 'tp:' .. turn, -1) > 0 then return kept({1, tonumber(turn), '', id, prev}) end
 local job = redis.call('HGET', KEYS[3], 'tj:' .. turn) or ''
 redis.call('HDEL', KEYS[3], 'tp:' .. turn, 'tj:' .. turn)
-return {2, tonumber(turn), job, id, prev}
+return kept({2, tonumber(turn), job, id, prev})
