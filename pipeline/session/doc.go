@@ -15,10 +15,10 @@
 //	                     xp (when a user turn last refreshed the keys' expiry, Redis's ms),
 //	                     lid (the log's last event id), fc + f:<replica> (how many follows
 //	                     of the session there are, in all and by each replica's Hub),
-//	                     rq, dq, fq, eq, tq and oq (the latest call that took a turn, stored
-//	                     a delta, finished or failed a turn, appended another event, stored a
-//	                     tool step, a tool's result: its key and results, so that a script
-//	                     run again answers as it did the first time)
+//	                     rq, dq, fq, eq, tq, oq and wq (the latest call that took a turn,
+//	                     stored a delta, finished or failed a turn, appended another event,
+//	                     stored a tool step or a tool's result, counted a follow: its key and
+//	                     results, so that a script run again answers as it did the first time)
 //	P:{S}       channel  each appended event is published here, as the client will see it
 //	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster),
 //	                     when a replica other than the script's caller follows the session;

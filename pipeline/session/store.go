@@ -161,7 +161,7 @@ var followScript = redis.NewScript(lua("follow.lua"))
 func (s *Store) countFollow(id string, d int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := followScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.replica, d).Err(); err != nil {
+	if err := followScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.replica, d, s.callKey()).Err(); err != nil {
 		return fmt.Errorf("session: count a follow: %w", err)
 	}
 	return nil
