@@ -2,9 +2,12 @@ package ratelimit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,6 +36,10 @@ type Result struct {
 type Limiter struct {
 	rdb    redis.Scripter
 	prefix string
+	// name and calls make each call's key (bucket.lua), unique across
+	// processes: name is random per Limiter.
+	name  string
+	calls atomic.Uint64
 }
 
 // New returns a Limiter on rdb.
@@ -40,10 +47,13 @@ func New(rdb redis.Scripter, cfg Config) *Limiter {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "parley:rl:"
 	}
-	return &Limiter{rdb: rdb, prefix: cfg.Prefix}
+	var r [8]byte
+	_, _ = rand.Read(r[:]) // crypto/rand does not fail
+	return &Limiter{rdb: rdb, prefix: cfg.Prefix, name: hex.EncodeToString(r[:])}
 }
 
-// The bucket is a hash {t: tokens, ts: last refill in µs}. Time and rate
+// The bucket is a hash {t: tokens, ts: last refill in µs, k: the latest
+// call's key and reply, for a call sent again}. Time and rate
 // are in one unit (µs and tokens per µs) so the refill cannot be off by
 // 1000×. The TTL is the time to refill from empty, after which a missing
 // key and a full bucket are the same; never 0.
@@ -87,7 +97,7 @@ func (l *Limiter) take(ctx context.Context, key string, r Rule, cost int) (Resul
 		burst = 1
 	}
 	res, err := bucket.Run(ctx, l.rdb, []string{l.prefix + key},
-		strconv.FormatFloat(r.Rate, 'g', -1, 64), burst, cost).Slice()
+		strconv.FormatFloat(r.Rate, 'g', -1, 64), burst, cost, l.name+"/"+strconv.FormatUint(l.calls.Add(1), 36)).Slice()
 	if err != nil {
 		return Result{}, fmt.Errorf("ratelimit: %w", err)
 	}
