@@ -105,11 +105,12 @@ type Store struct {
 }
 
 // callKey names one call that takes a turn, stores an event or finishes a
-// turn, unique across processes (replica is random per Store): a script
-// sent again after its reply was lost finds that it already ran
-// (requested.lua, finish.lua).
+// turn, unique across processes (replica is random per Store: half of it
+// is enough, and a short key keeps the meta hash's values under Redis's
+// 64 bytes for its compact form): a script sent again after its reply was
+// lost finds that it already ran (requested.lua, finish.lua).
 func (s *Store) callKey() string {
-	return s.replica + "/" + strconv.FormatUint(s.calls.Add(1), 36)
+	return s.replica[:8] + "/" + strconv.FormatUint(s.calls.Add(1), 36)
 }
 
 // NewStore returns a Store on rdb.
@@ -603,6 +604,9 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 		return FinishNone, fmt.Errorf("session: finish turn: %w", err)
 	}
 	st := FinishStatus(res[0].(int64))
+	if st != FinishNone && len(res) < 2 {
+		s.lost(id) // run again after its reply was lost: the sockets read the log
+	}
 	if st == FinishNone || len(res) < 2 {
 		return st, nil
 	}

@@ -812,9 +812,11 @@ func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
 	}
 }
 
-// A turn's finish sent again after its reply was lost answers as its
-// first run did, not as a duplicate: the caller then delivers the events
-// to its own sockets, which the first run published only for others.
+// A turn's finish sent again after its reply was lost answers with its
+// first run's status, not as a duplicate: the caller's own sockets then
+// read the log for the events, which the first run published only for
+// the other replicas'. What the calls leave in the meta hash keeps it in
+// Redis's compact form (values of 64 bytes at most).
 func TestFinishAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
@@ -843,5 +845,9 @@ func TestFinishAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	}
 	if want := []string{"transcript", "reply.delta", "reply.done"}; !reflect.DeepEqual(types, want) {
 		t.Fatalf("events %q, want %q", types, want)
+	}
+	if enc, err := l.direct.ObjectEncoding(ctx, "parley:{"+l.id+"}:meta").Result(); err != nil || enc != "listpack" {
+		meta, _ := l.direct.HGetAll(ctx, "parley:{"+l.id+"}:meta").Result()
+		t.Fatalf("the meta hash is stored as %q (%v), want listpack: %q", enc, err, meta)
 	}
 }

@@ -84,8 +84,13 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 		s.lost(id)
 		return 0, fmt.Errorf("session: tool step: %w", err)
 	}
-	// 0 or -1 alone; 1 with the events' ids.
+	// 0 or -1 alone; 1 with the events' ids, or alone when the step was
+	// stored by a run of this call whose reply was lost: the sockets then
+	// read the log.
 	if n, ok := res.(int64); ok {
+		if AppendStatus(n) == Appended {
+			s.lost(id)
+		}
 		return AppendStatus(n), nil
 	}
 	vs, _ := res.([]any)
@@ -120,6 +125,8 @@ func (s *Store) StoreToolResult(ctx context.Context, id, callID, output, by stri
 		if eid, _ := res[3].(string); eid != "" {
 			prev, _ := res[4].(string)
 			s.delivered(id, prev, []string{eid}, done)
+		} else if len(done) > 0 {
+			s.lost(id) // stored by a run whose reply was lost: the sockets read the log
 		}
 	}
 	status = int(res[0].(int64))

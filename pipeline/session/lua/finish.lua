@@ -8,14 +8,13 @@
 local turn = tonumber(ARGV[5])
 local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14], 'dm', 'fq')
 -- Sent again after its reply was lost (the Redis client retries a failed
--- pipeline), the call answers as its first run did, from 'fq' (the latest
--- finish's key and reply), so that the caller delivers the events to its
--- own sockets: the first run published them only for other replicas'.
+-- pipeline), the call answers with its first run's status alone (fq: the
+-- latest finish's key and status; kept short, as a longer value makes
+-- Redis store the whole hash in a costlier form), so that the caller has
+-- its own sockets read the log for the events: the first run published
+-- them only for other replicas'.
 if f[9] and string.sub(f[9], 1, #ARGV[15] + 1) == ARGV[15] .. ' ' then
-  local again = {}
-  for w in string.gmatch(string.sub(f[9], #ARGV[15] + 2), '%S+') do again[#again + 1] = w end
-  again[1] = tonumber(again[1])
-  return again
+  return {tonumber(string.sub(f[9], #ARGV[15] + 2))}
 end
 if f[1] ~= ARGV[6] then return {0} end
 local w = tonumber(f[2] or '0')
@@ -40,7 +39,7 @@ if #out > 0 then fanout(ARGV[4], KEYS[4], f[6], f[7], ARGV[14], prev, out) end
 if content ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'assistant', 'c', content, 'n', turn)
 end
-local extra = {'fq', ARGV[15] .. ' ' .. table.concat(ret, ' ')}
+local extra = {'fq', ARGV[15] .. ' ' .. status}
 if last then extra = {'lid', last, extra[1], extra[2]} end
 markdone(KEYS[3], turn, w, extra, f[8])
 redis.call('HDEL', KEYS[3], 'run:' .. turn)

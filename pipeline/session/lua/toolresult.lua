@@ -8,24 +8,18 @@
 -- 9 the caller's replica (fanout), 10 the call's key. With a tool.done stored, a 1 or 2 reply
 -- also has its id and the id before it, at 4 and 5.
 -- Sent again after its reply was lost (the Redis client retries a failed
--- pipeline), the call answers as its first run did (oq: the latest
--- result's key, ARGV[10], and reply, tab-separated), not as a result no
--- call waits for.
+-- pipeline), the call answers as its first run did but for the event's
+-- ids (oq: the latest result's key, ARGV[10], status, turn and job's
+-- place), not as a result no call waits for; the caller's sockets read
+-- the log for its tool.done.
 local key = ARGV[10]
 local oq = redis.call('HGET', KEYS[3], 'oq')
-if oq and string.sub(oq, 1, #key + 1) == key .. '\t' then
-  local again, i = {}, #key + 2
-  while true do
-    local j = string.find(oq, '\t', i, true)
-    again[#again + 1] = string.sub(oq, i, (j or 0) - 1)
-    if not j then break end
-    i = j + 1
-  end
-  again[1], again[2] = tonumber(again[1]), tonumber(again[2])
-  return again
+if oq and string.sub(oq, 1, #key + 1) == key .. ' ' then
+  local st, t, job = string.match(string.sub(oq, #key + 2), '^(%d+) (%d+) ?(.*)$')
+  if st then return {tonumber(st), tonumber(t), job, '', ''} end
 end
 local function kept(r)
-  redis.call('HSET', KEYS[3], 'oq', key .. '\t' .. table.concat(r, '\t'))
+  redis.call('HSET', KEYS[3], 'oq', key .. ' ' .. r[1] .. ' ' .. r[2] .. ' ' .. r[3])
   return r
 end
 local rec = redis.call('HGET', KEYS[3], 'tc:' .. ARGV[5])

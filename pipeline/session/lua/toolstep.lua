@@ -13,19 +13,15 @@
 -- output) pairs; then '1' when the step ends the turn: the run keeps
 -- it (its reply.done comes with FinishReply) and no job waits (no tp, tj);
 -- then the caller's replica (fanout) and, last, the call's key. With 1 it
--- also returns the id before the events and their ids: {1, prev, ids...}.
+-- also returns the id before the events and their ids: {1, prev, ids...}
+-- (1 alone for a call sent again).
 local turn = tonumber(ARGV[5])
 local key, replica = ARGV[#ARGV], ARGV[#ARGV - 1]
 -- Sent again after its reply was lost (the Redis client retries a failed
--- pipeline), the call answers as its first run did (tq: the latest step's
--- key and reply), not as a step of a turn another run took.
-local tq = redis.call('HGET', KEYS[3], 'tq')
-if tq and string.sub(tq, 1, #key + 1) == key .. ' ' then
-  local again = {}
-  for w in string.gmatch(string.sub(tq, #key + 2), '%S+') do again[#again + 1] = w end
-  again[1] = tonumber(again[1])
-  return again
-end
+-- pipeline), the call answers 1 alone (tq: the latest stored step's key),
+-- not as a step of a turn another run took; the caller's sockets read the
+-- log for its events.
+if redis.call('HGET', KEYS[3], 'tq') == key then return 1 end
 if redis.call('HGET', KEYS[3], 'run:' .. turn) ~= ARGV[6] then return 0 end
 if isdone(KEYS[3], turn) then return 0 end
 if tonumber(redis.call('HGET', KEYS[3], 'cut') or '0') >= turn then return -1 end
@@ -62,5 +58,5 @@ end
 redis.call('HINCRBY', KEYS[3], 'ts:' .. turn, 1)
 if not ends then redis.call('HDEL', KEYS[3], 'run:' .. turn) end
 for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
-redis.call('HSET', KEYS[3], 'tq', key .. ' ' .. table.concat(ret, ' '))
+redis.call('HSET', KEYS[3], 'tq', key)
 return ret
