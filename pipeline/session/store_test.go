@@ -561,10 +561,7 @@ type lossy struct {
 
 func newLossy(t *testing.T) *lossy {
 	t.Helper()
-	srv := redistest.Start(t)
-	link := redistest.NewLossyLink(t, srv.Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: link.Addr})
-	t.Cleanup(func() { rdb.Close() })
+	srv, link, rdb := redistest.StartLossy(t)
 	l := &lossy{s: session.NewStore(rdb, session.Config{}), direct: srv.Client(), link: link}
 	if err := l.s.Load(context.Background()); err != nil { // as the server at its start: no NOSCRIPT
 		t.Fatal(err)
@@ -574,18 +571,6 @@ func newLossy(t *testing.T) *lossy {
 		t.Fatal(err)
 	}
 	return l
-}
-
-// lose runs f with the reply to its script lost, and checks that the
-// script ran twice: the lost run and the client's retry.
-func (l *lossy) lose(t *testing.T, f func()) {
-	t.Helper()
-	before := redistest.Calls(t, l.direct, "evalsha", "eval")
-	l.link.DropNextReply()
-	f()
-	if runs := redistest.Calls(t, l.direct, "evalsha", "eval") - before; runs != 2 {
-		t.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
-	}
 }
 
 // A user turn is stored once even when Redis's reply to its script is
@@ -613,7 +598,7 @@ func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
 				t.Fatal(err)
 			}
 			var turn int64
-			l.lose(t, func() {
+			l.link.LoseScriptReply(t, l.direct, func() {
 				var err error
 				if turn, err = tc.store(ctx, l.s, l.id); err != nil {
 					t.Fatal(err)
@@ -652,7 +637,7 @@ func TestDeltaStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	if st, err := l.s.AppendDelta(ctx, l.id, turn, "run-1", "Hi", false); err != nil || st != session.Appended {
 		t.Fatalf("first delta: %v, %v", st, err)
 	}
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		if st, err := l.s.AppendDelta(ctx, l.id, turn, "run-1", " there", false); err != nil || st != session.Appended {
 			t.Fatalf("delta whose reply is lost: %v, %v", st, err)
 		}
@@ -680,7 +665,7 @@ func TestEventStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
 	var id string
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		var err error
 		if id, err = l.s.AppendEvent(ctx, l.id, event.DTMF{Digit: "5"}); err != nil {
 			t.Fatal(err)
@@ -705,7 +690,7 @@ func TestFailAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ok bool
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		if ok, err = l.s.FailTurn(ctx, l.id, turn, "run-1"); err != nil {
 			t.Fatal(err)
 		}
@@ -730,7 +715,7 @@ func TestToolStepAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	}
 	call := event.ToolCall{Turn: turn, CallID: "c1", Name: "clock", Arguments: "{}", By: event.ByClient}
 	var st session.AppendStatus
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		if st, err = l.s.StoreToolStep(ctx, l.id, session.ToolStep{
 			Turn: turn, Run: "run-1", Calls: `[{"id":"c1","name":"clock","arguments":"{}"}]`, JobAt: "job-1",
 			Events:  [][]byte{event.Marshal(call)},
@@ -768,7 +753,7 @@ func TestToolResultAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	}
 	var status int
 	var jobAt string
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		if status, _, jobAt, err = l.s.StoreToolResult(ctx, l.id, "c1", "noon", "client", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -802,7 +787,7 @@ func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
 	if turn, err := l.s.Respond(ctx, l.id); err != nil || turn != 1 {
 		t.Fatalf("the item's response: turn %d, %v; want 1", turn, err)
 	}
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		if turn, err := l.s.Respond(ctx, l.id); err != nil || turn != 2 {
 			t.Fatalf("a response of its own, its reply lost: turn %d, %v; want 2", turn, err)
 		}
@@ -825,7 +810,7 @@ func TestFinishAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st session.FinishStatus
-	l.lose(t, func() {
+	l.link.LoseScriptReply(t, l.direct, func() {
 		if st, err = l.s.FinishReply(ctx, l.id, session.Finish{Turn: turn, Run: "run-1", Text: "Hi there", Tail: "Hi there"}); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // LossyLink is a TCP relay to a Redis that can lose a reply: after
@@ -38,6 +40,32 @@ func NewLossyLink(tb testing.TB, to string) *LossyLink {
 
 // DropNextReply loses the next reply Redis sends.
 func (l *LossyLink) DropNextReply() { l.drop.Store(true) }
+
+// StartLossy runs a fresh redis-server behind a LossyLink and returns
+// them with a client through the link, on go-redis's defaults (its
+// retries included, which is what sends a script again after its reply
+// is lost), closed when tb ends.
+func StartLossy(tb testing.TB) (*Server, *LossyLink, *redis.Client) {
+	tb.Helper()
+	srv := Start(tb)
+	link := NewLossyLink(tb, srv.Addr)
+	c := redis.NewClient(&redis.Options{Addr: link.Addr})
+	tb.Cleanup(func() { c.Close() })
+	return srv, link, c
+}
+
+// LoseScriptReply runs f with the next reply lost, and fails tb unless
+// Redis ran a script twice meanwhile: the run whose reply was lost and
+// the client's retry. direct is a client of the Redis itself.
+func (l *LossyLink) LoseScriptReply(tb testing.TB, direct redis.UniversalClient, f func()) {
+	tb.Helper()
+	before := Calls(tb, direct, "evalsha", "eval")
+	l.DropNextReply()
+	f()
+	if runs := Calls(tb, direct, "evalsha", "eval") - before; runs != 2 {
+		tb.Fatalf("the script ran %d times, want 2 (the lost run and the client's retry)", runs)
+	}
+}
 
 func (l *LossyLink) accept() {
 	for {

@@ -4,8 +4,9 @@
 -- after Redis ran it (the Redis client retries a pipeline whose
 -- connection failed): it must not take a second turn or store its event
 -- twice. A field of the meta hash ('rq' for the calls that take a turn,
--- 'dq' for deltas) holds the latest such call's key and results (key
--- turn id prev); prepended to the scripts that use it.
+-- 'dq' for deltas, 'eq' for other events) holds the latest such call's
+-- key and results (key turn id prev); prepended to the scripts that use
+-- it.
 local function requested(rq, key)
   if not rq or string.sub(rq, 1, #key + 1) ~= key .. ' ' then return nil end
   local turn, id, prev = string.match(string.sub(rq, #key + 2), '^(%d+) (%S+) (%S+)$')
