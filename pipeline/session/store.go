@@ -541,7 +541,7 @@ func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, tex
 	return st, nil
 }
 
-var finishScript = redis.NewScript(doneLua + fanoutLua + lua("finish.lua"))
+var finishScript = redis.NewScript(doneLua + fanoutLua + requestedLua + lua("finish.lua"))
 
 // FinishTurn stores the turn's reply: an "interrupted" event first when the
 // turn was cut, then "reply.done" with text, and text as the assistant's
@@ -653,7 +653,7 @@ func (s *Store) evalWith(ctx context.Context, sc *redis.Script, keys []string, a
 	return cmd
 }
 
-var failScript = redis.NewScript(doneLua + lua("fail.lua"))
+var failScript = redis.NewScript(doneLua + requestedLua + lua("fail.lua"))
 
 // FailTurn marks a turn as finished without a reply (the upstream failed),
 // so that no other replica retries it. It returns false when run no longer

@@ -101,7 +101,7 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 	return Appended, nil
 }
 
-var toolResultScript = redis.NewScript(fanoutLua + lua("toolresult.lua"))
+var toolResultScript = redis.NewScript(fanoutLua + requestedLua + lua("toolresult.lua"))
 
 // Results of StoreToolResult.
 const (

@@ -3,7 +3,7 @@
 -- 1 as its first run did (fq), so that the caller still tells the client.
 local turn = tonumber(ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'run:' .. turn, 'fq')
-if f[2] == ARGV[3] .. ' 1' then return 1 end
+if ranBefore(f[2], ARGV[3]) then return 1 end
 if f[1] ~= ARGV[2] then return 0 end
 if not isdone(KEYS[1], turn) then markdone(KEYS[1], turn) end
 redis.call('HSET', KEYS[1], 'fq', ARGV[3] .. ' 1')

@@ -13,9 +13,8 @@ local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 
 -- Redis store the whole hash in a costlier form), so that the caller has
 -- its own sockets read the log for the events: the first run published
 -- them only for other replicas'.
-if f[9] and string.sub(f[9], 1, #ARGV[15] + 1) == ARGV[15] .. ' ' then
-  return {tonumber(string.sub(f[9], #ARGV[15] + 2))}
-end
+local again = ranBefore(f[9], ARGV[15])
+if again then return {tonumber(again)} end
 if f[1] ~= ARGV[6] then return {0} end
 local w = tonumber(f[2] or '0')
 if isdone(KEYS[3], turn, w, f[3] ~= false) then return {0} end

@@ -7,9 +7,16 @@
 -- 'dq' for deltas, 'eq' for other events) holds the latest such call's
 -- key and results (key turn id prev); prepended to the scripts that use
 -- it.
+-- ranBefore is what a field holding the latest call's 'key results' says
+-- of the call keyed key: its results, or nil for another call's.
+local function ranBefore(v, key)
+  if not v or string.sub(v, 1, #key + 1) ~= key .. ' ' then return nil end
+  return string.sub(v, #key + 2)
+end
 local function requested(rq, key)
-  if not rq or string.sub(rq, 1, #key + 1) ~= key .. ' ' then return nil end
-  local turn, id, prev = string.match(string.sub(rq, #key + 2), '^(%d+) (%S+) (%S+)$')
+  local rest = ranBefore(rq, key)
+  if not rest then return nil end
+  local turn, id, prev = string.match(rest, '^(%d+) (%S+) (%S+)$')
   if not turn then return nil end
   return {turn = tonumber(turn), id = id, prev = prev}
 end

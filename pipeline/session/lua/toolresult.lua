@@ -14,8 +14,9 @@
 -- the log for its tool.done.
 local key = ARGV[10]
 local oq = redis.call('HGET', KEYS[3], 'oq')
-if oq and string.sub(oq, 1, #key + 1) == key .. ' ' then
-  local st, t, job = string.match(string.sub(oq, #key + 2), '^(%d+) (%d+) ?(.*)$')
+local again = ranBefore(oq, key)
+if again then
+  local st, t, job = string.match(again, '^(%d+) (%d+) ?(.*)$')
   if st then return {tonumber(st), tonumber(t), job, '', ''} end
 end
 local function kept(r)
