@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Keys of the embedded Redis expire (sessions and rate-limit buckets would
@@ -32,5 +34,29 @@ func TestEmbeddedRedisExpiresKeys(t *testing.T) {
 	}
 	if rdb.Exists(ctx, "long").Val() != 1 {
 		t.Fatal("a key with an hour to live expired too")
+	}
+}
+
+// What bounds a call to a Redis that stopped answering, with no settings
+// and with a REDIS_URL that names none: go-redis's read timeout and its
+// retries (docs/operations.md, "A stalled Redis"; the turn engine's own
+// test, TestStalledRedisFailsTheTurn, shortens the timeout to stay quick).
+func TestRedisClientsWaitOnGoRedisDefaults(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for name, cfg := range map[string]*config{
+		"embedded":  {},
+		"REDIS_URL": {RedisURL: "redis://127.0.0.1:1"}, // not dialled: the options are what is checked
+	} {
+		t.Run(name, func(t *testing.T) {
+			rdb, closeRedis, err := openRedis(cfg, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeRedis()
+			opt := rdb.(*redis.Client).Options()
+			if opt.ReadTimeout != 5*time.Second || opt.MaxRetries != 3 {
+				t.Fatalf("read timeout %v, %d retries; want go-redis's 5s and 3", opt.ReadTimeout, opt.MaxRetries)
+			}
+		})
 	}
 }

@@ -764,7 +764,8 @@ func TestNoSession(t *testing.T) {
 // Redis client's read timeout and retries (the autopipeliner, as the
 // server wires it, waits for a reply whatever the context says): the read
 // timeout is cut here from go-redis's 5 s, with which the four attempts
-// would take over 20 s.
+// would take over 20 s (that the server's clients keep those defaults is
+// TestRedisClientsWaitOnGoRedisDefaults, in cmd/parley).
 func TestStalledRedisFailsTheTurn(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 300 * time.Millisecond})
