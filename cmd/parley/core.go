@@ -75,7 +75,7 @@ func buildCore(ctx context.Context, cfg *config, log *slog.Logger) (*core, error
 		}
 	}
 	c.store = session.NewStore(cmds, session.Config{Prefix: cfg.RedisPrefix, TTL: cfg.SessionTTL, MaxEvents: cfg.MaxEvents, MaxTurns: cfg.MaxTurns,
-		Sharded: cfg.RedisCluster})
+		Sharded: cfg.RedisCluster, Cluster: cfg.RedisCluster})
 	c.hub = session.NewHub(rdb, c.store, log.With("component", "hub"))
 	limiter := ratelimit.New(cmds, ratelimit.Config{Prefix: cfg.RedisPrefix + ":rl:"})
 	if err := limiter.Load(ctx); err != nil {

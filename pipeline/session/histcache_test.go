@@ -60,7 +60,7 @@ func TestStartHistoryWindowStaysExact(t *testing.T) {
 				var st session.Started
 				var err error
 				if rng.IntN(2) == 0 { // stored and started in one script
-					turn, st, err = s.AppendUserTurnStarted(ctx, id, fmt.Sprintf("q%d", step), "text", run, window)
+					turn, st, err = s.AppendUserTurnStarted(ctx, id, fmt.Sprintf("q%d", step), "text", run, window, session.JobField{})
 				} else {
 					if turn, err = s.Respond(ctx, id); err != nil {
 						t.Fatal(err)

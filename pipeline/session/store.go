@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +30,11 @@ type Config struct {
 	// instead of broadcasting to every node. Default false: classic
 	// PUBLISH, which every Redis and the embedded one speak.
 	Sharded bool
+	// Cluster: Redis is a Redis Cluster, where a script may touch only
+	// the keys of its session's slot: a turn's job (JobField) then goes
+	// beside its script, in the same round trip, not in it. Default
+	// false.
+	Cluster bool
 	// HistoryCache: sessions whose latest history window this replica
 	// keeps between their turns, so that a turn's start reads only the
 	// entries stored since the last one (histCache); default 2048, the
@@ -67,7 +71,43 @@ var (
 	ErrBadID    = errors.New("malformed session id")
 	// ErrTurnLimit: the session has had Config.MaxTurns user turns.
 	ErrTurnLimit = errors.New("the session has had its most turns")
+	// ErrJobNotStored: in a cluster, the turn was stored and started but
+	// the job beside it was not (AppendUserTurnStarted).
+	ErrJobNotStored = errors.New("the turn's job was not stored")
 )
+
+// A JobField is a field of a hash outside the session: a turn's job, the
+// record a replica keeps of the turns it has taken, for a takeover to
+// find (package turn). AppendUserTurnStarted sets it (to Value) as it
+// stores the turn, FinishReply deletes it as it finishes the turn: in the
+// script itself, so that job and turn change together and the round trip
+// carries two commands fewer, each of which the autopipeliner would send
+// from a goroutine of its own (docs/benchmarks.md, "The job in the
+// turn's scripts"). In a cluster (Config.Cluster) the hash is in another
+// slot than the session, so the command goes beside the script instead.
+// The zero JobField is none.
+type JobField struct {
+	Key, Field, Value string
+}
+
+// with adds j to a script's keys and arguments (its field, then its
+// value to set it; without one the script deletes it), or, in a cluster,
+// returns the command that goes beside the script instead.
+func (s *Store) with(ctx context.Context, j JobField, keys []string, args []any) ([]string, []any, *redis.IntCmd) {
+	switch {
+	case j.Key == "":
+		return keys, args, nil
+	case s.cfg.Cluster && j.Value != "":
+		return keys, args, redis.NewIntCmd(ctx, "hset", j.Key, j.Field, j.Value)
+	case s.cfg.Cluster:
+		return keys, args, redis.NewIntCmd(ctx, "hdel", j.Key, j.Field)
+	}
+	args = append(args, j.Field)
+	if j.Value != "" {
+		args = append(args, j.Value)
+	}
+	return append(keys, j.Key), args, nil
+}
 
 // Event is one stored event as the client sees it: Wire is its JSON with
 // the "id" field first.
@@ -337,19 +377,25 @@ var userTurnStartScript = redis.NewScript(lua("expiry.lua") + fanoutLua + reques
 // AppendUserTurnStarted is AppendUserTurn and Start in one script, for a
 // turn that goes straight to a free slot: it stores the turn, makes run
 // its owner, and returns what Start would (a new turn is never done, cut
-// or waiting for tools): one script call fewer per turn. The commands in
-// with go in the same round trip (the turn's job, which TurnOfRun then
-// finds the turn of).
-func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, source event.Source, run string, max int, with ...redis.Cmder) (int64, Started, error) {
+// or waiting for tools): one script call fewer per turn. The turn's job
+// (TurnOfRun then finds the turn of its run) is stored with the turn, or
+// not at all: a turn refused stores none. Only in a cluster can the turn
+// be stored without it: the error is then ErrJobNotStored, with the
+// turn.
+func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, source event.Source, run string, max int, job JobField) (int64, Started, error) {
 	pre, post := event.AroundTurn(event.Transcript{Text: text, Final: true, Source: source})
 	max = min(max, int(s.cfg.MaxHistory))
 	win := s.hist.get(id, max)
 	lastID, edits := win.args()
-	res, err := s.evalWith(ctx, userTurnStartScript, s.writeKeys(id),
+	keys, args, beside := s.with(ctx, job, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
-			run, max, lastID, edits, s.replica, s.callKey()}, with).Slice()
+			run, max, lastID, edits, s.replica, s.callKey()})
+	res, err := s.evalWith(ctx, userTurnStartScript, keys, args, beside).Slice()
 	if err != nil {
 		s.lost(id)
+		if beside != nil && beside.Val() == 1 {
+			s.rdb.HDel(context.WithoutCancel(ctx), job.Key, job.Field) // no turn for it
+		}
 		return 0, Started{}, scriptErr("append turn", err)
 	}
 	if len(res) < 7 {
@@ -357,6 +403,9 @@ func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, sour
 	}
 	turn, eid := res[0].(int64), res[1].(string)
 	s.delivered(id, res[6].(string), []string{eid}, turnBody(pre, turn, post))
+	if beside != nil && beside.Err() != nil {
+		return turn, Started{}, fmt.Errorf("session: append turn: %w: %w", ErrJobNotStored, beside.Err())
+	}
 	st := Started{Status: StartOK}
 	if st.Settings, err = parseSettings(res[2].(string)); err != nil {
 		return 0, Started{}, err
@@ -565,6 +614,7 @@ type Finish struct {
 	Tail        string // the end of Text not yet stored as a reply.delta
 	Reset       bool   // the tail is the first delta of a run that took the turn over
 	Interrupted bool
+	Job         JobField // the turn's job, deleted with the finish whatever its status; its Value is not used
 }
 
 // FinishStatus says what FinishReply stored.
@@ -580,9 +630,8 @@ const (
 )
 
 // FinishReply is FinishTurn that also stores the reply's Tail as a last
-// reply.delta, all in one script, and sends the commands in with (for
-// example the deletion of the turn's job) in the same round trip.
-func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...redis.Cmder) (FinishStatus, error) {
+// reply.delta and deletes the turn's job (f.Job), all in one script.
+func (s *Store) FinishReply(ctx context.Context, id string, f Finish) (FinishStatus, error) {
 	var tail, ib, cutIB, cutDB []byte
 	var cutText string
 	if f.Tail != "" {
@@ -595,13 +644,20 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 		ib = event.Marshal(event.Interrupted{Turn: f.Turn})
 	}
 	db := event.Marshal(event.ReplyDone{Turn: f.Turn, Text: f.Prior + f.Text, Interrupted: f.Interrupted})
-	cmd := s.evalWith(ctx, finishScript, s.writeKeys(id),
+	job := f.Job
+	job.Value = "" // deleted
+	keys, args, beside := s.with(ctx, job, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, f.Turn, f.Run, f.Text,
-			tail, ib, db, cutIB, cutDB, cutText, s.replica, s.callKey()}, with) // []byte goes out as it is, with no string copy
-	res, err := cmd.Slice()
+			tail, ib, db, cutIB, cutDB, cutText, s.replica, s.callKey()}) // []byte goes out as it is, with no string copy
+	res, err := s.evalWith(ctx, finishScript, keys, args, beside).Slice()
 	if err != nil {
 		s.lost(id)
 		return FinishNone, fmt.Errorf("session: finish turn: %w", err)
+	}
+	if beside != nil && beside.Err() != nil {
+		// Once more on its own; a job still left behind is answered as
+		// done when a takeover finds it, and dropped.
+		s.rdb.HDel(ctx, job.Key, job.Field)
 	}
 	st := FinishStatus(res[0].(int64))
 	if st != FinishNone && len(res) < 2 {
@@ -618,34 +674,29 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish, with ...re
 	return st, nil
 }
 
-// evalWith runs the script and the commands in with in one round trip. A
-// Redis that lost its scripts (a restart) gets the script's source. The
-// commands in with keep their own results and errors: the caller reads
-// them.
-func (s *Store) evalWith(ctx context.Context, sc *redis.Script, keys []string, args []any, with []redis.Cmder) *redis.Cmd {
-	if len(with) == 0 {
+// evalWith runs the script and the command beside it (nil: none) in one
+// round trip. A Redis that lost its scripts (a restart) gets the script's
+// source. The command beside keeps its own result and error: the caller
+// reads them.
+func (s *Store) evalWith(ctx context.Context, sc *redis.Script, keys []string, args []any, beside *redis.IntCmd) *redis.Cmd {
+	if beside == nil {
 		return sc.Run(ctx, s.rdb, keys, args...)
 	}
 	if _, ok := s.rdb.(*redis.AutoPipeliner); ok {
 		// Its Pipeline() takes a connection of its own: sent at once, the
-		// commands ride the autopipeliner's next batch together instead.
-		var wg sync.WaitGroup
-		for _, c := range with {
-			wg.Add(1)
-			go func() { // ends when the command has its reply
-				defer wg.Done()
-				_ = s.rdb.Process(ctx, c)
-			}()
-		}
+		// two ride the autopipeliner's next batch together instead.
+		done := make(chan struct{})
+		go func() { // ends when the command has its reply
+			defer close(done)
+			_ = s.rdb.Process(ctx, beside)
+		}()
 		cmd := sc.Run(ctx, s.rdb, keys, args...)
-		wg.Wait()
+		<-done
 		return cmd
 	}
 	pipe := s.rdb.Pipeline()
 	cmd := sc.EvalSha(ctx, pipe, keys, args...)
-	for _, c := range with {
-		_ = pipe.Process(ctx, c)
-	}
+	_ = pipe.Process(ctx, beside)
 	_, _ = pipe.Exec(ctx)
 	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return sc.Eval(ctx, s.rdb, keys, args...)

@@ -172,7 +172,7 @@ func TestTurnsRefreshExpiryNowAndThen(t *testing.T) {
 				t.Helper()
 				var err error
 				if started {
-					_, _, err = s.AppendUserTurnStarted(ctx, id, text, "text", "run-"+text, 20)
+					_, _, err = s.AppendUserTurnStarted(ctx, id, text, "text", "run-"+text, 20, session.JobField{})
 				} else {
 					_, _, err = s.AppendUserTurn(ctx, id, text, "text")
 				}
@@ -393,14 +393,14 @@ func TestFinishReplyTail(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			rdb.XAdd(ctx, &redis.XAddArgs{Stream: "jobs-" + id, ID: "1-1", Values: []any{"s", id}})
-			st, err := s.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there."},
-				redis.NewIntCmd(ctx, "xdel", "jobs-"+id, "1-1"))
+			rdb.HSet(ctx, "jobs-"+id, "1-1", "job", "1-2", "another")
+			st, err := s.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run", Text: "Hello there.", Tail: " there.",
+				Job: session.JobField{Key: "jobs-" + id, Field: "1-1"}})
 			if err != nil || st != tc.want {
 				t.Fatalf("status %d, err %v; want %d", st, err, tc.want)
 			}
-			if n, _ := rdb.XLen(ctx, "jobs-"+id).Result(); n != 0 {
-				t.Fatal("the command sent with the finish did not run")
+			if left, _ := rdb.HKeys(ctx, "jobs-"+id).Result(); fmt.Sprint(left) != "[1-2]" {
+				t.Fatalf("jobs left %v: the finish deletes its own, and only it", left)
 			}
 			evs, _ := s.Range(ctx, id, "", 100)
 			var types []string
@@ -587,7 +587,7 @@ func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
 			return turn, err
 		}},
 		{"started at once", func(ctx context.Context, s *session.Store, id string) (int64, error) {
-			turn, _, err := s.AppendUserTurnStarted(ctx, id, "hello", event.SourceText, "run-1", 10)
+			turn, _, err := s.AppendUserTurnStarted(ctx, id, "hello", event.SourceText, "run-1", 10, session.JobField{})
 			return turn, err
 		}},
 	} {
@@ -630,7 +630,7 @@ func TestUserTurnStoredOnceWhenItsReplyIsLost(t *testing.T) {
 func TestDeltaStoredOnceWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
-	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10, session.JobField{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -685,7 +685,7 @@ func TestEventStoredOnceWhenItsReplyIsLost(t *testing.T) {
 func TestFailAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
-	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10, session.JobField{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,7 +709,7 @@ func TestFailAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 func TestToolStepAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
-	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "what time is it", event.SourceText, "run-1", 10)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "what time is it", event.SourceText, "run-1", 10, session.JobField{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,7 +741,7 @@ func TestToolStepAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 func TestToolResultAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
-	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "what time is it", event.SourceText, "run-1", 10)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "what time is it", event.SourceText, "run-1", 10, session.JobField{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -805,7 +805,7 @@ func TestResponseTakesOneTurnWhenItsReplyIsLost(t *testing.T) {
 func TestFinishAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	ctx := context.Background()
 	l := newLossy(t)
-	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10)
+	turn, _, err := l.s.AppendUserTurnStarted(ctx, l.id, "hello", event.SourceText, "run-1", 10, session.JobField{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -834,5 +834,80 @@ func TestFinishAnswersAsItsFirstRunWhenItsReplyIsLost(t *testing.T) {
 	if enc, err := l.direct.ObjectEncoding(ctx, "parley:{"+l.id+"}:meta").Result(); err != nil || enc != "listpack" {
 		meta, _ := l.direct.HGetAll(ctx, "parley:{"+l.id+"}:meta").Result()
 		t.Fatalf("the meta hash is stored as %q (%v), want listpack: %q", enc, err, meta)
+	}
+}
+
+// A turn's job is stored with its turn and deleted with its finish,
+// whatever the finish found; a turn refused stores none. On one Redis the
+// scripts do it; in a cluster, where the job's hash is in another slot,
+// the command goes beside them. Both through the plain client and the
+// autopipeliner the server wires.
+func TestJobStoredWithItsTurn(t *testing.T) {
+	ctx := context.Background()
+	one := redistest.Start(t).Client()
+	cl := redistest.StartCluster(t, 3).Client()
+	pipelined := func(c interface {
+		AutoPipeline() (*redis.AutoPipeliner, error)
+	}) redis.UniversalClient {
+		ap, err := c.AutoPipeline()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ap
+	}
+	tests := []struct {
+		name string
+		rdb  redis.UniversalClient
+		cfg  session.Config
+	}{
+		{"one Redis", one, session.Config{Prefix: "one"}},
+		{"one Redis, autopipelined", pipelined(one), session.Config{Prefix: "oneap"}},
+		{"cluster", cl, session.Config{Prefix: "cl", Cluster: true, Sharded: true}},
+		{"cluster, autopipelined", pipelined(cl), session.Config{Prefix: "clap", Cluster: true, Sharded: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := session.NewStore(tc.rdb, tc.cfg)
+			jobs := tc.cfg.Prefix + ":jobq:{replica}" // not the session's slot
+			id, _, err := s.Create(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			job := session.JobField{Key: jobs, Field: "1-1", Value: `{"s":"` + id + `","r":"run-1"}`}
+			turn, _, err := s.AppendUserTurnStarted(ctx, id, "hello", event.SourceText, "run-1", 10, job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, err := tc.rdb.HGet(ctx, jobs, "1-1").Result(); err != nil || v != job.Value {
+				t.Fatalf("job %q, %v; want %q", v, err, job.Value)
+			}
+			if got, ok, _ := s.TurnOfRun(ctx, id, "run-1"); !ok || got != turn {
+				t.Fatalf("the job's run owns turn %d (%v), want %d", got, ok, turn)
+			}
+
+			refused := session.JobField{Key: jobs, Field: "1-2", Value: `{"s":"gone"}`}
+			_, _, err = s.AppendUserTurnStarted(ctx, "0123456789abcdef0123456789abcdef", "hello", event.SourceText, "run-2", 10, refused)
+			if !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("a turn of no session: %v", err)
+			}
+			if n, _ := tc.rdb.HExists(ctx, jobs, "1-2").Result(); n {
+				t.Fatal("a turn refused left its job behind")
+			}
+
+			// Another run's finish stores nothing, and the job goes all the same.
+			tc.rdb.HSet(ctx, jobs, "1-3", "x")
+			st, err := s.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "another", Text: "no", Job: session.JobField{Key: jobs, Field: "1-3"}})
+			if err != nil || st != session.FinishNone {
+				t.Fatalf("another run's finish: %d, %v", st, err)
+			}
+			st, err = s.FinishReply(ctx, id, session.Finish{Turn: turn, Run: "run-1", Text: "Hi.", Tail: "Hi.", Job: session.JobField{Key: jobs, Field: "1-1"}})
+			if err != nil || st != session.Finished {
+				t.Fatalf("finish: %d, %v", st, err)
+			}
+			if n, _ := tc.rdb.Exists(ctx, jobs).Result(); n != 0 {
+				left, _ := tc.rdb.HKeys(ctx, jobs).Result()
+				t.Fatalf("jobs left after their finishes: %v", left)
+			}
+		})
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/parleyhq/parley/pipeline/llm"
 	"github.com/parleyhq/parley/pipeline/session"
 )
@@ -473,26 +471,19 @@ func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr 
 }
 
 // finishReply stores a text turn's reply: what is still buffered as its
-// last delta, reply.done, and the job's deletion, in one round trip. j.mu
+// last delta, reply.done, and the job's deletion, in one script. j.mu
 // held.
 func (e *Engine) finishReply(ctx context.Context, j *job) {
 	tail := j.pending()
 	var st session.FinishStatus
-	var del *redis.IntCmd
 	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {
-		del = deleteJobCmd(ctx, j)
 		st, err = e.store.FinishReply(ctx, j.session, session.Finish{
 			Turn: j.turn, Run: j.run, Prior: j.prior, Text: j.text.String(), Tail: tail, Reset: j.reset && tail != "",
-		}, del)
+			Job: session.JobField{Key: j.stream, Field: j.entry},
+		})
 		return err
 	})
 	j.keep = true // deleted with the finish
-	if err == nil && del.Err() != nil {
-		// The reply is stored but its job is not gone: delete it on its own
-		// (deleteJob logs a failure; a job left behind is answered
-		// StartDone and dropped when it is redelivered).
-		e.deleteJob(ctx, j)
-	}
 	if err == nil && tail != "" && !j.flushed {
 		firstToken.Observe(e.clk.Now().Sub(j.accepted).Seconds())
 	}

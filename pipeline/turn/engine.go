@@ -217,7 +217,7 @@ type job struct {
 	finishing bool
 	pauses    *pauses // the batch's pause flushes, armed at its first flush
 	// byRun: the job's entry names its run, not its turn (it was stored
-	// beside the turn's start); a turn that waits for tools, whose run
+	// with the turn's start); a turn that waits for tools, whose run
 	// then owns it no longer, has it renamed first (nameTurn).
 	byRun bool
 	// started: what the turn's start found when its user turn was stored
@@ -344,14 +344,14 @@ func (e *Engine) CreateSpokenResponse(ctx context.Context, sessionID string, opt
 }
 
 // allocFunc gives a response its turn. Given a run, it may also start the
-// turn for that run, and then returns what the start found; it then sends
-// job (the turn's job, stored by its run) in the same round trip.
-type allocFunc func(ctx context.Context, run string, job redis.Cmder) (int64, *session.Started, error)
+// turn for that run, and then returns what the start found; it then
+// stores job (the turn's job, named by its run) with the turn.
+type allocFunc func(ctx context.Context, run string, job session.JobField) (int64, *session.Started, error)
 
 // userTurn stores a user turn that gets a response; with a run, it starts
 // the turn in the same script (AppendUserTurnStarted).
 func (e *Engine) userTurn(sessionID, text string, source event.Source) allocFunc {
-	return func(ctx context.Context, run string, job redis.Cmder) (int64, *session.Started, error) {
+	return func(ctx context.Context, run string, job session.JobField) (int64, *session.Started, error) {
 		if run != "" {
 			turn, st, err := e.store.AppendUserTurnStarted(ctx, sessionID, text, source, run, e.cfg.HistoryTurns, job)
 			return turn, &st, err
@@ -363,7 +363,7 @@ func (e *Engine) userTurn(sessionID, text string, source event.Source) allocFunc
 
 // responseTurn gives a response to the items appended so far its turn.
 func (e *Engine) responseTurn(sessionID string) allocFunc {
-	return func(ctx context.Context, _ string, _ redis.Cmder) (int64, *session.Started, error) {
+	return func(ctx context.Context, _ string, _ session.JobField) (int64, *session.Started, error) {
 		turn, err := e.store.Respond(ctx, sessionID)
 		return turn, nil, err
 	}
@@ -395,23 +395,23 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	// one is started as before, since a barge-in may cut it meanwhile and
 	// the call's flow for a turn cut before it started differs.
 	j := &job{session: sessionID, stream: e.jobsKey(e.cfg.ReplicaID), opts: opts, written: written}
-	var jobCmd *redis.IntCmd
+	var job session.JobField
 	if written == nil && e.startsAtOnce(sessionID) {
-		// The job goes beside the turn's start, in its round trip: it
+		// The job is stored with the turn's start, by its script: it
 		// names the turn by its run (the turn is not known yet), and a
 		// takeover finds the turn the run owns (adopt).
 		j.run = e.newRun()
-		jobCmd = e.storeJobCmd(ctx, j)
+		job = e.jobField(j)
 	}
-	turn, started, err := alloc(ctx, j.run, jobCmd)
-	if err != nil {
-		if jobCmd != nil && jobCmd.Val() == 1 { // sent, and stored
-			e.deleteJob(context.WithoutCancel(ctx), j) // no turn for it
-		}
+	turn, started, err := alloc(ctx, j.run, job)
+	if err != nil && !errors.Is(err, session.ErrJobNotStored) {
 		return 0, e.storeError(sessionID, err)
 	}
 	j.turn = turn
-	if err := e.persist(ctx, j, started, jobCmd); err != nil {
+	if err == nil {
+		err = e.persist(ctx, j, started)
+	}
+	if err != nil {
 		e.log.Error("persist job", "session", sessionID, "turn", turn, "err", err)
 		turnsTotal.WithLabelValues(string(CodeInternal)).Inc()
 		return turn, &TurnError{Code: CodeInternal, Message: "the turn could not be queued; try again", Turn: turn}
@@ -427,12 +427,12 @@ func (e *Engine) respond(ctx context.Context, sessionID string, opts ResponseOpt
 	return turn, nil
 }
 
-// persist stores j's job: the one sent beside its start (jobCmd), when
-// the start came back (started), else one named by its turn, now.
-func (e *Engine) persist(ctx context.Context, j *job, started *session.Started, jobCmd *redis.IntCmd) error {
+// persist stores j's job, named by its turn, unless it was stored with
+// the turn's start (started).
+func (e *Engine) persist(ctx context.Context, j *job, started *session.Started) error {
 	if started != nil {
 		j.started, j.byRun = started, true
-		return jobCmd.Err()
+		return nil
 	}
 	j.run, j.entry = "", "" // not started: the run was never used, nor the id
 	return e.storeJob(ctx, j)

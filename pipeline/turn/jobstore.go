@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parleyhq/parley/pipeline/session"
 )
 
 // A replica's accepted turns are jobs in a hash of its own,
@@ -24,7 +26,7 @@ import (
 // takeover still reads (adoptStream).
 
 // jobRecord is a job as stored: the session, the turn or, for a job stored
-// beside its turn's start, the run that owns the turn, and the response's
+// with its turn's start, the run that owns the turn, and the response's
 // options when it has any, so that a replica that takes the job over
 // answers it alike.
 type jobRecord struct {
@@ -69,30 +71,22 @@ func readJob(v string) (jobRecord, error) {
 	return r, nil
 }
 
-// storeJobCmd is the command that stores j (j.entry set), for a pipeline
-// or to run.
-func (e *Engine) storeJobCmd(ctx context.Context, j *job) *redis.IntCmd {
+// jobField is j's field in its hash, its id made if it has none yet.
+func (e *Engine) jobField(j *job) session.JobField {
 	if j.entry == "" {
 		j.entry = e.newJobID()
 	}
-	return redis.NewIntCmd(ctx, "hset", j.stream, j.entry, jobValue(j))
+	return session.JobField{Key: j.stream, Field: j.entry, Value: jobValue(j)}
 }
 
 // storeJob stores (or rewrites) j.
 func (e *Engine) storeJob(ctx context.Context, j *job) error {
-	cmd := e.storeJobCmd(ctx, j)
-	_ = e.rdb.Process(ctx, cmd)
-	return cmd.Err()
-}
-
-// deleteJobCmd is the command that deletes j.
-func deleteJobCmd(ctx context.Context, j *job) *redis.IntCmd {
-	return redis.NewIntCmd(ctx, "hdel", j.stream, j.entry)
+	f := e.jobField(j)
+	return e.rdb.HSet(ctx, f.Key, f.Field, f.Value).Err()
 }
 
 func (e *Engine) deleteJob(ctx context.Context, j *job) {
-	cmd := deleteJobCmd(ctx, j)
-	if err := e.rdb.Process(ctx, cmd); err != nil {
+	if err := e.rdb.HDel(ctx, j.stream, j.entry).Err(); err != nil {
 		e.log.Warn("delete job", "session", j.session, "turn", j.turn, "err", err)
 	}
 }

@@ -3,8 +3,10 @@
 -- ARGV: ttl, max events, max history, the publish command, turn, run,
 -- text, the events (tail, interrupted, done), the cut variants
 -- (interrupted, done, text), the caller's replica (ARGV[14]), the call's
--- key (ARGV[15]). Returns {status, the id before the first event, the
--- events' ids}.
+-- key (ARGV[15]); and, not in a cluster, the replica's jobs hash (KEYS[5])
+-- and the turn's job there (ARGV[16]), deleted whatever the status.
+-- Returns {status, the id before the first event, the events' ids}.
+if KEYS[5] then redis.call('HDEL', KEYS[5], ARGV[16]) end
 local turn = tonumber(ARGV[5])
 local f = redis.call('HMGET', KEYS[3], 'run:' .. turn, 'replied', 'd:' .. turn, 'cut', 'lid', 'fc', 'f:' .. ARGV[14], 'dm', 'fq')
 -- Sent again after its reply was lost (the Redis client retries a failed

@@ -1,12 +1,15 @@
 -- Appends a user turn that gets a response and makes run ARGV[9] its
 -- owner at once, for a turn that goes straight to a free slot: item.lua
 -- and start.lua in one script (each script call costs Redis more than the
--- commands it runs). KEYS: log, hist, meta, channel. ARGV: as item.lua's
+-- commands it runs). KEYS: log, hist, meta, channel, and the replica's
+-- jobs hash when the turn's job is stored here (not in a cluster, where
+-- it is in another slot). ARGV: as item.lua's
 -- (ttl ms, max events, max history, the body before the turn number, the
 -- body after it, text, the publish command, max turns), then the run
 -- (ARGV[9]), the history window as start.lua's: max entries, the last id
 -- held, the edit count it was read at; then the caller's replica
--- (ARGV[13]) and the call's key (ARGV[14], see requested). Returns {turn,
+-- (ARGV[13]) and the call's key (ARGV[14], see requested); with KEYS[5],
+-- the job's field and record (ARGV[15], ARGV[16]). Returns {turn,
 -- event id, settings, edit count, entries (newest first), whole, the id
 -- before the event}.
 local f = redis.call('HMGET', KEYS[3], 'turn', 'he', 'settings', 'xp', 'lid', 'fc', 'f:' .. ARGV[13], 'rq')
@@ -30,6 +33,7 @@ else
   end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', 'user', 'c', ARGV[6], 'n', turn)
   if xp then refresh(KEYS, ARGV[1]) end
+  if KEYS[5] then redis.call('HSET', KEYS[5], ARGV[15], ARGV[16]) end
   fanout(ARGV[7], KEYS[4], f[6], f[7], ARGV[13], prev, {'{"id":"' .. id .. '",' .. string.sub(body, 2)})
 end
 local max = tonumber(ARGV[10])
