@@ -54,7 +54,7 @@ func (s *Store) Metadata(ctx context.Context, id string) (map[string]string, err
 func (s *Store) AppendEvent(ctx context.Context, id string, ev event.Event) (string, error) {
 	body := event.Marshal(ev)
 	res, err := appendScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
-		s.ttl, s.cfg.MaxEvents, s.pub, body, s.replica, s.callKey()).StringSlice()
+		s.ttl, s.cfg.MaxEvents, s.pub, body, s.replica, s.keyOf(ctx)).StringSlice()
 	if err != nil {
 		s.lost(id)
 		return "", scriptErr("append event", err)

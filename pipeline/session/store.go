@@ -153,6 +153,34 @@ func (s *Store) callKey() string {
 	return s.replica[:8] + "/" + strconv.FormatUint(s.calls.Add(1), 36)
 }
 
+// A Call is one call to the Store that its caller may send again itself:
+// package turn retries a turn's finish while Redis is away, and sends a
+// reply delta that failed again at its next flush. Under WithCall every
+// try carries the call's key, so that a try after one whose reply was
+// lost (all of the Redis client's own retries failing too) is answered
+// as that run was, as the client's retries are, and not stored twice.
+type Call string
+
+// NewCall names a call.
+func (s *Store) NewCall() Call { return Call(s.callKey()) }
+
+type callCtx struct{}
+
+// WithCall is ctx under which the Store's keyed calls carry c's key:
+// for the tries of one call, never for two different calls.
+func WithCall(ctx context.Context, c Call) context.Context {
+	return context.WithValue(ctx, callCtx{}, c)
+}
+
+// keyOf is the key of the call made under ctx: its Call's, else a new
+// one.
+func (s *Store) keyOf(ctx context.Context) string {
+	if c, _ := ctx.Value(callCtx{}).(Call); c != "" {
+		return string(c)
+	}
+	return s.callKey()
+}
+
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	cfg.setDefaults()
@@ -202,7 +230,7 @@ var followScript = redis.NewScript(lua("follow.lua"))
 func (s *Store) countFollow(id string, d int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := followScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.replica, d, s.callKey()).Err(); err != nil {
+	if err := followScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.replica, d, s.keyOf(ctx)).Err(); err != nil {
 		return fmt.Errorf("session: count a follow: %w", err)
 	}
 	return nil
@@ -341,7 +369,7 @@ func (s *Store) appendUser(ctx context.Context, id, text string, source event.So
 		flag = "1"
 	}
 	res, err := userTurnScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag, s.replica, s.callKey()).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns, flag, s.replica, s.keyOf(ctx)).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, "", scriptErr("append turn", err)
@@ -389,7 +417,7 @@ func (s *Store) AppendUserTurnStarted(ctx context.Context, id, text string, sour
 	lastID, edits := win.args()
 	keys, args, beside := s.with(ctx, job, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, pre, post, text, s.pub, s.cfg.MaxTurns,
-			run, max, lastID, edits, s.replica, s.callKey()})
+			run, max, lastID, edits, s.replica, s.keyOf(ctx)})
 	res, err := s.evalWith(ctx, userTurnStartScript, keys, args, beside).Slice()
 	if err != nil {
 		s.lost(id)
@@ -436,7 +464,7 @@ var respondScript = redis.NewScript(requestedLua + lua("respond.lua"))
 // Respond gives a response its turn: the latest turn when its items have
 // no response yet, else a new turn without an item of its own.
 func (s *Store) Respond(ctx context.Context, id string) (turn int64, err error) {
-	turn, err = respondScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.cfg.MaxTurns, s.callKey()).Int64()
+	turn, err = respondScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, s.cfg.MaxTurns, s.keyOf(ctx)).Int64()
 	if err != nil {
 		return 0, scriptErr("respond", err)
 	}
@@ -578,7 +606,7 @@ const (
 func (s *Store) AppendDelta(ctx context.Context, id string, turn int64, run, text string, reset bool) (AppendStatus, error) {
 	body := event.Marshal(event.ReplyDelta{Turn: turn, Text: text, Reset: reset})
 	res, err := deltaScript.Run(ctx, s.rdb, []string{s.logKey(id), s.metaKey(id), s.Channel(id)},
-		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body, s.replica, s.callKey()).Slice()
+		s.ttl, s.cfg.MaxEvents, s.pub, turn, run, body, s.replica, s.keyOf(ctx)).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, fmt.Errorf("session: append delta: %w", err)
@@ -648,7 +676,7 @@ func (s *Store) FinishReply(ctx context.Context, id string, f Finish) (FinishSta
 	job.Value = "" // deleted
 	keys, args, beside := s.with(ctx, job, s.writeKeys(id),
 		[]any{s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, f.Turn, f.Run, f.Text,
-			tail, ib, db, cutIB, cutDB, cutText, s.replica, s.callKey()}) // []byte goes out as it is, with no string copy
+			tail, ib, db, cutIB, cutDB, cutText, s.replica, s.keyOf(ctx)}) // []byte goes out as it is, with no string copy
 	res, err := s.evalWith(ctx, finishScript, keys, args, beside).Slice()
 	if err != nil {
 		s.lost(id)
@@ -710,7 +738,7 @@ var failScript = redis.NewScript(doneLua + requestedLua + lua("fail.lua"))
 // so that no other replica retries it. It returns false when run no longer
 // owns the turn.
 func (s *Store) FailTurn(ctx context.Context, id string, turn int64, run string) (bool, error) {
-	n, err := failScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run, s.callKey()).Int()
+	n, err := failScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, turn, run, s.keyOf(ctx)).Int()
 	if err != nil {
 		return false, fmt.Errorf("session: fail turn: %w", err)
 	}

@@ -78,7 +78,7 @@ func (s *Store) StoreToolStep(ctx context.Context, id string, st ToolStep) (Appe
 	if st.End {
 		end = "1"
 	}
-	args = append(args, end, s.replica, s.callKey())
+	args = append(args, end, s.replica, s.keyOf(ctx))
 	res, err := toolStepScript.Run(ctx, s.rdb, s.writeKeys(id), args...).Result()
 	if err != nil {
 		s.lost(id)
@@ -116,7 +116,7 @@ const (
 // ResultLast where the turn's job is.
 func (s *Store) StoreToolResult(ctx context.Context, id, callID, output, by string, done []byte) (status int, turn int64, jobAt string, err error) {
 	res, err := toolResultScript.Run(ctx, s.rdb, s.writeKeys(id),
-		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done), s.replica, s.callKey()).Slice()
+		s.ttl, s.cfg.MaxEvents, s.cfg.MaxHistory, s.pub, callID, output, by, string(done), s.replica, s.keyOf(ctx)).Slice()
 	if err != nil {
 		s.lost(id)
 		return 0, 0, "", fmt.Errorf("session: tool result: %w", err)

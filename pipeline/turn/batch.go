@@ -353,23 +353,29 @@ func (e *Engine) flushLocked(ctx context.Context, j *job) {
 	if j.pauses != nil {
 		j.pauses.arm() // from now on text left buffered by a pause is stored
 	}
-	text := j.pending()
+	if j.delta == "" {
+		j.delta, j.deltaEnd = e.store.NewCall(), j.text.Len()
+	}
+	text := j.text.String()[j.stored:j.deltaEnd]
 	if j.reset {
 		// A takeover starts the turn's reply again: its earlier tool
 		// steps' text comes first.
 		text = j.prior + text
 	}
-	st, err := e.store.AppendDelta(ctx, j.session, j.turn, j.run, text, j.reset)
+	st, err := e.store.AppendDelta(session.WithCall(ctx, j.delta), j.session, j.turn, j.run, text, j.reset)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("append delta", "session", j.session, "turn", j.turn, "err", err)
 		}
-		return // still pending, and retried at the next flush
+		// Still pending: the same call at the next flush, so that a
+		// delta Redis stored though its reply was lost is not stored
+		// twice.
+		return
 	}
 	if !j.flushed {
 		firstToken.Observe(e.clk.Now().Sub(j.accepted).Seconds())
 	}
-	j.stored = j.text.Len()
+	j.stored, j.delta = j.deltaEnd, ""
 	j.reset = false
 	j.flushed = true
 	j.lastFlush = e.clk.Now()
@@ -474,6 +480,9 @@ func (e *Engine) finishJobLocked(ctx context.Context, j *job, callErr, batchErr 
 // last delta, reply.done, and the job's deletion, in one script. j.mu
 // held.
 func (e *Engine) finishReply(ctx context.Context, j *job) {
+	if j.delta != "" {
+		e.flushLocked(ctx, j) // the delta that failed first, as the call it was
+	}
 	tail := j.pending()
 	var st session.FinishStatus
 	err := e.durably(ctx, "finish turn", func(ctx context.Context) (err error) {

@@ -206,8 +206,13 @@ type job struct {
 	// flush (pending). One builder, not a second for the pending text:
 	// that one was a new buffer after every flush, half of a turn's
 	// string allocations.
-	text      strings.Builder
-	stored    int
+	text   strings.Builder
+	stored int
+	// delta: the call of the reply delta being stored, up to deltaEnd,
+	// while it has not succeeded: it is sent again, the same call, at the
+	// next flush.
+	delta     session.Call
+	deltaEnd  int
 	lastFlush time.Time
 	flushed   bool
 	// firstWait: the timer that stores the first piece (FirstWait);
@@ -819,6 +824,9 @@ func (e *Engine) newRun() string {
 // end one that hangs (it heeds no context deadline on the socket anyway),
 // and a timer for each would be made and stopped on every turn.
 func (e *Engine) durably(ctx context.Context, what string, f func(context.Context) error) error {
+	// Every try is one call: a try after one that Redis ran but whose
+	// reply was lost is answered as that run.
+	ctx = session.WithCall(ctx, e.store.NewCall())
 	deadline := e.clk.Now().Add(e.cfg.StoreRetry)
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {

@@ -825,3 +825,99 @@ func contentsOf(hist []session.Turn) string {
 	}
 	return strings.Join(b, "|")
 }
+
+// A call stored though every try of the Redis client lost its reply is
+// taken for what it did: the engine sends it again as the same call,
+// which is answered as the run that stored it. A reply delta is sent
+// again at the next flush, before the rest of the reply, and is stored
+// once; a turn's failure, retried at once (durably), is answered as
+// stored, so that the client is told. The client here has no retries of
+// its own, so that the engine's are what send again, as when all of
+// go-redis's fail.
+func TestCallStoredOnceWhenEveryTryLosesItsReply(t *testing.T) {
+	for _, lose := range []string{"delta", "fail"} {
+		t.Run(lose, func(t *testing.T) {
+			srv := redistest.Start(t)
+			direct := srv.Client()
+			link := redistest.NewLossyLink(t, srv.Addr)
+			rdb := redis.NewClient(&redis.Options{Addr: link.Addr, MaxRetries: -1})
+			defer rdb.Close()
+			gate := fakes.NewGate()
+			r := newRigOn(t, direct, rdb, gate, turn.Config{}, ratelimit.New(rdb, ratelimit.Config{}))
+			t.Cleanup(func() { r.clk.Advance(time.Hour) })             // a retry still waiting gives up, and the rig stops
+			if err := r.store.Load(context.Background()); err != nil { // no NOSCRIPT round trip to lose
+				t.Fatal(err)
+			}
+			id, s := r.session()
+			submit(t, r, id, "hello")
+			<-gate.Started
+			link.DropNextReply()
+			if lose == "fail" {
+				gate.FinishWith(errors.New("the upstream broke off"))
+				ev := untilAdvancing(t, r, s, func(ev event.Event) bool { _, ok := ev.(event.Error); return ok })
+				if e := ev.(event.Error); e.Turn != 1 || string(e.Code) != string(turn.CodeUpstream) {
+					t.Fatalf("error %+v, want turn 1's %q", e, turn.CodeUpstream)
+				}
+				return
+			}
+			scripts := func() int { return redistest.Calls(t, direct, "evalsha", "eval") }
+			before := scripts()
+			timers := r.clk.Timers()
+			gate.Send("Hi")
+			for r.clk.Timers() == timers { // the first piece's timer
+				time.Sleep(time.Millisecond)
+			}
+			r.clk.Advance(2 * time.Millisecond) // its delta, whose reply is lost
+			for scripts() == before {
+				time.Sleep(time.Millisecond)
+			}
+			gate.Send(" there.")
+			gate.Finish()
+			untilAdvancing(t, r, s, doneOf(1))
+			var deltas string
+			for _, ev := range logOf(t, r, id) {
+				if d, ok := ev.(event.ReplyDelta); ok {
+					deltas += d.Text
+				}
+			}
+			if deltas != "Hi there." {
+				t.Fatalf("the log's deltas say %q, want %q", deltas, "Hi there.")
+			}
+		})
+	}
+}
+
+// untilAdvancing is s.until with the rig's clock moving on meanwhile,
+// for the engine's retries; it returns the event done accepted.
+func untilAdvancing(t *testing.T, r *rig, s *sink, done func(event.Event) bool) event.Event {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case ev := <-s.events:
+			if done(ev) {
+				return ev
+			}
+		case <-time.After(10 * time.Millisecond):
+			r.clk.Advance(100 * time.Millisecond)
+		case <-timeout:
+			t.Fatal("no such event")
+		}
+	}
+}
+
+// logOf is the session's log, decoded.
+func logOf(t *testing.T, r *rig, id string) []event.Event {
+	t.Helper()
+	stored, err := r.store.Range(context.Background(), id, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []event.Event
+	for _, s := range stored {
+		if _, ev, err := event.Decode(s.Wire); err == nil {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}

@@ -169,7 +169,7 @@ func (e *Engine) toolStep(ctx context.Context, j *job) (stored, now bool) {
 	toolCalls.Add(float64(len(j.calls)))
 	j.prior += j.text.String()
 	j.text.Reset()
-	j.stored = 0
+	j.stored, j.delta = 0, ""
 	j.calls = nil
 	j.steps++
 	if end {

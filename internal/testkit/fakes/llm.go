@@ -96,6 +96,7 @@ type Gate struct {
 	Started chan []llm.Message // each call's conversation, as it starts
 	gate    chan string
 	once    sync.Once
+	err     error // what the calls return once the gate is closed
 }
 
 // NewGate returns a Gate.
@@ -119,7 +120,7 @@ func (g *Gate) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 			return ctx.Err()
 		case s, ok := <-g.gate:
 			if !ok {
-				return nil
+				return g.err
 			}
 			emit(0, llm.Piece{Text: s})
 		}
@@ -130,7 +131,16 @@ func (g *Gate) Stream(ctx context.Context, reqs []llm.Request, emit func(int, ll
 func (g *Gate) Send(piece string) { g.gate <- piece }
 
 // Finish ends every call, now and later, with what it has sent.
-func (g *Gate) Finish() { g.once.Do(func() { close(g.gate) }) }
+func (g *Gate) Finish() { g.FinishWith(nil) }
+
+// FinishWith is Finish with the calls failing with err: an upstream that
+// broke off.
+func (g *Gate) FinishWith(err error) {
+	g.once.Do(func() {
+		g.err = err
+		close(g.gate)
+	})
+}
 
 // Tooler is a model that calls tools: to a user's message it says Before
 // (if any) and calls Calls (each a whole call; an empty ID gets one), but
