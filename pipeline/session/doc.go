@@ -18,7 +18,8 @@
 //	                     rq, dq, fq, eq, tq, oq and wq (the latest call that took a turn,
 //	                     stored a delta, finished or failed a turn, appended another event,
 //	                     stored a tool step or a tool's result, counted a follow: its key and
-//	                     results, so that a script run again answers as it did the first time)
+//	                     results, so that a script run again answers as it did the first time:
+//	                     sent again by the Redis client, or by the caller under WithCall)
 //	P:{S}       channel  each appended event is published here, as the client will see it
 //	                     (PUBLISH, or SPUBLISH with Config.Sharded, as on a Redis Cluster),
 //	                     when a replica other than the script's caller follows the session;
@@ -37,6 +38,11 @@
 // each event comes with the id of the log's event before it, so a sink
 // sees a gap and reads the log, and the Hub resyncs the sinks of a
 // session whose script failed once Redis answers again.
+//
+// A typed turn's job (package turn's record of it, for a takeover) is
+// written by the scripts that store and finish the turn (JobField), in a
+// hash outside the session; on a Redis Cluster (Config.Cluster), beside
+// them.
 //
 // A Store keeps, in memory, each recently started session's latest window
 // of history entries (Config.HistoryCache), so that a turn's start reads
