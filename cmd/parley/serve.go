@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/memory"
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/signaling"
 	"github.com/parleyhq/parley/signaling/certs"
 	"github.com/parleyhq/parley/signaling/parley"
@@ -50,13 +51,13 @@ func buildFrontEnds(cfg *config, c *core, log *slog.Logger) *frontEnds {
 	}
 	sessions := &signaling.Sessions{Store: c.store, Hub: c.hub}
 	rtc, _ := cfg.webrtc() // checked by parseConfig
-	p := parley.NewServer(parley.Config{MaxText: cfg.MaxText, WebRTC: rtc, OpusComplexity: cfg.Complexity, Tools: c.tools},
+	p := parley.NewServer(parley.Config{MaxText: cfg.MaxText, WebRTC: rtc, Opus: opus.Codec{Complexity: cfg.Complexity, Speech: cfg.OpusSpeech}, Tools: c.tools},
 		gw, sessions, c.engine, c.voice, log.With("component", "ws"))
 	if cfg.TwilioToken == "" {
 		log.Warn("no -twilio-auth-token: anyone who reaches /twilio/voice and /twilio/media can open phone calls")
 	}
 	tw, _ := twilio.NewServer(cfg.twilio(), gw, c.store, c.voice, log.With("component", "twilio")) // checked by parseConfig
-	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText, MaxMessage: cfg.RTMessage, MaxAppend: cfg.RTAppend, WebRTC: rtc, Tools: c.tools}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
+	rt := realtime.NewServer(realtime.Config{MaxText: cfg.MaxText, MaxMessage: cfg.RTMessage, MaxAppend: cfg.RTAppend, WebRTC: rtc, Opus: opus.Codec{Complexity: cfg.Complexity, Speech: cfg.OpusSpeech}, Tools: c.tools}, gw, sessions, c.engine, c.voice, log.With("component", "realtime"))
 	return &frontEnds{gw: gw, parley: p, realtime: rt, twilio: tw}
 }
 

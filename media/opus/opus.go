@@ -28,16 +28,27 @@ func NativeRate(rate int) bool {
 	return false
 }
 
-// Codec is Opus behind media.Codec: speech-tuned mono encoders of the
-// given complexity (1 to 10; 0 means 5, about 200 µs a frame on one core
-// here). Encoders and decoders run at the rate asked for when Opus takes
-// it (NativeRate), else at 48 kHz.
-type Codec struct{ Complexity int }
+// Codec is Opus behind media.Codec: mono encoders of the bot's voice, and
+// decoders. Encoders and decoders run at the rate asked for when Opus
+// takes it (NativeRate), else at 48 kHz.
+type Codec struct {
+	Complexity int // of the encoders, 1 to 10; 0 means 5
+	// Speech: the encoders use Opus's VoIP mode (SILK, with CELT above
+	// 8 kHz: tuned for speech at low bitrates) at its own bitrate, for
+	// about three times the CPU of the default, CELT alone at 32 kbps: a
+	// third of a voice call's CPU for the same synthesised speech, as
+	// clear to a recogniser (docs/benchmarks.md, "The bot's voice in
+	// CELT"). Default false.
+	Speech bool
+}
 
 // NewEncoder implements media.Codec.
 func (c Codec) NewEncoder(rate int) (media.Encoder, error) {
 	if !NativeRate(rate) {
 		rate = Rate
+	}
+	if c.Speech {
+		return NewSpeechEncoder(rate, c.Complexity)
 	}
 	return NewEncoder(rate, c.Complexity)
 }
@@ -94,11 +105,26 @@ type Encoder struct {
 	frame int // samples per 20 ms
 }
 
-// NewEncoder returns an Encoder tuned for speech, for PCM at rate (one of
-// the rates NativeRate accepts); its packets are 20 ms Opus packets like
-// any other, decoded at whatever rate the receiver likes. complexity is
-// 1 to 10; 0 means 5.
+// Bitrate is what an Encoder (not a speech one) sends: 32 kbps, where
+// CELT carries speech well at every rate here (80 bytes a packet).
+const Bitrate = 32000
+
+// NewEncoder returns an Encoder for PCM at rate (one of the rates
+// NativeRate accepts) in CELT alone at Bitrate, Opus's mode for general
+// audio; its packets are 20 ms Opus packets like any other, decoded at
+// whatever rate the receiver likes. complexity is 1 to 10; 0 means 5.
 func NewEncoder(rate, complexity int) (*Encoder, error) {
+	return newEncoder(rate, complexity, hraban.AppAudio, Bitrate)
+}
+
+// NewSpeechEncoder is NewEncoder in Opus's VoIP mode at its own bitrate
+// (Codec.Speech).
+func NewSpeechEncoder(rate, complexity int) (*Encoder, error) {
+	return newEncoder(rate, complexity, hraban.AppVoIP, 0)
+}
+
+// newEncoder is an Encoder of app; bitrate 0 leaves Opus's own.
+func newEncoder(rate, complexity int, app hraban.Application, bitrate int) (*Encoder, error) {
 	if complexity <= 0 {
 		complexity = 5
 	}
@@ -108,12 +134,17 @@ func NewEncoder(rate, complexity int) (*Encoder, error) {
 	if !NativeRate(rate) {
 		return nil, fmt.Errorf("opus: cannot encode from %d Hz", rate)
 	}
-	e, err := hraban.NewEncoder(rate, 1, hraban.AppVoIP)
+	e, err := hraban.NewEncoder(rate, 1, app)
 	if err != nil {
 		return nil, fmt.Errorf("opus: encoder: %w", err)
 	}
 	if err := e.SetComplexity(complexity); err != nil {
 		return nil, fmt.Errorf("opus: complexity: %w", err)
+	}
+	if bitrate > 0 {
+		if err := e.SetBitrate(bitrate); err != nil {
+			return nil, fmt.Errorf("opus: bitrate: %w", err)
+		}
 	}
 	return &Encoder{e: e, out: make([]byte, MaxPacket), rate: rate, frame: rate / media.FramesPerSecond}, nil
 }

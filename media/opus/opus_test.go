@@ -3,6 +3,7 @@ package opus
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/parleyhq/parley/internal/testkit"
@@ -165,4 +166,63 @@ func TestCodecRates(t *testing.T) {
 	if _, err := (Codec{Complexity: 11}).NewEncoder(Rate); err == nil {
 		t.Fatal("complexity 11 must be refused")
 	}
+}
+
+// The bot's voice goes out in CELT alone at Bitrate by default, and in
+// the VoIP mode's SILK or hybrid packets with Codec.Speech. The mode is
+// in each packet's first byte (RFC 6716, 3.1: configurations 16 to 31 are
+// CELT-only).
+func TestEncoderModes(t *testing.T) {
+	for _, tc := range []struct {
+		codec Codec
+		rate  int
+		celt  bool
+	}{
+		{Codec{}, 16000, true},
+		{Codec{}, 24000, true},
+		{Codec{}, 48000, true},
+		{Codec{Speech: true}, 16000, false},
+		{Codec{Speech: true}, 24000, false},
+	} {
+		t.Run(fmt.Sprintf("speech %v, %d Hz", tc.codec.Speech, tc.rate), func(t *testing.T) {
+			enc, err := tc.codec.NewEncoder(tc.rate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := enc.Frame()
+			src := speechLike(tc.rate, tc.rate) // 1 s
+			bytes := 0
+			for i := 0; i+n <= len(src); i += n {
+				pkt, err := enc.Encode(src[i : i+n])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if celt := pkt[0]>>3 >= 16; celt != tc.celt {
+					t.Fatalf("frame %d: configuration %d, CELT %v; want CELT %v", i/n, pkt[0]>>3, celt, tc.celt)
+				}
+				bytes += len(pkt)
+			}
+			kbps := bytes * 8 / 1000
+			if tc.celt && (kbps < Bitrate/1000*3/4 || kbps > Bitrate/1000*5/4) {
+				t.Fatalf("%d kbps, want about %d", kbps, Bitrate/1000)
+			}
+		})
+	}
+}
+
+// speechLike is n samples at rate of a voiced sound: a 140 Hz
+// fundamental with its harmonics falling off, its loudness moving at a
+// syllable's pace, so that the VoIP mode's classifier takes it for speech.
+func speechLike(rate, n int) []int16 {
+	out := make([]int16, n)
+	for i := range out {
+		t := float64(i) / float64(rate)
+		v := 0.0
+		for h := 1; h <= 20; h++ {
+			v += math.Sin(2*math.Pi*140*float64(h)*t) / float64(h)
+		}
+		env := 0.5 + 0.5*math.Sin(2*math.Pi*4*t)
+		out[i] = int16(6000 * env * v)
+	}
+	return out
 }

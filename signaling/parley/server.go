@@ -19,9 +19,9 @@ import (
 
 // Config of a Server. A zero field means the default in its comment.
 type Config struct {
-	MaxText        int // longest text turn, in characters; default 4000
-	WebRTC         rtc.Config
-	OpusComplexity int // of the bot's audio, 1 to 10; default 5
+	MaxText int // longest text turn, in characters; default 4000
+	WebRTC  rtc.Config
+	Opus    opus.Codec // the bot's audio; zero: opus.Codec's defaults
 	// Tools are the server's own tools (the MCP servers'), which a hello's
 	// server_tools names; nil: none.
 	Tools tools.Toolbox
@@ -121,7 +121,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // opus is the codec of the Parley protocol's call audio, both ways.
-func (s *Server) opus() opus.Codec { return opus.Codec{Complexity: s.cfg.OpusComplexity} }
+func (s *Server) opus() opus.Codec { return s.cfg.Opus }
 
 // callRate is the rate Opus decodes a caller's audio to: the recogniser's
 // where Opus can (no resampler), else its own 48 kHz.

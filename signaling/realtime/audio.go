@@ -8,7 +8,6 @@ import (
 
 	"github.com/parleyhq/parley/media"
 	"github.com/parleyhq/parley/media/g711"
-	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/media/pcm"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
@@ -69,7 +68,7 @@ func (c *conn) ensureCall(eventID string) *call.Call {
 // (the decoder of the appends set up), Opus both ways on WebRTC.
 func (c *conn) callMedia(conf conf) (call.Media, string, error) {
 	if c.rtc != nil {
-		return call.Media{InRate: c.rtc.dec.Rate(), Out: opus.Codec{}}, "webrtc", nil
+		return call.Media{InRate: c.rtc.dec.Rate(), Out: c.srv.cfg.Opus}, "webrtc", nil
 	}
 	dec, err := codec(conf.In).NewDecoder(conf.In.Rate)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/parleyhq/parley/media/opus"
 	"github.com/parleyhq/parley/pipeline/call"
 	"github.com/parleyhq/parley/pipeline/event"
 	"github.com/parleyhq/parley/pipeline/tools"
@@ -34,6 +35,9 @@ type Config struct {
 	MaxText    int // longest input_text, in characters; default 4000
 	// WebRTC is the network of POST /v1/realtime/calls's peers.
 	WebRTC rtc.Config
+	// Opus encodes the bot's audio to a WebRTC call; zero: opus.Codec's
+	// defaults.
+	Opus opus.Codec
 	// Tools are the server's own tools (the MCP servers'), which the mcp
 	// entries of a session's tools name; nil: none.
 	Tools tools.Toolbox
