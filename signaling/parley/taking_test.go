@@ -366,15 +366,22 @@ func pcm48(t *testing.T, v *flite.Voice, text string) []int16 {
 	return up.Process(pcm16, nil)
 }
 
-// encodeOpus cuts pcm into 20 ms Opus packets.
+// encodeOpus cuts pcm into 20 ms Opus packets: CELT at 32 kbps, as the
+// server's voice, and as a browser's WebCodecs encoder at that bitrate
+// codes a quiet microphone (and a little of a voice).
 func encodeOpus(t *testing.T, pcm []int16) [][]byte {
 	t.Helper()
-	// A caller's microphone in Opus's VoIP mode, as WebRTC encodes one.
-	// (With CELT at 32 kbps, what a page's WebCodecs encoder sends by
-	// default, a barge-in over the filler is not heard:
-	// TestVoiceCallWithATool fails so on the code before the bot's voice
-	// went to CELT too. Not fixed yet.)
-	enc, _ := opus.NewSpeechEncoder(opus.Rate, 0)
+	return encodeOpusIn(t, false, pcm)
+}
+
+// encodeOpusIn is encodeOpus; speech: in Opus's VoIP mode, as a browser's
+// WebRTC codes a voice.
+func encodeOpusIn(t *testing.T, speech bool, pcm []int16) [][]byte {
+	t.Helper()
+	enc, _ := opus.NewEncoder(opus.Rate, 0)
+	if speech {
+		enc, _ = opus.NewSpeechEncoder(opus.Rate, 0)
+	}
 	var pkts [][]byte
 	for i := 0; i+opus.FrameSamples <= len(pcm); i += opus.FrameSamples {
 		p, err := enc.Encode(pcm[i : i+opus.FrameSamples])

@@ -57,6 +57,13 @@ func offline(t *testing.T) (*sphinx.ASR, *flite.Voice) {
 // with silence before and after.
 func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Duration) [][]byte {
 	t.Helper()
+	return opusSpeechIn(t, false, v, text, before, after)
+}
+
+// opusSpeechIn is opusSpeech; speech: in Opus's VoIP mode (SILK or
+// hybrid), as a browser codes a voice.
+func opusSpeechIn(t *testing.T, speech bool, v *flite.Voice, text string, before, after time.Duration) [][]byte {
+	t.Helper()
 	var pcm16 []int16
 	if err := v.Synthesize(context.Background(), text, func(p []int16) error { pcm16 = append(pcm16, p...); return nil }); err != nil {
 		t.Fatal(err)
@@ -65,7 +72,7 @@ func opusSpeech(t *testing.T, v *flite.Voice, text string, before, after time.Du
 	pcm := make([]int16, int(before.Seconds()*opus.Rate))
 	pcm = up.Process(pcm16, pcm)
 	pcm = append(pcm, make([]int16, int(after.Seconds()*opus.Rate))...)
-	return encodeOpus(t, pcm)
+	return encodeOpusIn(t, speech, pcm)
 }
 
 type heard struct {
@@ -326,7 +333,21 @@ func TestGarbageAudioIsDroppedAndTheCallGoesOn(t *testing.T) {
 func TestBargeIn(t *testing.T) {
 	asr, v := offline(t)
 	r := startReplica(t, newRedis(t), local.New(local.Config{}), replicaOpts{asr: asr, tts: v})
-	c := dial(t, r.URL)
+	// A browser's microphone in both of Opus's modes: WebCodecs at
+	// 32 kbps sends a voice mostly in hybrid and the rest in CELT,
+	// WebRTC in SILK or hybrid throughout.
+	for _, mode := range []struct {
+		name   string
+		speech bool
+	}{{"CELT", false}, {"VoIP mode", true}} {
+		t.Run(mode.name, func(t *testing.T) { bargeIn(t, r.URL, v, mode.speech) })
+	}
+}
+
+// bargeIn speaks over a long reply, in Opus's VoIP mode if speech, and
+// checks that the bot stopped at once and the words became the next turn.
+func bargeIn(t *testing.T, url string, v *flite.Voice, speech bool) {
+	c := dial(t, url)
 	c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}})
 	if ev := c.Next(); ev.Type != "session" {
 		t.Fatalf("%s", ev.Raw)
@@ -373,12 +394,12 @@ func TestBargeIn(t *testing.T) {
 		}
 	}
 	// Speak over it, at real time, and count the bot's frames from then on.
-	speech := opusSpeech(t, v, "what time is it", 0, 1500*time.Millisecond)
+	pkts := opusSpeechIn(t, speech, v, "what time is it", 0, 1500*time.Millisecond)
 	onset := speechOnsetFrames(t, v, "what time is it")
 	sentDone := make(chan struct{})
 	go func() { // ends when the speech is sent or the socket fails
 		defer close(sentDone)
-		_ = speak(c, speech)
+		_ = speak(c, pkts)
 	}()
 	botFrames := 0
 	var interrupted, done1 *msg

@@ -143,9 +143,14 @@ func TestVoiceCallWithATool(t *testing.T) {
 		c.Send(map[string]any{"type": "hello", "audio": map[string]any{"transport": "ws"}, "tools": []any{weatherTool}})
 		m := readCall(t, c)
 		m.until("session")
-		go func() { _ = speak(c, speech) }()
+		spoken := make(chan struct{})
+		go func() { _ = speak(c, speech); close(spoken) }()
 		m.until("tool.call")
-		go func() { _ = speak(c, speech) }() // speaks over the wait
+		// It speaks over the wait once its first words' trailing silence
+		// is sent: one microphone, one encoder. (Two encoders' packets
+		// interleaved are not a voice: a CELT decoder fed them hears
+		// near silence.)
+		go func() { <-spoken; _ = speak(c, speech) }()
 		m.until("interrupted")
 		done, _ := m.until("reply.done")
 		if !done.Interrupted || done.Turn != 1 {
