@@ -110,11 +110,17 @@ type Encoder struct {
 const Bitrate = 32000
 
 // NewEncoder returns an Encoder for PCM at rate (one of the rates
-// NativeRate accepts) in CELT alone at Bitrate, Opus's mode for general
-// audio; its packets are 20 ms Opus packets like any other, decoded at
-// whatever rate the receiver likes. complexity is 1 to 10; 0 means 5.
+// NativeRate accepts) in CELT alone at Bitrate; its packets are 20 ms
+// Opus packets like any other, decoded at whatever rate the receiver
+// likes. complexity is 1 to 10; 0 means 5.
+//
+// It is Opus's restricted low-delay application, CELT whatever the
+// complexity: the general-audio one is CELT only up to complexity 6, and
+// from 7 its signal analysis takes speech to SILK or hybrid, at 3 to 6
+// times the CPU (BenchmarkEncodeComplexity). It also spares the 4 ms
+// Opus otherwise waits to switch modes.
 func NewEncoder(rate, complexity int) (*Encoder, error) {
-	return newEncoder(rate, complexity, hraban.AppAudio, Bitrate)
+	return newEncoder(rate, complexity, hraban.AppRestrictedLowdelay, Bitrate)
 }
 
 // NewSpeechEncoder is NewEncoder in Opus's VoIP mode at its own bitrate

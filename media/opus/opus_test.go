@@ -181,10 +181,15 @@ func TestEncoderModes(t *testing.T) {
 		{Codec{}, 16000, true},
 		{Codec{}, 24000, true},
 		{Codec{}, 48000, true},
+		// CELT at every complexity: Opus's general-audio application
+		// sends this speech in SILK or hybrid from complexity 7.
+		{Codec{Complexity: 7}, 16000, true},
+		{Codec{Complexity: 10}, 24000, true},
+		{Codec{Complexity: 10}, 48000, true},
 		{Codec{Speech: true}, 16000, false},
 		{Codec{Speech: true}, 24000, false},
 	} {
-		t.Run(fmt.Sprintf("speech %v, %d Hz", tc.codec.Speech, tc.rate), func(t *testing.T) {
+		t.Run(fmt.Sprintf("speech %v, complexity %d, %d Hz", tc.codec.Speech, tc.codec.Complexity, tc.rate), func(t *testing.T) {
 			enc, err := tc.codec.NewEncoder(tc.rate)
 			if err != nil {
 				t.Fatal(err)
