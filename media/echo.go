@@ -194,6 +194,10 @@ func (g *EchoGate) Near(pcm []int16) bool {
 	return y > gain*xd*g.margin
 }
 
+// Found reports whether an echo has been found: until then a frame Near
+// calls the bot's is only assumed to be (the prior), not known to be.
+func (g *EchoGate) Found() bool { return g.locked }
+
 // around is the loudest bot frame at i or next to it: an echo smears over
 // a frame or so (the room, a delay between two frames).
 func (g *EchoGate) around(i int) float64 {

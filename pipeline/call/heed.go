@@ -69,6 +69,16 @@ func (e *echoGate) near(pcm []int16) bool {
 	return e.g.Near(pcm)
 }
 
+// found reports whether the gate has found an echo (media.EchoGate.Found).
+func (e *echoGate) found() bool {
+	if e == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.g.Found()
+}
+
 func (e *echoGate) flush() {
 	if e == nil {
 		return

@@ -147,9 +147,13 @@ func (c *Call) detect(ctx context.Context, rec speech.Recognizer, l *listener, b
 		}
 	default:
 		// The bot's echo is kept as silence: an utterance begun over it
-		// must not start with the bot's words.
+		// must not start with the bot's words. Only an echo found, not
+		// one assumed before any is (the gate's prior): that would
+		// silence the quieter sounds of a caller's first words over the
+		// bot, from a headset as from a client that sends audio only
+		// while its user speaks, and the recogniser would mishear them.
 		l.pre = append(l.pre, buf...)
-		if !near {
+		if !near && c.echo.found() {
 			clear(l.pre[len(l.pre)-len(buf):])
 		}
 		if over := len(l.pre) - l.preMax; over > 0 {
