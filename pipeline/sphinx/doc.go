@@ -3,7 +3,10 @@
 // cgo binding.
 //
 // A decoder holds about 93 MB and keeps state between utterances, so the
-// ASR keeps a bounded pool and gives each live call its own decoder.
+// ASR keeps a bounded pool and gives each live call its own decoder. A
+// call starts from the decoder's cepstral mean normalisation as loaded,
+// not as the last call left it: what a call hears does not depend on
+// who called before.
 // Decoding runs on the call's own goroutine, never on the caller's:
 // Recognizer.Write only queues audio. ASR is safe for concurrent use; a
 // Recognizer is used from one goroutine. Built with the "nospeech" tag the

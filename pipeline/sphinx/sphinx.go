@@ -6,8 +6,11 @@ package sphinx
 #cgo pkg-config: pocketsphinx
 #include <stdlib.h>
 #include <stdio.h>
+#include <string.h>
 #include <pocketsphinx.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/feat.h>
+#include <sphinxbase/cmn.h>
 
 static ps_decoder_t *new_decoder(const char *hmm, const char *lm, const char *dict) {
 	char *argv[] = {"-hmm", (char *)hmm, "-lm", (char *)lm, "-dict", (char *)dict, "-logfn", "/dev/null"};
@@ -16,6 +19,20 @@ static ps_decoder_t *new_decoder(const char *hmm, const char *lm, const char *di
 	ps_decoder_t *ps = ps_init(config);
 	cmd_ln_free_r(config); // ps_init holds its own reference
 	return ps;
+}
+
+// The decoder's cepstral mean normalisation: its running estimate of the
+// channel's mean, which each utterance updates.
+static int cmn_len(ps_decoder_t *ps) {
+	feat_t *f = ps_get_feat(ps);
+	return f && f->cmn_struct ? f->cmn_struct->veclen : 0;
+}
+static void cmn_save(ps_decoder_t *ps, mfcc_t *out) {
+	cmn_t *c = ps_get_feat(ps)->cmn_struct;
+	memcpy(out, c->cmn_mean, c->veclen * sizeof(mfcc_t));
+}
+static void cmn_restore(ps_decoder_t *ps, const mfcc_t *in) {
+	cmn_live_set(ps_get_feat(ps)->cmn_struct, in);
 }
 
 static const char *hyp(ps_decoder_t *ps) {
@@ -67,7 +84,50 @@ type ASR struct {
 	hmm, lm, dict *C.char
 	sem           chan struct{}
 	mu            sync.Mutex
-	idle          []*C.ps_decoder_t
+	idle          []*decoder
+}
+
+// decoder is a pocketsphinx decoder and the state of its cepstral mean
+// normalisation as loaded: each call starts from it, not from what the
+// decoder's last caller left (a voice, a microphone, a codec of its own),
+// so that a call's words do not depend on who called before it.
+type decoder struct {
+	ps   *C.ps_decoder_t
+	cmn0 []C.mfcc_t
+}
+
+// newDecoder loads a decoder; nil if it failed.
+func (a *ASR) newDecoder() *decoder {
+	ps := C.new_decoder(a.hmm, a.lm, a.dict)
+	if ps == nil {
+		return nil
+	}
+	d := &decoder{ps: ps}
+	if n := C.cmn_len(ps); n > 0 {
+		d.cmn0 = make([]C.mfcc_t, n)
+		C.cmn_save(ps, &d.cmn0[0])
+	}
+	return d
+}
+
+// normalisation is the decoder's current estimate of the channel's mean.
+func (d *decoder) normalisation() []float32 {
+	now := make([]C.mfcc_t, len(d.cmn0))
+	if len(now) > 0 {
+		C.cmn_save(d.ps, &now[0])
+	}
+	out := make([]float32, len(now))
+	for i, v := range now {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// reset puts the decoder's normalisation back as it was loaded.
+func (d *decoder) reset() {
+	if len(d.cmn0) > 0 {
+		C.cmn_restore(d.ps, &d.cmn0[0])
+	}
 }
 
 var (
@@ -100,7 +160,7 @@ func New(cfg Config) (*ASR, error) {
 	}
 	silenceOnce.Do(func() { C.err_set_logfp(nil) })
 	a := &ASR{cfg: cfg, hmm: C.CString(paths[0]), lm: C.CString(paths[1]), dict: C.CString(paths[2]), sem: make(chan struct{}, cfg.Decoders)}
-	d := C.new_decoder(a.hmm, a.lm, a.dict)
+	d := a.newDecoder()
 	if d == nil {
 		return nil, fmt.Errorf("sphinx: decoder failed to load from %s", cfg.ModelDir)
 	}
@@ -120,18 +180,19 @@ func (a *ASR) NewCall(ctx context.Context, partial func(string)) (speech.Recogni
 		return nil, ErrNoDecoder
 	}
 	a.mu.Lock()
-	var d *C.ps_decoder_t
+	var d *decoder
 	if n := len(a.idle); n > 0 {
 		d, a.idle = a.idle[n-1], a.idle[:n-1]
 	}
 	a.mu.Unlock()
 	if d == nil {
-		if d = C.new_decoder(a.hmm, a.lm, a.dict); d == nil {
+		if d = a.newDecoder(); d == nil {
 			<-a.sem
 			return nil, errors.New("sphinx: decoder failed to load")
 		}
 	}
-	r := &recognizer{a: a, d: d, partial: partial, ops: make(chan op, a.cfg.Queue)}
+	d.reset()
+	r := &recognizer{a: a, dec: d, d: d.ps, partial: partial, ops: make(chan op, a.cfg.Queue)}
 	go r.run() // ends when Close closes ops
 	return r, nil
 }
@@ -143,7 +204,8 @@ type op struct {
 
 type recognizer struct {
 	a       *ASR
-	d       *C.ps_decoder_t
+	dec     *decoder
+	d       *C.ps_decoder_t // dec's
 	partial func(string)
 	ops     chan op
 	closed  bool
@@ -239,7 +301,7 @@ func (r *recognizer) run() {
 		C.ps_end_utt(r.d)
 	}
 	r.a.mu.Lock()
-	r.a.idle = append(r.a.idle, r.d)
+	r.a.idle = append(r.a.idle, r.dec)
 	r.a.mu.Unlock()
 	<-r.a.sem
 }

@@ -4,6 +4,7 @@ package sphinx
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -112,4 +113,47 @@ func TestCallsGetTheirOwnDecoders(t *testing.T) {
 	}
 	r2.Close()
 	r3.Close()
+}
+
+// A decoder that served a call starts the next one from the normalisation
+// it was loaded with, not from what the last caller's audio taught it, so
+// that what a call hears does not depend on who called before.
+func TestEachCallStartsAsLoaded(t *testing.T) {
+	a, err := New(Config{Decoders: 1}) // one decoder: every call gets it
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := a.idle[0].normalisation()
+	speech := fliteSpeech(t, "what time is it")
+	// The first caller, on a muffled line: each sample the mean of its
+	// last four, which tilts the spectrum the normaliser learns.
+	muffled := make([]int16, len(speech))
+	for i := range speech {
+		var sum int
+		for k := max(0, i-3); k <= i; k++ {
+			sum += int(speech[k])
+		}
+		muffled[i] = int16(sum / 4)
+	}
+	var learnt []float32
+	for call, pcm := range [][]int16{muffled, speech} {
+		r, err := a.NewCall(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := r.(*recognizer).dec
+		if got := d.normalisation(); !slices.Equal(got, loaded) {
+			t.Fatalf("call %d starts from %v, not the %v loaded", call+1, got, loaded)
+		}
+		for range 3 {
+			recognise(t, r, pcm)
+		}
+		if call == 0 {
+			learnt = d.normalisation()
+		}
+		r.Close()
+	}
+	if slices.Equal(learnt, loaded) {
+		t.Fatal("the muffled call taught the normaliser nothing: the test shows nothing")
+	}
 }
