@@ -208,3 +208,22 @@ func TestPerSecond(t *testing.T) {
 		t.Fatalf("perSecond = %v, want %v", got, want)
 	}
 }
+
+func TestSecondsWith(t *testing.T) {
+	for _, tc := range []struct {
+		counts []int
+		want   string
+	}{
+		{nil, ""},
+		{[]int{0, 0}, ""},
+		{[]int{5}, "0"},
+		{[]int{0, 3, 4, 1, 0, 0, 2}, "1-3, 6"},
+		{[]int{1, 0, 1, 0, 1}, "0, 2, 4"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			if got := secondsWith(tc.counts); got != tc.want {
+				t.Fatalf("secondsWith(%v) = %q, want %q", tc.counts, got, tc.want)
+			}
+		})
+	}
+}

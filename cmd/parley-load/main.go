@@ -313,6 +313,9 @@ func printResult(r *result) {
 		}
 		fmt.Printf("  %-28s %8.1f %8.1f %8.1f %8.1f\n", s.n, s.v.P50, s.v.P95, s.v.P99, s.v.Max)
 	}
+	if when := secondsWith(r.RefusedEach); when != "" {
+		fmt.Printf("  refusals in seconds %s of the run\n", when)
+	}
 	keys := make([]string, 0, len(r.Extra))
 	for k := range r.Extra {
 		keys = append(keys, k)
@@ -490,6 +493,7 @@ func runSeed(ctx context.Context, bin, llm string, slots int, rateSession string
 	}
 	defer st.stop()
 	l.URL = st.url
+	l.Series = true // when turns were refused: a stall of the machine or of the server
 	return runText(ctx, "seed ("+llm+" model)", l, st.procs, st.upstreamTime), nil
 }
 
@@ -572,4 +576,26 @@ func runIdle(ctx context.Context, bin string, clients int, hold time.Duration) (
 		}
 	}
 	return &res, nil
+}
+
+// secondsWith lists the seconds (from 0) whose count is not zero, runs of
+// them as ranges: "3-5, 9".
+func secondsWith(counts []int) string {
+	var parts []string
+	for i := 0; i < len(counts); i++ {
+		if counts[i] == 0 {
+			continue
+		}
+		j := i
+		for j+1 < len(counts) && counts[j+1] != 0 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", i, j))
+		} else {
+			parts = append(parts, strconv.Itoa(i))
+		}
+		i = j
+	}
+	return strings.Join(parts, ", ")
 }
