@@ -462,7 +462,10 @@ func (s *Socket) armReads() {
 		s.pong()
 		return nil
 	})
-	s.pinger = time.AfterFunc(s.cfg.PingInterval, func() { s.enqueue(frame{ping: true}) })
+	// Made far off, then set: its first ping's writer reads s.pinger,
+	// which a timer that fires before the assignment would race with.
+	s.pinger = time.AfterFunc(time.Hour, func() { s.enqueue(frame{ping: true}) })
+	s.pinger.Reset(s.cfg.PingInterval)
 	// The waiter allocates nothing: an allocation that refills the
 	// allocator's cache runs deep enough to double its stack. "go
 	// s.readBurst()" would allocate a closure each time.
