@@ -31,8 +31,13 @@ static void cmn_save(ps_decoder_t *ps, mfcc_t *out) {
 	cmn_t *c = ps_get_feat(ps)->cmn_struct;
 	memcpy(out, c->cmn_mean, c->veclen * sizeof(mfcc_t));
 }
-static void cmn_restore(ps_decoder_t *ps, const mfcc_t *in) {
-	cmn_live_set(ps_get_feat(ps)->cmn_struct, in);
+// cmn_restore sets the means to in, weighing them as weight frames of
+// audio against what the call brings.
+static void cmn_restore(ps_decoder_t *ps, const mfcc_t *in, int weight) {
+	cmn_t *c = ps_get_feat(ps)->cmn_struct;
+	cmn_live_set(c, in);
+	for (int i = 0; i < c->veclen; i++) c->sum[i] = in[i] * weight;
+	c->nframe = weight;
 }
 
 static const char *hyp(ps_decoder_t *ps) {
@@ -123,10 +128,17 @@ func (d *decoder) normalisation() []float32 {
 	return out
 }
 
+// priorFrames is how much audio (10 ms frames) the loaded normalisation
+// counts for against a call's own: a second, so that a call's first
+// words move it most of the way to the call's line (a phone's 8 kHz band
+// lies far from the model's own), where pocketsphinx's 500 frames would
+// keep a phone call's next words heard as through a wideband microphone.
+const priorFrames = 100
+
 // reset puts the decoder's normalisation back as it was loaded.
 func (d *decoder) reset() {
 	if len(d.cmn0) > 0 {
-		C.cmn_restore(d.ps, &d.cmn0[0])
+		C.cmn_restore(d.ps, &d.cmn0[0], priorFrames)
 	}
 }
 
