@@ -18,12 +18,7 @@ import (
 // A socket is pinged every PingInterval, and a client that answers stays
 // past the read timeout.
 func TestSocketsArePinged(t *testing.T) {
-	url, recs := socketServer(t, signaling.Config{PingInterval: 50 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
+	ws, rec := greeted(t, signaling.Config{PingInterval: 50 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
 	var pings atomic.Int32
 	ws.SetPingHandler(func(data string) error {
 		pings.Add(1)
@@ -36,11 +31,6 @@ func TestSocketsArePinged(t *testing.T) {
 			}
 		}
 	}()
-	if err := ws.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	rec := <-recs
-	waitFor(t, rec, 1)
 	eventually(t, "4 pings", func() bool { return pings.Load() >= 4 })
 	time.Sleep(400 * time.Millisecond) // past the read timeout: the pongs kept it open
 	if err := ws.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
@@ -57,51 +47,48 @@ func TestSocketsArePinged(t *testing.T) {
 // A write to a client that reads nothing fails at its deadline, and the
 // socket closes saying so, before its send queue fills.
 func TestStuckWriteFails(t *testing.T) {
-	url, recs := socketServer(t, signaling.Config{WriteTimeout: 200 * time.Millisecond, SendQueue: 4096})
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	if err := ws.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	rec := <-recs
-	waitFor(t, rec, 1)
+	_, rec := greeted(t, signaling.Config{WriteTimeout: 200 * time.Millisecond, SendQueue: 4096})
 	big := bytes.Repeat([]byte("x"), 1<<20) // the same slice each time: the queue holds no copies
 	for range 100 {                         // more than loopback's buffers hold
 		rec.sock.Send(big)
 	}
-	select {
-	case <-rec.sock.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stuck write did not end")
-	}
-	if r := rec.sock.Reason(); r != signaling.ReasonWriteFailed {
-		t.Fatalf("closed for %v, want %v", r, signaling.ReasonWriteFailed)
-	}
+	closedFor(t, rec, signaling.ReasonWriteFailed, "the stuck write")
 }
 
 // A client that says hello and then nothing, not even a pong, is closed
 // once the read timeout has passed.
 func TestSilentSocketTimesOut(t *testing.T) {
-	url, recs := socketServer(t, signaling.Config{ReadTimeout: 200 * time.Millisecond})
+	_, rec := greeted(t, signaling.Config{ReadTimeout: 200 * time.Millisecond})
+	closedFor(t, rec, signaling.ReasonReadTimeout, "the silent client")
+}
+
+// greeted dials a socket of cfg's and says hello on it; it returns the
+// client's connection and the server side's recorder.
+func greeted(t *testing.T, cfg signaling.Config) (*websocket.Conn, *recorder) {
+	t.Helper()
+	url, recs := socketServer(t, cfg)
 	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
+	t.Cleanup(func() { ws.Close() })
 	if err := ws.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
 	rec := <-recs
 	waitFor(t, rec, 1)
+	return ws, rec
+}
+
+// closedFor waits for rec's socket to close and checks why.
+func closedFor(t *testing.T, rec *recorder, want signaling.Reason, what string) {
+	t.Helper()
 	select {
 	case <-rec.sock.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("the silent socket is still open")
+		t.Fatalf("%s: the socket is still open", what)
 	}
-	if r := rec.sock.Reason(); r != signaling.ReasonReadTimeout {
-		t.Fatalf("closed for %v, want %v", r, signaling.ReasonReadTimeout)
+	if r := rec.sock.Reason(); r != want {
+		t.Fatalf("%s: closed for %v, want %v", what, r, want)
 	}
 }

@@ -26,3 +26,25 @@ func TestQuietAfterDefault(t *testing.T) {
 		})
 	}
 }
+
+// The sockets' clocks by default, which clock_test.go shortens to see
+// them run.
+func TestClockDefaults(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	for _, tc := range []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"PingInterval", c.PingInterval, 30 * time.Second},
+		{"ReadTimeout", c.ReadTimeout, 75 * time.Second},
+		{"WriteTimeout", c.WriteTimeout, 10 * time.Second},
+		{"HelloTimeout", c.HelloTimeout, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("%s %v, want %v", tc.name, tc.got, tc.want)
+			}
+		})
+	}
+}
