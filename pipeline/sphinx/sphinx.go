@@ -204,7 +204,7 @@ func (a *ASR) NewCall(ctx context.Context, partial func(string)) (speech.Recogni
 		}
 	}
 	d.reset()
-	r := &recognizer{a: a, dec: d, d: d.ps, partial: partial, ops: make(chan op, a.cfg.Queue)}
+	r := &recognizer{a: a, dec: d, partial: partial, ops: make(chan op, a.cfg.Queue)}
 	go r.run() // ends when Close closes ops
 	return r, nil
 }
@@ -217,7 +217,6 @@ type op struct {
 type recognizer struct {
 	a       *ASR
 	dec     *decoder
-	d       *C.ps_decoder_t // dec's
 	partial func(string)
 	ops     chan op
 	closed  bool
@@ -275,6 +274,7 @@ func (r *recognizer) Close() {
 // run decodes on its own goroutine, so the call's media loop never waits
 // for pocketsphinx (up to 150 ms of CPU for a chunk).
 func (r *recognizer) run() {
+	d := r.dec.ps
 	inUtt := false
 	var since int
 	var processed int64
@@ -284,15 +284,15 @@ func (r *recognizer) run() {
 		switch {
 		case o.pcm != nil:
 			if !inUtt {
-				C.ps_start_utt(r.d)
+				C.ps_start_utt(d)
 				inUtt, since, last = true, 0, ""
 			}
-			C.ps_process_raw(r.d, (*C.int16)(unsafe.Pointer(&o.pcm[0])), C.size_t(len(o.pcm)), 0, 0)
+			C.ps_process_raw(d, (*C.int16)(unsafe.Pointer(&o.pcm[0])), C.size_t(len(o.pcm)), 0, 0)
 			since += len(o.pcm)
 			processed += int64(len(o.pcm))
 			if r.partial != nil && since >= every {
 				since = 0
-				if h := goString(C.hyp(r.d)); h != "" && h != last {
+				if h := goString(C.hyp(d)); h != "" && h != last {
 					last = h
 					r.partial(h)
 				}
@@ -301,8 +301,8 @@ func (r *recognizer) run() {
 		case o.end != nil:
 			text := ""
 			if inUtt {
-				C.ps_end_utt(r.d)
-				text = goString(C.hyp(r.d))
+				C.ps_end_utt(d)
+				text = goString(C.hyp(d))
 				inUtt = false
 			}
 			r.covered.Store(processed)
@@ -310,7 +310,7 @@ func (r *recognizer) run() {
 		}
 	}
 	if inUtt {
-		C.ps_end_utt(r.d)
+		C.ps_end_utt(d)
 	}
 	r.a.mu.Lock()
 	r.a.idle = append(r.a.idle, r.dec)
