@@ -18,7 +18,9 @@ import (
 // A socket is pinged every PingInterval, and a client that answers stays
 // past the read timeout.
 func TestSocketsArePinged(t *testing.T) {
-	ws, rec := greeted(t, signaling.Config{PingInterval: 50 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+	// A read timeout of twenty pings: a loaded machine that delays a few
+	// does not close the socket.
+	ws, rec := greeted(t, signaling.Config{PingInterval: 50 * time.Millisecond, ReadTimeout: time.Second})
 	var pings atomic.Int32
 	ws.SetPingHandler(func(data string) error {
 		pings.Add(1)
@@ -32,7 +34,7 @@ func TestSocketsArePinged(t *testing.T) {
 		}
 	}()
 	eventually(t, "4 pings", func() bool { return pings.Load() >= 4 })
-	time.Sleep(400 * time.Millisecond) // past the read timeout: the pongs kept it open
+	time.Sleep(1500 * time.Millisecond) // past the read timeout: the pongs kept it open
 	if err := ws.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
 		t.Fatal(err)
 	}
